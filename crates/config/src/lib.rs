@@ -1,1 +1,19 @@
-//! todo
+//! The staticbus compiler: system description (TOML) or Xen host device tree (DTS/DTB) →
+//! verified dom0less configuration.
+//!
+//! - [`desc`] reads the TOML system description and allocates what it leaves open;
+//! - [`from_dt`] reads a Xen host device tree the way Xen walks it;
+//! - [`validate`] checks Xen's rules on the resulting [`model::System`];
+//! - [`gen`] writes the host device tree; [`manifest`] the per-domain manifests.
+
+#![deny(unsafe_code)]
+
+pub mod codes;
+pub mod desc;
+pub mod from_dt;
+pub mod manifest;
+pub mod model;
+pub mod validate;
+
+pub use model::System;
+pub use validate::validate;

@@ -1,0 +1,313 @@
+//! Every diagnostic code the compiler emits, with the Xen behaviour each one prevents.
+//!
+//! Ranges: SB00xx device-tree syntax (crate `staticbus-dt`), SB01xx static event channels,
+//! SB02xx static shared memory, SB03xx `xen,enhanced`, SB04xx domains, modules and memory,
+//! SB05xx the system description, SB06xx allocation, SB07xx input/output.
+
+use staticbus_diag::{Code, Severity};
+
+macro_rules! codes {
+    ($( $name:ident = $id:literal, $sev:ident, $title:literal, $xen:literal; )*) => {
+        $(
+            #[doc = concat!("`", $id, "`: ", $title)]
+            pub const $name: Code = Code {
+                id: $id,
+                severity: Severity::$sev,
+                title: $title,
+                xen: $xen,
+            };
+        )*
+        /// Every code of this crate, in numeric order.
+        pub const ALL: &[Code] = &[$($name),*];
+    };
+}
+
+codes! {
+    // ---- static event channels (spec §1) ----
+    EVTCHN_NO_PROPERTY = "SB0101", Error,
+        "event-channel endpoint has no `xen,evtchn` property",
+        "`xen,evtchn property should not be empty.` then panic `Could not set up domains evtchn`";
+    EVTCHN_SHORT_PROPERTY = "SB0102", Error,
+        "`xen,evtchn` is shorter than two cells",
+        "`xen,evtchn property value is not valid.` then panic `Could not set up domains evtchn`";
+    EVTCHN_EXTRA_CELLS = "SB0103", Warning,
+        "`xen,evtchn` has more than two cells",
+        "accepted; cells after the second are silently ignored";
+    EVTCHN_PEER_NOT_FOUND = "SB0104", Error,
+        "the peer phandle of an event-channel endpoint matches no node",
+        "`evtchn: could not find remote evtchn phandle` then panic `Could not set up domains evtchn`";
+    EVTCHN_NOT_MUTUAL = "SB0105", Error,
+        "event-channel endpoints do not point at each other",
+        "`xen,evtchn property is not setup correctly.` then panic `Could not set up domains evtchn`";
+    EVTCHN_PEER_NOT_ENDPOINT = "SB0106", Error,
+        "the peer of an event-channel endpoint is not a `xen,evtchn-v1` node",
+        "Xen reads the peer's `xen,evtchn` anyway: usually `xen,evtchn property should not be empty.` and a panic";
+    EVTCHN_NO_DOMAIN = "SB0107", Error,
+        "event-channel endpoint belongs to no domain (a `/chosen`-level endpoint without dom0)",
+        "`evtchn: could not find domains` then panic; as a first end the node is silently ignored";
+    EVTCHN_BAD_PLACEMENT = "SB0108", Error,
+        "event-channel endpoint is not a direct child of a domain node (or of `/chosen` for dom0)",
+        "under a non-domain node it is taken as dom0's; deeper nodes are silently ignored";
+    EVTCHN_PORT_ZERO = "SB0109", Error,
+        "event-channel port 0 is reserved",
+        "first end: `evtchn_bind_interdomain() failure (Error -22)` and a panic; second end: Xen picks an unpredictable free port silently";
+    EVTCHN_PORT_RANGE = "SB0110", Error,
+        "event-channel port out of range (domU 1..1023, dom0 1..4095)",
+        "`evtchn_alloc_unbound() failure (Error -28)` / `evtchn_bind_interdomain() failure (Error -28)` then panic";
+    EVTCHN_PORT_DUPLICATE = "SB0111", Error,
+        "event-channel port used twice in one domain",
+        "`evtchn_alloc_unbound() failure (Error -16)` / `evtchn_bind_interdomain() failure (Error -16)` then panic";
+    EVTCHN_PORT_XENSTORE = "SB0112", Error,
+        "event-channel port 1 in a domain with xenstore (Xen gives port 1 to xenstore first)",
+        "`evtchn_alloc_unbound() failure (Error -16)` then panic";
+    EVTCHN_LOOPBACK = "SB0113", Warning,
+        "both ends of an event channel are in the same domain",
+        "accepted: a loopback channel inside one domain";
+    EVTCHN_DISABLED = "SB0114", Warning,
+        "static event channels present but the Xen build has CONFIG_STATIC_EVTCHN off",
+        "every `xen,evtchn-v1` node is silently ignored";
+    EVTCHN_SELF_PEER = "SB0115", Error,
+        "event-channel endpoint names itself as its peer",
+        "the bind fails with -EBUSY (`evtchn_bind_interdomain() failure (Error -16)`) then panic";
+    EVTCHN_COMPAT_PROSE = "SB0116", Warning,
+        "node uses compatible `xen,evtchn` (the documentation's spelling) instead of `xen,evtchn-v1`",
+        "the node is silently ignored: Xen's code only matches `xen,evtchn-v1`";
+    EVTCHN_NO_PHANDLE = "SB0117", Error,
+        "event-channel endpoint has no phandle, so its peer cannot point at it",
+        "the peer's reference cannot resolve: `evtchn: could not find remote evtchn phandle` then panic";
+
+    // ---- static shared memory (spec §2) ----
+    SHM_DISABLED = "SB0201", Error,
+        "static shared memory needs a Xen built with CONFIG_STATIC_SHM",
+        "`CONFIG_STATIC_SHM must be enabled for parsing static shared memory nodes` then panic `Early FDT parsing failed (-22)`";
+    SHM_BAD_PLACEMENT = "SB0202", Error,
+        "shared-memory node is not a direct child of a domain node (or of `/chosen` for dom0)",
+        "parsed at boot but never mapped; 4.19+: `static shared memory bank not found` and the domain fails to build";
+    SHM_ID_MISSING = "SB0203", Error,
+        "shared-memory node has no `xen,shm-id`",
+        "`fdt: node `…': parsing failed` then panic `Early FDT parsing failed (-2)`";
+    SHM_ID_EMPTY = "SB0204", Error,
+        "`xen,shm-id` is empty",
+        "passes the early parse, then `BUG_ON(strlen == 0)` crashes the hypervisor during domain build";
+    SHM_ID_TOO_LONG = "SB0205", Error,
+        "`xen,shm-id` is longer than 15 characters",
+        "`fdt: invalid xen,shm-id …, it must be limited to 16 characters` then panic";
+    SHM_ROLE_INVALID = "SB0206", Error,
+        "`role` is neither \"owner\" nor \"borrower\"",
+        "`fdt: invalid `role` property for static shared memory node.` then panic";
+    SHM_MEM_MISSING = "SB0207", Error,
+        "shared-memory node has no `xen,shared-mem`",
+        "`fdt: node `…': parsing failed` then panic `Early FDT parsing failed (-2)`";
+    SHM_MEM_CELLS = "SB0208", Error,
+        "`xen,shared-mem` has the wrong number of cells for the parent's #address-cells/#size-cells",
+        "`fdt: invalid `xen,shared-mem` property.` then panic";
+    SHM_HEAP_FORM_UNSUPPORTED = "SB0209", Error,
+        "shared memory without a host address needs Xen 4.19 or later",
+        "4.17/4.18: `fdt: host physical address must be chosen by users at the moment.` then panic";
+    SHM_HEAP_FORM_DIRECT_MAP = "SB0210", Error,
+        "a direct-mapped domain (or dom0) needs host and guest addresses for shared memory",
+        "`host and guest physical address must be supplied for direct-mapped domains`; the domain fails to build";
+    SHM_UNALIGNED = "SB0211", Error,
+        "shared-memory address or size is not 4 KiB aligned",
+        "`fdt: physical address … is not suitably aligned.` / `guest address …` / `size …` then panic";
+    SHM_SIZE_ZERO = "SB0212", Error,
+        "shared-memory size is zero",
+        "`fdt: the size for static shared memory region can not be zero` then panic";
+    SHM_OVERFLOW = "SB0213", Error,
+        "shared-memory range wraps around the address space",
+        "`fdt: static shared memory region … overflow` then panic";
+    SHM_ID_MISMATCH = "SB0214", Error,
+        "nodes with the same `xen,shm-id` disagree on size or host address",
+        "`fdt: different shared memory region could not share the same shm ID …` then panic";
+    SHM_MIXED_FORMS = "SB0215", Error,
+        "nodes with the same `xen,shm-id` mix the host-address and heap forms",
+        "host form first: accepted, but the later domain reads its size as its guest address (silent misconfiguration); heap form first: `different shared memory region could not share the same shm ID` and a panic";
+    SHM_SAME_RANGE_OTHER_ID = "SB0216", Error,
+        "two different shm ids name the same or overlapping host memory",
+        "`fdt: xen,shm-id … does not match for all the nodes using the same region` or `Region: [...) overlapping with bank[…]` then panic";
+    SHM_TWO_OWNERS = "SB0217", Error,
+        "a shared region has more than one owner",
+        "`failed to acquire static memory: -2.` then `Could not set up domain … (rc = -22)`";
+    SHM_OWNER_AND_ROLELESS = "SB0218", Error,
+        "a shared region has an owner and a roleless (DOMID_IO) node",
+        "`shm memory node has already been allocated to a specific owner …` or `failed to acquire static memory`; the domain fails to build";
+    SHM_ONLY_BORROWERS = "SB0219", Error,
+        "a shared region has only borrowers and no owner",
+        "accepted silently: the pages belong to nobody; tearing down a borrower drops references never taken";
+    SHM_HOST_NOT_RAM = "SB0220", Error,
+        "shared-memory host range is not inside RAM described by /memory",
+        "4.17/4.18: `invalid physical address`; 4.19+: accepted, then Xen crashes with a Data Abort in `unprepare_staticmem_pages`";
+    SHM_HOST_RESERVED = "SB0221", Error,
+        "shared-memory host range overlaps reserved memory, static memory, a boot module, the DTB or Xen",
+        "`Region: [...) overlapping with bank[…]` / `mod[…]` then panic";
+    SHM_GUEST_OVERLAP_RAM = "SB0222", Error,
+        "shared-memory guest range overlaps the domain's RAM",
+        "accepted silently: the mapping replaces that guest RAM";
+    SHM_GUEST_OVERLAP_DEVICE = "SB0223", Error,
+        "shared-memory guest range overlaps a device or Xen window of the guest",
+        "accepted silently: the mapping replaces the GIC, UART, grant-table or magic-page mapping";
+    SHM_GUEST_OVERLAP_SHM = "SB0224", Error,
+        "two shared regions overlap in one domain's guest address space",
+        "accepted silently: the later mapping replaces the earlier one";
+    SHM_DIRECT_MAP_MISMATCH = "SB0225", Error,
+        "a direct-mapped domain maps shared memory at a guest address different from the host address",
+        "4.19+: `physical address … and guest address … are not direct-mapped.`; the domain fails to build";
+    SHM_TOO_MANY_REGIONS = "SB0226", Error,
+        "too many shared regions for the Xen version's bank tables",
+        "`Warning: Max number of supported memory regions reached.` then panic (-ENOSPC), or -ENOMEM at domain build";
+    SHM_HEAP_CHUNKS = "SB0227", Error,
+        "heap-form regions need more than 32 heap chunks",
+        "`Failed to allocate static shared memory from Xen heap`";
+    SHM_418_RESERVED_ORDER = "SB0228", Warning,
+        "on Xen 4.18 a reserved range parsed before a region shared by several domains makes it overlap itself",
+        "`Region: [...) overlapping with bank[…]` then panic (4.18 only)";
+    SHM_DUPLICATE_IN_DOMAIN = "SB0229", Error,
+        "one domain has two nodes for the same shm id",
+        "the region is mapped twice into the domain: extra references are taken and the second mapping replaces the first";
+
+    // ---- xen,enhanced (spec §3) ----
+    ENHANCED_NEEDS_DOM0 = "SB0301", Error,
+        "`xen,enhanced = \"enabled\"` (or empty) needs dom0 on Xen 4.17–4.20",
+        "panic `At the moment, Xenstore support requires dom0 to be present`";
+    ENHANCED_UNKNOWN = "SB0302", Warning,
+        "unknown `xen,enhanced` value",
+        "silently ignored: the guest gets no `/hypervisor` node and no xenstore";
+    ENHANCED_RECOMMENDED = "SB0303", Note,
+        "a domain with static event channels has no `xen,enhanced`",
+        "works for bare-metal guests; a Linux guest cannot find Xen (no `/hypervisor` node) and cannot use the channel";
+
+    // ---- domains, modules, memory (spec §4) ----
+    DOMAIN_NAME_DUPLICATE = "SB0401", Error,
+        "two domains have the same name",
+        "device-tree source: the nodes are merged into one domain; Xen looks up command lines by name";
+    DOMAIN_NAME_TOO_LONG = "SB0402", Error,
+        "domain node name is longer than 41 characters",
+        "release builds truncate the name, debug builds assert";
+    DOMAIN_MEMORY = "SB0403", Error,
+        "domain `memory` is missing, not 2 cells (KiB), or zero",
+        "`Error building DomU: cannot read \"memory\" property` then panic `Could not set up domain …`";
+    DOMAIN_CPUS = "SB0404", Error,
+        "domain `cpus` is missing or out of range",
+        "`Missing property 'cpus' for domain …` or `Error creating domain … (rc = -22)` then panic";
+    DOMAIN_NO_KERNEL = "SB0405", Error,
+        "domain has no kernel module",
+        "`Missing kernel boot module?` then panic";
+    MODULE_NOT_MULTIBOOT = "SB0406", Error,
+        "module node does not list `multiboot,module` (or has no known kind)",
+        "the early scan never registers the blob: `Missing kernel boot module?` then panic";
+    MODULE_REG = "SB0407", Error,
+        "module `reg` is missing or has the wrong number of cells",
+        "the module is not registered or is registered with a wrong address";
+    MODULE_OVERLAP = "SB0408", Error,
+        "boot module overlaps another module, reserved memory, shared memory, the DTB or Xen",
+        "`Region: [...) overlapping with mod[…]`: the module is dropped, then `Missing kernel boot module?`";
+    MODULE_NOT_RAM = "SB0409", Error,
+        "boot module lies outside RAM",
+        "the boot loader cannot place it; Xen reads garbage or faults";
+    BOOTARGS_TOO_LONG = "SB0410", Error,
+        "module `bootargs` longer than 1024 bytes",
+        "panic `module … command line too long`";
+    TOO_MANY_MODULES = "SB0411", Error,
+        "more than 32 boot modules",
+        "`Ignoring … boot module … (too many)`: later modules are dropped";
+    STATIC_MEM_SIZE = "SB0412", Error,
+        "`memory` does not equal the sum of the `xen,static-mem` banks",
+        "`Size of \"memory\" property doesn't match up with the sum-up of \"xen,static-mem\"` then panic";
+    DIRECT_MAP_WITHOUT_STATIC_MEM = "SB0413", Error,
+        "`direct-map` without `xen,static-mem`",
+        "`direct-map is not valid for domain … without static allocation.` then panic";
+    STATIC_MEM_DISABLED = "SB0414", Error,
+        "`xen,static-mem` needs a Xen built with CONFIG_STATIC_MEMORY",
+        "the domain cannot be built from static memory and Xen panics";
+    NO_DOMAINS = "SB0415", Error,
+        "no domain has a kernel (neither dom0 nor any domU)",
+        "Xen tries to build dom0 without a kernel and panics";
+    MEMORY_EXCEEDS_RAM = "SB0416", Warning,
+        "domains ask for more memory than the platform has",
+        "`Failed to allocate … pages` at domain creation, then panic";
+    STATIC_MEM_OVERLAP = "SB0417", Error,
+        "`xen,static-mem` bank overlaps another reserved range, module or region, or lies outside RAM",
+        "`Region: [...) overlapping with …` or `Failed to allocate requested static memory` then panic";
+    NODE_NAME_INVALID = "SB0418", Error,
+        "invalid device-tree node name",
+        "dtc rejects the name, or Xen cannot match the node";
+
+    // ---- the system description (TOML) ----
+    DESC_SYNTAX = "SB0501", Error,
+        "the system description is not valid TOML or does not match the schema",
+        "nothing is generated";
+    DESC_UNKNOWN_DOMAIN = "SB0502", Error,
+        "reference to a domain that is not declared",
+        "nothing is generated";
+    DESC_BAD_VALUE = "SB0503", Error,
+        "a value in the system description is out of range or malformed",
+        "nothing is generated";
+    CHANNEL_DUPLICATE = "SB0504", Error,
+        "two channels have the same name",
+        "guests could not tell the channels apart";
+    CHANNEL_ARITY = "SB0505", Error,
+        "the channel's protocol does not allow this many writers or readers",
+        "the protocol would be used outside its guarantees (e.g. two producers on one queue corrupt it)";
+    CHANNEL_SELF = "SB0506", Error,
+        "a channel connects a domain to itself",
+        "nothing is generated";
+    CHANNEL_SIZE = "SB0507", Error,
+        "channel size is zero, not a multiple of 4 KiB, or too small for the protocol",
+        "Xen requires 4 KiB-aligned sizes (`fdt: size … is not suitably aligned`)";
+    DESC_MODULE_SIZE = "SB0508", Error,
+        "a module has neither a readable file nor an explicit size",
+        "the boot loader cannot know how much to load";
+    DESC_DUPLICATE_DOM0 = "SB0509", Error,
+        "more than one hardware domain",
+        "nothing is generated";
+
+    // ---- allocation ----
+    ALLOC_NO_POOL = "SB0601", Error,
+        "a shared region needs a host address but there is no shm pool and the target cannot allocate from the heap",
+        "nothing is generated";
+    ALLOC_POOL_FULL = "SB0602", Error,
+        "the shm pool has no free range large enough",
+        "nothing is generated";
+    ALLOC_GUEST_FULL = "SB0603", Error,
+        "no free guest-physical range for a shared region",
+        "nothing is generated";
+    ALLOC_PORTS_FULL = "SB0604", Error,
+        "a domain has run out of event-channel ports",
+        "nothing is generated";
+    ALLOC_POOL_INVALID = "SB0605", Error,
+        "the shm pool is not inside RAM, overlaps reserved memory, or is not 4 KiB aligned",
+        "regions allocated from it would fail as SB0220/SB0221";
+    ALLOC_NO_MODULE_SPACE = "SB0606", Error,
+        "no free RAM range to place a boot module",
+        "nothing is generated";
+
+    // ---- input / output ----
+    IO_ERROR = "SB0701", Error,
+        "a file could not be read or written",
+        "nothing is generated";
+    INPUT_KIND = "SB0702", Error,
+        "the input file kind is not recognised",
+        "nothing is generated";
+    BASE_TREE = "SB0703", Error,
+        "the base device tree cannot be used",
+        "nothing is generated";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_sorted_and_well_formed() {
+        let ids: Vec<&str> = ALL.iter().map(|c| c.id).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(ids, sorted, "codes must be unique and in numeric order");
+        for c in ALL {
+            assert!(c.id.len() == 6 && c.id.starts_with("SB"), "{}", c.id);
+            assert!(c.id[2..].chars().all(|ch| ch.is_ascii_digit()), "{}", c.id);
+            assert!(!c.title.is_empty() && !c.xen.is_empty(), "{}", c.id);
+        }
+    }
+}

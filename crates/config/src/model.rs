@@ -1,0 +1,606 @@
+//! The system model: everything Xen learns from a dom0less host device tree, in one place,
+//! with the source location of every fact.
+//!
+//! Three readers produce a [`System`]: the TOML system description ([`crate::desc`]), and
+//! the DTS and DTB readers ([`crate::from_dt`]). The validator ([`crate::validate`]) checks a
+//! `System` against Xen's rules for the target version; the generator ([`crate::gen`])
+//! writes it back as a host device tree, and [`crate::manifest`] derives the per-domain
+//! manifests.
+
+use staticbus_diag::Location;
+use std::fmt;
+
+/// A Xen release the configuration targets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum XenVersion {
+    /// Xen 4.17.
+    V4_17,
+    /// Xen 4.18.
+    V4_18,
+    /// Xen 4.19.
+    V4_19,
+    /// Xen 4.20.
+    V4_20,
+}
+
+impl XenVersion {
+    /// All supported versions, oldest first.
+    pub const ALL: [XenVersion; 4] = [
+        XenVersion::V4_17,
+        XenVersion::V4_18,
+        XenVersion::V4_19,
+        XenVersion::V4_20,
+    ];
+
+    /// Parses `"4.17"` … `"4.20"`.
+    pub fn parse(s: &str) -> Option<XenVersion> {
+        XenVersion::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// `"4.17"` … `"4.20"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            XenVersion::V4_17 => "4.17",
+            XenVersion::V4_18 => "4.18",
+            XenVersion::V4_19 => "4.19",
+            XenVersion::V4_20 => "4.20",
+        }
+    }
+
+    /// True for 4.19 and later (heap-form shm, separate shm bank table, STATIC_EVTCHN
+    /// Kconfig).
+    pub fn at_least_4_19(self) -> bool {
+        self >= XenVersion::V4_19
+    }
+}
+
+impl fmt::Display for XenVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// GIC version of the platform (decides the guest's GIC windows).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GicVersion {
+    /// GICv2.
+    V2,
+    /// GICv3.
+    V3,
+}
+
+/// The Xen build the configuration is for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// Xen release.
+    pub xen: XenVersion,
+    /// Built with `CONFIG_STATIC_SHM` (which needs `CONFIG_UNSUPPORTED` and
+    /// `CONFIG_STATIC_MEMORY`). Debian's binaries are not.
+    pub static_shm: bool,
+    /// Built with `CONFIG_STATIC_MEMORY` (implied by `static_shm`).
+    pub static_memory: bool,
+    /// `CONFIG_STATIC_EVTCHN` (4.19+, default on).
+    pub static_evtchn: bool,
+    /// Where the target was declared.
+    pub loc: Location,
+}
+
+impl Default for Target {
+    fn default() -> Self {
+        Target {
+            xen: XenVersion::V4_20,
+            static_shm: false,
+            static_memory: false,
+            static_evtchn: true,
+            loc: Location::None,
+        }
+    }
+}
+
+/// A host-physical range with where it came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Range {
+    /// First byte.
+    pub base: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Where it was declared.
+    pub loc: Location,
+}
+
+impl Range {
+    /// A range with no location.
+    pub fn new(base: u64, size: u64) -> Range {
+        Range {
+            base,
+            size,
+            loc: Location::None,
+        }
+    }
+
+    /// One past the last byte, saturating.
+    pub fn end(&self) -> u64 {
+        self.base.saturating_add(self.size)
+    }
+
+    /// True if `base + size` overflows 64 bits.
+    pub fn overflows(&self) -> bool {
+        self.base.checked_add(self.size).is_none()
+    }
+
+    /// True if the two ranges share at least one byte.
+    pub fn overlaps(&self, other: &Range) -> bool {
+        overlaps(self.base, self.size, other.base, other.size)
+    }
+
+    /// True if `other` lies entirely inside `self`.
+    pub fn contains(&self, base: u64, size: u64) -> bool {
+        base >= self.base && base.saturating_add(size) <= self.end()
+    }
+}
+
+/// True if `[a, a+asz)` and `[b, b+bsz)` share a byte (empty ranges overlap nothing).
+pub fn overlaps(a: u64, asz: u64, b: u64, bsz: u64) -> bool {
+    asz != 0 && bsz != 0 && a < b.saturating_add(bsz) && b < a.saturating_add(asz)
+}
+
+/// What the reserved range is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReservedKind {
+    /// A `/memreserve/` entry.
+    MemReserve,
+    /// A `/reserved-memory` child.
+    ReservedMemory,
+    /// `/chosen/xen,static-heap`.
+    StaticHeap,
+    /// Declared in the system description.
+    Declared,
+}
+
+/// A reserved host range.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reserved {
+    /// The range.
+    pub range: Range,
+    /// What kind of reservation.
+    pub kind: ReservedKind,
+    /// Name (node name or description label).
+    pub name: String,
+}
+
+/// The platform: host RAM and what is already taken.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Platform {
+    /// RAM banks (`/memory` nodes).
+    pub ram: Vec<Range>,
+    /// Reserved ranges.
+    pub reserved: Vec<Reserved>,
+    /// Host range the compiler allocates shared regions from.
+    pub shm_pool: Option<Range>,
+    /// Where the host DTB itself is placed at boot, if known.
+    pub dtb: Option<Range>,
+    /// Where the Xen image is placed at boot, if known.
+    pub xen_image: Option<Range>,
+    /// GIC version of the host (decides the guests' GIC windows).
+    pub gic: Option<GicVersion>,
+    /// Guest-physical window the compiler allocates guest addresses of shared regions from.
+    pub guest_shm_window: Option<Range>,
+}
+
+/// The value of a domain's `xen,enhanced` property.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Enhanced {
+    /// Property absent: no Xen features in the guest DT.
+    Absent,
+    /// Empty or `"enabled"`: `/hypervisor` node and xenstore.
+    Enabled,
+    /// `"no-xenstore"`: `/hypervisor` node only.
+    NoXenstore,
+    /// Any other string (Xen ignores it silently: no features).
+    Unknown(String),
+}
+
+impl Enhanced {
+    /// True if Xen sets up xenstore for the domain.
+    pub fn xenstore(&self) -> bool {
+        matches!(self, Enhanced::Enabled)
+    }
+
+    /// The DT property value, if any (`None` for absent).
+    pub fn as_dt(&self) -> Option<&str> {
+        match self {
+            Enhanced::Absent => None,
+            Enhanced::Enabled => Some("enabled"),
+            Enhanced::NoXenstore => Some("no-xenstore"),
+            Enhanced::Unknown(s) => Some(s),
+        }
+    }
+}
+
+/// Kind of a boot module.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ModuleKind {
+    /// `multiboot,kernel`.
+    Kernel,
+    /// `multiboot,ramdisk`.
+    Ramdisk,
+    /// `multiboot,device-tree` (passthrough DT).
+    DeviceTree,
+}
+
+impl ModuleKind {
+    /// The DT compatible string of this kind.
+    pub fn compatible(self) -> &'static str {
+        match self {
+            ModuleKind::Kernel => staticbus_abi::dt::KERNEL_COMPAT,
+            ModuleKind::Ramdisk => staticbus_abi::dt::RAMDISK_COMPAT,
+            ModuleKind::DeviceTree => staticbus_abi::dt::DTB_COMPAT,
+        }
+    }
+
+    /// `"kernel"`, `"ramdisk"`, `"dtb"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModuleKind::Kernel => "kernel",
+            ModuleKind::Ramdisk => "ramdisk",
+            ModuleKind::DeviceTree => "dtb",
+        }
+    }
+}
+
+/// A boot module (kernel, ramdisk, passthrough DT) placed in host memory by the boot loader.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Module {
+    /// Kind.
+    pub kind: ModuleKind,
+    /// Load address.
+    pub addr: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Image file, if known (relative paths are relative to the description's directory).
+    pub path: Option<String>,
+    /// Command line (`bootargs` of the module node).
+    pub bootargs: Option<String>,
+    /// Where `bootargs` was declared.
+    pub bootargs_loc: Location,
+    /// Where the module was declared.
+    pub loc: Location,
+}
+
+/// How the emulator runs a domain (used by `staticbus run`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Emulate {
+    /// Program to run.
+    pub program: String,
+    /// Its arguments.
+    pub args: Vec<String>,
+}
+
+/// A domain: dom0 (domid 0) or a dom0less domU.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Domain {
+    /// Name (the DT node name of a domU; `dom0` for dom0).
+    pub name: String,
+    /// Where the domain was declared (its name).
+    pub loc: Location,
+    /// Domain id Xen gives it: 0 for dom0, 1, 2, … for domUs in DT order.
+    pub domid: u16,
+    /// True for the hardware domain.
+    pub dom0: bool,
+    /// `memory` in KiB (`None`: missing or unreadable).
+    pub memory_kib: Option<u64>,
+    /// Where `memory` was declared.
+    pub memory_loc: Location,
+    /// `cpus` (`None`: missing).
+    pub vcpus: Option<u32>,
+    /// Where `cpus` was declared.
+    pub vcpus_loc: Location,
+    /// Boot modules.
+    pub modules: Vec<Module>,
+    /// `vpl011` present.
+    pub vpl011: bool,
+    /// `xen,enhanced`.
+    pub enhanced: Enhanced,
+    /// Where `xen,enhanced` was declared.
+    pub enhanced_loc: Location,
+    /// `xen,static-mem` banks.
+    pub static_mem: Vec<Range>,
+    /// Where `xen,static-mem` was declared.
+    pub static_mem_loc: Location,
+    /// `direct-map` present.
+    pub direct_map: bool,
+    /// Where `direct-map` was declared.
+    pub direct_map_loc: Location,
+    /// How the emulator runs it.
+    pub emulate: Option<Emulate>,
+}
+
+impl Domain {
+    /// A domain with defaults (no memory, no cpus, no modules).
+    pub fn new(name: impl Into<String>, domid: u16, loc: Location) -> Domain {
+        Domain {
+            name: name.into(),
+            loc,
+            domid,
+            dom0: false,
+            memory_kib: None,
+            memory_loc: Location::None,
+            vcpus: None,
+            vcpus_loc: Location::None,
+            modules: Vec::new(),
+            vpl011: false,
+            enhanced: Enhanced::Absent,
+            enhanced_loc: Location::None,
+            static_mem: Vec::new(),
+            static_mem_loc: Location::None,
+            direct_map: false,
+            direct_map_loc: Location::None,
+            emulate: None,
+        }
+    }
+
+    /// The highest event-channel port the domain can own.
+    pub fn max_port(&self) -> u32 {
+        if self.dom0 {
+            staticbus_abi::evtchn::DOM0_MAX_PORT
+        } else {
+            staticbus_abi::evtchn::DOMU_MAX_PORT
+        }
+    }
+
+    /// The domain's guest RAM banks (guest-physical), as Xen lays them out.
+    pub fn guest_ram(&self) -> Vec<(u64, u64)> {
+        use staticbus_abi::guest::*;
+        if self.direct_map || self.dom0 {
+            return self.static_mem.iter().map(|r| (r.base, r.size)).collect();
+        }
+        let bytes = self
+            .memory_kib
+            .unwrap_or(0)
+            .saturating_mul(1024)
+            .max(self.static_mem.iter().map(|r| r.size).sum());
+        let first = bytes.min(RAM0_SIZE);
+        let mut banks = vec![(RAM0_BASE, first)];
+        if bytes > first {
+            banks.push((RAM1_BASE, (bytes - first).min(RAM1_SIZE)));
+        }
+        banks
+    }
+}
+
+/// Index of a domain in [`System::domains`].
+pub type DomIdx = usize;
+
+/// One end of a static event channel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EvtchnEnd {
+    /// The domain that owns the port.
+    pub domain: DomIdx,
+    /// The local port.
+    pub port: u32,
+    /// Where the endpoint was declared.
+    pub loc: Location,
+    /// Where the port number was written.
+    pub port_loc: Location,
+}
+
+/// A static event channel: two endpoints bound at boot. `first` is the end Xen processes
+/// first (`evtchn_alloc_unbound`); `second` is bound to it (`evtchn_bind_interdomain`) and
+/// starts with its port **pending**.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EvtchnPair {
+    /// Processed first.
+    pub first: EvtchnEnd,
+    /// Processed second; starts pending.
+    pub second: EvtchnEnd,
+    /// The high-level channel this pair belongs to, if any.
+    pub channel: Option<usize>,
+}
+
+/// Role of a domain in a static shared-memory region (`role` property).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ShmRole {
+    /// `role = "owner"`: the region is assigned to this domain.
+    Owner,
+    /// `role = "borrower"`.
+    Borrower,
+}
+
+impl ShmRole {
+    /// The DT string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShmRole::Owner => "owner",
+            ShmRole::Borrower => "borrower",
+        }
+    }
+}
+
+/// One static shared-memory node: a region as one domain sees it. A region shared by `n`
+/// domains is `n` nodes with the same `id`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShmNode {
+    /// The domain whose node this is.
+    pub domain: DomIdx,
+    /// `xen,shm-id`.
+    pub id: String,
+    /// Where the id was written.
+    pub id_loc: Location,
+    /// Host-physical base (`None`: heap form, 4.19+).
+    pub host: Option<u64>,
+    /// Guest-physical base in this domain.
+    pub guest: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// `role` (`None`: roleless, owner is DOMID_IO).
+    pub role: Option<ShmRole>,
+    /// Where the node was declared.
+    pub loc: Location,
+    /// Where `xen,shared-mem` (or the address) was written.
+    pub mem_loc: Location,
+    /// Where `role` was written.
+    pub role_loc: Location,
+    /// The high-level channel this node belongs to, if any.
+    pub channel: Option<usize>,
+}
+
+/// A channel protocol (see docs/protocols.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// Single-producer single-consumer message queue.
+    Queue,
+    /// Log ring the writer never blocks on.
+    Log,
+    /// Latest-value register (one slot per writer).
+    Latest,
+    /// Configuration blob (one writer, many readers).
+    Blob,
+}
+
+impl Protocol {
+    /// All protocols.
+    pub const ALL: [Protocol; 4] = [
+        Protocol::Queue,
+        Protocol::Log,
+        Protocol::Latest,
+        Protocol::Blob,
+    ];
+
+    /// Parses the description name.
+    pub fn parse(s: &str) -> Option<Protocol> {
+        Protocol::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+
+    /// The description name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Queue => "queue",
+            Protocol::Log => "log",
+            Protocol::Latest => "latest",
+            Protocol::Blob => "blob",
+        }
+    }
+
+    /// Role names of the writing and reading sides.
+    pub fn roles(self) -> (&'static str, &'static str) {
+        match self {
+            Protocol::Queue => ("producer", "consumer"),
+            Protocol::Log | Protocol::Latest | Protocol::Blob => ("writer", "reader"),
+        }
+    }
+
+    /// (max writers, max readers); `None` = unbounded.
+    pub fn arity(self) -> (Option<usize>, Option<usize>) {
+        match self {
+            Protocol::Queue => (Some(1), Some(1)),
+            Protocol::Log | Protocol::Blob => (Some(1), None),
+            Protocol::Latest => (None, None),
+        }
+    }
+}
+
+/// A high-level channel: a protocol on one shared region, with one event-channel pair per
+/// (writer, reader) couple.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Channel {
+    /// Name (unique in the system).
+    pub name: String,
+    /// Where the channel was declared.
+    pub loc: Location,
+    /// Protocol.
+    pub protocol: Protocol,
+    /// Writing domains.
+    pub writers: Vec<DomIdx>,
+    /// Reading domains.
+    pub readers: Vec<DomIdx>,
+    /// Region size in bytes.
+    pub size: u64,
+    /// The region's shm id.
+    pub shm_id: String,
+    /// The region's nodes (one per member domain), indices into [`System::shm`].
+    pub shm: Vec<usize>,
+    /// Event-channel pairs, indices into [`System::evtchns`].
+    pub evtchns: Vec<usize>,
+}
+
+impl Channel {
+    /// Every member domain: writers then readers, without duplicates.
+    pub fn members(&self) -> Vec<DomIdx> {
+        let mut v = self.writers.clone();
+        for r in &self.readers {
+            if !v.contains(r) {
+                v.push(*r);
+            }
+        }
+        v
+    }
+}
+
+/// What the system was read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceKind {
+    /// A TOML system description.
+    Description,
+    /// A device-tree source.
+    Dts,
+    /// A device-tree blob.
+    Dtb,
+}
+
+/// A whole dom0less system.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct System {
+    /// Name (from the description, or the file stem).
+    pub name: String,
+    /// What it was read from.
+    pub source: SourceKind,
+    /// The Xen build.
+    pub target: Target,
+    /// Host memory.
+    pub platform: Platform,
+    /// Xen's command line (`/chosen/xen,xen-bootargs`).
+    pub xen_bootargs: Option<String>,
+    /// Domains: dom0 first if present, then domUs in DT order.
+    pub domains: Vec<Domain>,
+    /// Static event channels, in the order Xen binds them.
+    pub evtchns: Vec<EvtchnPair>,
+    /// Static shared-memory nodes, in DT order.
+    pub shm: Vec<ShmNode>,
+    /// High-level channels.
+    pub channels: Vec<Channel>,
+}
+
+impl System {
+    /// An empty system.
+    pub fn new(name: impl Into<String>, source: SourceKind) -> System {
+        System {
+            name: name.into(),
+            source,
+            target: Target::default(),
+            platform: Platform::default(),
+            xen_bootargs: None,
+            domains: Vec::new(),
+            evtchns: Vec::new(),
+            shm: Vec::new(),
+            channels: Vec::new(),
+        }
+    }
+
+    /// The hardware domain, if any.
+    pub fn dom0(&self) -> Option<&Domain> {
+        self.domains.iter().find(|d| d.dom0)
+    }
+
+    /// Index of the domain with this name.
+    pub fn domain_index(&self, name: &str) -> Option<DomIdx> {
+        self.domains.iter().position(|d| d.name == name)
+    }
+
+    /// Every module of every domain, with its domain index.
+    pub fn modules(&self) -> impl Iterator<Item = (DomIdx, &Module)> {
+        self.domains
+            .iter()
+            .enumerate()
+            .flat_map(|(i, d)| d.modules.iter().map(move |m| (i, m)))
+    }
+}
