@@ -1,1 +1,288 @@
-fn main() {}
+//! `staticbus`: verified static inter-domain channels for Xen dom0less.
+//!
+//! Subcommands: `check` (validate a system description or a Xen host device tree),
+//! `build` (write the host device tree and per-domain manifests), `explain` (what a
+//! diagnostic code means and what Xen does without it).
+
+#![deny(unsafe_code)]
+
+use clap::{Parser, Subcommand, ValueEnum};
+use staticbus_config::compile::{self, Options, OutputFile};
+use staticbus_config::model::XenVersion;
+use staticbus_diag::{render_human, render_json, Code, ColorChoice, Diagnostics, Sources};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "staticbus",
+    version,
+    about = "Verified static inter-domain channels for Xen dom0less"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Human,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(clap::Args)]
+struct CheckArgs {
+    /// System description (.toml) or Xen host device tree (.dts, .dtb).
+    file: PathBuf,
+    /// Target Xen version (device-tree input defaults to 4.20; overrides the description).
+    #[arg(long, value_parser = ["4.17", "4.18", "4.19", "4.20"])]
+    xen: Option<String>,
+    /// The Xen build has CONFIG_STATIC_SHM (default for device-tree input: off, like
+    /// Debian's binaries; overrides the description).
+    #[arg(long)]
+    static_shm: bool,
+    /// Base device tree (e.g. QEMU's dumpdtb output): RAM and reserved ranges are taken
+    /// from it, and `build` merges the result into it.
+    #[arg(long)]
+    base: Option<PathBuf>,
+    /// Extra directory searched by `/include/` in DTS files.
+    #[arg(short = 'I', long = "include")]
+    include: Vec<PathBuf>,
+    /// Diagnostics format.
+    #[arg(long, value_enum, default_value = "human")]
+    format: Format,
+    /// Fail on warnings too.
+    #[arg(long)]
+    deny_warnings: bool,
+    /// Colour human output.
+    #[arg(long, value_enum, default_value = "auto")]
+    color: Color,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Check a system description or Xen host device tree against Xen's rules.
+    Check(CheckArgs),
+    /// Write the host device tree (DTS, DTB) and every domain's manifest (JSON, Rust, C,
+    /// DT fragment).
+    Build {
+        #[command(flatten)]
+        args: CheckArgs,
+        /// Output directory.
+        #[arg(short, long)]
+        out: PathBuf,
+        /// Write outputs even when the check finds errors (to test how Xen fails).
+        #[arg(long)]
+        no_check: bool,
+    },
+    /// Explain a diagnostic code, or list them all.
+    Explain {
+        /// A code such as SB0201.
+        code: Option<String>,
+        /// List every code.
+        #[arg(long)]
+        list: bool,
+        /// With --list: a Markdown table.
+        #[arg(long)]
+        markdown: bool,
+    },
+}
+
+fn all_codes() -> Vec<Code> {
+    let mut v = staticbus_dt::codes();
+    v.extend_from_slice(staticbus_config::codes::ALL);
+    v.sort_by_key(|c| c.id);
+    v
+}
+
+fn options(a: &CheckArgs) -> Options {
+    Options {
+        xen: a.xen.as_deref().and_then(XenVersion::parse),
+        static_shm: a.static_shm.then_some(true),
+        base: a.base.clone(),
+        include_dirs: a.include.clone(),
+    }
+}
+
+fn report(sources: &Sources, diags: &Diagnostics, a: &CheckArgs) {
+    match a.format {
+        Format::Json => {
+            print!("{}", render_json(sources, diags));
+        }
+        Format::Human => {
+            let color = match a.color {
+                Color::Always => ColorChoice::Always,
+                Color::Never => ColorChoice::Never,
+                Color::Auto
+                    if std::io::stderr().is_terminal()
+                        && std::env::var_os("NO_COLOR").is_none() =>
+                {
+                    ColorChoice::Always
+                }
+                Color::Auto => ColorChoice::Never,
+            };
+            eprint!("{}", render_human(sources, diags, color));
+        }
+    }
+}
+
+/// Exit code for a set of diagnostics: 1 on errors (or warnings when denied), else 0.
+fn verdict(diags: &Diagnostics, deny_warnings: bool) -> u8 {
+    u8::from(diags.has_errors() || (deny_warnings && diags.warnings() > 0))
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory, synced,
+/// then renamed over the target.
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let res = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
+}
+
+fn write_outputs(out: &Path, files: &[OutputFile]) -> std::io::Result<()> {
+    for f in files {
+        write_atomic(&out.join(&f.path), &f.bytes)?;
+    }
+    Ok(())
+}
+
+fn run(cli: Cli) -> u8 {
+    match cli.cmd {
+        Cmd::Check(a) => {
+            let mut sources = Sources::new();
+            let c = compile::check(&mut sources, &a.file, &options(&a));
+            report(&sources, &c.diags, &a);
+            if c.io_error {
+                return 2;
+            }
+            let code = verdict(&c.diags, a.deny_warnings);
+            if code == 0 && matches!(a.format, Format::Human) {
+                let sys = c.system.as_ref();
+                eprintln!(
+                    "{}: ok ({} domains, {} channels, {} event channels, {} shared-memory nodes; Xen {})",
+                    a.file.display(),
+                    sys.map_or(0, |s| s.domains.len()),
+                    sys.map_or(0, |s| s.channels.len()),
+                    sys.map_or(0, |s| s.evtchns.len()),
+                    sys.map_or(0, |s| s.shm.len()),
+                    sys.map_or("?".into(), |s| s.target.xen.to_string()),
+                );
+            }
+            code
+        }
+        Cmd::Build {
+            args: a,
+            out,
+            no_check,
+        } => {
+            let mut sources = Sources::new();
+            let c = compile::check(&mut sources, &a.file, &options(&a));
+            report(&sources, &c.diags, &a);
+            if c.io_error {
+                return 2;
+            }
+            let code = verdict(&c.diags, a.deny_warnings);
+            let Some(sys) = c.system else {
+                return code.max(1);
+            };
+            if code != 0 && !no_check {
+                eprintln!(
+                    "not writing {}: fix the errors above (or pass --no-check)",
+                    out.display()
+                );
+                return code;
+            }
+            let files = compile::build_outputs(&sys, c.base);
+            if let Err(e) = write_outputs(&out, &files) {
+                eprintln!("error[SB0701]: cannot write to `{}`: {e}", out.display());
+                return 2;
+            }
+            if matches!(a.format, Format::Human) {
+                eprintln!("wrote {} files to {}", files.len(), out.display());
+                for f in &files {
+                    eprintln!("  {}", f.path);
+                }
+            }
+            if no_check {
+                0
+            } else {
+                code
+            }
+        }
+        Cmd::Explain {
+            code,
+            list,
+            markdown,
+        } => {
+            let codes = all_codes();
+            if list || code.is_none() {
+                if markdown {
+                    println!("| code | severity | rule | what Xen does without it |");
+                    println!("|---|---|---|---|");
+                    for c in &codes {
+                        println!(
+                            "| {} | {:?} | {} | {} |",
+                            c.id,
+                            c.severity,
+                            c.title.replace('|', "\\|"),
+                            c.xen.replace('|', "\\|")
+                        );
+                    }
+                } else {
+                    for c in &codes {
+                        println!(
+                            "{}  {:<7}  {}",
+                            c.id,
+                            format!("{:?}", c.severity).to_lowercase(),
+                            c.title
+                        );
+                    }
+                }
+                return 0;
+            }
+            let want = code.unwrap_or_default().to_ascii_uppercase();
+            match codes.iter().find(|c| c.id == want) {
+                Some(c) => {
+                    println!("{} ({:?}): {}", c.id, c.severity, c.title);
+                    println!();
+                    println!("What Xen does: {}", c.xen);
+                    0
+                }
+                None => {
+                    eprintln!("error: unknown code `{want}` (try `staticbus explain --list`)");
+                    2
+                }
+            }
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    ExitCode::from(run(cli))
+}

@@ -85,7 +85,9 @@ impl<'de> Deserialize<'de> for Addr {
         impl de::Visitor<'_> for V {
             type Value = Addr;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an address: an integer such as 0x4000_0000 or a string such as \"0x40000000\"")
+                f.write_str(
+                    "an address: an integer such as 0x4000_0000 or a string such as \"0x40000000\"",
+                )
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Addr, E> {
                 u64::try_from(v)
@@ -366,6 +368,9 @@ pub struct Overrides {
     pub xen: Option<XenVersion>,
     /// Replace `static-shm`.
     pub static_shm: Option<bool>,
+    /// Platform facts from a base device tree (`--base`): its RAM, reserved ranges and GIC
+    /// replace the description's RAM and add to its reserved ranges.
+    pub base_platform: Option<Platform>,
 }
 
 /// Reads a system description. `base_dir` is where relative module paths are resolved.
@@ -391,8 +396,7 @@ pub fn read_description(
                 "fix the TOML syntax or value at this position"
             };
             diags.push(
-                Diagnostic::new(DESC_SYNTAX, Span::new(file, span.start, span.end), msg)
-                    .help(help),
+                Diagnostic::new(DESC_SYNTAX, Span::new(file, span.start, span.end), msg).help(help),
             );
             return (None, diags);
         }
@@ -400,9 +404,13 @@ pub fn read_description(
     let mut b = Builder {
         file,
         base_dir,
-        sys: System::new(desc.system.name.clone().unwrap_or_else(|| name.to_string()), SourceKind::Description),
+        sys: System::new(
+            desc.system.name.clone().unwrap_or_else(|| name.to_string()),
+            SourceKind::Description,
+        ),
         diags: Diagnostics::new(),
         port_req: Vec::new(),
+        base_platform: overrides.base_platform.clone(),
     };
     b.build(&desc, overrides);
     diags.extend(b.diags);
@@ -422,6 +430,7 @@ struct Builder<'a> {
     sys: System,
     diags: Diagnostics,
     port_req: Vec<PortReq>,
+    base_platform: Option<Platform>,
 }
 
 impl Builder<'_> {
@@ -430,7 +439,13 @@ impl Builder<'_> {
         Location::span(Span::new(self.file, r.start, r.end))
     }
 
-    fn err(&mut self, code: staticbus_diag::Code, loc: Location, msg: impl Into<String>, help: &str) {
+    fn err(
+        &mut self,
+        code: staticbus_diag::Code,
+        loc: Location,
+        msg: impl Into<String>,
+        help: &str,
+    ) {
         self.diags.push(Diagnostic::new(code, loc, msg).help(help));
     }
 
@@ -516,17 +531,30 @@ impl Builder<'_> {
             .map(|(i, r)| Reserved {
                 range: self.range(r),
                 kind: ReservedKind::Declared,
-                name: r.get_ref().name.clone().unwrap_or_else(|| format!("reserved #{i}")),
+                name: r
+                    .get_ref()
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("reserved #{i}")),
             })
             .collect();
         plat.shm_pool = p.shm_pool.as_ref().map(|r| self.range(r));
         plat.dtb = p.dtb.as_ref().map(|r| self.range(r));
         plat.xen_image = p.xen.as_ref().map(|r| self.range(r));
         plat.guest_shm_window = p.guest_shm_window.as_ref().map(|r| self.range(r));
+        if let Some(bp) = &self.base_platform {
+            if !bp.ram.is_empty() {
+                plat.ram = bp.ram.clone();
+            }
+            plat.reserved.extend(bp.reserved.iter().cloned());
+            plat.gic = plat.gic.or(bp.gic);
+        }
         if let Some(pool) = &plat.shm_pool {
             let bad = if pool.base % PAGE_SIZE != 0 || pool.size % PAGE_SIZE != 0 {
                 Some("is not 4 KiB aligned".to_string())
-            } else if !plat.ram.is_empty() && !plat.ram.iter().any(|r| r.contains(pool.base, pool.size)) {
+            } else if !plat.ram.is_empty()
+                && !plat.ram.iter().any(|r| r.contains(pool.base, pool.size))
+            {
                 Some("is not inside RAM".to_string())
             } else {
                 plat.reserved
@@ -566,7 +594,10 @@ impl Builder<'_> {
                 self.err(
                     DESC_MODULE_SIZE,
                     self.loc(m),
-                    format!("the {} of `{dom}` has neither `file` nor `size`", kind.as_str()),
+                    format!(
+                        "the {} of `{dom}` has neither `file` nor `size`",
+                        kind.as_str()
+                    ),
                     "give `file = \"path\"` or `size = \"…\"`",
                 );
                 return None;
@@ -631,7 +662,11 @@ impl Builder<'_> {
             None => {}
         }
         dom.vcpus = Some(d.vcpus.as_ref().map(|v| *v.get_ref()).unwrap_or(1));
-        dom.vcpus_loc = d.vcpus.as_ref().map(|v| self.loc(v)).unwrap_or(dom.loc.clone());
+        dom.vcpus_loc = d
+            .vcpus
+            .as_ref()
+            .map(|v| self.loc(v))
+            .unwrap_or(dom.loc.clone());
         for (kind, m) in [
             (ModuleKind::Kernel, &d.kernel),
             (ModuleKind::Ramdisk, &d.ramdisk),
@@ -666,7 +701,11 @@ impl Builder<'_> {
                 other => Enhanced::Unknown(other.to_string()),
             },
         };
-        dom.enhanced_loc = d.enhanced.as_ref().map(|e| self.loc(e)).unwrap_or(dom.loc.clone());
+        dom.enhanced_loc = d
+            .enhanced
+            .as_ref()
+            .map(|e| self.loc(e))
+            .unwrap_or(dom.loc.clone());
         dom.static_mem = d.static_mem.iter().map(|r| self.range(r)).collect();
         if let Some(first) = d.static_mem.first() {
             dom.static_mem_loc = self.loc(first);
@@ -711,7 +750,8 @@ impl Builder<'_> {
             let known: Vec<&str> = self.sys.domains.iter().map(|d| d.name.as_str()).collect();
             let msg = format!("no domain is named `{name}`");
             let help = format!("declared domains: {}", known.join(", "));
-            self.diags.push(Diagnostic::new(DESC_UNKNOWN_DOMAIN, loc, msg).help(help));
+            self.diags
+                .push(Diagnostic::new(DESC_UNKNOWN_DOMAIN, loc, msg).help(help));
         }
         found
     }
@@ -723,20 +763,39 @@ impl Builder<'_> {
             for s in [&ed.a, &ed.b] {
                 let loc = self.loc(s);
                 let Some((dn, port)) = s.get_ref().rsplit_once(':') else {
-                    self.err(DESC_BAD_VALUE, loc, format!("`{}` is not `domain:port`", s.get_ref()), "write e.g. \"ping:10\"");
+                    self.err(
+                        DESC_BAD_VALUE,
+                        loc,
+                        format!("`{}` is not `domain:port`", s.get_ref()),
+                        "write e.g. \"ping:10\"",
+                    );
                     continue;
                 };
                 let Some(port) = parse_int(port).and_then(|p| u32::try_from(p).ok()) else {
-                    self.err(DESC_BAD_VALUE, loc, format!("`{port}` is not a port number"), "write e.g. \"ping:10\"");
+                    self.err(
+                        DESC_BAD_VALUE,
+                        loc,
+                        format!("`{port}` is not a port number"),
+                        "write e.g. \"ping:10\"",
+                    );
                     continue;
                 };
                 if let Some(d) = self.dom_ref(dn, loc.clone()) {
-                    ends.push(EvtchnEnd { domain: d, port, loc: loc.clone(), port_loc: loc });
+                    ends.push(EvtchnEnd {
+                        domain: d,
+                        port,
+                        loc: loc.clone(),
+                        port_loc: loc,
+                    });
                 }
             }
             if let [a, b2] = &ends[..] {
                 let idx = self.sys.evtchns.len();
-                self.sys.evtchns.push(EvtchnPair { first: a.clone(), second: b2.clone(), channel: None });
+                self.sys.evtchns.push(EvtchnPair {
+                    first: a.clone(),
+                    second: b2.clone(),
+                    channel: None,
+                });
                 self.port_req.push((idx, true, Some(a.port)));
                 self.port_req.push((idx, false, Some(b2.port)));
             }
@@ -779,8 +838,16 @@ impl Builder<'_> {
                     size: sd.size.get_ref().0,
                     role,
                     loc: self.loc(u),
-                    mem_loc: ud.guest.as_ref().map(|g| self.loc(g)).unwrap_or_else(|| self.loc(u)),
-                    role_loc: ud.role.as_ref().map(|r| self.loc(r)).unwrap_or_else(|| self.loc(u)),
+                    mem_loc: ud
+                        .guest
+                        .as_ref()
+                        .map(|g| self.loc(g))
+                        .unwrap_or_else(|| self.loc(u)),
+                    role_loc: ud
+                        .role
+                        .as_ref()
+                        .map(|r| self.loc(r))
+                        .unwrap_or_else(|| self.loc(u)),
                     channel: None,
                 });
             }
@@ -793,7 +860,11 @@ impl Builder<'_> {
             .shm
             .iter()
             .map(|s| s.get_ref().id.get_ref().clone())
-            .chain(desc.channel.iter().filter_map(|c| c.get_ref().shm_id.as_ref().map(|i| i.get_ref().clone())))
+            .chain(
+                desc.channel
+                    .iter()
+                    .filter_map(|c| c.get_ref().shm_id.as_ref().map(|i| i.get_ref().clone())),
+            )
             .collect();
         let mut used_ids = explicit_ids.clone();
         for (ci, c) in desc.channel.iter().enumerate() {
@@ -802,9 +873,13 @@ impl Builder<'_> {
             let loc = self.loc(&cd.name);
             if let Some(prev) = names.insert(name.clone(), loc.clone()) {
                 self.diags.push(
-                    Diagnostic::new(CHANNEL_DUPLICATE, loc.clone(), format!("channel `{name}` is declared twice"))
-                        .with(prev, "first declared here")
-                        .help("give every channel a unique name"),
+                    Diagnostic::new(
+                        CHANNEL_DUPLICATE,
+                        loc.clone(),
+                        format!("channel `{name}` is declared twice"),
+                    )
+                    .with(prev, "first declared here")
+                    .help("give every channel a unique name"),
                 );
                 continue;
             }
@@ -817,20 +892,24 @@ impl Builder<'_> {
                 );
                 continue;
             };
-            let side = |list: &Spanned<OneOrMany<String>>, this: &mut Self| -> Option<Vec<DomIdx>> {
-                let l = this.loc(list);
-                let mut out = Vec::new();
-                for n in list.get_ref().to_vec() {
-                    out.push(this.dom_ref(&n, l.clone())?);
-                }
-                Some(out)
-            };
+            let side =
+                |list: &Spanned<OneOrMany<String>>, this: &mut Self| -> Option<Vec<DomIdx>> {
+                    let l = this.loc(list);
+                    let mut out = Vec::new();
+                    for n in list.get_ref().to_vec() {
+                        out.push(this.dom_ref(&n, l.clone())?);
+                    }
+                    Some(out)
+                };
             let (Some(writers), Some(readers)) = (side(&cd.from, self), side(&cd.to, self)) else {
                 continue;
             };
             let (wmax, rmax) = protocol.arity();
             let (wrole, rrole) = protocol.roles();
-            for (list, max, what, span) in [(&writers, wmax, wrole, &cd.from), (&readers, rmax, rrole, &cd.to)] {
+            for (list, max, what, span) in [
+                (&writers, wmax, wrole, &cd.from),
+                (&readers, rmax, rrole, &cd.to),
+            ] {
                 if list.is_empty() || max.is_some_and(|m| list.len() > m) {
                     self.err(
                         CHANNEL_ARITY,
@@ -839,7 +918,10 @@ impl Builder<'_> {
                             "a {} channel has {} {what}; {} allowed",
                             protocol.as_str(),
                             list.len(),
-                            match max { Some(m) => format!("1 to {m}"), None => "at least 1".into() }
+                            match max {
+                                Some(m) => format!("1 to {m}"),
+                                None => "at least 1".into(),
+                            }
                         ),
                         "split the channel, or choose a protocol that allows several",
                     );
@@ -849,7 +931,10 @@ impl Builder<'_> {
                 self.err(
                     CHANNEL_SELF,
                     self.loc(&cd.to),
-                    format!("`{}` is both a {wrole} and a {rrole} of channel `{name}`", self.sys.domains[*w].name),
+                    format!(
+                        "`{}` is both a {wrole} and a {rrole} of channel `{name}`",
+                        self.sys.domains[*w].name
+                    ),
                     "a channel connects different domains",
                 );
                 continue;
@@ -868,7 +953,12 @@ impl Builder<'_> {
             let shm_id = match &cd.shm_id {
                 Some(i) => i.get_ref().clone(),
                 None => {
-                    let mut cand = if !name.is_empty() && name.len() < staticbus_abi::dt::MAX_SHM_ID_LENGTH { name.clone() } else { format!("sb-ch{ci}") };
+                    let mut cand =
+                        if !name.is_empty() && name.len() < staticbus_abi::dt::MAX_SHM_ID_LENGTH {
+                            name.clone()
+                        } else {
+                            format!("sb-ch{ci}")
+                        };
                     let mut n = 0;
                     while used_ids.contains(&cand) {
                         n += 1;
@@ -881,9 +971,19 @@ impl Builder<'_> {
             let owner = match &cd.owner {
                 None => None,
                 Some(o) => {
-                    let Some(d) = self.dom_ref(o.get_ref(), self.loc(o)) else { continue };
+                    let Some(d) = self.dom_ref(o.get_ref(), self.loc(o)) else {
+                        continue;
+                    };
                     if !writers.contains(&d) && !readers.contains(&d) {
-                        self.err(DESC_BAD_VALUE, self.loc(o), format!("owner `{}` is not a member of channel `{name}`", o.get_ref()), "the owner must be one of the channel's domains");
+                        self.err(
+                            DESC_BAD_VALUE,
+                            self.loc(o),
+                            format!(
+                                "owner `{}` is not a member of channel `{name}`",
+                                o.get_ref()
+                            ),
+                            "the owner must be one of the channel's domains",
+                        );
                         continue;
                     }
                     Some(d)
@@ -913,7 +1013,12 @@ impl Builder<'_> {
                 if let PerDomain::By(m) = g.get_ref() {
                     for k in m.keys() {
                         if !members.iter().any(|&d| &self.sys.domains[d].name == k) {
-                            self.err(DESC_UNKNOWN_DOMAIN, self.loc(g), format!("`{k}` is not a member of channel `{name}`"), "list guest addresses only for the channel's domains");
+                            self.err(
+                                DESC_UNKNOWN_DOMAIN,
+                                self.loc(g),
+                                format!("`{k}` is not a member of channel `{name}`"),
+                                "list guest addresses only for the channel's domains",
+                            );
                         }
                     }
                 }
@@ -924,14 +1029,33 @@ impl Builder<'_> {
                 self.sys.shm.push(ShmNode {
                     domain: d,
                     id: shm_id.clone(),
-                    id_loc: cd.shm_id.as_ref().map(|i| self.loc(i)).unwrap_or(loc.clone()),
+                    id_loc: cd
+                        .shm_id
+                        .as_ref()
+                        .map(|i| self.loc(i))
+                        .unwrap_or(loc.clone()),
                     host: cd.host.as_ref().map(|h| h.get_ref().0),
                     guest: guest.unwrap_or(u64::MAX),
                     size,
-                    role: owner.map(|o| if o == d { ShmRole::Owner } else { ShmRole::Borrower }),
+                    role: owner.map(|o| {
+                        if o == d {
+                            ShmRole::Owner
+                        } else {
+                            ShmRole::Borrower
+                        }
+                    }),
                     loc: loc.clone(),
-                    mem_loc: cd.guest.as_ref().filter(|_| guest.is_some()).map(|g| self.loc(g)).unwrap_or(loc.clone()),
-                    role_loc: cd.owner.as_ref().map(|o| self.loc(o)).unwrap_or(loc.clone()),
+                    mem_loc: cd
+                        .guest
+                        .as_ref()
+                        .filter(|_| guest.is_some())
+                        .map(|g| self.loc(g))
+                        .unwrap_or(loc.clone()),
+                    role_loc: cd
+                        .owner
+                        .as_ref()
+                        .map(|o| self.loc(o))
+                        .unwrap_or(loc.clone()),
                     channel: Some(chan_idx),
                 });
             }
@@ -943,14 +1067,21 @@ impl Builder<'_> {
                         Some(&d) => {
                             port_lists.insert(d, (v.to_vec(), self.loc(p)));
                         }
-                        None => self.err(DESC_UNKNOWN_DOMAIN, self.loc(p), format!("`{k}` is not a member of channel `{name}`"), "list ports only for the channel's domains"),
+                        None => self.err(
+                            DESC_UNKNOWN_DOMAIN,
+                            self.loc(p),
+                            format!("`{k}` is not a member of channel `{name}`"),
+                            "list ports only for the channel's domains",
+                        ),
                     }
                 }
             }
             let mut taken: HashMap<DomIdx, usize> = HashMap::new();
             let mut next_port = |d: DomIdx| -> (Option<u32>, Location) {
                 let i = taken.entry(d).or_default();
-                let r = port_lists.get(&d).map(|(v, l)| (v.get(*i).copied(), l.clone()));
+                let r = port_lists
+                    .get(&d)
+                    .map(|(v, l)| (v.get(*i).copied(), l.clone()));
                 *i += 1;
                 r.unwrap_or((None, Location::None))
             };
@@ -959,11 +1090,29 @@ impl Builder<'_> {
                     let (pw, lw) = next_port(w);
                     let (pr, lr) = next_port(r);
                     let idx = self.sys.evtchns.len();
-                    let lw = if lw == Location::None { loc.clone() } else { lw };
-                    let lr = if lr == Location::None { loc.clone() } else { lr };
+                    let lw = if lw == Location::None {
+                        loc.clone()
+                    } else {
+                        lw
+                    };
+                    let lr = if lr == Location::None {
+                        loc.clone()
+                    } else {
+                        lr
+                    };
                     self.sys.evtchns.push(EvtchnPair {
-                        first: EvtchnEnd { domain: w, port: pw.unwrap_or(0), loc: loc.clone(), port_loc: lw },
-                        second: EvtchnEnd { domain: r, port: pr.unwrap_or(0), loc: loc.clone(), port_loc: lr },
+                        first: EvtchnEnd {
+                            domain: w,
+                            port: pw.unwrap_or(0),
+                            loc: loc.clone(),
+                            port_loc: lw,
+                        },
+                        second: EvtchnEnd {
+                            domain: r,
+                            port: pr.unwrap_or(0),
+                            loc: loc.clone(),
+                            port_loc: lr,
+                        },
                         channel: Some(chan_idx),
                     });
                     self.port_req.push((idx, true, pw));
@@ -974,7 +1123,16 @@ impl Builder<'_> {
             for (d, (v, l)) in &port_lists {
                 let n = taken.get(d).copied().unwrap_or(0);
                 if v.len() > n {
-                    self.err(DESC_BAD_VALUE, l.clone(), format!("{} ports given for `{}` but the channel has {n} event channels there", v.len(), self.sys.domains[*d].name), "give one port per event channel of that domain");
+                    self.err(
+                        DESC_BAD_VALUE,
+                        l.clone(),
+                        format!(
+                            "{} ports given for `{}` but the channel has {n} event channels there",
+                            v.len(),
+                            self.sys.domains[*d].name
+                        ),
+                        "give one port per event channel of that domain",
+                    );
                 }
             }
             self.sys.channels.push(chan);
@@ -990,7 +1148,11 @@ impl Builder<'_> {
         }
         for &(pi, first, p) in &self.port_req {
             if let Some(p) = p {
-                let e = if first { &self.sys.evtchns[pi].first } else { &self.sys.evtchns[pi].second };
+                let e = if first {
+                    &self.sys.evtchns[pi].first
+                } else {
+                    &self.sys.evtchns[pi].second
+                };
                 used.entry(e.domain).or_default().insert(p);
             }
         }
@@ -1000,7 +1162,11 @@ impl Builder<'_> {
                 continue;
             }
             let pair = &mut self.sys.evtchns[pi];
-            let e = if first { &mut pair.first } else { &mut pair.second };
+            let e = if first {
+                &mut pair.first
+            } else {
+                &mut pair.second
+            };
             let dom = &self.sys.domains[e.domain];
             let set = used.entry(e.domain).or_default();
             match (1..=dom.max_port()).find(|p| !set.contains(p)) {
@@ -1010,7 +1176,10 @@ impl Builder<'_> {
                 }
                 None => {
                     let msg = format!("domain `{}` has no free event-channel port left", dom.name);
-                    self.diags.push(Diagnostic::new(ALLOC_PORTS_FULL, e.loc.clone(), msg).help("reduce the number of channels of this domain"));
+                    self.diags.push(
+                        Diagnostic::new(ALLOC_PORTS_FULL, e.loc.clone(), msg)
+                            .help("reduce the number of channels of this domain"),
+                    );
                     return;
                 }
             }
@@ -1033,8 +1202,10 @@ impl Builder<'_> {
         for (new, &old) in order.iter().enumerate() {
             remap[old] = new;
         }
-        let mut slots: Vec<Option<EvtchnPair>> =
-            std::mem::take(&mut self.sys.evtchns).into_iter().map(Some).collect();
+        let mut slots: Vec<Option<EvtchnPair>> = std::mem::take(&mut self.sys.evtchns)
+            .into_iter()
+            .map(Some)
+            .collect();
         self.sys.evtchns = order.iter().filter_map(|&o| slots[o].take()).collect();
         for c in &mut self.sys.channels {
             for e in &mut c.evtchns {
@@ -1045,11 +1216,35 @@ impl Builder<'_> {
 
     fn taken_host(&self) -> Vec<(u64, u64)> {
         let p = &self.sys.platform;
-        let mut v: Vec<(u64, u64)> = p.reserved.iter().map(|r| (r.range.base, r.range.size)).collect();
-        v.extend(p.dtb.iter().chain(p.xen_image.iter()).map(|r| (r.base, r.size)));
-        v.extend(self.sys.modules().filter(|(_, m)| m.addr != u64::MAX).map(|(_, m)| (m.addr, m.size)));
-        v.extend(self.sys.domains.iter().flat_map(|d| d.static_mem.iter().map(|r| (r.base, r.size))));
-        v.extend(self.sys.shm.iter().filter_map(|n| n.host.map(|h| (h, n.size))));
+        let mut v: Vec<(u64, u64)> = p
+            .reserved
+            .iter()
+            .map(|r| (r.range.base, r.range.size))
+            .collect();
+        v.extend(
+            p.dtb
+                .iter()
+                .chain(p.xen_image.iter())
+                .map(|r| (r.base, r.size)),
+        );
+        v.extend(
+            self.sys
+                .modules()
+                .filter(|(_, m)| m.addr != u64::MAX)
+                .map(|(_, m)| (m.addr, m.size)),
+        );
+        v.extend(
+            self.sys
+                .domains
+                .iter()
+                .flat_map(|d| d.static_mem.iter().map(|r| (r.base, r.size))),
+        );
+        v.extend(
+            self.sys
+                .shm
+                .iter()
+                .filter_map(|n| n.host.map(|h| (h, n.size))),
+        );
         v
     }
 
@@ -1087,9 +1282,13 @@ impl Builder<'_> {
                 }
                 None => {
                     self.diags.push(
-                        Diagnostic::new(ALLOC_POOL_FULL, loc, format!("no room for region `{id}` ({size:#x} bytes) in the shm pool"))
-                            .with(pool.loc.clone(), "the pool")
-                            .help("enlarge the pool or shrink the channels"),
+                        Diagnostic::new(
+                            ALLOC_POOL_FULL,
+                            loc,
+                            format!("no room for region `{id}` ({size:#x} bytes) in the shm pool"),
+                        )
+                        .with(pool.loc.clone(), "the pool")
+                        .help("enlarge the pool or shrink the channels"),
                     );
                     return;
                 }
@@ -1130,7 +1329,11 @@ impl Builder<'_> {
                 if d.direct_map || d.dom0 {
                     continue;
                 }
-                taken_all.extend(used.get(&self.sys.shm[j].domain).cloned().unwrap_or_default());
+                taken_all.extend(
+                    used.get(&self.sys.shm[j].domain)
+                        .cloned()
+                        .unwrap_or_default(),
+                );
                 taken_all.extend(d.guest_ram());
             }
             let common = first_fit(wb, wend, size, PAGE_SIZE, &taken_all);
@@ -1158,7 +1361,9 @@ impl Builder<'_> {
                         self.diags.push(
                             Diagnostic::new(ALLOC_GUEST_FULL, loc, msg)
                                 .note(format!("guest window [{wb:#x}, {wend:#x})"))
-                                .help("give `guest` explicitly or set `[platform] guest-shm-window`"),
+                                .help(
+                                    "give `guest` explicitly or set `[platform] guest-shm-window`",
+                                ),
                         );
                         return;
                     }
@@ -1174,18 +1379,32 @@ impl Builder<'_> {
             .domains
             .iter()
             .enumerate()
-            .flat_map(|(d, dom)| dom.modules.iter().enumerate().filter(|(_, m)| m.addr == u64::MAX).map(move |(i, _)| (d, i)))
+            .flat_map(|(d, dom)| {
+                dom.modules
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, m)| m.addr == u64::MAX)
+                    .map(move |(i, _)| (d, i))
+            })
             .collect();
         if open.is_empty() {
             return;
         }
         let mut taken = self.taken_host();
         taken.extend(self.sys.platform.shm_pool.iter().map(|r| (r.base, r.size)));
-        let ram: Vec<(u64, u64)> = self.sys.platform.ram.iter().map(|r| (r.base, r.end())).collect();
+        let ram: Vec<(u64, u64)> = self
+            .sys
+            .platform
+            .ram
+            .iter()
+            .map(|r| (r.base, r.end()))
+            .collect();
         for (d, i) in open {
             let size = self.sys.domains[d].modules[i].size;
             // Leave the first 2 MiB of each bank for the Xen image.
-            let found = ram.iter().find_map(|&(b, e)| first_fit(b.saturating_add(ALIGN), e, size, ALIGN, &taken));
+            let found = ram
+                .iter()
+                .find_map(|&(b, e)| first_fit(b.saturating_add(ALIGN), e, size, ALIGN, &taken));
             let dname = self.sys.domains[d].name.clone();
             let m = &mut self.sys.domains[d].modules[i];
             match found {
@@ -1196,7 +1415,10 @@ impl Builder<'_> {
                 None => {
                     let msg = format!("no free RAM to place the {} of `{dname}`", m.kind.as_str());
                     let loc = m.loc.clone();
-                    self.diags.push(Diagnostic::new(ALLOC_NO_MODULE_SPACE, loc, msg).help("describe the platform RAM in [platform] ram, or give `addr` explicitly"));
+                    self.diags
+                        .push(Diagnostic::new(ALLOC_NO_MODULE_SPACE, loc, msg).help(
+                        "describe the platform RAM in [platform] ram, or give `addr` explicitly",
+                    ));
                     return;
                 }
             }
@@ -1229,7 +1451,9 @@ pub fn valid_node_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 31
         && name.starts_with(|c: char| c.is_ascii_alphabetic())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || ",._+-".contains(c))
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ",._+-".contains(c))
 }
 
 #[cfg(test)]
@@ -1249,8 +1473,14 @@ mod tests {
 
     #[test]
     fn first_fit_skips_taken_and_aligns() {
-        assert_eq!(first_fit(0x1000, 0x10000, 0x2000, 0x1000, &[(0x1000, 0x1800)]), Some(0x3000));
+        assert_eq!(
+            first_fit(0x1000, 0x10000, 0x2000, 0x1000, &[(0x1000, 0x1800)]),
+            Some(0x3000)
+        );
         assert_eq!(first_fit(0, 0x3000, 0x4000, 0x1000, &[]), None);
-        assert_eq!(first_fit(u64::MAX - 10, u64::MAX, 0x1000, 0x1000, &[]), None);
+        assert_eq!(
+            first_fit(u64::MAX - 10, u64::MAX, 0x1000, 0x1000, &[]),
+            None
+        );
     }
 }

@@ -81,10 +81,7 @@ fn read_pairs(p: &Property, a: u32, s: u32) -> Option<Vec<(u64, u64)>> {
     (0..n)
         .map(|i| {
             let base = i * per;
-            Some((
-                p.read_cells(base, a)?,
-                p.read_cells(base + a as usize, s)?,
-            ))
+            Some((p.read_cells(base, a)?, p.read_cells(base + a as usize, s)?))
         })
         .collect()
 }
@@ -197,8 +194,7 @@ impl<'t> Reader<'t> {
             if n.prop("interrupt-controller").is_some() {
                 if n.is_compatible("arm,gic-v3") {
                     gic = Some(GicVersion::V3);
-                } else if n.is_compatible("arm,gic-400") || n.is_compatible("arm,cortex-a15-gic")
-                {
+                } else if n.is_compatible("arm,gic-400") || n.is_compatible("arm,cortex-a15-gic") {
                     gic = gic.or(Some(GicVersion::V2));
                 }
             }
@@ -278,9 +274,7 @@ impl<'t> Reader<'t> {
                 addr,
                 size,
                 path: None,
-                bootargs: bootargs
-                    .and_then(|p| p.as_str())
-                    .map(str::to_string),
+                bootargs: bootargs.and_then(|p| p.as_str()).map(str::to_string),
                 bootargs_loc: bootargs
                     .map(|p| self.locs.prop(&cpath, p))
                     .unwrap_or(Location::None),
@@ -301,7 +295,8 @@ impl<'t> Reader<'t> {
             let mut d = Domain::new("dom0", 0, self.locs.node("/chosen", chosen));
             d.dom0 = true;
             d.modules = dom0_modules;
-            self.domain_paths.insert("/chosen".into(), self.sys.domains.len());
+            self.domain_paths
+                .insert("/chosen".into(), self.sys.domains.len());
             self.sys.domains.push(d);
         }
         let (ca, cs) = child_cells(&[root, chosen]);
@@ -488,7 +483,9 @@ impl<'t> Reader<'t> {
                         n.prop("compatible")
                             .map(|c| self.locs.prop(&p, c))
                             .unwrap_or(loc),
-                        format!("`{p}` is compatible with \"xen,evtchn\", which Xen does not match"),
+                        format!(
+                            "`{p}` is compatible with \"xen,evtchn\", which Xen does not match"
+                        ),
                     )
                     .help("use `compatible = \"xen,evtchn-v1\";`"),
                 );
@@ -689,7 +686,10 @@ impl<'t> Reader<'t> {
                 Diagnostic::new(
                     EVTCHN_SHORT_PROPERTY,
                     self.locs.prop(path, p),
-                    format!("`xen,evtchn` of `{path}` is {} bytes; Xen needs two cells", p.value.len()),
+                    format!(
+                        "`xen,evtchn` of `{path}` is {} bytes; Xen needs two cells",
+                        p.value.len()
+                    ),
                 )
                 .help("write `xen,evtchn = <LOCAL-PORT &peer-endpoint>;`"),
             );
@@ -820,8 +820,12 @@ impl<'t> Reader<'t> {
         }
         let Some(mp) = n.prop(b::SHM_MEM_PROP) else {
             self.diags.push(
-                Diagnostic::new(SHM_MEM_MISSING, node_loc, format!("`{path}` has no `xen,shared-mem`"))
-                    .help("add `xen,shared-mem = <HOST GUEST SIZE>;`"),
+                Diagnostic::new(
+                    SHM_MEM_MISSING,
+                    node_loc,
+                    format!("`{path}` has no `xen,shared-mem`"),
+                )
+                .help("add `xen,shared-mem = <HOST GUEST SIZE>;`"),
             );
             return None;
         };
@@ -829,7 +833,13 @@ impl<'t> Reader<'t> {
         let cells = mp.value.len() / 4;
         let full = (2 * a + s) as usize;
         let heap = (a + s) as usize;
-        if a == 0 || s == 0 || a > 2 || s > 2 || mp.value.len() % 4 != 0 || (cells != full && cells != heap) {
+        if a == 0
+            || s == 0
+            || a > 2
+            || s > 2
+            || mp.value.len() % 4 != 0
+            || (cells != full && cells != heap)
+        {
             self.diags.push(
                 Diagnostic::new(
                     SHM_MEM_CELLS,

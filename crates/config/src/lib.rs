@@ -10,10 +10,13 @@
 
 pub mod codes;
 pub mod desc;
+pub mod emit;
 pub mod from_dt;
+pub mod gen;
 pub mod manifest;
 pub mod model;
 pub mod validate;
 
 pub use model::System;
 pub use validate::validate;
+pub mod compile;

@@ -188,7 +188,9 @@ pub fn manifest(sys: &System, d: DomIdx) -> DomainManifest {
                 size: n.size,
                 host_addr: n.host,
                 role: n.role.map(ShmRole::as_str).unwrap_or("none"),
-                owner: owner.map(|o| o.name.clone()).unwrap_or_else(|| "DOMID_IO".into()),
+                owner: owner
+                    .map(|o| o.name.clone())
+                    .unwrap_or_else(|| "DOMID_IO".into()),
                 owner_domid: owner.map(|o| o.domid).unwrap_or(DOMID_IO),
                 channel: chan_name(n.channel),
             }

@@ -109,7 +109,10 @@ impl<'s> Validator<'s> {
                         Diagnostic::new(
                             DOMAIN_CPUS,
                             d.vcpus_loc.clone(),
-                            format!("domain `{}` asks for {n} vCPUs; Xen allows 1..={max}", d.name),
+                            format!(
+                                "domain `{}` asks for {n} vCPUs; Xen allows 1..={max}",
+                                d.name
+                            ),
                         )
                         .help(format!("use between 1 and {max} vCPUs")),
                     );
@@ -123,7 +126,9 @@ impl<'s> Validator<'s> {
                         format!("domain `{}` has no kernel module", d.name),
                     )
                     .label("Xen panics with `Missing kernel boot module?`")
-                    .help("add a kernel module (`multiboot,kernel`) with its load address and size"),
+                    .help(
+                        "add a kernel module (`multiboot,kernel`) with its load address and size",
+                    ),
                 );
             }
             if !d.static_mem.is_empty() {
@@ -137,7 +142,11 @@ impl<'s> Validator<'s> {
                         .help("build Xen with CONFIG_STATIC_MEMORY (needs CONFIG_UNSUPPORTED) and pass --static-shm or set static-memory in the target"),
                     );
                 }
-                let sum: u64 = d.static_mem.iter().map(|r| r.size).fold(0, u64::saturating_add);
+                let sum: u64 = d
+                    .static_mem
+                    .iter()
+                    .map(|r| r.size)
+                    .fold(0, u64::saturating_add);
                 if let Some(kib) = d.memory_kib {
                     if kib.saturating_mul(1024) != sum {
                         self.push(
@@ -158,7 +167,11 @@ impl<'s> Validator<'s> {
                 }
                 for r in &d.static_mem {
                     if !sys.platform.ram.is_empty()
-                        && !sys.platform.ram.iter().any(|ram| ram.contains(r.base, r.size))
+                        && !sys
+                            .platform
+                            .ram
+                            .iter()
+                            .any(|ram| ram.contains(r.base, r.size))
                     {
                         self.push(
                             Diagnostic::new(
@@ -198,7 +211,10 @@ impl<'s> Validator<'s> {
                     Diagnostic::new(
                         DIRECT_MAP_WITHOUT_STATIC_MEM,
                         d.direct_map_loc.clone(),
-                        format!("domain `{}` is direct-mapped but has no static memory", d.name),
+                        format!(
+                            "domain `{}` is direct-mapped but has no static memory",
+                            d.name
+                        ),
                     )
                     .help("add `xen,static-mem` banks, or remove `direct-map`"),
                 );
@@ -244,7 +260,12 @@ impl<'s> Validator<'s> {
             );
         }
         if !sys.platform.ram.is_empty() {
-            let ram: u64 = sys.platform.ram.iter().map(|r| r.size).fold(0, u64::saturating_add);
+            let ram: u64 = sys
+                .platform
+                .ram
+                .iter()
+                .map(|r| r.size)
+                .fold(0, u64::saturating_add);
             let want: u64 = sys
                 .domains
                 .iter()
@@ -276,7 +297,10 @@ impl<'s> Validator<'s> {
                 Diagnostic::new(
                     ENHANCED_NEEDS_DOM0,
                     d.enhanced_loc.clone(),
-                    format!("domain `{}` asks for xenstore but the system has no dom0", d.name),
+                    format!(
+                        "domain `{}` asks for xenstore but the system has no dom0",
+                        d.name
+                    ),
                 )
                 .label("\"enabled\" (or an empty value) means xenstore")
                 .help("use `xen,enhanced = \"no-xenstore\"` in a dom0less system"),
@@ -293,7 +317,10 @@ impl<'s> Validator<'s> {
                     Diagnostic::new(
                         ENHANCED_UNKNOWN,
                         d.enhanced_loc.clone(),
-                        format!("Xen {} does not know `xen,enhanced = \"{s}\"`{extra}", sys.target.xen),
+                        format!(
+                            "Xen {} does not know `xen,enhanced = \"{s}\"`{extra}",
+                            sys.target.xen
+                        ),
                     )
                     .label("treated as absent: no /hypervisor node, no xenstore")
                     .help("use \"no-xenstore\", \"enabled\", or leave the property out"),
@@ -330,7 +357,11 @@ impl<'s> Validator<'s> {
                 Diagnostic::new(
                     TOO_MANY_MODULES,
                     m.loc.clone(),
-                    format!("{} boot modules; Xen keeps only the first {}", mods.len(), b::MAX_MODULES),
+                    format!(
+                        "{} boot modules; Xen keeps only the first {}",
+                        mods.len(),
+                        b::MAX_MODULES
+                    ),
                 )
                 .label("this and later modules are dropped")
                 .help("reduce the number of modules (e.g. combine ramdisks)"),
@@ -344,7 +375,11 @@ impl<'s> Validator<'s> {
                         Diagnostic::new(
                             BOOTARGS_TOO_LONG,
                             m.bootargs_loc.clone(),
-                            format!("command line of `{dn}` is {} bytes; Xen allows {}", args.len(), b::MAX_BOOTARGS - 1),
+                            format!(
+                                "command line of `{dn}` is {} bytes; Xen allows {}",
+                                args.len(),
+                                b::MAX_BOOTARGS - 1
+                            ),
                         )
                         .help("shorten the command line"),
                     );
@@ -405,14 +440,21 @@ impl<'s> Validator<'s> {
                     );
                 }
             }
-            for (what, r) in [("the host DTB", &sys.platform.dtb), ("the Xen image", &sys.platform.xen_image)] {
+            for (what, r) in [
+                ("the host DTB", &sys.platform.dtb),
+                ("the Xen image", &sys.platform.xen_image),
+            ] {
                 if let Some(r) = r {
                     if mr.overlaps(r) {
                         self.push(
                             Diagnostic::new(
                                 MODULE_OVERLAP,
                                 m.loc.clone(),
-                                format!("{} module of `{dn}` overlaps {what} {}", m.kind.as_str(), range_str(r.base, r.size)),
+                                format!(
+                                    "{} module of `{dn}` overlaps {what} {}",
+                                    m.kind.as_str(),
+                                    range_str(r.base, r.size)
+                                ),
                             )
                             .with(r.loc.clone(), "placed here")
                             .help("move the module"),
@@ -427,7 +469,11 @@ impl<'s> Validator<'s> {
                             Diagnostic::new(
                                 MODULE_OVERLAP,
                                 m.loc.clone(),
-                                format!("{} module of `{dn}` overlaps static memory of `{}`", m.kind.as_str(), d.name),
+                                format!(
+                                    "{} module of `{dn}` overlaps static memory of `{}`",
+                                    m.kind.as_str(),
+                                    d.name
+                                ),
                             )
                             .with(r.loc.clone(), "static memory")
                             .help("move the module"),
@@ -510,7 +556,10 @@ impl<'s> Validator<'s> {
                         Diagnostic::new(
                             EVTCHN_PORT_XENSTORE,
                             end.port_loc.clone(),
-                            format!("port 1 of `{}` is taken by the xenstore event channel", d.name),
+                            format!(
+                                "port 1 of `{}` is taken by the xenstore event channel",
+                                d.name
+                            ),
                         )
                         .with(d.enhanced_loc.clone(), "xenstore is enabled here")
                         .help("use port 2 or higher"),
@@ -552,9 +601,12 @@ impl<'s> Validator<'s> {
             );
         }
         // Per node.
+        let mut ids_checked = std::collections::HashSet::new();
         for n in &sys.shm {
             let d = self.dom(n.domain);
-            if n.id.is_empty() {
+            if !ids_checked.insert(n.id.as_str()) {
+                // id rules are reported once per region
+            } else if n.id.is_empty() {
                 self.push(
                     Diagnostic::new(SHM_ID_EMPTY, n.id_loc.clone(), "`xen,shm-id` is empty")
                         .label("Xen crashes (BUG_ON) while building the domain")
@@ -586,7 +638,10 @@ impl<'s> Validator<'s> {
                         Diagnostic::new(
                             SHM_HEAP_FORM_DIRECT_MAP,
                             n.mem_loc.clone(),
-                            format!("`{}` is direct-mapped, so region `{}` needs a host address", d.name, n.id),
+                            format!(
+                                "`{}` is direct-mapped, so region `{}` needs a host address",
+                                d.name, n.id
+                            ),
                         )
                         .help("give the host address and use it as the guest address too"),
                     );
@@ -609,15 +664,23 @@ impl<'s> Validator<'s> {
                     Diagnostic::new(
                         SHM_UNALIGNED,
                         n.mem_loc.clone(),
-                        format!("region `{}`: {} not 4 KiB aligned", n.id, unaligned.join(", ")),
+                        format!(
+                            "region `{}`: {} not 4 KiB aligned",
+                            n.id,
+                            unaligned.join(", ")
+                        ),
                     )
                     .help("align host, guest and size to 4 KiB (0x1000)"),
                 );
             }
             if n.size == 0 {
                 self.push(
-                    Diagnostic::new(SHM_SIZE_ZERO, n.mem_loc.clone(), format!("region `{}` has size 0", n.id))
-                        .help("give the region a size (a multiple of 4 KiB)"),
+                    Diagnostic::new(
+                        SHM_SIZE_ZERO,
+                        n.mem_loc.clone(),
+                        format!("region `{}` has size 0", n.id),
+                    )
+                    .help("give the region a size (a multiple of 4 KiB)"),
                 );
                 continue;
             }
@@ -627,7 +690,10 @@ impl<'s> Validator<'s> {
                     Diagnostic::new(
                         SHM_OVERFLOW,
                         n.mem_loc.clone(),
-                        format!("region `{}` wraps around the end of the address space", n.id),
+                        format!(
+                            "region `{}` wraps around the end of the address space",
+                            n.id
+                        ),
                     )
                     .help("check the address and size"),
                 );
@@ -699,7 +765,11 @@ impl<'s> Validator<'s> {
                 Diagnostic::new(
                     SHM_TOO_MANY_REGIONS,
                     groups[limit][0].loc.clone(),
-                    format!("{} shared regions; Xen {} has room for {limit}", groups.len(), sys.target.xen),
+                    format!(
+                        "{} shared regions; Xen {} has room for {limit}",
+                        groups.len(),
+                        sys.target.xen
+                    ),
                 )
                 .label("this is the first region that does not fit")
                 .help("merge regions (one region can carry several channels)"),
@@ -715,7 +785,11 @@ impl<'s> Validator<'s> {
                         Diagnostic::new(
                             SHM_TOO_MANY_REGIONS,
                             n.loc.clone(),
-                            format!("domain `{}` maps more than {} shared regions", self.dom(n.domain).name, b::NR_SHMEM_BANKS),
+                            format!(
+                                "domain `{}` maps more than {} shared regions",
+                                self.dom(n.domain).name,
+                                b::NR_SHMEM_BANKS
+                            ),
                         )
                         .help("merge regions"),
                     );
@@ -727,7 +801,11 @@ impl<'s> Validator<'s> {
                 .map(|n| (n.size / PAGE_SIZE).count_ones())
                 .sum();
             if chunks > 32 {
-                let first = reps.iter().find(|n| n.host.is_none()).map(|n| n.loc.clone()).unwrap_or(Location::None);
+                let first = reps
+                    .iter()
+                    .find(|n| n.host.is_none())
+                    .map(|n| n.loc.clone())
+                    .unwrap_or(Location::None);
                 self.push(
                     Diagnostic::new(
                         SHM_HEAP_CHUNKS,
@@ -792,14 +870,21 @@ impl<'s> Validator<'s> {
                     Diagnostic::new(
                         SHM_DUPLICATE_IN_DOMAIN,
                         n.loc.clone(),
-                        format!("domain `{}` maps region `{}` twice", self.dom(n.domain).name, n.id),
+                        format!(
+                            "domain `{}` maps region `{}` twice",
+                            self.dom(n.domain).name,
+                            n.id
+                        ),
                     )
                     .with(prev.loc.clone(), "first mapping")
                     .help("keep one node per domain and region"),
                 );
             }
         }
-        let owners: Vec<&&ShmNode> = g.iter().filter(|n| n.role == Some(ShmRole::Owner)).collect();
+        let owners: Vec<&&ShmNode> = g
+            .iter()
+            .filter(|n| n.role == Some(ShmRole::Owner))
+            .collect();
         let roleless: Vec<&&ShmNode> = g.iter().filter(|n| n.role.is_none()).collect();
         if owners.len() > 1 {
             self.push(
@@ -841,17 +926,32 @@ impl<'s> Validator<'s> {
     fn host_range(&mut self, n: &ShmNode, host: u64) {
         let sys = self.sys;
         let r = Range::new(host, n.size);
-        if !sys.platform.ram.is_empty() && !sys.platform.ram.iter().any(|ram| ram.contains(host, n.size)) {
+        if !sys.platform.ram.is_empty()
+            && !sys
+                .platform
+                .ram
+                .iter()
+                .any(|ram| ram.contains(host, n.size))
+        {
             self.push(
                 Diagnostic::new(
                     SHM_HOST_NOT_RAM,
                     n.mem_loc.clone(),
-                    format!("host range {} of region `{}` is not inside RAM", range_str(host, n.size), n.id),
+                    format!(
+                        "host range {} of region `{}` is not inside RAM",
+                        range_str(host, n.size),
+                        n.id
+                    ),
                 )
                 .label("Xen 4.19+ accepts this and crashes later")
                 .note(format!(
                     "RAM: {}",
-                    sys.platform.ram.iter().map(|r| range_str(r.base, r.size)).collect::<Vec<_>>().join(", ")
+                    sys.platform
+                        .ram
+                        .iter()
+                        .map(|r| range_str(r.base, r.size))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ))
                 .help("place the region inside a /memory bank"),
             );
@@ -901,7 +1001,10 @@ impl<'s> Validator<'s> {
                         Diagnostic::new(
                             SHM_HOST_RESERVED,
                             n.mem_loc.clone(),
-                            format!("host range of region `{}` overlaps static memory of `{}`", n.id, d.name),
+                            format!(
+                                "host range of region `{}` overlaps static memory of `{}`",
+                                n.id, d.name
+                            ),
                         )
                         .with(s.loc.clone(), "static memory")
                         .help("move the region"),
@@ -909,7 +1012,10 @@ impl<'s> Validator<'s> {
                 }
             }
         }
-        for (what, x) in [("the host DTB", &sys.platform.dtb), ("the Xen image", &sys.platform.xen_image)] {
+        for (what, x) in [
+            ("the host DTB", &sys.platform.dtb),
+            ("the Xen image", &sys.platform.xen_image),
+        ] {
             if let Some(x) = x {
                 if r.overlaps(x) {
                     self.push(
@@ -947,48 +1053,57 @@ impl<'s> Validator<'s> {
                     )
                     .with(d.memory_loc.clone(), "the domain's memory")
                     .label("Xen silently replaces that guest RAM")
-                    .help("pick a guest address outside RAM, e.g. in 0x04100000..0x10000000"),
+                    .help("pick a guest address outside RAM, e.g. in 0x08000000..0x10000000"),
                 );
             }
         }
         let windows: Vec<&staticbus_abi::Window> = match sys.platform.gic {
             Some(GicVersion::V2) => guest::WINDOWS_GICV2.iter().collect(),
             Some(GicVersion::V3) => guest::WINDOWS_GICV3.iter().collect(),
-            None => guest::WINDOWS_GICV2.iter().chain(guest::WINDOWS_GICV3).collect(),
+            None => guest::WINDOWS_GICV2
+                .iter()
+                .chain(guest::WINDOWS_GICV3)
+                .collect(),
         };
-        let mut hit = std::collections::HashSet::new();
+        let mut hits: Vec<String> = Vec::new();
         for w in windows {
-            if overlaps(n.guest, n.size, w.base, w.size) && hit.insert(w.name) {
-                self.push(
-                    Diagnostic::new(
-                        SHM_GUEST_OVERLAP_DEVICE,
-                        n.mem_loc.clone(),
-                        format!(
-                            "guest range {} of region `{}` in `{}` overlaps the {} {}",
-                            range_str(n.guest, n.size),
-                            n.id,
-                            d.name,
-                            w.name,
-                            range_str(w.base, w.size)
-                        ),
-                    )
-                    .label("Xen silently replaces that mapping")
-                    .help("pick a guest address clear of the guest memory map, e.g. in 0x04100000..0x10000000"),
-                );
+            if overlaps(n.guest, n.size, w.base, w.size) {
+                hits.push(format!("the {} {}", w.name, range_str(w.base, w.size)));
             }
+        }
+        if !hits.is_empty() {
+            self.push(
+                Diagnostic::new(
+                    SHM_GUEST_OVERLAP_DEVICE,
+                    n.mem_loc.clone(),
+                    format!(
+                        "guest range {} of region `{}` in `{}` overlaps {}",
+                        range_str(n.guest, n.size),
+                        n.id,
+                        d.name,
+                        hits.join(", ")
+                    ),
+                )
+                .label("Xen silently replaces that mapping")
+                .help("pick a guest address clear of the guest memory map, e.g. in 0x08000000..0x10000000"),
+            );
         }
         for other in &sys.shm {
             if std::ptr::eq(other, n) || other.domain != n.domain || other.id == n.id {
                 continue;
             }
             // Report each pair once: only from the later node.
-            let later = sys.shm.iter().position(|x| std::ptr::eq(x, n)) > sys.shm.iter().position(|x| std::ptr::eq(x, other));
+            let later = sys.shm.iter().position(|x| std::ptr::eq(x, n))
+                > sys.shm.iter().position(|x| std::ptr::eq(x, other));
             if later && overlaps(n.guest, n.size, other.guest, other.size) {
                 self.push(
                     Diagnostic::new(
                         SHM_GUEST_OVERLAP_SHM,
                         n.mem_loc.clone(),
-                        format!("regions `{}` and `{}` overlap in the guest memory of `{}`", n.id, other.id, d.name),
+                        format!(
+                            "regions `{}` and `{}` overlap in the guest memory of `{}`",
+                            n.id, other.id, d.name
+                        ),
                     )
                     .with(other.mem_loc.clone(), "the other region")
                     .help("give each region its own guest range"),

@@ -1,0 +1,306 @@
+//! The whole pipeline, shared by the CLI and the benchmarks: read an input (TOML, DTS or
+//! DTB), validate it, and produce every output file in memory.
+
+use crate::codes::{BASE_TREE, INPUT_KIND, IO_ERROR};
+use crate::desc::{read_description, Overrides};
+use crate::from_dt::system_from_tree;
+use crate::model::{Platform, SourceKind, System, Target, XenVersion};
+use crate::{emit, gen, manifest, validate};
+use staticbus_diag::{Diagnostic, Diagnostics, FileId, Location, Sources};
+use staticbus_dt::{parse_dts, print_dts, read_dtb, write_dtb, DtsOptions, FsLoader, Tree};
+use std::path::{Path, PathBuf};
+
+/// What kind of file an input is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputKind {
+    /// TOML system description.
+    Toml,
+    /// Device-tree source.
+    Dts,
+    /// Device-tree blob.
+    Dtb,
+}
+
+impl InputKind {
+    /// Guesses the kind from the extension, then from the content (DTB magic).
+    pub fn detect(path: &Path, bytes: &[u8]) -> Option<InputKind> {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("toml") => Some(InputKind::Toml),
+            Some("dts") | Some("dtsi") => Some(InputKind::Dts),
+            Some("dtb") => Some(InputKind::Dtb),
+            _ if bytes.starts_with(&[0xd0, 0x0d, 0xfe, 0xed]) => Some(InputKind::Dtb),
+            _ if std::str::from_utf8(bytes)
+                .is_ok_and(|s| s.trim_start().starts_with("/dts-v1/")) =>
+            {
+                Some(InputKind::Dts)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Options of a check or build.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Target Xen version (DT input: default 4.20; TOML: overrides `[target] xen`).
+    pub xen: Option<XenVersion>,
+    /// CONFIG_STATIC_SHM (DT input: default off; TOML: overrides `[target] static-shm`).
+    pub static_shm: Option<bool>,
+    /// Base device tree to merge into and to take RAM/reserved ranges from.
+    pub base: Option<PathBuf>,
+    /// Extra `/include/` directories for DTS input.
+    pub include_dirs: Vec<PathBuf>,
+}
+
+/// The result of loading and checking an input.
+#[derive(Debug)]
+pub struct Checked {
+    /// The model, when the input could be read.
+    pub system: Option<System>,
+    /// The base tree, when `--base` was given and could be read.
+    pub base: Option<Tree>,
+    /// Every diagnostic, sorted by position.
+    pub diags: Diagnostics,
+    /// True if a file could not be read at all (exit code 2 territory).
+    pub io_error: bool,
+}
+
+fn io_diag(file: Option<FileId>, path: &Path, e: &std::io::Error) -> Diagnostic {
+    let loc = file
+        .map(|file| Location::File { file })
+        .unwrap_or(Location::None);
+    Diagnostic::new(
+        IO_ERROR,
+        loc,
+        format!("cannot read `{}`: {e}", path.display()),
+    )
+    .help("check the path and permissions")
+}
+
+/// Reads a device tree (DTS or DTB) into `sources`.
+pub fn read_tree(
+    sources: &mut Sources,
+    path: &Path,
+    bytes: Vec<u8>,
+    kind: InputKind,
+    include_dirs: &[PathBuf],
+) -> (Option<(Tree, FileId)>, Diagnostics) {
+    let name = path.display().to_string();
+    match kind {
+        InputKind::Dtb => {
+            let file = sources.add_binary(name);
+            match read_dtb(&bytes, file) {
+                Ok(t) => (Some((t, file)), Diagnostics::new()),
+                Err(d) => (None, d),
+            }
+        }
+        _ => {
+            let text = match String::from_utf8(bytes) {
+                Ok(t) => t,
+                Err(_) => {
+                    let file = sources.add_binary(name);
+                    let mut d = Diagnostics::new();
+                    d.push(
+                        Diagnostic::new(
+                            INPUT_KIND,
+                            Location::File { file },
+                            "the file is not UTF-8 text",
+                        )
+                        .help("DTS files are text; pass a .dtb for a binary device tree"),
+                    );
+                    return (None, d);
+                }
+            };
+            let opts = DtsOptions {
+                include_dirs: include_dirs.to_vec(),
+                ..DtsOptions::default()
+            };
+            let before = sources.iter().count();
+            let (tree, diags) = parse_dts(sources, &name, text, &opts, &FsLoader);
+            // The main file is the first one the parser registered.
+            let file = FileId(before as u32);
+            (tree.map(|t| (t, file)), diags)
+        }
+    }
+}
+
+/// Loads `path`, reads it into the model and validates it.
+pub fn check(sources: &mut Sources, path: &Path, opts: &Options) -> Checked {
+    let mut out = Checked {
+        system: None,
+        base: None,
+        diags: Diagnostics::new(),
+        io_error: false,
+    };
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => {
+            out.diags.push(io_diag(None, path, &e));
+            out.io_error = true;
+            return out;
+        }
+    };
+    let Some(kind) = InputKind::detect(path, &bytes) else {
+        let file = sources.add_binary(path.display().to_string());
+        out.diags.push(
+            Diagnostic::new(
+                INPUT_KIND,
+                Location::File { file },
+                "cannot tell what kind of file this is",
+            )
+            .help("name it .toml (system description), .dts or .dtb (Xen host device tree)"),
+        );
+        out.io_error = true;
+        return out;
+    };
+    let mut base_platform: Option<Platform> = None;
+    if let Some(bp) = &opts.base {
+        match std::fs::read(bp) {
+            Err(e) => {
+                out.diags.push(io_diag(None, bp, &e));
+                out.io_error = true;
+                return out;
+            }
+            Ok(bb) => {
+                let bkind = InputKind::detect(bp, &bb).unwrap_or(InputKind::Dtb);
+                if bkind == InputKind::Toml {
+                    let file = sources.add_binary(bp.display().to_string());
+                    out.diags.push(
+                        Diagnostic::new(BASE_TREE, Location::File { file }, "the base must be a device tree (.dtb or .dts)")
+                            .help("dump QEMU's tree with `qemu-system-aarch64 -machine virt,dumpdtb=virt.dtb`"),
+                    );
+                    out.io_error = true;
+                    return out;
+                }
+                let (t, d) = read_tree(sources, bp, bb, bkind, &opts.include_dirs);
+                out.diags.extend(d);
+                let Some((t, file)) = t else {
+                    return out;
+                };
+                let (bsys, _) =
+                    system_from_tree(&t, file, "base", SourceKind::Dtb, Target::default());
+                base_platform = Some(bsys.platform);
+                out.base = Some(t);
+            }
+        }
+    }
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("system")
+        .to_string();
+    match kind {
+        InputKind::Toml => {
+            let text = match String::from_utf8(bytes) {
+                Ok(t) => t,
+                Err(_) => {
+                    let file = sources.add_binary(path.display().to_string());
+                    out.diags.push(
+                        Diagnostic::new(
+                            INPUT_KIND,
+                            Location::File { file },
+                            "the description is not UTF-8 text",
+                        )
+                        .help("system descriptions are TOML text"),
+                    );
+                    return out;
+                }
+            };
+            let file = sources.add_text(path.display().to_string(), text.clone());
+            let base_dir = path.parent().unwrap_or(Path::new("."));
+            let ov = Overrides {
+                xen: opts.xen,
+                static_shm: opts.static_shm,
+                base_platform,
+            };
+            let (sys, d) = read_description(file, &text, &stem, base_dir, &ov);
+            out.diags.extend(d);
+            if let Some(sys) = sys {
+                out.diags.extend(validate(&sys));
+                out.system = Some(sys);
+            }
+        }
+        InputKind::Dts | InputKind::Dtb => {
+            let (t, d) = read_tree(sources, path, bytes, kind, &opts.include_dirs);
+            out.diags.extend(d);
+            if let Some((tree, file)) = t {
+                let target = Target {
+                    xen: opts.xen.unwrap_or(XenVersion::V4_20),
+                    static_shm: opts.static_shm.unwrap_or(false),
+                    static_memory: opts.static_shm.unwrap_or(false),
+                    ..Target::default()
+                };
+                let source = if kind == InputKind::Dtb {
+                    SourceKind::Dtb
+                } else {
+                    SourceKind::Dts
+                };
+                let (mut sys, d) = system_from_tree(&tree, file, &stem, source, target);
+                out.diags.extend(d);
+                if let Some(bp) = base_platform {
+                    if sys.platform.ram.is_empty() {
+                        sys.platform.ram = bp.ram;
+                    }
+                    sys.platform.reserved.extend(bp.reserved);
+                    sys.platform.gic = sys.platform.gic.or(bp.gic);
+                }
+                out.diags.extend(validate(&sys));
+                out.system = Some(sys);
+                if out.base.is_none() {
+                    out.base = Some(tree);
+                }
+            }
+        }
+    }
+    out.diags.sort();
+    out
+}
+
+/// One output file, relative to the output directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputFile {
+    /// Relative path (`/`-separated).
+    pub path: String,
+    /// Contents.
+    pub bytes: Vec<u8>,
+}
+
+/// Produces every output of a build: `host.dts`, `host.dtb`, and for each domain
+/// `domains/<name>/manifest.{json,rs,h,dts}`. For DT input the host tree is the input tree
+/// itself (re-emitted canonically).
+pub fn build_outputs(sys: &System, base: Option<Tree>) -> Vec<OutputFile> {
+    let tree = match sys.source {
+        SourceKind::Description => gen::host_tree(sys, base),
+        _ => base.unwrap_or_default(),
+    };
+    let mut files = vec![
+        OutputFile {
+            path: "host.dts".into(),
+            bytes: print_dts(&tree).into_bytes(),
+        },
+        OutputFile {
+            path: "host.dtb".into(),
+            bytes: write_dtb(&tree),
+        },
+    ];
+    for m in manifest::manifests(sys) {
+        let dir = format!("domains/{}", m.domain);
+        files.push(OutputFile {
+            path: format!("{dir}/manifest.json"),
+            bytes: emit::to_json(&m).into_bytes(),
+        });
+        files.push(OutputFile {
+            path: format!("{dir}/manifest.rs"),
+            bytes: emit::to_rust(&m).into_bytes(),
+        });
+        files.push(OutputFile {
+            path: format!("{dir}/manifest.h"),
+            bytes: emit::to_c_header(&m).into_bytes(),
+        });
+        files.push(OutputFile {
+            path: format!("{dir}/manifest.dts"),
+            bytes: emit::to_dt_source(&m).into_bytes(),
+        });
+    }
+    files
+}
