@@ -1249,13 +1249,15 @@ impl Builder<'_> {
     }
 
     fn alloc_host(&mut self) {
-        // Regions (by id) without a host address.
-        let mut need: Vec<(String, u64, Location)> = Vec::new();
-        for n in &self.sys.shm {
-            if n.host.is_none() && !need.iter().any(|(id, _, _)| id == &n.id) {
-                need.push((n.id.clone(), n.size, n.loc.clone()));
-            }
-        }
+        // Regions (by id, first-seen order) without a host address.
+        let mut seen = HashSet::new();
+        let need: Vec<(String, u64, Location)> = self
+            .sys
+            .shm
+            .iter()
+            .filter(|n| n.host.is_none() && seen.insert(n.id.clone()))
+            .map(|n| (n.id.clone(), n.size, n.loc.clone()))
+            .collect();
         if need.is_empty() {
             return;
         }
@@ -1271,28 +1273,26 @@ impl Builder<'_> {
             );
             return;
         };
-        let mut taken = self.taken_host();
+        let mut free = FreeList::new(pool.base, pool.end(), &self.taken_host());
+        let mut placed: HashMap<String, u64> = HashMap::new();
         for (id, size, loc) in need {
-            match first_fit(pool.base, pool.end(), size, PAGE_SIZE, &taken) {
+            match free.next_fit(pool.base, size, PAGE_SIZE) {
                 Some(h) => {
-                    taken.push((h, size));
-                    for n in self.sys.shm.iter_mut().filter(|n| n.id == id) {
-                        n.host = Some(h);
-                    }
+                    free.take(h, size);
+                    placed.insert(id, h);
                 }
                 None => {
                     self.diags.push(
-                        Diagnostic::new(
-                            ALLOC_POOL_FULL,
-                            loc,
-                            format!("no room for region `{id}` ({size:#x} bytes) in the shm pool"),
-                        )
-                        .with(pool.loc.clone(), "the pool")
-                        .help("enlarge the pool or shrink the channels"),
+                        Diagnostic::new(ALLOC_POOL_FULL, loc, format!("no room for region `{id}` ({size:#x} bytes) in the shm pool"))
+                            .with(pool.loc.clone(), "the pool")
+                            .help("enlarge the pool or shrink the channels"),
                     );
                     return;
                 }
             }
+        }
+        for n in self.sys.shm.iter_mut().filter(|n| n.host.is_none()) {
+            n.host = placed.get(&n.id).copied();
         }
     }
 
@@ -1305,65 +1305,79 @@ impl Builder<'_> {
             .map(|r| (r.base, r.size))
             .unwrap_or(DEFAULT_GUEST_WINDOW);
         let wend = wb.saturating_add(ws);
-        // Per domain: guest ranges already used by explicit nodes.
-        let mut used: HashMap<DomIdx, Vec<(u64, u64)>> = HashMap::new();
+        // Per domain: the window minus guest RAM and explicit guest ranges.
+        let mut taken: HashMap<DomIdx, Vec<(u64, u64)>> = HashMap::new();
         for n in &self.sys.shm {
             if n.guest != u64::MAX {
-                used.entry(n.domain).or_default().push((n.guest, n.size));
+                taken.entry(n.domain).or_default().push((n.guest, n.size));
             }
         }
-        let mut done: HashSet<usize> = HashSet::new();
-        for i in 0..self.sys.shm.len() {
-            if self.sys.shm[i].guest != u64::MAX || done.contains(&i) {
+        let mut free: HashMap<DomIdx, FreeList> = HashMap::new();
+        for (d, dom) in self.sys.domains.iter().enumerate() {
+            let mut t = taken.remove(&d).unwrap_or_default();
+            t.extend(dom.guest_ram());
+            free.insert(d, FreeList::new(wb, wend, &t));
+        }
+        // Open nodes grouped by region, in first-seen order.
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        let mut group_of: HashMap<&str, usize> = HashMap::new();
+        for (i, n) in self.sys.shm.iter().enumerate() {
+            if n.guest != u64::MAX {
                 continue;
             }
-            let id = self.sys.shm[i].id.clone();
-            let size = self.sys.shm[i].size;
-            // All nodes of this region still open: prefer one address valid in all of them.
-            let group: Vec<usize> = (0..self.sys.shm.len())
-                .filter(|&j| self.sys.shm[j].id == id && self.sys.shm[j].guest == u64::MAX)
+            let g = *group_of.entry(n.id.as_str()).or_insert_with(|| {
+                groups.push(Vec::new());
+                groups.len() - 1
+            });
+            groups[g].push(i);
+        }
+        for group in groups {
+            let size = self.sys.shm[group[0]].size;
+            let mapped: Vec<usize> = group
+                .iter()
+                .copied()
+                .filter(|&j| {
+                    let d = &self.sys.domains[self.sys.shm[j].domain];
+                    !(d.direct_map || d.dom0)
+                })
                 .collect();
-            let mut taken_all: Vec<(u64, u64)> = Vec::new();
-            for &j in &group {
-                let d = &self.sys.domains[self.sys.shm[j].domain];
-                if d.direct_map || d.dom0 {
-                    continue;
+            // The lowest address free in every member, if there is one.
+            let mut common = Some(wb);
+            'search: while let Some(a) = common {
+                for &j in &mapped {
+                    match free[&self.sys.shm[j].domain].next_fit(a, size, PAGE_SIZE) {
+                        Some(c) if c == a => {}
+                        other => {
+                            common = other;
+                            continue 'search;
+                        }
+                    }
                 }
-                taken_all.extend(
-                    used.get(&self.sys.shm[j].domain)
-                        .cloned()
-                        .unwrap_or_default(),
-                );
-                taken_all.extend(d.guest_ram());
+                break;
             }
-            let common = first_fit(wb, wend, size, PAGE_SIZE, &taken_all);
             for &j in &group {
-                done.insert(j);
                 let dom = self.sys.shm[j].domain;
                 let d = &self.sys.domains[dom];
                 let addr = if d.direct_map || d.dom0 {
                     self.sys.shm[j].host
                 } else {
-                    common.or_else(|| {
-                        let mut t = used.get(&dom).cloned().unwrap_or_default();
-                        t.extend(d.guest_ram());
-                        first_fit(wb, wend, size, PAGE_SIZE, &t)
-                    })
+                    let fl = free.get_mut(&dom).expect("every domain has a free list");
+                    let a = common.or_else(|| fl.next_fit(wb, size, PAGE_SIZE));
+                    if let Some(a) = a {
+                        fl.take(a, size);
+                    }
+                    a
                 };
                 match addr {
-                    Some(a) => {
-                        self.sys.shm[j].guest = a;
-                        used.entry(dom).or_default().push((a, size));
-                    }
+                    Some(a) => self.sys.shm[j].guest = a,
                     None => {
-                        let msg = format!("no free guest range for region `{id}` in `{}`", d.name);
-                        let loc = self.sys.shm[j].loc.clone();
+                        let n = &self.sys.shm[j];
+                        let msg = format!("no free guest range for region `{}` in `{}`", n.id, d.name);
+                        let loc = n.loc.clone();
                         self.diags.push(
                             Diagnostic::new(ALLOC_GUEST_FULL, loc, msg)
                                 .note(format!("guest window [{wb:#x}, {wend:#x})"))
-                                .help(
-                                    "give `guest` explicitly or set `[platform] guest-shm-window`",
-                                ),
+                                .help("give `guest` explicitly or set `[platform] guest-shm-window`"),
                         );
                         return;
                     }
@@ -1379,46 +1393,36 @@ impl Builder<'_> {
             .domains
             .iter()
             .enumerate()
-            .flat_map(|(d, dom)| {
-                dom.modules
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, m)| m.addr == u64::MAX)
-                    .map(move |(i, _)| (d, i))
-            })
+            .flat_map(|(d, dom)| dom.modules.iter().enumerate().filter(|(_, m)| m.addr == u64::MAX).map(move |(i, _)| (d, i)))
             .collect();
         if open.is_empty() {
             return;
         }
         let mut taken = self.taken_host();
         taken.extend(self.sys.platform.shm_pool.iter().map(|r| (r.base, r.size)));
-        let ram: Vec<(u64, u64)> = self
+        // Leave the first 2 MiB of each bank for the Xen image.
+        let mut banks: Vec<FreeList> = self
             .sys
             .platform
             .ram
             .iter()
-            .map(|r| (r.base, r.end()))
+            .map(|r| FreeList::new(r.base.saturating_add(ALIGN), r.end(), &taken))
             .collect();
         for (d, i) in open {
             let size = self.sys.domains[d].modules[i].size;
-            // Leave the first 2 MiB of each bank for the Xen image.
-            let found = ram
-                .iter()
-                .find_map(|&(b, e)| first_fit(b.saturating_add(ALIGN), e, size, ALIGN, &taken));
+            let found = banks.iter_mut().find_map(|fl| {
+                let a = fl.next_fit(0, size, ALIGN)?;
+                fl.take(a, size);
+                Some(a)
+            });
             let dname = self.sys.domains[d].name.clone();
             let m = &mut self.sys.domains[d].modules[i];
             match found {
-                Some(a) => {
-                    m.addr = a;
-                    taken.push((a, size));
-                }
+                Some(a) => m.addr = a,
                 None => {
                     let msg = format!("no free RAM to place the {} of `{dname}`", m.kind.as_str());
                     let loc = m.loc.clone();
-                    self.diags
-                        .push(Diagnostic::new(ALLOC_NO_MODULE_SPACE, loc, msg).help(
-                        "describe the platform RAM in [platform] ram, or give `addr` explicitly",
-                    ));
+                    self.diags.push(Diagnostic::new(ALLOC_NO_MODULE_SPACE, loc, msg).help("describe the platform RAM in [platform] ram, or give `addr` explicitly"));
                     return;
                 }
             }
@@ -1426,23 +1430,75 @@ impl Builder<'_> {
     }
 }
 
+/// Free address ranges of a window: sorted, disjoint `[start, end)` intervals.
+#[derive(Clone, Debug)]
+pub struct FreeList {
+    free: Vec<(u64, u64)>,
+}
+
+impl FreeList {
+    /// The window `[lo, hi)` minus every `taken` `(base, size)` range.
+    pub fn new(lo: u64, hi: u64, taken: &[(u64, u64)]) -> FreeList {
+        let mut t: Vec<(u64, u64)> = taken
+            .iter()
+            .filter(|&&(_, s)| s > 0)
+            .map(|&(b, s)| (b, b.saturating_add(s)))
+            .collect();
+        t.sort();
+        let mut free = Vec::new();
+        let mut cur = lo;
+        for (b, e) in t {
+            if e <= cur {
+                continue;
+            }
+            if b >= hi {
+                break;
+            }
+            if b > cur {
+                free.push((cur, b));
+            }
+            cur = cur.max(e);
+        }
+        if cur < hi {
+            free.push((cur, hi));
+        }
+        FreeList { free }
+    }
+
+    /// The lowest `align`-aligned address `>= from` where `size` bytes are free.
+    pub fn next_fit(&self, from: u64, size: u64, align: u64) -> Option<u64> {
+        let up = |v: u64| v.checked_add(align - 1).map(|x| x / align * align);
+        let start = self.free.partition_point(|&(_, e)| e <= from);
+        for &(b, e) in &self.free[start..] {
+            let a = up(b.max(from))?;
+            if a.checked_add(size).is_some_and(|end| end <= e) {
+                return Some(a);
+            }
+        }
+        None
+    }
+
+    /// Marks `[a, a+size)` as used; it must lie inside one free interval.
+    pub fn take(&mut self, a: u64, size: u64) {
+        let end = a.saturating_add(size);
+        if let Some(i) = self.free.iter().position(|&(b, e)| b <= a && end <= e) {
+            let (b, e) = self.free[i];
+            let mut repl = Vec::with_capacity(2);
+            if b < a {
+                repl.push((b, a));
+            }
+            if end < e {
+                repl.push((end, e));
+            }
+            self.free.splice(i..=i, repl);
+        }
+    }
+}
+
 /// Lowest `align`-aligned address `a` in `[lo, hi)` with `[a, a+size)` inside the window
 /// and clear of every `taken` range.
 pub fn first_fit(lo: u64, hi: u64, size: u64, align: u64, taken: &[(u64, u64)]) -> Option<u64> {
-    let up = |v: u64| v.checked_add(align - 1).map(|x| x / align * align);
-    let mut a = up(lo)?;
-    let mut sorted: Vec<(u64, u64)> = taken.iter().copied().filter(|&(_, s)| s > 0).collect();
-    sorted.sort();
-    loop {
-        let end = a.checked_add(size)?;
-        if end > hi {
-            return None;
-        }
-        match sorted.iter().find(|&&(b, s)| overlaps(a, size, b, s)) {
-            None => return Some(a),
-            Some(&(b, s)) => a = up(b.checked_add(s)?)?,
-        }
-    }
+    FreeList::new(lo, hi, taken).next_fit(lo, size, align)
 }
 
 /// True if `name` is a valid device-tree node name (without unit address) that Xen can

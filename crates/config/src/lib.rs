@@ -15,6 +15,7 @@ pub mod from_dt;
 pub mod gen;
 pub mod manifest;
 pub mod model;
+pub mod synth;
 pub mod validate;
 
 pub use model::System;

@@ -117,11 +117,31 @@ pub struct EvtchnEntry {
 
 /// Builds the manifest of every domain, in domain order.
 pub fn manifests(sys: &System) -> Vec<DomainManifest> {
-    (0..sys.domains.len()).map(|d| manifest(sys, d)).collect()
+    let owners = owners(sys);
+    (0..sys.domains.len())
+        .map(|d| manifest_with(sys, d, &owners))
+        .collect()
 }
 
 /// Builds the manifest of one domain.
 pub fn manifest(sys: &System, d: DomIdx) -> DomainManifest {
+    manifest_with(sys, d, &owners(sys))
+}
+
+/// shm id → owning domain.
+fn owners(sys: &System) -> std::collections::HashMap<&str, DomIdx> {
+    sys.shm
+        .iter()
+        .filter(|n| n.role == Some(ShmRole::Owner))
+        .map(|n| (n.id.as_str(), n.domain))
+        .collect()
+}
+
+fn manifest_with(
+    sys: &System,
+    d: DomIdx,
+    owners: &std::collections::HashMap<&str, DomIdx>,
+) -> DomainManifest {
     let dom = &sys.domains[d];
     let chan_name = |c: Option<usize>| c.map(|i| sys.channels[i].name.clone());
     let mut channels = Vec::new();
@@ -177,11 +197,7 @@ pub fn manifest(sys: &System, d: DomIdx) -> DomainManifest {
         .iter()
         .filter(|n| n.domain == d)
         .map(|n| {
-            let owner = sys
-                .shm
-                .iter()
-                .find(|o| o.id == n.id && o.role == Some(ShmRole::Owner))
-                .map(|o| &sys.domains[o.domain]);
+            let owner = owners.get(n.id.as_str()).map(|&o| &sys.domains[o]);
             RegionEntry {
                 shm_id: n.id.clone(),
                 guest_addr: n.guest,

@@ -717,6 +717,7 @@ impl<'s> Validator<'s> {
             }
             self.guest_range(n, d);
         }
+        self.guest_overlaps();
         // Per region (nodes grouped by id, first-seen order).
         let mut regions: BTreeMap<usize, Vec<&ShmNode>> = BTreeMap::new();
         let mut first_of: HashMap<&str, usize> = HashMap::new();
@@ -728,13 +729,18 @@ impl<'s> Validator<'s> {
         for g in &groups {
             self.region(g);
         }
-        // Host ranges of different regions.
+        // Host ranges of different regions: sorted sweep.
         let reps: Vec<&ShmNode> = groups.iter().map(|g| g[0]).collect();
-        for (i, a) in reps.iter().enumerate() {
-            let Some(ah) = a.host else { continue };
-            for b2 in &reps[..i] {
-                let Some(bh) = b2.host else { continue };
-                if overlaps(ah, a.size, bh, b2.size) {
+        let mut hosted: Vec<(&ShmNode, u64)> = reps
+            .iter()
+            .filter_map(|n| n.host.map(|h| (*n, h)))
+            .filter(|(n, h)| n.size != 0 && h.checked_add(n.size).is_some())
+            .collect();
+        hosted.sort_by_key(|(n, h)| (*h, n.size));
+        let mut reach: Option<(&ShmNode, u64)> = None;
+        for &(a, ah) in &hosted {
+            if let Some((b2, bh)) = reach {
+                if ah < bh + b2.size {
                     self.push(
                         Diagnostic::new(
                             SHM_SAME_RANGE_OTHER_ID,
@@ -751,6 +757,9 @@ impl<'s> Validator<'s> {
                         .help("give every region its own host range, or use the same shm id for the same memory"),
                     );
                 }
+            }
+            if reach.is_none_or(|(b2, bh)| ah + a.size > bh + b2.size) {
+                reach = Some((a, ah));
             }
             self.host_range(a, ah);
         }
@@ -828,6 +837,47 @@ impl<'s> Validator<'s> {
                         .with(sys.platform.reserved[0].range.loc.clone(), "a reserved range parsed earlier")
                         .help("target Xen 4.19+ or avoid reserved ranges parsed before shared-memory nodes"),
                     );
+                }
+            }
+        }
+    }
+
+    /// Regions overlapping in one domain's guest address space: per domain, sorted by guest
+    /// address, each node against the furthest-reaching earlier one.
+    fn guest_overlaps(&mut self) {
+        let sys = self.sys;
+        let mut by_dom: HashMap<DomIdx, Vec<&ShmNode>> = HashMap::new();
+        for n in &sys.shm {
+            if n.size != 0 && n.guest.checked_add(n.size).is_some() {
+                by_dom.entry(n.domain).or_default().push(n);
+            }
+        }
+        let mut doms: Vec<_> = by_dom.into_iter().collect();
+        doms.sort_by_key(|(d, _)| *d);
+        for (d, mut nodes) in doms {
+            nodes.sort_by_key(|n| (n.guest, n.size));
+            let mut reach: Option<&ShmNode> = None;
+            for n in nodes {
+                if let Some(r) = reach {
+                    if r.id != n.id && n.guest < r.guest + r.size {
+                        self.push(
+                            Diagnostic::new(
+                                SHM_GUEST_OVERLAP_SHM,
+                                n.mem_loc.clone(),
+                                format!(
+                                    "regions `{}` and `{}` overlap in the guest memory of `{}`",
+                                    n.id,
+                                    r.id,
+                                    self.dom(d).name
+                                ),
+                            )
+                            .with(r.mem_loc.clone(), "the other region")
+                            .help("give each region its own guest range"),
+                        );
+                    }
+                }
+                if reach.is_none_or(|r| n.guest + n.size > r.guest + r.size) {
+                    reach = Some(n);
                 }
             }
         }
@@ -1087,28 +1137,6 @@ impl<'s> Validator<'s> {
                 .label("Xen silently replaces that mapping")
                 .help("pick a guest address clear of the guest memory map, e.g. in 0x08000000..0x10000000"),
             );
-        }
-        for other in &sys.shm {
-            if std::ptr::eq(other, n) || other.domain != n.domain || other.id == n.id {
-                continue;
-            }
-            // Report each pair once: only from the later node.
-            let later = sys.shm.iter().position(|x| std::ptr::eq(x, n))
-                > sys.shm.iter().position(|x| std::ptr::eq(x, other));
-            if later && overlaps(n.guest, n.size, other.guest, other.size) {
-                self.push(
-                    Diagnostic::new(
-                        SHM_GUEST_OVERLAP_SHM,
-                        n.mem_loc.clone(),
-                        format!(
-                            "regions `{}` and `{}` overlap in the guest memory of `{}`",
-                            n.id, other.id, d.name
-                        ),
-                    )
-                    .with(other.mem_loc.clone(), "the other region")
-                    .help("give each region its own guest range"),
-                );
-            }
         }
     }
 }
