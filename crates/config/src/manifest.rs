@@ -130,11 +130,12 @@ pub fn manifest(sys: &System, d: DomIdx) -> DomainManifest {
 
 /// shm id → owning domain.
 fn owners(sys: &System) -> std::collections::HashMap<&str, DomIdx> {
-    sys.shm
-        .iter()
-        .filter(|n| n.role == Some(ShmRole::Owner))
-        .map(|n| (n.id.as_str(), n.domain))
-        .collect()
+    let mut map = std::collections::HashMap::new();
+    for n in sys.shm.iter().filter(|n| n.role == Some(ShmRole::Owner)) {
+        // The first owner in DT order is the one Xen assigns the pages to.
+        map.entry(n.id.as_str()).or_insert(n.domain);
+    }
+    map
 }
 
 fn manifest_with(

@@ -1,0 +1,549 @@
+//! Typed staticbus domain manifests.
+//!
+//! `staticbus` writes, for every domain, a manifest of every channel, shared region and
+//! static event-channel port the domain has. Its Rust form is a source file holding one
+//! constant,
+//!
+//! ```text
+//! pub const MANIFEST: staticbus_manifest::Manifest = staticbus_manifest::Manifest { … };
+//! ```
+//!
+//! typed against this crate. Everything here is borrowed (`&'static`) and const-constructible,
+//! so a manifest costs no allocation and no start-up work, and the lookups are `const fn`:
+//! a guest can resolve a channel at compile time,
+//!
+//! ```
+//! # use staticbus_manifest::*;
+//! # const MANIFEST: Manifest = Manifest {
+//! #     format_version: FORMAT_VERSION, system: "demo", xen: "4.20", domain: "a", domid: 1,
+//! #     channels: &[Channel {
+//! #         name: "q", protocol: Protocol::Queue, role: Role::Producer, shm_id: "q",
+//! #         guest_addr: 0x7fe0_0000, size: 0x1000, index: 0, writers: 1, readers: 1,
+//! #         peers: &[Peer { domain: "b", domid: 2, role: Role::Consumer, local_port: 10,
+//! #                         remote_port: 11 }],
+//! #     }],
+//! #     regions: &[], evtchns: &[],
+//! # };
+//! const Q: &Channel = MANIFEST.channel("q").expect("no channel q");
+//! const PORT: u32 = Q.peer("b").expect("b is not a member of q").local_port;
+//! assert_eq!(PORT, 10);
+//! ```
+//!
+//! The types mirror the compiler's `staticbus_config::manifest::DomainManifest` field for
+//! field, with enums instead of strings.
+
+#![no_std]
+#![deny(unsafe_code)]
+
+/// The manifest layout version this crate reads ([`Manifest::format_version`]).
+pub const FORMAT_VERSION: u32 = 1;
+
+/// `DOMID_IO`, the owner of a shared region no domain owns ([`Region::owner_domid`]).
+pub const DOMID_IO: u16 = 0x7FF1;
+
+/// A channel protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// Single-producer single-consumer message queue.
+    Queue,
+    /// Log ring the writer never blocks on.
+    Log,
+    /// Latest-value register (one slot per writer).
+    Latest,
+    /// Configuration blob (one writer, many readers).
+    Blob,
+}
+
+impl Protocol {
+    /// Every protocol.
+    pub const ALL: [Protocol; 4] = [
+        Protocol::Queue,
+        Protocol::Log,
+        Protocol::Latest,
+        Protocol::Blob,
+    ];
+
+    /// The description name (`"queue"`, `"log"`, `"latest"`, `"blob"`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Queue => "queue",
+            Protocol::Log => "log",
+            Protocol::Latest => "latest",
+            Protocol::Blob => "blob",
+        }
+    }
+
+    /// Parses a description name.
+    pub const fn parse(s: &str) -> Option<Protocol> {
+        let mut i = 0;
+        while i < Protocol::ALL.len() {
+            if str_eq(Protocol::ALL[i].as_str(), s) {
+                return Some(Protocol::ALL[i]);
+            }
+            i += 1;
+        }
+        None
+    }
+
+    /// The roles of the writing and the reading side.
+    pub const fn roles(self) -> (Role, Role) {
+        match self {
+            Protocol::Queue => (Role::Producer, Role::Consumer),
+            Protocol::Log | Protocol::Latest | Protocol::Blob => (Role::Writer, Role::Reader),
+        }
+    }
+}
+
+/// A domain's role in a channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The writing side of a queue.
+    Producer,
+    /// The reading side of a queue.
+    Consumer,
+    /// A writer of a log, latest or blob channel.
+    Writer,
+    /// A reader of a log, latest or blob channel.
+    Reader,
+}
+
+impl Role {
+    /// Every role.
+    pub const ALL: [Role; 4] = [Role::Producer, Role::Consumer, Role::Writer, Role::Reader];
+
+    /// The manifest name (`"producer"`, `"consumer"`, `"writer"`, `"reader"`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Role::Producer => "producer",
+            Role::Consumer => "consumer",
+            Role::Writer => "writer",
+            Role::Reader => "reader",
+        }
+    }
+
+    /// Parses a manifest name.
+    pub const fn parse(s: &str) -> Option<Role> {
+        let mut i = 0;
+        while i < Role::ALL.len() {
+            if str_eq(Role::ALL[i].as_str(), s) {
+                return Some(Role::ALL[i]);
+            }
+            i += 1;
+        }
+        None
+    }
+
+    /// True for the writing side (producer or writer).
+    pub const fn is_writer(self) -> bool {
+        matches!(self, Role::Producer | Role::Writer)
+    }
+}
+
+/// A domain's role in a static shared-memory region (Xen's `role` property).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ShmRole {
+    /// The region is assigned to this domain.
+    Owner,
+    /// The region is borrowed from its owner.
+    Borrower,
+}
+
+impl ShmRole {
+    /// The device-tree string (`"owner"`, `"borrower"`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ShmRole::Owner => "owner",
+            ShmRole::Borrower => "borrower",
+        }
+    }
+}
+
+/// Everything one domain knows about its static communication.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Manifest {
+    /// Manifest layout version ([`FORMAT_VERSION`] for manifests this crate understands).
+    pub format_version: u32,
+    /// System name.
+    pub system: &'static str,
+    /// Target Xen version (`"4.17"` … `"4.20"`).
+    pub xen: &'static str,
+    /// This domain's name.
+    pub domain: &'static str,
+    /// This domain's id.
+    pub domid: u16,
+    /// The channels the domain is a member of.
+    pub channels: &'static [Channel],
+    /// Every shared region mapped into the domain, channel regions included.
+    pub regions: &'static [Region],
+    /// Every static event-channel port the domain owns, channel ports included.
+    pub evtchns: &'static [Evtchn],
+}
+
+impl Manifest {
+    /// The channel with this name.
+    pub const fn channel(&self, name: &str) -> Option<&'static Channel> {
+        let chans = self.channels;
+        let mut i = 0;
+        while i < chans.len() {
+            if str_eq(chans[i].name, name) {
+                return Some(&chans[i]);
+            }
+            i += 1;
+        }
+        None
+    }
+
+    /// The region with this `xen,shm-id`.
+    pub const fn region(&self, shm_id: &str) -> Option<&'static Region> {
+        let regions = self.regions;
+        let mut i = 0;
+        while i < regions.len() {
+            if str_eq(regions[i].shm_id, shm_id) {
+                return Some(&regions[i]);
+            }
+            i += 1;
+        }
+        None
+    }
+
+    /// The event channel whose local port is `local_port`.
+    pub const fn evtchn(&self, local_port: u32) -> Option<&'static Evtchn> {
+        let evtchns = self.evtchns;
+        let mut i = 0;
+        while i < evtchns.len() {
+            if evtchns[i].local_port == local_port {
+                return Some(&evtchns[i]);
+            }
+            i += 1;
+        }
+        None
+    }
+
+    /// True if the manifest's layout is the one this crate was written for.
+    pub const fn is_supported(&self) -> bool {
+        self.format_version == FORMAT_VERSION
+    }
+}
+
+/// A channel as this domain sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Channel {
+    /// Channel name (unique in the system).
+    pub name: &'static str,
+    /// Protocol.
+    pub protocol: Protocol,
+    /// This domain's role.
+    pub role: Role,
+    /// `xen,shm-id` of the channel's region.
+    pub shm_id: &'static str,
+    /// Guest-physical address of the region in this domain.
+    pub guest_addr: u64,
+    /// Region size in bytes.
+    pub size: u64,
+    /// Index of this domain among the channel's writers (or readers, for a reader).
+    pub index: u32,
+    /// Number of writers.
+    pub writers: u32,
+    /// Number of readers.
+    pub readers: u32,
+    /// The peers this domain signals, one per event channel.
+    pub peers: &'static [Peer],
+}
+
+impl Channel {
+    /// The peer with this domain name.
+    pub const fn peer(&self, domain: &str) -> Option<&'static Peer> {
+        let peers = self.peers;
+        let mut i = 0;
+        while i < peers.len() {
+            if str_eq(peers[i].domain, domain) {
+                return Some(&peers[i]);
+            }
+            i += 1;
+        }
+        None
+    }
+
+    /// The peer with this domain id.
+    pub const fn peer_by_domid(&self, domid: u16) -> Option<&'static Peer> {
+        let peers = self.peers;
+        let mut i = 0;
+        while i < peers.len() {
+            if peers[i].domid == domid {
+                return Some(&peers[i]);
+            }
+            i += 1;
+        }
+        None
+    }
+
+    /// The only peer, if the domain has exactly one in this channel (a queue, or a blob
+    /// reader).
+    pub const fn sole_peer(&self) -> Option<&'static Peer> {
+        match self.peers {
+            [p] => Some(p),
+            _ => None,
+        }
+    }
+}
+
+/// One event channel of a channel, seen from this end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Peer {
+    /// Peer domain name.
+    pub domain: &'static str,
+    /// Peer domain id.
+    pub domid: u16,
+    /// The peer's role in the channel.
+    pub role: Role,
+    /// This domain's port (the one to pass to `EVTCHNOP_send`).
+    pub local_port: u32,
+    /// The peer's port.
+    pub remote_port: u32,
+}
+
+/// A shared region mapped into this domain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Region {
+    /// `xen,shm-id`.
+    pub shm_id: &'static str,
+    /// Guest-physical address in this domain.
+    pub guest_addr: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Host-physical address (`None`: allocated by Xen from its heap).
+    pub host_addr: Option<u64>,
+    /// This domain's role (`None`: the region has no owner domain; it belongs to
+    /// `DOMID_IO`).
+    pub role: Option<ShmRole>,
+    /// Owner: a domain name, or `"DOMID_IO"`.
+    pub owner: &'static str,
+    /// Owner domain id ([`DOMID_IO`] if no domain owns the region).
+    pub owner_domid: u16,
+    /// The channel carried by the region, if any.
+    pub channel: Option<&'static str>,
+}
+
+/// A static event-channel port owned by this domain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Evtchn {
+    /// Local port.
+    pub local_port: u32,
+    /// Peer domain name.
+    pub remote_domain: &'static str,
+    /// Peer domain id.
+    pub remote_domid: u16,
+    /// Peer port.
+    pub remote_port: u32,
+    /// True if Xen binds this end second: the port is already pending when the domain
+    /// starts, so a protocol must clear it and handshake first.
+    pub initially_pending: bool,
+    /// The channel the port belongs to, if any.
+    pub channel: Option<&'static str>,
+}
+
+/// `a == b`, usable in `const fn`.
+const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const M: Manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        system: "demo",
+        xen: "4.20",
+        domain: "a",
+        domid: 1,
+        channels: &[
+            Channel {
+                name: "q",
+                protocol: Protocol::Queue,
+                role: Role::Producer,
+                shm_id: "q-shm",
+                guest_addr: 0x7fe0_0000,
+                size: 0x1000,
+                index: 0,
+                writers: 1,
+                readers: 1,
+                peers: &[Peer {
+                    domain: "b",
+                    domid: 2,
+                    role: Role::Consumer,
+                    local_port: 10,
+                    remote_port: 11,
+                }],
+            },
+            Channel {
+                name: "cfg",
+                protocol: Protocol::Blob,
+                role: Role::Writer,
+                shm_id: "cfg",
+                guest_addr: 0x7fe0_1000,
+                size: 0x2000,
+                index: 0,
+                writers: 1,
+                readers: 2,
+                peers: &[
+                    Peer {
+                        domain: "b",
+                        domid: 2,
+                        role: Role::Reader,
+                        local_port: 12,
+                        remote_port: 13,
+                    },
+                    Peer {
+                        domain: "c",
+                        domid: 3,
+                        role: Role::Reader,
+                        local_port: 14,
+                        remote_port: 15,
+                    },
+                ],
+            },
+        ],
+        regions: &[
+            Region {
+                shm_id: "q-shm",
+                guest_addr: 0x7fe0_0000,
+                size: 0x1000,
+                host_addr: Some(0x8000_0000),
+                role: Some(ShmRole::Owner),
+                owner: "a",
+                owner_domid: 1,
+                channel: Some("q"),
+            },
+            Region {
+                shm_id: "heap",
+                guest_addr: 0x7ff0_0000,
+                size: 0x1000,
+                host_addr: None,
+                role: Some(ShmRole::Borrower),
+                owner: "c",
+                owner_domid: 3,
+                channel: None,
+            },
+        ],
+        evtchns: &[
+            Evtchn {
+                local_port: 10,
+                remote_domain: "b",
+                remote_domid: 2,
+                remote_port: 11,
+                initially_pending: false,
+                channel: Some("q"),
+            },
+            Evtchn {
+                local_port: 30,
+                remote_domain: "c",
+                remote_domid: 3,
+                remote_port: 31,
+                initially_pending: true,
+                channel: None,
+            },
+        ],
+    };
+
+    // The lookups work at compile time.
+    const Q_PORT: u32 = match M.channel("q") {
+        Some(c) => match c.peer("b") {
+            Some(p) => p.local_port,
+            None => panic!("no peer b"),
+        },
+        None => panic!("no channel q"),
+    };
+
+    #[test]
+    fn channel_lookup() {
+        assert_eq!(Q_PORT, 10);
+        let q = M.channel("q").unwrap();
+        assert_eq!(q.protocol, Protocol::Queue);
+        assert_eq!(q.shm_id, "q-shm");
+        assert_eq!(M.channel("cfg").unwrap().readers, 2);
+        assert!(M.channel("Q").is_none());
+        assert!(M.channel("").is_none());
+        assert!(M.channel("cf").is_none());
+        assert!(M.channel("cfgx").is_none());
+    }
+
+    #[test]
+    fn peer_lookup() {
+        let cfg = M.channel("cfg").unwrap();
+        assert_eq!(cfg.peer("c").unwrap().local_port, 14);
+        assert_eq!(cfg.peer("b").unwrap().remote_port, 13);
+        assert!(cfg.peer("a").is_none());
+        assert_eq!(cfg.peer_by_domid(3).unwrap().domain, "c");
+        assert!(cfg.peer_by_domid(1).is_none());
+        assert!(cfg.sole_peer().is_none());
+        let q = M.channel("q").unwrap();
+        assert_eq!(q.sole_peer().unwrap().domain, "b");
+        assert_eq!(q.sole_peer().unwrap().role, Role::Consumer);
+    }
+
+    #[test]
+    fn region_lookup() {
+        let r = M.region("q-shm").unwrap();
+        assert_eq!(r.host_addr, Some(0x8000_0000));
+        assert_eq!(r.channel, Some("q"));
+        let h = M.region("heap").unwrap();
+        assert_eq!(h.host_addr, None);
+        assert_eq!(h.role, Some(ShmRole::Borrower));
+        assert!(M.region("q").is_none());
+    }
+
+    #[test]
+    fn evtchn_lookup() {
+        let e = M.evtchn(30).unwrap();
+        assert_eq!(e.remote_domain, "c");
+        assert!(e.initially_pending);
+        assert_eq!(M.evtchn(10).unwrap().channel, Some("q"));
+        assert!(M.evtchn(11).is_none());
+        assert!(M.evtchn(0).is_none());
+    }
+
+    #[test]
+    fn empty_manifest() {
+        const E: Manifest = Manifest {
+            format_version: FORMAT_VERSION,
+            system: "s",
+            xen: "4.17",
+            domain: "d",
+            domid: 0,
+            channels: &[],
+            regions: &[],
+            evtchns: &[],
+        };
+        assert!(E.is_supported());
+        assert!(E.channel("q").is_none());
+        assert!(E.region("q").is_none());
+        assert!(E.evtchn(1).is_none());
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for p in Protocol::ALL {
+            assert_eq!(Protocol::parse(p.as_str()), Some(p));
+        }
+        for r in Role::ALL {
+            assert_eq!(Role::parse(r.as_str()), Some(r));
+        }
+        assert_eq!(Protocol::parse("Queue"), None);
+        assert_eq!(Role::parse(""), None);
+        assert_eq!(Protocol::Blob.roles(), (Role::Writer, Role::Reader));
+        assert!(Role::Producer.is_writer() && !Role::Reader.is_writer());
+        assert_eq!(ShmRole::Borrower.as_str(), "borrower");
+    }
+}
