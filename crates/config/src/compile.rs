@@ -267,40 +267,65 @@ pub struct OutputFile {
 
 /// Produces every output of a build: `host.dts`, `host.dtb`, and for each domain
 /// `domains/<name>/manifest.{json,rs,h,dts}`. For DT input the host tree is the input tree
-/// itself (re-emitted canonically).
+/// itself (re-emitted canonically). The outputs are independent, so they are produced on
+/// all available cores; the result is the same whatever the core count.
 pub fn build_outputs(sys: &System, base: Option<Tree>) -> Vec<OutputFile> {
     let tree = match sys.source {
         SourceKind::Description => gen::host_tree(sys, base),
         _ => base.unwrap_or_default(),
     };
-    let mut files = vec![
-        OutputFile {
-            path: "host.dts".into(),
-            bytes: print_dts(&tree).into_bytes(),
-        },
-        OutputFile {
-            path: "host.dtb".into(),
-            bytes: write_dtb(&tree),
-        },
-    ];
-    for m in manifest::manifests(sys) {
-        let dir = format!("domains/{}", m.domain);
-        files.push(OutputFile {
-            path: format!("{dir}/manifest.json"),
-            bytes: emit::to_json(&m).into_bytes(),
+    let manifests = manifest::manifests(sys);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 16);
+    let per = manifests.len().div_ceil(threads).max(1);
+    let (host, domains) = std::thread::scope(|s| {
+        let host = s.spawn(|| {
+            vec![
+                OutputFile {
+                    path: "host.dts".into(),
+                    bytes: print_dts(&tree).into_bytes(),
+                },
+                OutputFile {
+                    path: "host.dtb".into(),
+                    bytes: write_dtb(&tree),
+                },
+            ]
         });
-        files.push(OutputFile {
-            path: format!("{dir}/manifest.rs"),
-            bytes: emit::to_rust(&m).into_bytes(),
-        });
-        files.push(OutputFile {
-            path: format!("{dir}/manifest.h"),
-            bytes: emit::to_c_header(&m).into_bytes(),
-        });
-        files.push(OutputFile {
-            path: format!("{dir}/manifest.dts"),
-            bytes: emit::to_dt_source(&m).into_bytes(),
-        });
-    }
+        let workers: Vec<_> = manifests
+            .chunks(per)
+            .map(|chunk| s.spawn(move || chunk.iter().flat_map(domain_outputs).collect::<Vec<_>>()))
+            .collect();
+        let domains: Vec<OutputFile> = workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect();
+        (host.join().unwrap_or_else(|e| std::panic::resume_unwind(e)), domains)
+    });
+    let mut files = host;
+    files.extend(domains);
     files
+}
+
+fn domain_outputs(m: &manifest::DomainManifest) -> Vec<OutputFile> {
+    let dir = format!("domains/{}", m.domain);
+    vec![
+        OutputFile {
+            path: format!("{dir}/manifest.json"),
+            bytes: emit::to_json(m).into_bytes(),
+        },
+        OutputFile {
+            path: format!("{dir}/manifest.rs"),
+            bytes: emit::to_rust(m).into_bytes(),
+        },
+        OutputFile {
+            path: format!("{dir}/manifest.h"),
+            bytes: emit::to_c_header(m).into_bytes(),
+        },
+        OutputFile {
+            path: format!("{dir}/manifest.dts"),
+            bytes: emit::to_dt_source(m).into_bytes(),
+        },
+    ]
 }
