@@ -2,6 +2,9 @@
 //!
 //! `cargo bench -p staticbus-config --bench pipeline`
 
+// criterion_group!/criterion_main! generate undocumented public items.
+#![allow(missing_docs)]
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use staticbus_config::compile::build_outputs;
 use staticbus_config::desc::{read_description, Overrides};
@@ -41,3 +44,4 @@ fn bench(c: &mut Criterion) {
 
 criterion_group!(benches, bench);
 criterion_main!(benches);
+

@@ -386,6 +386,10 @@ pub fn read_description(
     let desc: Description = match toml::from_str(text) {
         Ok(d) => d,
         Err(e) => {
+            if let Some(d) = duplicate_dom0(file, text) {
+                diags.push(d);
+                return (None, diags);
+            }
             let span = e.span().unwrap_or(0..0);
             let msg = e.message().trim().to_string();
             let help = if msg.contains("unknown field") {
@@ -419,6 +423,26 @@ pub fn read_description(
     } else {
         (Some(b.sys), diags)
     }
+}
+
+/// `[[dom0]]` given more than once: several hardware domains, which the schema (one
+/// `[dom0]` table) cannot hold.
+fn duplicate_dom0(file: FileId, text: &str) -> Option<Diagnostic> {
+    #[derive(Deserialize)]
+    struct Probe {
+        dom0: Option<Vec<Spanned<toml::Table>>>,
+    }
+    let list = toml::from_str::<Probe>(text).ok()?.dom0?;
+    let second = list.get(1)?.span();
+    Some(
+        Diagnostic::new(
+            DESC_DUPLICATE_DOM0,
+            Span::new(file, second.start, second.end),
+            format!("{} hardware domains are declared", list.len()),
+        )
+        .label("a second `[[dom0]]`")
+        .help("declare dom0 once, as `[dom0]`; the other domains are `[[domain]]` tables"),
+    )
 }
 
 /// A port request: (pair index, is_first_end, explicit port).
@@ -842,6 +866,7 @@ impl Builder<'_> {
                         .guest
                         .as_ref()
                         .map(|g| self.loc(g))
+                        .or_else(|| sd.host.as_ref().map(|h| self.loc(h)))
                         .unwrap_or_else(|| self.loc(u)),
                     role_loc: ud
                         .role
@@ -915,12 +940,14 @@ impl Builder<'_> {
                         CHANNEL_ARITY,
                         self.loc(span),
                         format!(
-                            "a {} channel has {} {what}; {} allowed",
+                            "a {} channel has {} {what}{}; it needs {}",
                             protocol.as_str(),
                             list.len(),
+                            if list.len() == 1 { "" } else { "s" },
                             match max {
-                                Some(m) => format!("1 to {m}"),
-                                None => "at least 1".into(),
+                                Some(1) => format!("exactly one {what}"),
+                                Some(m) => format!("1 to {m} {what}s"),
+                                None => format!("at least one {what}"),
                             }
                         ),
                         "split the channel, or choose a protocol that allows several",
@@ -1050,6 +1077,7 @@ impl Builder<'_> {
                         .as_ref()
                         .filter(|_| guest.is_some())
                         .map(|g| self.loc(g))
+                        .or_else(|| cd.host.as_ref().map(|h| self.loc(h)))
                         .unwrap_or(loc.clone()),
                     role_loc: cd
                         .owner
@@ -1249,13 +1277,23 @@ impl Builder<'_> {
     }
 
     fn alloc_host(&mut self) {
-        // Regions (by id, first-seen order) without a host address.
+        // Regions (by id, first-seen order) without a host address. A region with a host
+        // address in some node is not open: mixing the forms is for the validator (SB0215).
+        let explicit: HashSet<&str> = self
+            .sys
+            .shm
+            .iter()
+            .filter(|n| n.host.is_some())
+            .map(|n| n.id.as_str())
+            .collect();
         let mut seen = HashSet::new();
         let need: Vec<(String, u64, Location)> = self
             .sys
             .shm
             .iter()
-            .filter(|n| n.host.is_none() && seen.insert(n.id.clone()))
+            .filter(|n| {
+                n.host.is_none() && !explicit.contains(n.id.as_str()) && seen.insert(n.id.clone())
+            })
             .map(|n| (n.id.clone(), n.size, n.loc.clone()))
             .collect();
         if need.is_empty() {
@@ -1283,9 +1321,13 @@ impl Builder<'_> {
                 }
                 None => {
                     self.diags.push(
-                        Diagnostic::new(ALLOC_POOL_FULL, loc, format!("no room for region `{id}` ({size:#x} bytes) in the shm pool"))
-                            .with(pool.loc.clone(), "the pool")
-                            .help("enlarge the pool or shrink the channels"),
+                        Diagnostic::new(
+                            ALLOC_POOL_FULL,
+                            loc,
+                            format!("no room for region `{id}` ({size:#x} bytes) in the shm pool"),
+                        )
+                        .with(pool.loc.clone(), "the pool")
+                        .help("enlarge the pool or shrink the channels"),
                     );
                     return;
                 }
@@ -1370,14 +1412,31 @@ impl Builder<'_> {
                 };
                 match addr {
                     Some(a) => self.sys.shm[j].guest = a,
+                    // Direct-mapped: the guest address is the host address, and there is none.
+                    None if d.direct_map || d.dom0 => {
+                        let n = &self.sys.shm[j];
+                        let msg = format!(
+                            "`{}` is direct-mapped, so region `{}` needs a host address",
+                            d.name, n.id
+                        );
+                        self.diags.push(
+                            Diagnostic::new(SHM_HEAP_FORM_DIRECT_MAP, n.mem_loc.clone(), msg).help(
+                                "give the host address (`host = …`); it is also the guest address",
+                            ),
+                        );
+                        return;
+                    }
                     None => {
                         let n = &self.sys.shm[j];
-                        let msg = format!("no free guest range for region `{}` in `{}`", n.id, d.name);
+                        let msg =
+                            format!("no free guest range for region `{}` in `{}`", n.id, d.name);
                         let loc = n.loc.clone();
                         self.diags.push(
                             Diagnostic::new(ALLOC_GUEST_FULL, loc, msg)
                                 .note(format!("guest window [{wb:#x}, {wend:#x})"))
-                                .help("give `guest` explicitly or set `[platform] guest-shm-window`"),
+                                .help(
+                                    "give `guest` explicitly or set `[platform] guest-shm-window`",
+                                ),
                         );
                         return;
                     }
@@ -1393,7 +1452,13 @@ impl Builder<'_> {
             .domains
             .iter()
             .enumerate()
-            .flat_map(|(d, dom)| dom.modules.iter().enumerate().filter(|(_, m)| m.addr == u64::MAX).map(move |(i, _)| (d, i)))
+            .flat_map(|(d, dom)| {
+                dom.modules
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, m)| m.addr == u64::MAX)
+                    .map(move |(i, _)| (d, i))
+            })
             .collect();
         if open.is_empty() {
             return;
@@ -1422,7 +1487,10 @@ impl Builder<'_> {
                 None => {
                     let msg = format!("no free RAM to place the {} of `{dname}`", m.kind.as_str());
                     let loc = m.loc.clone();
-                    self.diags.push(Diagnostic::new(ALLOC_NO_MODULE_SPACE, loc, msg).help("describe the platform RAM in [platform] ram, or give `addr` explicitly"));
+                    self.diags
+                        .push(Diagnostic::new(ALLOC_NO_MODULE_SPACE, loc, msg).help(
+                        "describe the platform RAM in [platform] ram, or give `addr` explicitly",
+                    ));
                     return;
                 }
             }

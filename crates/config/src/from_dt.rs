@@ -503,6 +503,9 @@ impl<'t> Reader<'t> {
         }
 
         let mut created: HashSet<String> = HashSet::new();
+        // Endpoints already reported as unusable in themselves (no readable `xen,evtchn`,
+        // not in a domain node): their peers do not report them a second time.
+        let mut broken: HashSet<String> = HashSet::new();
         for (npath, parent) in &cands {
             if created.contains(npath) {
                 continue;
@@ -523,6 +526,7 @@ impl<'t> Reader<'t> {
                     .help("move the endpoint into the `xen,domain` node of the domU that should own it"),
                 );
                 created.insert(npath.clone());
+                broken.insert(npath.clone());
                 continue;
             }
             if !parent_is_domain {
@@ -536,10 +540,12 @@ impl<'t> Reader<'t> {
                     .help("put endpoints directly inside a `xen,domain` node under /chosen"),
                 );
                 created.insert(npath.clone());
+                broken.insert(npath.clone());
                 continue;
             }
             let Some((port1, ph, prop1)) = self.read_evtchn(npath, node) else {
                 created.insert(npath.clone());
+                broken.insert(npath.clone());
                 continue;
             };
             let ref_loc = self.locs.cell(npath, prop1, 1);
@@ -593,20 +599,26 @@ impl<'t> Reader<'t> {
             }
             created.insert(npath.clone());
             created.insert(rpath.clone());
+            if broken.contains(&rpath) {
+                continue;
+            }
             let Some((port2, back, prop2)) = self.read_evtchn(&rpath, rnode) else {
+                broken.insert(rpath.clone());
                 continue;
             };
             let own = node.phandle();
             if own != Some(back) {
+                // Without a phandle of its own the endpoint cannot be pointed at; but a
+                // back reference naming another existing node is a one-sided link.
                 let d = match own {
-                    None => Diagnostic::new(
+                    None if back == 0 || !by_phandle.contains_key(&back) => Diagnostic::new(
                         EVTCHN_NO_PHANDLE,
                         self.locs.node(npath, node),
                         format!("`{npath}` has no phandle, so `{rpath}` cannot point back at it"),
                     )
                     .with(self.locs.cell(&rpath, prop2, 1), "the peer's back reference")
                     .help("give the node a label and write `&label` in the peer's `xen,evtchn`"),
-                    Some(_) => Diagnostic::new(
+                    _ => Diagnostic::new(
                         EVTCHN_NOT_MUTUAL,
                         self.locs.cell(&rpath, prop2, 1),
                         format!("`{rpath}` does not point back at `{npath}`"),

@@ -21,7 +21,16 @@ pub fn validate(sys: &System) -> Diagnostics {
     v.modules();
     v.evtchns();
     v.shm();
-    v.diags
+    // One problem can be found through several nodes (the users of one description region
+    // share its host address and size): report it once.
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Diagnostics::new();
+    for d in v.diags {
+        if seen.insert((d.code.id, d.location.clone(), d.message.clone())) {
+            out.push(d);
+        }
+    }
+    out
 }
 
 struct Validator<'s> {
