@@ -220,3 +220,40 @@ fn diagnostics_doc_lists_every_code() {
         "docs/diagnostics.md is stale: regenerate its table with `staticbus explain --list --markdown`"
     );
 }
+
+#[test]
+fn building_a_device_tree_with_a_base_emits_the_input_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o");
+    let o = run(&["build", demo().to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let host = out.join("host.dtb");
+    let base = root().join("crates/dt/tests/fixtures/dtb/memreserve.dtb");
+    let out2 = dir.path().join("o2");
+    let o = run(&[
+        "build",
+        host.to_str().unwrap(),
+        "--static-shm",
+        "--base",
+        base.to_str().unwrap(),
+        "-o",
+        out2.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(&host).unwrap(),
+        std::fs::read(out2.join("host.dtb")).unwrap(),
+        "the input tree, not the base, is re-emitted"
+    );
+}
+
+#[test]
+fn oversized_input_is_refused_without_reading_it_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("huge.dtb");
+    let f = std::fs::File::create(&p).unwrap();
+    f.set_len(65 << 20).unwrap(); // sparse
+    let o = run(&["check", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("larger than 64 MiB"), "{}", stderr(&o));
+}

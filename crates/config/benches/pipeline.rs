@@ -39,6 +39,37 @@ fn bench(c: &mut Criterion) {
             black_box(build_outputs(&sys, None))
         })
     });
+    // Reference, same run: dtc compiling the host DTS we generate for this system (one
+    // process, DTS text in, DTB out; the staticbus numbers above include that work and all
+    // the manifests).
+    let dts = build_outputs(&sys, None)
+        .into_iter()
+        .find(|f| f.path == "host.dts")
+        .expect("host.dts is an output");
+    let dir = std::env::temp_dir().join(format!("staticbus-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let input = dir.join("host.dts");
+    std::fs::write(&input, &dts.bytes).expect("write host.dts");
+    let dtc_ok = std::process::Command::new("dtc")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if dtc_ok {
+        g.bench_function("reference: dtc -I dts -O dtb host.dts", |b| {
+            b.iter(|| {
+                let o = std::process::Command::new("dtc")
+                    .args(["-q", "-I", "dts", "-O", "dtb", "-o"])
+                    .arg(dir.join("host.dtb"))
+                    .arg(&input)
+                    .output()
+                    .expect("run dtc");
+                assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            })
+        });
+    } else {
+        eprintln!("dtc not found: skipping the reference measurement");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
     g.finish();
 }
 

@@ -57,7 +57,8 @@ pub struct Options {
 pub struct Checked {
     /// The model, when the input could be read.
     pub system: Option<System>,
-    /// The base tree, when `--base` was given and could be read.
+    /// The tree a build starts from: the `--base` tree for a description, the input tree
+    /// itself for device-tree input.
     pub base: Option<Tree>,
     /// Every diagnostic, sorted by position.
     pub diags: Diagnostics,
@@ -75,6 +76,24 @@ fn io_diag(file: Option<FileId>, path: &Path, e: &std::io::Error) -> Diagnostic 
         format!("cannot read `{}`: {e}", path.display()),
     )
     .help("check the path and permissions")
+}
+
+/// Largest input file accepted (Xen itself refuses host DTBs over 2 MiB).
+pub const MAX_INPUT: u64 = 64 << 20;
+
+/// Reads a whole file, refusing files larger than [`MAX_INPUT`].
+fn read_limited(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let f = std::fs::File::open(path)?;
+    let mut bytes = Vec::new();
+    f.take(MAX_INPUT + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_INPUT {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {} MiB", MAX_INPUT >> 20),
+        ));
+    }
+    Ok(bytes)
 }
 
 /// Reads a device tree (DTS or DTB) into `sources`.
@@ -132,7 +151,7 @@ pub fn check(sources: &mut Sources, path: &Path, opts: &Options) -> Checked {
         diags: Diagnostics::new(),
         io_error: false,
     };
-    let bytes = match std::fs::read(path) {
+    let bytes = match read_limited(path) {
         Ok(b) => b,
         Err(e) => {
             out.diags.push(io_diag(None, path, &e));
@@ -155,7 +174,7 @@ pub fn check(sources: &mut Sources, path: &Path, opts: &Options) -> Checked {
     };
     let mut base_platform: Option<Platform> = None;
     if let Some(bp) = &opts.base {
-        match std::fs::read(bp) {
+        match read_limited(bp) {
             Err(e) => {
                 out.diags.push(io_diag(None, bp, &e));
                 out.io_error = true;
@@ -246,9 +265,9 @@ pub fn check(sources: &mut Sources, path: &Path, opts: &Options) -> Checked {
                 }
                 out.diags.extend(validate(&sys));
                 out.system = Some(sys);
-                if out.base.is_none() {
-                    out.base = Some(tree);
-                }
+                // For device-tree input the tree to emit is the input itself; a `--base`
+                // only contributed its platform facts above.
+                out.base = Some(tree);
             }
         }
     }
