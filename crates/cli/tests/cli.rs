@@ -51,7 +51,11 @@ b = "b:2000"
 fn check_demo_is_clean() {
     let o = run(&["check", demo().to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(stderr(&o).contains("ok (3 domains, 3 channels"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("ok (3 domains, 3 channels"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -61,7 +65,10 @@ fn check_reports_errors_with_position_code_and_help() {
     let o = run(&["check", f.to_str().unwrap(), "--color", "never"]);
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
-    assert!(e.contains("error[SB0110]: port 2000 is out of range"), "{e}");
+    assert!(
+        e.contains("error[SB0110]: port 2000 is out of range"),
+        "{e}"
+    );
     assert!(e.contains("bad.toml:16:5"), "{e}");
     assert!(e.contains("help: use a port between 1 and 1023"), "{e}");
     assert!(e.contains("1 error, 0 warnings"), "{e}");
@@ -118,7 +125,12 @@ fn build_writes_every_output_deterministically() {
     let out1 = dir.path().join("o1");
     let out2 = dir.path().join("o2");
     for out in [&out1, &out2] {
-        let o = run(&["build", demo().to_str().unwrap(), "-o", out.to_str().unwrap()]);
+        let o = run(&[
+            "build",
+            demo().to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ]);
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     }
     let mut names = Vec::new();
@@ -157,8 +169,14 @@ fn build_writes_every_output_deterministically() {
         .iter()
         .find(|c| c["name"] == "samples")
         .unwrap();
-    assert_eq!(samples["peers"][0]["local_port"], ps["peers"][0]["remote_port"]);
-    assert_eq!(samples["peers"][0]["remote_port"], ps["peers"][0]["local_port"]);
+    assert_eq!(
+        samples["peers"][0]["local_port"],
+        ps["peers"][0]["remote_port"]
+    );
+    assert_eq!(
+        samples["peers"][0]["remote_port"],
+        ps["peers"][0]["local_port"]
+    );
     assert_eq!(samples["shm_id"], ps["shm_id"]);
 }
 
@@ -171,7 +189,13 @@ fn build_refuses_broken_input_and_writes_nothing() {
     assert_eq!(o.status.code(), Some(1));
     assert!(!out.exists(), "no output may be written for a broken input");
     // --no-check writes it anyway (to see how Xen fails).
-    let o = run(&["build", f.to_str().unwrap(), "-o", out.to_str().unwrap(), "--no-check"]);
+    let o = run(&[
+        "build",
+        f.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--no-check",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(out.join("host.dtb").exists());
 }
@@ -180,7 +204,12 @@ fn build_refuses_broken_input_and_writes_nothing() {
 fn built_dts_checks_clean_and_matches_the_description() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("o");
-    let o = run(&["build", demo().to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    let o = run(&[
+        "build",
+        demo().to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     for f in ["host.dts", "host.dtb"] {
         let o = run(&[
@@ -225,7 +254,12 @@ fn diagnostics_doc_lists_every_code() {
 fn building_a_device_tree_with_a_base_emits_the_input_tree() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("o");
-    let o = run(&["build", demo().to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    let o = run(&[
+        "build",
+        demo().to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let host = out.join("host.dtb");
     let base = root().join("crates/dt/tests/fixtures/dtb/memreserve.dtb");
