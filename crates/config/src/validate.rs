@@ -16,6 +16,7 @@ pub fn validate(sys: &System) -> Diagnostics {
     let mut v = Validator {
         sys,
         diags: Diagnostics::new(),
+        occupants: occupants(sys),
     };
     v.domains();
     v.modules();
@@ -36,6 +37,92 @@ pub fn validate(sys: &System) -> Diagnostics {
 struct Validator<'s> {
     sys: &'s System,
     diags: Diagnostics,
+    occupants: Vec<Occupant<'s>>,
+}
+
+/// What an [`Occupant`] is, so a check can skip itself and report each pair once.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Occ {
+    /// A reserved range.
+    Reserved,
+    /// The host DTB or the Xen image.
+    Placed,
+    /// Boot module number `n` (in [`System::modules`] order).
+    Module(usize),
+    /// Static-memory bank number `n` (all domains, in order).
+    StaticMem(usize),
+}
+
+/// Something that occupies host memory before any shared region is placed.
+struct Occupant<'s> {
+    what: String,
+    base: u64,
+    size: u64,
+    loc: &'s Location,
+    kind: Occ,
+}
+
+fn occupants(sys: &System) -> Vec<Occupant<'_>> {
+    let mut v = Vec::new();
+    for r in &sys.platform.reserved {
+        v.push(Occupant {
+            what: format!(
+                "reserved range `{}` {}",
+                r.name,
+                range_str(r.range.base, r.range.size)
+            ),
+            base: r.range.base,
+            size: r.range.size,
+            loc: &r.range.loc,
+            kind: Occ::Reserved,
+        });
+    }
+    for (what, r) in [
+        ("the host DTB", &sys.platform.dtb),
+        ("the Xen image", &sys.platform.xen_image),
+    ] {
+        if let Some(r) = r {
+            v.push(Occupant {
+                what: format!("{what} {}", range_str(r.base, r.size)),
+                base: r.base,
+                size: r.size,
+                loc: &r.loc,
+                kind: Occ::Placed,
+            });
+        }
+    }
+    for (k, (d, m)) in sys.modules().enumerate() {
+        v.push(Occupant {
+            what: format!(
+                "the {} module of `{}` {}",
+                m.kind.as_str(),
+                sys.domains[d].name,
+                range_str(m.addr, m.size)
+            ),
+            base: m.addr,
+            size: m.size,
+            loc: &m.loc,
+            kind: Occ::Module(k),
+        });
+    }
+    let banks = sys
+        .domains
+        .iter()
+        .flat_map(|d| d.static_mem.iter().map(move |r| (d, r)));
+    for (k, (d, r)) in banks.enumerate() {
+        v.push(Occupant {
+            what: format!(
+                "static memory of `{}` {}",
+                d.name,
+                range_str(r.base, r.size)
+            ),
+            base: r.base,
+            size: r.size,
+            loc: &r.loc,
+            kind: Occ::StaticMem(k),
+        });
+    }
+    v
 }
 
 fn hex(v: u64) -> String {
@@ -63,6 +150,31 @@ impl<'s> Validator<'s> {
 
     fn dom(&self, i: DomIdx) -> &'s Domain {
         &self.sys.domains[i]
+    }
+
+    /// True if `[base, base+size)` lies in one RAM bank (or RAM is not known).
+    fn in_ram(&self, base: u64, size: u64) -> bool {
+        let ram = &self.sys.platform.ram;
+        ram.is_empty() || ram.iter().any(|r| r.contains(base, size))
+    }
+
+    /// Reports every occupant that `[base, base+size)` overlaps and `keep` accepts.
+    fn occupant_overlaps(
+        &mut self,
+        base: u64,
+        size: u64,
+        keep: impl Fn(Occ) -> bool,
+        report: impl Fn(&Occupant<'s>) -> Diagnostic,
+    ) {
+        let hits: Vec<Diagnostic> = self
+            .occupants
+            .iter()
+            .filter(|o| keep(o.kind) && overlaps(base, size, o.base, o.size))
+            .map(|o| report(o).with(o.loc.clone(), "here"))
+            .collect();
+        for d in hits {
+            self.push(d);
+        }
     }
 
     // ---- §4 domains ----
@@ -174,47 +286,7 @@ impl<'s> Validator<'s> {
                         );
                     }
                 }
-                for r in &d.static_mem {
-                    if !sys.platform.ram.is_empty()
-                        && !sys
-                            .platform
-                            .ram
-                            .iter()
-                            .any(|ram| ram.contains(r.base, r.size))
-                    {
-                        self.push(
-                            Diagnostic::new(
-                                STATIC_MEM_OVERLAP,
-                                r.loc.clone(),
-                                format!(
-                                    "static-memory bank {} of `{}` is not inside RAM",
-                                    range_str(r.base, r.size),
-                                    d.name
-                                ),
-                            )
-                            .help("place static memory inside a /memory bank"),
-                        );
-                    }
-                    for res in &sys.platform.reserved {
-                        if res.range.overlaps(r) {
-                            self.push(
-                                Diagnostic::new(
-                                    STATIC_MEM_OVERLAP,
-                                    r.loc.clone(),
-                                    format!(
-                                        "static-memory bank {} of `{}` overlaps reserved range `{}` {}",
-                                        range_str(r.base, r.size),
-                                        d.name,
-                                        res.name,
-                                        range_str(res.range.base, res.range.size)
-                                    ),
-                                )
-                                .with(res.range.loc.clone(), "reserved here")
-                                .help("move the bank to free RAM"),
-                            );
-                        }
-                    }
-                }
+                self.static_mem_banks(d);
             } else if d.direct_map {
                 self.push(
                     Diagnostic::new(
@@ -229,30 +301,6 @@ impl<'s> Validator<'s> {
                 );
             }
             self.enhanced(d);
-        }
-        // Static-memory banks of different domains must not overlap.
-        let banks: Vec<(&Domain, &Range)> = sys
-            .domains
-            .iter()
-            .flat_map(|d| d.static_mem.iter().map(move |r| (d, r)))
-            .collect();
-        for (i, (da, ra)) in banks.iter().enumerate() {
-            for (db, rb) in &banks[..i] {
-                if ra.overlaps(rb) {
-                    self.push(
-                        Diagnostic::new(
-                            STATIC_MEM_OVERLAP,
-                            ra.loc.clone(),
-                            format!(
-                                "static memory of `{}` overlaps static memory of `{}`",
-                                da.name, db.name
-                            ),
-                        )
-                        .with(rb.loc.clone(), "the other bank")
-                        .help("give each domain its own static-memory range"),
-                    );
-                }
-            }
         }
         let has_kernel = sys
             .domains
@@ -295,6 +343,60 @@ impl<'s> Validator<'s> {
                     .help("reduce domain memory or describe more RAM"),
                 );
             }
+        }
+    }
+
+    /// Static-memory banks: inside RAM, clear of reserved ranges, the DTB, Xen and other
+    /// banks (modules are checked against banks from the module side).
+    fn static_mem_banks(&mut self, d: &'s Domain) {
+        let first = self
+            .occupants
+            .iter()
+            .position(|o| matches!(o.kind, Occ::StaticMem(_)))
+            .unwrap_or(0);
+        for r in &d.static_mem {
+            let k = self
+                .occupants
+                .iter()
+                .skip(first)
+                .position(|o| std::ptr::eq(o.loc, &r.loc))
+                .unwrap_or(usize::MAX);
+            if !self.in_ram(r.base, r.size) {
+                self.push(
+                    Diagnostic::new(
+                        STATIC_MEM_OVERLAP,
+                        r.loc.clone(),
+                        format!(
+                            "static-memory bank {} of `{}` is not inside RAM",
+                            range_str(r.base, r.size),
+                            d.name
+                        ),
+                    )
+                    .help("place static memory inside a /memory bank"),
+                );
+            }
+            let subject = format!(
+                "static-memory bank {} of `{}`",
+                range_str(r.base, r.size),
+                d.name
+            );
+            self.occupant_overlaps(
+                r.base,
+                r.size,
+                |o| match o {
+                    Occ::Reserved | Occ::Placed => true,
+                    Occ::Module(_) => false,
+                    Occ::StaticMem(j) => j < k,
+                },
+                |o| {
+                    Diagnostic::new(
+                        STATIC_MEM_OVERLAP,
+                        r.loc.clone(),
+                        format!("{subject} overlaps {}", o.what),
+                    )
+                    .help("give each domain its own free static-memory range")
+                },
+            );
         }
     }
 
@@ -394,10 +496,7 @@ impl<'s> Validator<'s> {
                     );
                 }
             }
-            let mr = Range::new(m.addr, m.size);
-            if !sys.platform.ram.is_empty()
-                && !sys.platform.ram.iter().any(|r| r.contains(m.addr, m.size))
-            {
+            if !self.in_ram(m.addr, m.size) {
                 self.push(
                     Diagnostic::new(
                         MODULE_NOT_RAM,
@@ -411,85 +510,24 @@ impl<'s> Validator<'s> {
                     .help("load modules into a /memory bank"),
                 );
             }
-            for &(dj, other) in &mods[..i] {
-                if mr.overlaps(&Range::new(other.addr, other.size)) {
-                    self.push(
-                        Diagnostic::new(
-                            MODULE_OVERLAP,
-                            m.loc.clone(),
-                            format!(
-                                "{} module of `{dn}` {} overlaps the {} module of `{}` {}",
-                                m.kind.as_str(),
-                                range_str(m.addr, m.size),
-                                other.kind.as_str(),
-                                self.dom(dj).name,
-                                range_str(other.addr, other.size)
-                            ),
-                        )
-                        .with(other.loc.clone(), "the other module")
-                        .help("move one of the modules"),
-                    );
-                }
-            }
-            for res in &sys.platform.reserved {
-                if mr.overlaps(&res.range) {
-                    self.push(
-                        Diagnostic::new(
-                            MODULE_OVERLAP,
-                            m.loc.clone(),
-                            format!(
-                                "{} module of `{dn}` overlaps reserved range `{}` {}",
-                                m.kind.as_str(),
-                                res.name,
-                                range_str(res.range.base, res.range.size)
-                            ),
-                        )
-                        .with(res.range.loc.clone(), "reserved here")
-                        .help("move the module to free RAM"),
-                    );
-                }
-            }
-            for (what, r) in [
-                ("the host DTB", &sys.platform.dtb),
-                ("the Xen image", &sys.platform.xen_image),
-            ] {
-                if let Some(r) = r {
-                    if mr.overlaps(r) {
-                        self.push(
-                            Diagnostic::new(
-                                MODULE_OVERLAP,
-                                m.loc.clone(),
-                                format!(
-                                    "{} module of `{dn}` overlaps {what} {}",
-                                    m.kind.as_str(),
-                                    range_str(r.base, r.size)
-                                ),
-                            )
-                            .with(r.loc.clone(), "placed here")
-                            .help("move the module"),
-                        );
-                    }
-                }
-            }
-            for d in &sys.domains {
-                for r in &d.static_mem {
-                    if mr.overlaps(r) {
-                        self.push(
-                            Diagnostic::new(
-                                MODULE_OVERLAP,
-                                m.loc.clone(),
-                                format!(
-                                    "{} module of `{dn}` overlaps static memory of `{}`",
-                                    m.kind.as_str(),
-                                    d.name
-                                ),
-                            )
-                            .with(r.loc.clone(), "static memory")
-                            .help("move the module"),
-                        );
-                    }
-                }
-            }
+            let subject = format!(
+                "{} module of `{dn}` {}",
+                m.kind.as_str(),
+                range_str(m.addr, m.size)
+            );
+            self.occupant_overlaps(
+                m.addr,
+                m.size,
+                |o| !matches!(o, Occ::Module(j) if j >= i),
+                |o| {
+                    Diagnostic::new(
+                        MODULE_OVERLAP,
+                        m.loc.clone(),
+                        format!("{subject} overlaps {}", o.what),
+                    )
+                    .help("move the module to free RAM")
+                },
+            );
         }
     }
 
@@ -984,14 +1022,7 @@ impl<'s> Validator<'s> {
 
     fn host_range(&mut self, n: &ShmNode, host: u64) {
         let sys = self.sys;
-        let r = Range::new(host, n.size);
-        if !sys.platform.ram.is_empty()
-            && !sys
-                .platform
-                .ram
-                .iter()
-                .any(|ram| ram.contains(host, n.size))
-        {
+        if !self.in_ram(host, n.size) {
             self.push(
                 Diagnostic::new(
                     SHM_HOST_NOT_RAM,
@@ -1015,80 +1046,24 @@ impl<'s> Validator<'s> {
                 .help("place the region inside a /memory bank"),
             );
         }
-        for res in &sys.platform.reserved {
-            if r.overlaps(&res.range) {
-                self.push(
-                    Diagnostic::new(
-                        SHM_HOST_RESERVED,
-                        n.mem_loc.clone(),
-                        format!(
-                            "host range {} of region `{}` overlaps reserved range `{}` {}",
-                            range_str(host, n.size),
-                            n.id,
-                            res.name,
-                            range_str(res.range.base, res.range.size)
-                        ),
-                    )
-                    .with(res.range.loc.clone(), "reserved here")
-                    .help("shared memory must be plain RAM that nothing else reserves"),
-                );
-            }
-        }
-        for (di, m) in sys.modules() {
-            if r.overlaps(&Range::new(m.addr, m.size)) {
-                self.push(
-                    Diagnostic::new(
-                        SHM_HOST_RESERVED,
-                        n.mem_loc.clone(),
-                        format!(
-                            "host range {} of region `{}` overlaps the {} module of `{}`",
-                            range_str(host, n.size),
-                            n.id,
-                            m.kind.as_str(),
-                            self.dom(di).name
-                        ),
-                    )
-                    .with(m.loc.clone(), "the module")
-                    .help("move the region or the module"),
-                );
-            }
-        }
-        for d in &sys.domains {
-            for s in &d.static_mem {
-                if r.overlaps(s) {
-                    self.push(
-                        Diagnostic::new(
-                            SHM_HOST_RESERVED,
-                            n.mem_loc.clone(),
-                            format!(
-                                "host range of region `{}` overlaps static memory of `{}`",
-                                n.id, d.name
-                            ),
-                        )
-                        .with(s.loc.clone(), "static memory")
-                        .help("move the region"),
-                    );
-                }
-            }
-        }
-        for (what, x) in [
-            ("the host DTB", &sys.platform.dtb),
-            ("the Xen image", &sys.platform.xen_image),
-        ] {
-            if let Some(x) = x {
-                if r.overlaps(x) {
-                    self.push(
-                        Diagnostic::new(
-                            SHM_HOST_RESERVED,
-                            n.mem_loc.clone(),
-                            format!("host range of region `{}` overlaps {what}", n.id),
-                        )
-                        .with(x.loc.clone(), "placed here")
-                        .help("move the region"),
-                    );
-                }
-            }
-        }
+        let subject = format!(
+            "host range {} of region `{}`",
+            range_str(host, n.size),
+            n.id
+        );
+        self.occupant_overlaps(
+            host,
+            n.size,
+            |_| true,
+            |o| {
+                Diagnostic::new(
+                    SHM_HOST_RESERVED,
+                    n.mem_loc.clone(),
+                    format!("{subject} overlaps {}", o.what),
+                )
+                .help("shared memory must be plain RAM that nothing else uses")
+            },
+        );
     }
 
     fn guest_range(&mut self, n: &ShmNode, d: &Domain) {
