@@ -291,3 +291,52 @@ fn oversized_input_is_refused_without_reading_it_all() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("larger than 64 MiB"), "{}", stderr(&o));
 }
+
+#[test]
+fn base_board_tree_supplies_ram_and_is_merged() {
+    let dir = tempfile::tempdir().unwrap();
+    // The demo without its RAM: it must come from QEMU's board tree.
+    let text = std::fs::read_to_string(demo()).unwrap();
+    let text: String = text
+        .lines()
+        .filter(|l| !l.starts_with("ram = "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let desc = write(dir.path(), "demo.toml", &text);
+    let board = root().join("examples/boards/qemu-virt-gicv3-2g.dtb");
+    let out = dir.path().join("o");
+    let o = run(&[
+        "build",
+        desc.to_str().unwrap(),
+        "--base",
+        board.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let dts = std::fs::read_to_string(out.join("host.dts")).unwrap();
+    assert!(dts.contains("pl011@9000000"), "board nodes are kept");
+    assert!(dts.contains("stdout-path"), "the board's /chosen is kept");
+    assert!(dts.contains("xen,xen-bootargs"), "our /chosen is merged in");
+    // The merged tree checks clean as a Xen host tree.
+    let o = run(&[
+        "check",
+        out.join("host.dtb").to_str().unwrap(),
+        "--static-shm",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // Without RAM from anywhere, modules could not be checked: the shm pool must be in RAM.
+    let bad = write(
+        dir.path(),
+        "bad.toml",
+        &text.replace("0x7000_0000", "0x1_7000_0000"),
+    );
+    let o = run(&[
+        "check",
+        bad.to_str().unwrap(),
+        "--base",
+        board.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("SB0605"), "{}", stderr(&o));
+}
