@@ -210,3 +210,204 @@ pub mod guest {
 
 /// Page size Xen requires shared regions to be aligned to.
 pub const PAGE_SIZE: u64 = 4096;
+
+/// Xen errno values (returned negated by hypercalls).
+pub mod errno {
+    /// Operation not permitted.
+    pub const EPERM: i32 = 1;
+    /// No such entry.
+    pub const ENOENT: i32 = 2;
+    /// No such domain.
+    pub const ESRCH: i32 = 3;
+    /// Out of memory.
+    pub const ENOMEM: i32 = 12;
+    /// Bad address.
+    pub const EFAULT: i32 = 14;
+    /// Busy (port in use, shared_info already mapped).
+    pub const EBUSY: i32 = 16;
+    /// Exists.
+    pub const EEXIST: i32 = 17;
+    /// Invalid argument.
+    pub const EINVAL: i32 = 22;
+    /// No space (port out of range).
+    pub const ENOSPC: i32 = 28;
+    /// Not implemented.
+    pub const ENOSYS: i32 = 38;
+}
+
+/// `sched_op` commands and shutdown reasons.
+pub mod sched {
+    /// `SCHEDOP_yield`.
+    pub const OP_YIELD: u32 = 0;
+    /// `SCHEDOP_block`.
+    pub const OP_BLOCK: u32 = 1;
+    /// `SCHEDOP_shutdown`.
+    pub const OP_SHUTDOWN: u32 = 2;
+    /// `SCHEDOP_poll`.
+    pub const OP_POLL: u32 = 3;
+    /// Shutdown reason: power off.
+    pub const SHUTDOWN_POWEROFF: u32 = 0;
+    /// Shutdown reason: reboot.
+    pub const SHUTDOWN_REBOOT: u32 = 1;
+    /// Shutdown reason: crash.
+    pub const SHUTDOWN_CRASH: u32 = 3;
+}
+
+/// `console_io` commands.
+pub mod console {
+    /// `CONSOLEIO_write`.
+    pub const WRITE: u32 = 0;
+    /// `CONSOLEIO_read`.
+    pub const READ: u32 = 1;
+}
+
+/// `memory_op` commands and map spaces.
+pub mod memory {
+    /// `XENMEM_add_to_physmap`.
+    pub const ADD_TO_PHYSMAP: u32 = 7;
+    /// `XENMAPSPACE_shared_info`.
+    pub const SPACE_SHARED_INFO: u32 = 0;
+}
+
+/// Argument structures of the hypercalls staticbus uses, with Xen's arm64 layout (checked
+/// at compile time against the offsets in the spec, §5.3–5.5).
+pub mod layout {
+    use core::mem::{offset_of, size_of};
+
+    /// `struct evtchn_alloc_unbound`.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct EvtchnAllocUnbound {
+        /// Domain to allocate in (`DOMID_SELF`).
+        pub dom: u16,
+        /// Domain allowed to bind.
+        pub remote_dom: u16,
+        /// Out: the new port.
+        pub port: u32,
+    }
+
+    /// `struct evtchn_bind_interdomain`.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct EvtchnBindInterdomain {
+        /// Remote domain.
+        pub remote_dom: u16,
+        /// Padding.
+        pub _pad: u16,
+        /// Remote port.
+        pub remote_port: u32,
+        /// Out: the local port.
+        pub local_port: u32,
+    }
+
+    /// `struct evtchn_send`, `evtchn_close`, `evtchn_unmask`: one port.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct EvtchnPort {
+        /// The port.
+        pub port: u32,
+    }
+
+    /// `struct evtchn_status`.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct EvtchnStatus {
+        /// Domain (`DOMID_SELF`).
+        pub dom: u16,
+        /// Padding.
+        pub _pad: u16,
+        /// Port.
+        pub port: u32,
+        /// Out: `EVTCHNSTAT_*`.
+        pub status: u32,
+        /// Out: notified vCPU.
+        pub vcpu: u32,
+        /// Out (interdomain/unbound): remote domain.
+        pub remote_dom: u16,
+        /// Padding.
+        pub _pad2: u16,
+        /// Out (interdomain): remote port.
+        pub remote_port: u32,
+    }
+
+    /// `struct sched_poll` (arm64: the guest handle is 8 bytes).
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct SchedPoll {
+        /// Guest address of an array of `u32` ports.
+        pub ports: u64,
+        /// Number of ports.
+        pub nr_ports: u32,
+        /// Padding.
+        pub _pad: u32,
+        /// Absolute timeout in ns of system time (0: none).
+        pub timeout: u64,
+    }
+
+    /// `struct sched_shutdown`.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct SchedShutdown {
+        /// `SHUTDOWN_*`.
+        pub reason: u32,
+    }
+
+    /// `struct xen_add_to_physmap`.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct AddToPhysmap {
+        /// `DOMID_SELF`.
+        pub domid: u16,
+        /// Ignored.
+        pub size: u16,
+        /// `XENMAPSPACE_*`.
+        pub space: u32,
+        /// Index in the space (0 for shared_info).
+        pub idx: u64,
+        /// Guest frame to map at.
+        pub gpfn: u64,
+    }
+
+    /// Byte offsets in `struct shared_info` and its `vcpu_info[0]` (arm64).
+    pub mod shared_info {
+        /// `vcpu_info[0].evtchn_upcall_pending` (u8; set as bit 0 of the 8-byte word).
+        pub const UPCALL_PENDING: usize = 0;
+        /// `vcpu_info[0].evtchn_pending_sel` (u64).
+        pub const PENDING_SEL: usize = 8;
+        /// `vcpu_info` size.
+        pub const VCPU_INFO_SIZE: usize = 48;
+        /// `evtchn_pending[64]` (u64 words).
+        pub const EVTCHN_PENDING: usize = 48;
+        /// `evtchn_mask[64]` (u64 words).
+        pub const EVTCHN_MASK: usize = 560;
+        /// `wc_version`.
+        pub const WC_VERSION: usize = 1072;
+        /// Size of `struct shared_info`.
+        pub const SIZE: usize = 1088;
+        /// Words in each of the pending and mask bitmaps.
+        pub const WORDS: usize = 64;
+    }
+
+    const _: () = {
+        assert!(size_of::<EvtchnAllocUnbound>() == 8);
+        assert!(offset_of!(EvtchnAllocUnbound, remote_dom) == 2);
+        assert!(offset_of!(EvtchnAllocUnbound, port) == 4);
+        assert!(size_of::<EvtchnBindInterdomain>() == 12);
+        assert!(offset_of!(EvtchnBindInterdomain, remote_port) == 4);
+        assert!(offset_of!(EvtchnBindInterdomain, local_port) == 8);
+        assert!(size_of::<EvtchnPort>() == 4);
+        assert!(size_of::<EvtchnStatus>() == 24);
+        assert!(offset_of!(EvtchnStatus, status) == 8);
+        assert!(offset_of!(EvtchnStatus, vcpu) == 12);
+        assert!(offset_of!(EvtchnStatus, remote_dom) == 16);
+        assert!(offset_of!(EvtchnStatus, remote_port) == 20);
+        assert!(size_of::<SchedPoll>() == 24);
+        assert!(offset_of!(SchedPoll, nr_ports) == 8);
+        assert!(offset_of!(SchedPoll, timeout) == 16);
+        assert!(size_of::<AddToPhysmap>() == 24);
+        assert!(offset_of!(AddToPhysmap, idx) == 8);
+        assert!(offset_of!(AddToPhysmap, gpfn) == 16);
+        assert!(shared_info::EVTCHN_MASK == shared_info::EVTCHN_PENDING + 8 * shared_info::WORDS);
+        assert!(shared_info::WC_VERSION == shared_info::EVTCHN_MASK + 8 * shared_info::WORDS);
+    };
+}
