@@ -273,10 +273,13 @@ pub mod memory {
 /// at compile time against the offsets in the spec, §5.3–5.5).
 pub mod layout {
     use core::mem::{offset_of, size_of};
+    use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
     /// `struct evtchn_alloc_unbound`.
     #[repr(C)]
-    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    #[derive(
+        Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+    )]
     pub struct EvtchnAllocUnbound {
         /// Domain to allocate in (`DOMID_SELF`).
         pub dom: u16,
@@ -288,7 +291,9 @@ pub mod layout {
 
     /// `struct evtchn_bind_interdomain`.
     #[repr(C)]
-    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    #[derive(
+        Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+    )]
     pub struct EvtchnBindInterdomain {
         /// Remote domain.
         pub remote_dom: u16,
@@ -302,7 +307,9 @@ pub mod layout {
 
     /// `struct evtchn_send`, `evtchn_close`, `evtchn_unmask`: one port.
     #[repr(C)]
-    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    #[derive(
+        Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+    )]
     pub struct EvtchnPort {
         /// The port.
         pub port: u32,
@@ -310,7 +317,9 @@ pub mod layout {
 
     /// `struct evtchn_status`.
     #[repr(C)]
-    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    #[derive(
+        Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+    )]
     pub struct EvtchnStatus {
         /// Domain (`DOMID_SELF`).
         pub dom: u16,
@@ -332,7 +341,9 @@ pub mod layout {
 
     /// `struct sched_poll` (arm64: the guest handle is 8 bytes).
     #[repr(C)]
-    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    #[derive(
+        Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+    )]
     pub struct SchedPoll {
         /// Guest address of an array of `u32` ports.
         pub ports: u64,
@@ -346,7 +357,9 @@ pub mod layout {
 
     /// `struct sched_shutdown`.
     #[repr(C)]
-    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    #[derive(
+        Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+    )]
     pub struct SchedShutdown {
         /// `SHUTDOWN_*`.
         pub reason: u32,
@@ -354,7 +367,9 @@ pub mod layout {
 
     /// `struct xen_add_to_physmap`.
     #[repr(C)]
-    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    #[derive(
+        Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+    )]
     pub struct AddToPhysmap {
         /// `DOMID_SELF`.
         pub domid: u16,
