@@ -211,6 +211,8 @@ pub mod guest {
 /// Page size Xen requires shared regions to be aligned to.
 pub const PAGE_SIZE: u64 = 4096;
 
+pub mod shared_info;
+
 /// Xen errno values (returned negated by hypercalls).
 pub mod errno {
     /// Operation not permitted.
