@@ -1,0 +1,61 @@
+//! The guest side of staticbus: what a domain links to use Xen static event channels and
+//! static shared memory.
+//!
+//! One driver for every environment. Everything transport-specific sits behind two
+//! traits:
+//!
+//! * [`Hypercall`] — the four Xen hypercalls a guest issues (`event_channel_op`,
+//!   `memory_op`, `sched_op`, `console_io`) in Xen's raw form, so a bare-metal
+//!   `hvc #0xEA1` transport, a Linux transport and the staticbus emulator all fit;
+//! * [`Platform`] — a domain's hypercall transport, `shared_info` page, shared regions
+//!   and manifest.
+//!
+//! On top of them, shared by all transports:
+//!
+//! * [`ops`] — safe typed wrappers of the hypercalls, returning [`Errno`];
+//! * [`EventChannels`] — the 2-level event-channel driver on `shared_info` (send, mask,
+//!   unmask, drain in Linux's order, block, poll, wait), using
+//!   [`staticbus_abi::shared_info::SharedInfo`] for the bit layout;
+//! * [`Region`] — bounds-checked volatile and atomic access to a shared region;
+//! * [`Channel`] — a channel from the manifest: its region and its peers' ports;
+//! * [`Console`] — a line-buffered `core::fmt::Write` over Xen's console.
+//!
+//! ```no_run
+//! # use staticbus_guest::{Channel, Platform};
+//! # fn demo<P: Platform>(platform: &P) -> Result<(), Box<dyn std::error::Error>> {
+//! let logs = Channel::open(platform, "logs")?;
+//! logs.clear_initial(); // Xen marks the second-bound end pending at boot
+//! logs.region().write_bytes(0, b"hello")?;
+//! logs.notify_all()?;
+//! let peer = logs.wait()?; // then re-check the shared state
+//! # let _ = peer; Ok(()) }
+//! ```
+//!
+//! What a guest sees of static event channels (spec §1.5): its ports are already
+//! INTERDOMAIN at boot, it never binds them and **never closes them** (Xen would free the
+//! port for good), and the end Xen binds second starts with its port pending.
+
+#![no_std]
+
+#[cfg(test)]
+extern crate std;
+
+mod channel;
+mod console;
+mod evtchn;
+mod hypercall;
+pub mod ops;
+mod platform;
+mod region;
+
+#[cfg(test)]
+mod fake;
+
+pub use channel::{Channel, OpenError};
+pub use console::{Console, CONSOLE_LINE};
+pub use evtchn::{EventChannels, FiredSet, MAX_DRAIN_ROUNDS, MAX_POLL_PORTS};
+pub use hypercall::{Errno, Hypercall};
+pub use platform::Platform;
+pub use region::{OutOfBounds, Region};
+pub use staticbus_abi::shared_info::SharedInfo;
+pub use staticbus_manifest as manifest;

@@ -1,0 +1,290 @@
+//! Static shared-memory regions: bounds-checked volatile and atomic access to memory
+//! another domain writes too.
+
+use core::fmt;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU32, AtomicU64};
+
+/// A static shared-memory region mapped into this domain: a base pointer and a length.
+///
+/// The memory is shared with other domains that may be buggy or hostile and may change it
+/// at any moment, so it is never seen through a Rust reference to plain data: bytes are
+/// copied in and out with volatile accesses, and protocol header words are reached as
+/// atomics. Every access is bounds- and alignment-checked and fails with an error (never a
+/// panic) when it does not fit.
+///
+/// A `Region` is a plain handle (`Copy`): the transport that creates it promises the
+/// memory outlives every copy (see [`Region::new`]). It is neither `Send` nor `Sync`,
+/// because its byte copies are volatile, not atomic: within one program, share only the
+/// atomic words across threads.
+#[derive(Clone, Copy)]
+pub struct Region {
+    base: NonNull<u8>,
+    len: usize,
+}
+
+/// A byte range that does not fit in a [`Region`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutOfBounds {
+    /// Requested offset.
+    pub offset: usize,
+    /// Requested length.
+    pub len: usize,
+    /// The region's length.
+    pub region_len: usize,
+}
+
+impl fmt::Display for OutOfBounds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} bytes at offset {:#x} do not fit in a region of {:#x} bytes",
+            self.len, self.offset, self.region_len
+        )
+    }
+}
+
+impl core::error::Error for OutOfBounds {}
+
+impl fmt::Debug for Region {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Region")
+            .field("base", &self.base)
+            .field("len", &format_args!("{:#x}", self.len))
+            .finish()
+    }
+}
+
+impl Region {
+    /// A region of `len` bytes at `base`. `None` if `base` is null or `base + len`
+    /// overflows the address space.
+    ///
+    /// # Safety
+    ///
+    /// The transport that calls this promises, for as long as this region or any copy of
+    /// it, or any reference obtained from one, is used:
+    ///
+    /// * `[base, base + len)` is mapped, readable and writable, and valid for volatile and
+    ///   atomic accesses of 1, 4 and 8 bytes (on bare metal: Normal write-back
+    ///   inner-shareable memory, spec §5.1); it is never unmapped or freed;
+    /// * this program accesses that memory only through `Region`s and raw-pointer
+    ///   volatile or atomic accesses — never through Rust references to non-atomic data
+    ///   (`&[u8]`, `&mut T`);
+    /// * other domains (or processes, on the emulator) may read and write it at any time;
+    ///   that is expected and sound, since every access here is volatile or atomic.
+    pub unsafe fn new(base: *mut u8, len: usize) -> Option<Region> {
+        let base = NonNull::new(base)?;
+        base.as_ptr().addr().checked_add(len)?;
+        Some(Region { base, len })
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True if the region has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The base pointer (for a transport or an FFI peer; access through it must follow
+    /// the contract of [`Region::new`]).
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.base.as_ptr()
+    }
+
+    fn check(&self, offset: usize, len: usize) -> Result<(), OutOfBounds> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.len => Ok(()),
+            _ => Err(OutOfBounds {
+                offset,
+                len,
+                region_len: self.len,
+            }),
+        }
+    }
+
+    /// The sub-region `[offset, offset + len)`, or `None` if it does not fit.
+    pub fn sub(&self, offset: usize, len: usize) -> Option<Region> {
+        self.check(offset, len).ok()?;
+        // SAFETY: `offset + len <= self.len`, so the offset pointer stays inside (or one
+        // past the end of) the region's allocation.
+        let base = unsafe { self.base.add(offset) };
+        Some(Region { base, len })
+    }
+
+    /// Copies `buf.len()` bytes at `offset` into `buf` with volatile reads (8 bytes at a
+    /// time where the region address is 8-aligned). The bytes are a snapshot; a peer may
+    /// change them at any time, so validate what you read before using it.
+    pub fn read_bytes(&self, offset: usize, buf: &mut [u8]) -> Result<(), OutOfBounds> {
+        self.check(offset, buf.len())?;
+        let mut i = 0;
+        while i < buf.len() {
+            // SAFETY: `offset + i < offset + buf.len() <= self.len`: in bounds, so
+            // `src` is inside the region, which `Region::new`'s contract makes valid
+            // for volatile reads.
+            let src = unsafe { self.base.as_ptr().add(offset + i) };
+            if src.addr() % 8 == 0 && buf.len() - i >= 8 {
+                // SAFETY: `src` is 8-aligned and the 8 bytes from it are in bounds
+                // (`i + 8 <= buf.len()`).
+                let word = unsafe { src.cast::<u64>().read_volatile() };
+                buf[i..i + 8].copy_from_slice(&word.to_ne_bytes());
+                i += 8;
+            } else {
+                // SAFETY: `src` is in bounds (see above); u8 has no alignment.
+                buf[i] = unsafe { src.read_volatile() };
+                i += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies `buf` to `offset` with volatile writes (8 bytes at a time where the region
+    /// address is 8-aligned).
+    pub fn write_bytes(&self, offset: usize, buf: &[u8]) -> Result<(), OutOfBounds> {
+        self.check(offset, buf.len())?;
+        let mut i = 0;
+        while i < buf.len() {
+            // SAFETY: `offset + i < offset + buf.len() <= self.len`: in bounds, so
+            // `dst` is inside the region, which `Region::new`'s contract makes valid
+            // for volatile writes.
+            let dst = unsafe { self.base.as_ptr().add(offset + i) };
+            if let (0, Some(chunk)) = (dst.addr() % 8, buf.get(i..i + 8)) {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(chunk);
+                // SAFETY: `dst` is 8-aligned and the 8 bytes from it are in bounds
+                // (`i + 8 <= buf.len()`).
+                unsafe { dst.cast::<u64>().write_volatile(u64::from_ne_bytes(word)) };
+                i += 8;
+            } else {
+                // SAFETY: `dst` is in bounds (see above); u8 has no alignment.
+                unsafe { dst.write_volatile(buf[i]) };
+                i += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn aligned(&self, offset: usize, size: usize) -> Option<NonNull<u8>> {
+        self.check(offset, size).ok()?;
+        // SAFETY: `offset + size <= self.len`: the pointer stays inside the region.
+        let p = unsafe { self.base.add(offset) };
+        (p.as_ptr().addr() % size == 0).then_some(p)
+    }
+
+    /// The 32-bit word at `offset` as an atomic, or `None` if it is out of bounds or the
+    /// address is not 4-aligned.
+    pub fn atomic_u32(&self, offset: usize) -> Option<&AtomicU32> {
+        let p = self.aligned(offset, 4)?;
+        // SAFETY: `p` is 4-aligned and `[p, p + 4)` is inside the region, which
+        // `Region::new`'s contract keeps valid for atomic accesses for as long as `self`
+        // (and thus the returned reference) is used, and never accesses non-atomically
+        // through references. Byte copies of the same memory are volatile accesses by
+        // this same handle, which is not `Sync`.
+        Some(unsafe { AtomicU32::from_ptr(p.as_ptr().cast::<u32>()) })
+    }
+
+    /// The 64-bit word at `offset` as an atomic, or `None` if it is out of bounds or the
+    /// address is not 8-aligned.
+    pub fn atomic_u64(&self, offset: usize) -> Option<&AtomicU64> {
+        let p = self.aligned(offset, 8)?;
+        // SAFETY: as in `atomic_u32`, with `p` 8-aligned and `[p, p + 8)` in bounds.
+        Some(unsafe { AtomicU64::from_ptr(p.as_ptr().cast::<u64>()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::Backing;
+    use core::sync::atomic::Ordering::SeqCst;
+
+    #[test]
+    fn new_rejects_null_and_wrapping_ranges() {
+        // SAFETY: both calls fail before any memory could be accessed.
+        unsafe {
+            assert!(Region::new(core::ptr::null_mut(), 16).is_none());
+            let mut byte = 0u8;
+            assert!(Region::new(&raw mut byte, usize::MAX).is_none());
+        }
+    }
+
+    #[test]
+    fn byte_access_is_bounds_checked() {
+        let mem = Backing::new(64);
+        let r = mem.region(64);
+        assert_eq!(r.len(), 64);
+        assert!(!r.is_empty());
+        let data: [u8; 21] = core::array::from_fn(|i| i as u8 + 1);
+        // Unaligned start, crosses several words.
+        r.write_bytes(3, &data).unwrap();
+        let mut back = [0u8; 21];
+        r.read_bytes(3, &mut back).unwrap();
+        assert_eq!(back, data);
+        let mut around = [0xffu8; 26];
+        r.read_bytes(0, &mut around).unwrap();
+        assert_eq!(&around[..3], &[0, 0, 0]);
+        assert_eq!(&around[3..24], &data);
+        assert_eq!(&around[24..], &[0, 0]);
+        // Exactly up to the end is fine; one past is not.
+        r.write_bytes(60, &[9; 4]).unwrap();
+        let err = r.write_bytes(61, &[9; 4]).unwrap_err();
+        assert_eq!(
+            err,
+            OutOfBounds {
+                offset: 61,
+                len: 4,
+                region_len: 64
+            }
+        );
+        assert!(r.read_bytes(64, &mut [0; 1]).is_err());
+        assert!(r.read_bytes(64, &mut []).is_ok());
+        assert!(r.read_bytes(usize::MAX, &mut [0; 2]).is_err());
+        assert!(r.write_bytes(usize::MAX, &[0; 1]).is_err());
+        assert_eq!(
+            std::format!("{err}"),
+            "4 bytes at offset 0x3d do not fit in a region of 0x40 bytes"
+        );
+    }
+
+    #[test]
+    fn atomics_check_bounds_and_alignment() {
+        let mem = Backing::new(32);
+        let r = mem.region(32);
+        r.atomic_u32(4).unwrap().store(0x0403_0201, SeqCst);
+        r.atomic_u64(8).unwrap().store(u64::MAX, SeqCst);
+        let mut b = [0u8; 12];
+        r.read_bytes(4, &mut b).unwrap();
+        assert_eq!(&b[..4], &0x0403_0201u32.to_ne_bytes());
+        assert_eq!(&b[4..], &[0xff; 8]);
+        assert!(r.atomic_u32(2).is_none());
+        assert!(r.atomic_u64(4).is_none());
+        assert!(r.atomic_u32(28).is_some());
+        assert!(r.atomic_u32(32).is_none());
+        assert!(r.atomic_u64(24).is_some());
+        assert!(r.atomic_u64(32).is_none());
+        assert!(r.atomic_u64(usize::MAX - 3).is_none());
+    }
+
+    #[test]
+    fn sub_regions() {
+        let mem = Backing::new(64);
+        let r = mem.region(64);
+        let s = r.sub(16, 16).unwrap();
+        assert_eq!(s.len(), 16);
+        s.write_bytes(0, b"abcd").unwrap();
+        let mut b = [0u8; 4];
+        r.read_bytes(16, &mut b).unwrap();
+        assert_eq!(&b, b"abcd");
+        assert!(s.write_bytes(13, b"abcd").is_err());
+        assert!(s.atomic_u64(8).is_some());
+        assert!(r.sub(60, 8).is_none());
+        assert!(r.sub(usize::MAX, 2).is_none());
+        assert!(r.sub(64, 0).unwrap().is_empty());
+        // Misaligned sub-region: alignment is checked on the address, not the offset.
+        let odd = r.sub(1, 16).unwrap();
+        assert!(odd.atomic_u32(0).is_none());
+        assert!(odd.atomic_u32(3).is_some());
+    }
+}
