@@ -9,6 +9,7 @@ use crate::{emit, gen, manifest, validate};
 use staticbus_diag::{Diagnostic, Diagnostics, FileId, Location, Sources};
 use staticbus_dt::{parse_dts, print_dts, read_dtb, write_dtb, DtsOptions, FsLoader, Tree};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// What kind of file an input is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -287,64 +288,82 @@ pub struct OutputFile {
 /// Produces every output of a build: `host.dts`, `host.dtb`, and for each domain
 /// `domains/<name>/manifest.{json,rs,h,dts}`. For DT input the host tree is the input tree
 /// itself (re-emitted canonically). The outputs are independent, so they are produced on
-/// all available cores; the result is the same whatever the core count.
+/// all available cores: the calling thread builds the host tree and prints `host.dts`
+/// (while another thread writes `host.dtb`), and worker threads on the other cores take
+/// the domains one at a time (so that the work spreads evenly whatever the domains cost)
+/// and write each one's manifest files. The result is the same whatever the core count.
 pub fn build_outputs(sys: &System, base: Option<Tree>) -> Vec<OutputFile> {
+    let index = manifest::Index::new(sys);
+    // The calling thread does the host tree; the other cores (at least one) the domains.
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(2, 16)
+        - 1;
+    let next = AtomicUsize::new(0);
+    let (host, domains) = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let d = next.fetch_add(1, Ordering::Relaxed);
+                        if d >= sys.domains.len() {
+                            return done;
+                        }
+                        done.push((d, domain_outputs(&index.manifest(sys, d))));
+                    }
+                })
+            })
+            .collect();
+        let host = host_outputs(sys, base);
+        let mut domains: Vec<(usize, [OutputFile; 4])> =
+            workers.into_iter().flat_map(join).collect();
+        domains.sort_unstable_by_key(|&(d, _)| d);
+        (host, domains)
+    });
+    let mut files = Vec::with_capacity(2 + 4 * domains.len());
+    files.extend(host);
+    files.extend(domains.into_iter().flat_map(|(_, f)| f));
+    files
+}
+
+/// The result of a scoped thread, re-raising its panic.
+fn join<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
+}
+
+/// `host.dts` and `host.dtb`.
+fn host_outputs(sys: &System, base: Option<Tree>) -> [OutputFile; 2] {
     let tree = match sys.source {
         SourceKind::Description => gen::host_tree(sys, base),
         _ => base.unwrap_or_default(),
     };
-    let manifests = manifest::manifests(sys);
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .clamp(1, 16);
-    let per = manifests.len().div_ceil(threads).max(1);
-    let (host, domains) = std::thread::scope(|s| {
-        let host = s.spawn(|| {
-            vec![
-                OutputFile {
-                    path: "host.dts".into(),
-                    bytes: print_dts(&tree).into_bytes(),
-                },
-                OutputFile {
-                    path: "host.dtb".into(),
-                    bytes: write_dtb(&tree),
-                },
-            ]
-        });
-        let workers: Vec<_> = manifests
-            .chunks(per)
-            .map(|chunk| s.spawn(move || chunk.iter().flat_map(domain_outputs).collect::<Vec<_>>()))
-            .collect();
-        let domains: Vec<OutputFile> = workers
-            .into_iter()
-            .flat_map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect();
-        (host.join().unwrap_or_else(|e| std::panic::resume_unwind(e)), domains)
+    let (dts, dtb) = std::thread::scope(|s| {
+        let dtb = s.spawn(|| write_dtb(&tree));
+        (print_dts(&tree), join(dtb))
     });
-    let mut files = host;
-    files.extend(domains);
-    files
+    [
+        OutputFile {
+            path: "host.dts".into(),
+            bytes: dts.into_bytes(),
+        },
+        OutputFile {
+            path: "host.dtb".into(),
+            bytes: dtb,
+        },
+    ]
 }
 
-fn domain_outputs(m: &manifest::DomainManifest) -> Vec<OutputFile> {
-    let dir = format!("domains/{}", m.domain);
-    vec![
-        OutputFile {
-            path: format!("{dir}/manifest.json"),
-            bytes: emit::to_json(m).into_bytes(),
-        },
-        OutputFile {
-            path: format!("{dir}/manifest.rs"),
-            bytes: emit::to_rust(m).into_bytes(),
-        },
-        OutputFile {
-            path: format!("{dir}/manifest.h"),
-            bytes: emit::to_c_header(m).into_bytes(),
-        },
-        OutputFile {
-            path: format!("{dir}/manifest.dts"),
-            bytes: emit::to_dt_source(m).into_bytes(),
-        },
+fn domain_outputs(m: &manifest::DomainManifest) -> [OutputFile; 4] {
+    let file = |name: &str, bytes: Vec<u8>| OutputFile {
+        path: format!("domains/{}/{name}", m.domain),
+        bytes,
+    };
+    [
+        file("manifest.json", emit::to_json(m).into_bytes()),
+        file("manifest.rs", emit::to_rust(m).into_bytes()),
+        file("manifest.h", emit::to_c_header(m).into_bytes()),
+        file("manifest.dts", emit::to_dt_source(m).into_bytes()),
     ]
 }

@@ -11,6 +11,7 @@ use crate::model::*;
 use staticbus_abi::dt as b;
 use staticbus_dt::{resolve_references, CellValue, Node, Property, Tree};
 use std::collections::{HashMap, HashSet};
+use std::fmt::Write;
 
 fn hi_lo(v: u64) -> [u32; 2] {
     [(v >> 32) as u32, v as u32]
@@ -22,16 +23,132 @@ fn reg2(addr: u64, size: u64) -> Vec<u32> {
     v
 }
 
-/// A DT label made from a name: `[A-Za-z0-9_]`, not starting with a digit.
-fn label_of(s: &str) -> String {
-    let mut l: String = s
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect();
-    if l.starts_with(|c: char| c.is_ascii_digit()) || l.is_empty() {
-        l.insert(0, '_');
+/// The labels of every event-channel end, unique in the tree: `<domain>_ec<port>`, or if
+/// a label of the base tree or of an earlier end (in [`System::evtchns`] order, first end
+/// first) has it, `<domain>_ec<port>_<n>` with the first free `n` from 2; made DT labels
+/// (`[A-Za-z0-9_]`, not starting with a digit). All in one buffer.
+struct EndLabels {
+    text: String,
+    /// Per pair: the labels of its first and second end in `text`.
+    at: Vec<[std::ops::Range<usize>; 2]>,
+}
+
+impl EndLabels {
+    fn new(sys: &System, tree: &Tree) -> EndLabels {
+        let mut labels = EndLabels {
+            text: String::new(),
+            at: Vec::with_capacity(sys.evtchns.len()),
+        };
+        // Usually the plain labels are all free and distinct, and then they are the
+        // labels: check that without copying them.
+        labels.push_all(sys, push_end_label);
+        let mut taken: HashSet<&str> = HashSet::with_capacity(2 * sys.evtchns.len());
+        tree.walk(|_, node| taken.extend(node.labels.iter().map(String::as_str)));
+        let text = &labels.text;
+        if labels
+            .at
+            .iter()
+            .flatten()
+            .all(|r| taken.insert(&text[r.clone()]))
+        {
+            return labels;
+        }
+        // Otherwise, take the next free number end by end.
+        drop(taken);
+        let mut used: HashSet<String> = HashSet::new();
+        tree.walk(|_, node| used.extend(node.labels.iter().cloned()));
+        labels.text.clear();
+        labels.at.clear();
+        labels.push_all(sys, |text, domain, port| {
+            let start = text.len();
+            push_end_label(text, domain, port);
+            let len = text.len();
+            let mut n = 1;
+            while used.contains(&text[start..]) {
+                n += 1;
+                text.truncate(len);
+                let _ = write!(text, "_{n}");
+            }
+            used.insert(text[start..].to_string());
+        });
+        labels
     }
-    l
+
+    /// Appends the label of every end with `push(text, domain name, port)`.
+    fn push_all(&mut self, sys: &System, mut push: impl FnMut(&mut String, &str, u32)) {
+        for p in &sys.evtchns {
+            let ends = [&p.first, &p.second].map(|e| {
+                let start = self.text.len();
+                push(&mut self.text, &sys.domains[e.domain].name, e.port);
+                start..self.text.len()
+            });
+            self.at.push(ends);
+        }
+    }
+
+    /// The label of end `second` (false: the first end) of pair `pair`.
+    fn get(&self, pair: usize, second: bool) -> &str {
+        &self.text[self.at[pair][usize::from(second)].clone()]
+    }
+}
+
+/// Appends `<domain>_ec<port>` made a DT label.
+fn push_end_label(text: &mut String, domain: &str, port: u32) {
+    if domain.starts_with(|c: char| c.is_ascii_digit()) {
+        text.push('_');
+    }
+    text.extend(
+        domain
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }),
+    );
+    let _ = write!(text, "_ec{port}");
+}
+
+/// The first (`second` false) or second end of a pair.
+fn end(p: &EvtchnPair, second: bool) -> &EvtchnEnd {
+    if second {
+        &p.second
+    } else {
+        &p.first
+    }
+}
+
+/// The names of the event-channel nodes (one per port) then the shm nodes a domain's node
+/// gets: `evtchn@<port>`, and `shared-mem@<host>` (or `shared-mem-<id>` for the heap
+/// form); or, if a child of `node` or an earlier new node has that name,
+/// `evtchn-<k>@<port>` or `shared-mem-<id>-<k>` with the first free `k` from 2.
+fn child_names(node: &Node, ports: &[u32], shm: &[&ShmNode]) -> Vec<String> {
+    let shm_name = |s: &ShmNode| match s.host {
+        Some(h) => format!("shared-mem@{h:x}"),
+        None => format!("shared-mem-{}", node_part(&s.id)),
+    };
+    let mut names: Vec<String> = ports
+        .iter()
+        .map(|p| format!("evtchn@{p:x}"))
+        .chain(shm.iter().map(|s| shm_name(s)))
+        .collect();
+    // Usually the plain names are all free and distinct, and then they are the names:
+    // check that without copying them.
+    let mut taken: HashSet<&str> = node.children.iter().map(|c| c.name.as_str()).collect();
+    if names.iter().all(|n| taken.insert(n)) {
+        return names;
+    }
+    drop(taken);
+    // Otherwise, take the next free number node by node.
+    let mut used: HashSet<String> = node.children.iter().map(|c| c.name.clone()).collect();
+    for (i, name) in names.iter_mut().enumerate() {
+        let mut k = 1;
+        while used.contains(name.as_str()) {
+            k += 1;
+            *name = match ports.get(i) {
+                Some(port) => format!("evtchn-{k}@{port:x}"),
+                None => format!("shared-mem-{}-{k}", node_part(&shm[i - ports.len()].id)),
+            };
+        }
+        used.insert(name.clone());
+    }
+    names
 }
 
 /// A node-name-safe version of a free string.
@@ -81,23 +198,25 @@ pub fn host_tree(sys: &System, base: Option<Tree>) -> Tree {
         }
     }
 
-    // Labels for every endpoint: (pair index, is_first) → label.
-    let mut labels: HashMap<(usize, bool), String> = HashMap::new();
-    let mut used_labels: HashSet<String> = HashSet::new();
-    tree.walk(|_, n| used_labels.extend(n.labels.iter().cloned()));
+    // Each domain's event-channel ends, as (pair index, is the second end), in pair
+    // order; and its shm nodes. (Domain indices out of range, only in a broken model,
+    // match no domain, as before.)
+    let mut ends: Vec<Vec<(usize, bool)>> = vec![Vec::new(); sys.domains.len()];
     for (i, p) in sys.evtchns.iter().enumerate() {
-        for (first, e) in [(true, &p.first), (false, &p.second)] {
-            let d = &sys.domains[e.domain];
-            let mut l = label_of(&format!("{}_ec{}", d.name, e.port));
-            let mut n = 1;
-            while used_labels.contains(&l) {
-                n += 1;
-                l = label_of(&format!("{}_ec{}_{n}", d.name, e.port));
+        for (e, second) in [(&p.first, false), (&p.second, true)] {
+            if let Some(v) = ends.get_mut(e.domain) {
+                v.push((i, second));
             }
-            used_labels.insert(l.clone());
-            labels.insert((i, first), l);
         }
     }
+    let mut shm: Vec<Vec<&ShmNode>> = vec![Vec::new(); sys.domains.len()];
+    for s in &sys.shm {
+        if let Some(v) = shm.get_mut(s.domain) {
+            v.push(s);
+        }
+    }
+
+    let labels = EndLabels::new(sys, &tree);
 
     let chosen = tree.root.child_or_insert("chosen");
     chosen.set_prop(Property::u32s("#address-cells", &[2]));
@@ -105,11 +224,28 @@ pub fn host_tree(sys: &System, base: Option<Tree>) -> Tree {
     if let Some(args) = &sys.xen_bootargs {
         chosen.set_prop(Property::string("xen,xen-bootargs", args));
     }
+    // The children of /chosen by name (the first of a name, as `child_or_insert` would
+    // find it), up to `known`.
+    let mut chosen_children: HashMap<String, usize> = HashMap::new();
+    let mut known = 0;
     for (di, d) in sys.domains.iter().enumerate() {
+        for (i, c) in chosen.children.iter().enumerate().skip(known) {
+            if !chosen_children.contains_key(&c.name) {
+                chosen_children.insert(c.name.clone(), i);
+            }
+        }
+        known = chosen.children.len();
         let node: &mut Node = if d.dom0 {
             &mut *chosen
         } else {
-            let n = chosen.child_or_insert(&d.name);
+            let i = match chosen_children.get(&d.name) {
+                Some(&i) => i,
+                None => {
+                    chosen.children.push(Node::new(d.name.as_str()));
+                    chosen.children.len() - 1
+                }
+            };
+            let n = &mut chosen.children[i];
             n.set_prop(Property::string("compatible", b::DOMAIN_COMPAT));
             n.set_prop(Property::u32s("#address-cells", &[2]));
             n.set_prop(Property::u32s("#size-cells", &[2]));
@@ -145,40 +281,30 @@ pub fn host_tree(sys: &System, base: Option<Tree>) -> Tree {
                 mn.set_prop(Property::string("bootargs", args));
             }
         }
-        let mut names: HashSet<String> = node.children.iter().map(|c| c.name.clone()).collect();
-        for (i, p) in sys.evtchns.iter().enumerate() {
-            for (first, e, other) in [(true, &p.first, false), (false, &p.second, true)] {
-                if e.domain != di {
-                    continue;
-                }
-                let mut name = format!("evtchn@{:x}", e.port);
-                let mut k = 1;
-                while names.contains(&name) {
-                    k += 1;
-                    name = format!("evtchn-{k}@{:x}", e.port);
-                }
-                names.insert(name.clone());
-                let mut en = Node::new(name);
-                en.labels.push(labels[&(i, first)].clone());
-                en.set_prop(Property::string("compatible", b::EVTCHN_COMPAT));
-                en.set_prop(Property::cells_with_refs(
-                    b::EVTCHN_PROP,
-                    &[CellValue::Num(e.port), CellValue::Ref(&labels[&(i, other)])],
-                ));
-                node.children.push(en);
-            }
+        let ports: Vec<u32> = ends[di]
+            .iter()
+            .map(|&(i, second)| end(&sys.evtchns[i], second).port)
+            .collect();
+        let mut names = child_names(node, &ports, &shm[di]).into_iter();
+        node.children.reserve(ends[di].len() + shm[di].len());
+        for (&(i, second), name) in ends[di].iter().zip(&mut names) {
+            let e = end(&sys.evtchns[i], second);
+            let mut en = Node::new(name);
+            en.labels.push(labels.get(i, second).to_string());
+            // Room for the `phandle` that resolution appends.
+            en.props.reserve_exact(3);
+            en.props
+                .push(Property::string("compatible", b::EVTCHN_COMPAT));
+            en.props.push(Property::cells_with_refs(
+                b::EVTCHN_PROP,
+                &[
+                    CellValue::Num(e.port),
+                    CellValue::Ref(labels.get(i, !second)),
+                ],
+            ));
+            node.children.push(en);
         }
-        for s in sys.shm.iter().filter(|s| s.domain == di) {
-            let mut name = match s.host {
-                Some(h) => format!("shared-mem@{h:x}"),
-                None => format!("shared-mem-{}", node_part(&s.id)),
-            };
-            let mut k = 1;
-            while names.contains(&name) {
-                k += 1;
-                name = format!("shared-mem-{}-{k}", node_part(&s.id));
-            }
-            names.insert(name.clone());
+        for (s, name) in shm[di].iter().zip(names) {
             let mut sn = Node::new(name);
             sn.set_prop(Property::string("compatible", b::SHM_COMPAT));
             if let Some(r) = s.role {
@@ -198,4 +324,78 @@ pub fn host_tree(sys: &System, base: Option<Tree>) -> Tree {
     // The model only references labels it created, so resolution cannot fail.
     let _ = resolve_references(&mut tree);
     tree
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use staticbus_diag::Location;
+    use staticbus_dt::ChunkKind;
+
+    fn end(domain: DomIdx, port: u32) -> EvtchnEnd {
+        EvtchnEnd {
+            domain,
+            port,
+            loc: Location::None,
+            port_loc: Location::None,
+        }
+    }
+
+    /// (domain, port) of one end.
+    type End = (DomIdx, u32);
+
+    fn system(pairs: &[(End, End)]) -> System {
+        let mut sys = System::new("s", SourceKind::Description);
+        sys.domains = vec![
+            Domain::new("a", 1, Location::None),
+            Domain::new("0b", 2, Location::None),
+        ];
+        sys.evtchns = pairs
+            .iter()
+            .map(|&(f, s)| EvtchnPair {
+                first: end(f.0, f.1),
+                second: end(s.0, s.1),
+                channel: None,
+            })
+            .collect();
+        sys
+    }
+
+    fn labels_and_refs(tree: &Tree, path: &str) -> (Vec<String>, Option<String>) {
+        let n = tree.find(path).unwrap_or_else(|| panic!("{path}"));
+        let ChunkKind::Cells { elems, .. } = &n.prop(b::EVTCHN_PROP).unwrap().chunks[0].kind else {
+            panic!("cells");
+        };
+        (n.labels.clone(), elems[1].reference.clone())
+    }
+
+    #[test]
+    fn endpoint_labels_are_unique() {
+        // Plain labels, made DT labels.
+        let t = host_tree(&system(&[((0, 5), (1, 5))]), None);
+        let (l, r) = labels_and_refs(&t, "/chosen/a/evtchn@5");
+        assert_eq!((l, r.as_deref()), (vec!["a_ec5".into()], Some("_0b_ec5")));
+
+        // A port used twice in a domain, and a label the base tree already has: the next
+        // free number, end by end in pair order.
+        let mut base = Tree::default();
+        base.root.child_or_insert("x").labels.push("a_ec7".into());
+        let sys = system(&[((0, 5), (1, 5)), ((0, 5), (1, 6)), ((1, 5), (0, 7))]);
+        let t = host_tree(&sys, Some(base));
+        for (path, label, peer) in [
+            ("/chosen/a/evtchn@5", "a_ec5", "_0b_ec5"),
+            ("/chosen/a/evtchn-2@5", "a_ec5_2", "_0b_ec6"),
+            ("/chosen/a/evtchn@7", "a_ec7_2", "_0b_ec5_2"),
+            ("/chosen/0b/evtchn@5", "_0b_ec5", "a_ec5"),
+            ("/chosen/0b/evtchn@6", "_0b_ec6", "a_ec5_2"),
+            ("/chosen/0b/evtchn-2@5", "_0b_ec5_2", "a_ec7_2"),
+        ] {
+            let (l, r) = labels_and_refs(&t, path);
+            assert_eq!(
+                (l, r.as_deref()),
+                (vec![label.into()], Some(peer)),
+                "{path}"
+            );
+        }
+    }
 }

@@ -6,6 +6,7 @@
 use crate::model::*;
 use serde::Serialize;
 use staticbus_abi::domid::DOMID_IO;
+use std::collections::HashMap;
 
 /// Format name written into every manifest.
 pub const FORMAT: &str = "staticbus-manifest";
@@ -117,36 +118,88 @@ pub struct EvtchnEntry {
 
 /// Builds the manifest of every domain, in domain order.
 pub fn manifests(sys: &System) -> Vec<DomainManifest> {
-    let owners = owners(sys);
+    let index = Index::new(sys);
     (0..sys.domains.len())
-        .map(|d| manifest_with(sys, d, &owners))
+        .map(|d| index.manifest(sys, d))
         .collect()
 }
 
 /// Builds the manifest of one domain.
 pub fn manifest(sys: &System, d: DomIdx) -> DomainManifest {
-    manifest_with(sys, d, &owners(sys))
+    Index::new(sys).manifest(sys, d)
 }
 
-/// shm id → owning domain.
-fn owners(sys: &System) -> std::collections::HashMap<&str, DomIdx> {
-    let mut map = std::collections::HashMap::new();
-    for n in sys.shm.iter().filter(|n| n.role == Some(ShmRole::Owner)) {
-        // The first owner in DT order is the one Xen assigns the pages to.
-        map.entry(n.id.as_str()).or_insert(n.domain);
+/// What each domain takes part in, gathered in one pass over the system so that building
+/// every manifest costs time linear in the size of the system (not domains × channels).
+/// Build it once with [`Index::new`], then [`Index::manifest`] for each domain (possibly
+/// from several threads).
+pub(crate) struct Index<'a> {
+    /// shm id → owning domain.
+    owners: HashMap<&'a str, DomIdx>,
+    /// Per domain: the channels it is a writer or reader of, in channel order.
+    channels: Vec<Vec<usize>>,
+    /// Per domain: its shm nodes, in [`System::shm`] order.
+    shm: Vec<Vec<usize>>,
+    /// Per domain: its event-channel ends as (pair index, is the second end), in pair
+    /// order, the first end before the second.
+    evtchns: Vec<Vec<(usize, bool)>>,
+}
+
+impl<'a> Index<'a> {
+    /// Indexes `sys`. Out-of-range domain indices (only in a broken model) are ignored
+    /// here, as the per-domain scans this replaces ignored them.
+    pub(crate) fn new(sys: &'a System) -> Index<'a> {
+        let n = sys.domains.len();
+        let mut owners = HashMap::new();
+        for s in sys.shm.iter().filter(|s| s.role == Some(ShmRole::Owner)) {
+            // The first owner in DT order is the one Xen assigns the pages to.
+            owners.entry(s.id.as_str()).or_insert(s.domain);
+        }
+        let mut channels: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for (c, ch) in sys.channels.iter().enumerate() {
+            for &m in ch.writers.iter().chain(&ch.readers) {
+                if let Some(list) = channels.get_mut(m) {
+                    // A domain both writer and reader (or listed twice) appears once.
+                    if list.last() != Some(&c) {
+                        list.push(c);
+                    }
+                }
+            }
+        }
+        let mut shm: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for (i, s) in sys.shm.iter().enumerate() {
+            if let Some(list) = shm.get_mut(s.domain) {
+                list.push(i);
+            }
+        }
+        let mut evtchns: Vec<Vec<(usize, bool)>> = vec![Vec::new(); n];
+        for (i, p) in sys.evtchns.iter().enumerate() {
+            for (e, second) in [(&p.first, false), (&p.second, true)] {
+                if let Some(list) = evtchns.get_mut(e.domain) {
+                    list.push((i, second));
+                }
+            }
+        }
+        Index {
+            owners,
+            channels,
+            shm,
+            evtchns,
+        }
     }
-    map
+
+    /// The manifest of domain `d` of the system this index was built from.
+    pub(crate) fn manifest(&self, sys: &System, d: DomIdx) -> DomainManifest {
+        manifest_with(sys, d, self)
+    }
 }
 
-fn manifest_with(
-    sys: &System,
-    d: DomIdx,
-    owners: &std::collections::HashMap<&str, DomIdx>,
-) -> DomainManifest {
+fn manifest_with(sys: &System, d: DomIdx, ix: &Index<'_>) -> DomainManifest {
     let dom = &sys.domains[d];
     let chan_name = |c: Option<usize>| c.map(|i| sys.channels[i].name.clone());
-    let mut channels = Vec::new();
-    for ch in &sys.channels {
+    let mut channels = Vec::with_capacity(ix.channels[d].len());
+    for &c in &ix.channels[d] {
+        let ch = &sys.channels[c];
         let (wrole, rrole) = ch.protocol.roles();
         let (role, index, peer_role) = if let Some(i) = ch.writers.iter().position(|&w| w == d) {
             (wrole, i, rrole)
@@ -193,12 +246,11 @@ fn manifest_with(
             peers,
         });
     }
-    let regions = sys
-        .shm
+    let regions = ix.shm[d]
         .iter()
-        .filter(|n| n.domain == d)
-        .map(|n| {
-            let owner = owners.get(n.id.as_str()).map(|&o| &sys.domains[o]);
+        .map(|&i| {
+            let n = &sys.shm[i];
+            let owner = ix.owners.get(n.id.as_str()).map(|&o| &sys.domains[o]);
             RegionEntry {
                 shm_id: n.id.clone(),
                 guest_addr: n.guest,
@@ -213,22 +265,27 @@ fn manifest_with(
             }
         })
         .collect();
-    let mut evtchns = Vec::new();
-    for p in &sys.evtchns {
-        for (me, other, pending) in [(&p.first, &p.second, false), (&p.second, &p.first, true)] {
-            if me.domain == d {
-                let od = &sys.domains[other.domain];
-                evtchns.push(EvtchnEntry {
-                    local_port: me.port,
-                    remote_domain: od.name.clone(),
-                    remote_domid: od.domid,
-                    remote_port: other.port,
-                    initially_pending: pending,
-                    channel: chan_name(p.channel),
-                });
+    let evtchns = ix.evtchns[d]
+        .iter()
+        .map(|&(i, second)| {
+            let p = &sys.evtchns[i];
+            let (me, other) = if second {
+                (&p.second, &p.first)
+            } else {
+                (&p.first, &p.second)
+            };
+            let od = &sys.domains[other.domain];
+            EvtchnEntry {
+                local_port: me.port,
+                remote_domain: od.name.clone(),
+                remote_domid: od.domid,
+                remote_port: other.port,
+                // Xen binds the second end second: it starts pending.
+                initially_pending: second,
+                channel: chan_name(p.channel),
             }
-        }
-    }
+        })
+        .collect();
     DomainManifest {
         format: FORMAT,
         version: VERSION,
@@ -239,5 +296,57 @@ fn manifest_with(
         channels,
         regions,
         evtchns,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use staticbus_diag::Location;
+
+    #[test]
+    fn a_domain_in_a_channel_twice_gets_one_entry() {
+        let mut sys = System::new("s", SourceKind::Description);
+        sys.domains = vec![
+            Domain::new("a", 1, Location::None),
+            Domain::new("b", 2, Location::None),
+        ];
+        sys.shm = (0..2)
+            .map(|domain| ShmNode {
+                domain,
+                id: "c".into(),
+                id_loc: Location::None,
+                host: None,
+                guest: 0x1000 * (domain as u64 + 1),
+                size: 0x1000,
+                role: Some(ShmRole::Owner).filter(|_| domain == 0),
+                loc: Location::None,
+                mem_loc: Location::None,
+                role_loc: Location::None,
+                channel: Some(0),
+            })
+            .collect();
+        sys.channels = vec![Channel {
+            name: "c".into(),
+            loc: Location::None,
+            protocol: Protocol::Latest,
+            writers: vec![0, 1],
+            readers: vec![0, 1, 0],
+            size: 0x1000,
+            shm_id: "c".into(),
+            shm: vec![0, 1],
+            evtchns: vec![],
+        }];
+        let ms = manifests(&sys);
+        for (d, m) in ms.iter().enumerate() {
+            assert_eq!(m.channels.len(), 1, "{m:?}");
+            assert_eq!(
+                (m.channels[0].role, m.channels[0].index),
+                ("writer", d as u32)
+            );
+            assert_eq!(m.regions.len(), 1);
+            assert_eq!(m.regions[0].owner, "a");
+            assert_eq!(manifest(&sys, d), *m);
+        }
     }
 }

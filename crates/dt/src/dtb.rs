@@ -11,9 +11,9 @@
 //! before use, nesting is capped at [`MAX_DEPTH`], allocations are bounded by the size of
 //! the blob, and every problem is a [`Diagnostic`] with one of the codes in [`CODES`].
 
+use crate::print::FastMap;
 use crate::{MemReserve, Node, Property, Tree};
 use staticbus_diag::{Code, Diagnostic, Diagnostics, FileId, Location, Severity};
-use std::collections::HashMap;
 
 /// `d00dfeed`, the first four bytes of every DTB.
 pub const FDT_MAGIC: u32 = 0xd00d_feed;
@@ -160,16 +160,16 @@ pub const CODES: &[Code] = &[
 
 /// The strings block, filled the way dtc fills it.
 #[derive(Default)]
-struct StringTable {
+struct StringTable<'a> {
     bytes: Vec<u8>,
     /// Offsets already handed out (appending never changes the first occurrence of a
     /// string, so an answer stays valid).
-    seen: HashMap<String, u32>,
+    seen: FastMap<&'a str, u32>,
 }
 
-impl StringTable {
+impl<'a> StringTable<'a> {
     /// dtc's rule: the first offset `i` where `name` followed by NUL starts, else append.
-    fn offset(&mut self, name: &str) -> u32 {
+    fn offset(&mut self, name: &'a str) -> u32 {
         if let Some(&off) = self.seen.get(name) {
             return off;
         }
@@ -187,7 +187,7 @@ impl StringTable {
             }
         };
         let off = u32::try_from(off).unwrap_or(u32::MAX);
-        self.seen.insert(name.to_string(), off);
+        self.seen.insert(name, off);
         off
     }
 }
@@ -197,16 +197,14 @@ fn put_u32(out: &mut Vec<u8>, v: u32) {
 }
 
 fn pad4(out: &mut Vec<u8>) {
-    while out.len() % 4 != 0 {
-        out.push(0);
-    }
+    out.resize(out.len().next_multiple_of(4), 0);
 }
 
 fn len_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-fn write_node(node: &Node, out: &mut Vec<u8>, strings: &mut StringTable) {
+fn write_node<'a>(node: &'a Node, out: &mut Vec<u8>, strings: &mut StringTable<'a>) {
     put_u32(out, FDT_BEGIN_NODE);
     out.extend_from_slice(node.name.as_bytes());
     out.push(0);

@@ -278,6 +278,9 @@ impl Property {
     /// A string-list property (`"a", "b"`).
     pub fn strings(name: impl Into<String>, list: &[&str]) -> Property {
         let mut p = Property::empty(name);
+        p.value
+            .reserve_exact(list.iter().map(|s| s.len() + 1).sum());
+        p.chunks.reserve_exact(list.len());
         for s in list {
             let offset = p.value.len() as u32;
             p.value.extend_from_slice(s.as_bytes());
@@ -294,8 +297,28 @@ impl Property {
 
     /// A 32-bit cell array (`<a b c>`).
     pub fn u32s(name: impl Into<String>, cells: &[u32]) -> Property {
-        let wide: Vec<u64> = cells.iter().map(|&c| u64::from(c)).collect();
-        Property::cells(name, 32, &wide)
+        // As `cells(name, 32, …)`, without widening the cells first.
+        let mut p = Property::empty(name);
+        p.value.reserve_exact(4 * cells.len());
+        for c in cells {
+            p.value.extend_from_slice(&c.to_be_bytes());
+        }
+        p.chunks = vec![Chunk {
+            offset: 0,
+            len: 4 * cells.len() as u32,
+            kind: ChunkKind::Cells {
+                bits: 32,
+                elems: vec![
+                    Elem {
+                        span: None,
+                        reference: None,
+                    };
+                    cells.len()
+                ],
+            },
+            span: None,
+        }];
+        p
     }
 
     /// A cell array of the given width (8, 16, 32 or 64 bits); values are truncated to the
@@ -309,6 +332,13 @@ impl Property {
     /// Appends a `<…>` chunk to the value.
     pub fn push_cells(&mut self, bits: u8, values: &[u64]) {
         let offset = self.value.len() as u32;
+        let width = match bits {
+            8 => 1,
+            16 => 2,
+            64 => 8,
+            _ => 4,
+        };
+        self.value.reserve(width * values.len());
         for &v in values {
             match bits {
                 8 => self.value.push(v as u8),
@@ -342,7 +372,8 @@ impl Property {
     /// labels (resolved later by [`crate::resolve_references`]).
     pub fn cells_with_refs(name: impl Into<String>, cells: &[CellValue<'_>]) -> Property {
         let mut p = Property::empty(name);
-        let mut elems = Vec::new();
+        p.value.reserve_exact(4 * cells.len());
+        let mut elems = Vec::with_capacity(cells.len());
         for c in cells {
             match c {
                 CellValue::Num(n) => {
