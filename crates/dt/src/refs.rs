@@ -109,6 +109,14 @@ struct Flat {
     labels: HashMap<String, usize>,
     /// Labels of properties (only used for messages).
     prop_labels: HashSet<String>,
+    /// Nodes with labels on them or their properties, in tree order.
+    labelled: Vec<usize>,
+    /// Nodes with a `phandle` or `linux,phandle` property, in tree order.
+    with_phandle: Vec<usize>,
+    /// (node, property) with a phandle reference, in tree order.
+    cell_refs: Vec<(usize, usize)>,
+    /// (node, property) with a path reference, in tree order.
+    path_refs: Vec<(usize, usize)>,
 }
 
 impl Flat {
@@ -126,8 +134,35 @@ impl Flat {
             for l in &n.labels {
                 f.labels.entry(l.clone()).or_insert(id);
             }
-            for p in &n.props {
+            let mut labelled = !n.labels.is_empty();
+            let mut ph = false;
+            for (j, p) in n.props.iter().enumerate() {
                 f.prop_labels.extend(p.labels.iter().cloned());
+                labelled |= !p.labels.is_empty();
+                ph |= p.name == "phandle" || p.name == "linux,phandle";
+                let mut cells = false;
+                let mut paths = false;
+                for c in &p.chunks {
+                    match &c.kind {
+                        ChunkKind::Cells { elems, .. } => {
+                            cells |= elems.iter().any(|e| e.reference.is_some())
+                        }
+                        ChunkKind::PathRef(_) => paths = true,
+                        _ => {}
+                    }
+                }
+                if cells {
+                    f.cell_refs.push((id, j));
+                }
+                if paths {
+                    f.path_refs.push((id, j));
+                }
+            }
+            if labelled {
+                f.labelled.push(id);
+            }
+            if ph {
+                f.with_phandle.push(id);
             }
             for (k, c) in n.children.iter().enumerate().rev() {
                 stack.push((c, Some(id), k));
@@ -266,8 +301,7 @@ pub(crate) fn resolve_impl(tree: &mut Tree, check_labels: bool) -> (Diagnostics,
     // explicit_phandles
     let mut phandle_of: Vec<Option<u32>> = vec![None; f.len()];
     let mut by_phandle: HashMap<u32, usize> = HashMap::new();
-    #[allow(clippy::needless_range_loop)]
-    for id in 0..f.len() {
+    for &id in &f.with_phandle {
         let ph = explicit_phandle(tree, &f, id, "phandle", &mut diags);
         let lph = explicit_phandle(tree, &f, id, "linux,phandle", &mut diags);
         if ph == 0 && lph == 0 {
@@ -326,9 +360,8 @@ pub(crate) fn resolve_impl(tree: &mut Tree, check_labels: bool) -> (Diagnostics,
 
     // phandle_references
     let mut next: u32 = 1;
-    for id in 0..f.len() {
-        let mut j = 0;
-        loop {
+    for &(id, j) in &f.cell_refs {
+        {
             let node = f.node(tree, id);
             let Some(prop) = node.props.get(j) else {
                 break;
@@ -389,14 +422,12 @@ pub(crate) fn resolve_impl(tree: &mut Tree, check_labels: bool) -> (Diagnostics,
                 prop.value[off..off + 4].copy_from_slice(&ph.to_be_bytes());
                 referenced[t] = true;
             }
-            j += 1;
         }
     }
 
     // path_references
-    for id in 0..f.len() {
-        let nprops = f.node(tree, id).props.len();
-        for j in 0..nprops {
+    for &(id, j) in &f.path_refs {
+        {
             let mut ci = 0;
             loop {
                 let prop = &f.node(tree, id).props[j];
@@ -591,7 +622,7 @@ type Owner = (usize, Option<usize>);
 
 fn duplicate_labels(tree: &Tree, f: &Flat, diags: &mut Diagnostics) {
     let mut first: HashMap<String, (Owner, Option<Span>)> = HashMap::new();
-    for id in 0..f.len() {
+    for &id in &f.labelled {
         let node = f.node(tree, id);
         let mut items: Vec<(&str, Owner, Option<Span>)> = node
             .labels
