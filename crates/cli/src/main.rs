@@ -6,6 +6,8 @@
 
 #![deny(unsafe_code)]
 
+mod run;
+
 use clap::{Parser, Subcommand, ValueEnum};
 use staticbus_config::compile::{self, Options, OutputFile};
 use staticbus_config::model::XenVersion;
@@ -29,6 +31,12 @@ struct Cli {
 enum Format {
     Human,
     Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PolicyArg {
+    Silo,
+    Dummy,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -82,6 +90,29 @@ enum Cmd {
         /// Write outputs even when the check finds errors (to test how Xen fails).
         #[arg(long)]
         no_check: bool,
+    },
+    /// Run the whole system on this host: the emulated hypervisor with every domain as a
+    /// process (its `emulate` program), console prefixed by domain name, summary at the end.
+    Run {
+        /// System description (.toml) whose domains have `emulate` programs.
+        file: PathBuf,
+        /// Stop every domain after this many seconds (exit status 1).
+        #[arg(long)]
+        timeout: Option<f64>,
+        /// XSM policy: `silo` (Debian's default: runtime domU-to-domU event channels are
+        /// refused) or `dummy`.
+        #[arg(long, value_enum, default_value = "silo")]
+        policy: PolicyArg,
+        /// Re-create this domain whenever it exits, re-binding its static channels (beyond
+        /// Xen; for testing peer restarts). May be repeated.
+        #[arg(long)]
+        restart: Vec<String>,
+        /// Re-create any domain that crashes.
+        #[arg(long)]
+        restart_on_crash: bool,
+        /// Restarts allowed per domain.
+        #[arg(long, default_value_t = 1000)]
+        max_restarts: u32,
     },
     /// Explain a diagnostic code, or list them all.
     Explain {
@@ -227,6 +258,49 @@ fn run(cli: Cli) -> u8 {
             } else {
                 code
             }
+        }
+        Cmd::Run {
+            file,
+            timeout,
+            policy,
+            restart,
+            restart_on_crash,
+            max_restarts,
+        } => {
+            let mut sources = Sources::new();
+            let c = compile::check(&mut sources, &file, &Options::default());
+            if !c.diags.is_empty() {
+                let color = if std::io::stderr().is_terminal() {
+                    ColorChoice::Always
+                } else {
+                    ColorChoice::Never
+                };
+                eprint!("{}", render_human(&sources, &c.diags, color));
+            }
+            if c.io_error {
+                return 2;
+            }
+            let Some(sys) = c.system.filter(|_| !c.diags.has_errors()) else {
+                return 1;
+            };
+            if sys.source != staticbus_config::model::SourceKind::Description {
+                eprintln!(
+                    "error: `staticbus run` needs a system description (.toml) with `emulate` programs"
+                );
+                return 2;
+            }
+            let opts = run::RunOptions {
+                timeout: timeout.map(std::time::Duration::from_secs_f64),
+                policy: match policy {
+                    PolicyArg::Silo => staticbus_emu::Policy::Silo,
+                    PolicyArg::Dummy => staticbus_emu::Policy::Dummy,
+                },
+                restart,
+                restart_on_crash,
+                max_restarts,
+            };
+            let base = file.parent().unwrap_or(Path::new(".")).to_path_buf();
+            run::run(&sys, &base, &opts)
         }
         Cmd::Explain {
             code,

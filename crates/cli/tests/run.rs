@@ -1,0 +1,207 @@
+//! `staticbus run` end to end: the emulated hypervisor with real domain processes (the
+//! programs of crate `staticbus-examples`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Once;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The example programs sit next to the `staticbus` binary, where `staticbus run` looks for
+/// them; build them once if this test run did not.
+fn build_examples() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let bin_dir = Path::new(env!("CARGO_BIN_EXE_staticbus"))
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        if ["ping-pong", "relay", "probe"]
+            .iter()
+            .all(|b| bin_dir.join(b).exists())
+        {
+            return;
+        }
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-p", "staticbus-examples", "--bins"]);
+        if bin_dir.ends_with("release") {
+            cmd.arg("--release");
+        }
+        let st = cmd.current_dir(root()).status().expect("cargo build");
+        assert!(st.success(), "building the example programs failed");
+    });
+}
+
+fn run(args: &[&str]) -> Output {
+    build_examples();
+    Command::new(env!("CARGO_BIN_EXE_staticbus"))
+        .arg("run")
+        .args(args)
+        .output()
+        .expect("run staticbus")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// A system of three probe domains: `a` → `b` over channel `ab` (region + one event
+/// channel), `c` connected to nothing.
+fn probe_system(dir: &Path, modes: [&str; 3]) -> PathBuf {
+    let dom = |name: &str, mode: &str| {
+        let mut args: Vec<String> = mode.split(' ').map(|s| format!("\"{s}\"")).collect();
+        args.retain(|a| a != "\"\"");
+        format!(
+            "[[domain]]\nname = \"{name}\"\nmemory = \"16MiB\"\nkernel = {{ size = \"2MiB\" }}\nemulate = {{ program = \"probe\", args = [{}] }}\n\n",
+            args.join(", ")
+        )
+    };
+    let text = format!(
+        "[target]\nxen = \"4.20\"\nstatic-shm = true\n\n[platform]\nram = [{{ base = 0x4000_0000, size = \"1GiB\" }}]\nshm-pool = {{ base = 0x7000_0000, size = \"16MiB\" }}\n\n{}{}{}\
+         [[channel]]\nname = \"ab\"\nprotocol = \"queue\"\nfrom = \"a\"\nto = \"b\"\nsize = \"8KiB\"\nports = {{ a = 3, b = 4 }}\n",
+        dom("a", modes[0]),
+        dom("b", modes[1]),
+        dom("c", modes[2])
+    );
+    let p = dir.join("probe.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn line<'a>(out: &'a str, dom: &str, key: &str) -> Option<&'a str> {
+    let prefix = format!("[{dom}] {key}=");
+    out.lines().find_map(|l| l.strip_prefix(&prefix))
+}
+
+#[test]
+fn ping_pong_example_passes() {
+    let o = run(&[
+        root()
+            .join("examples/ping-pong/system.toml")
+            .to_str()
+            .unwrap(),
+        "--timeout",
+        "60",
+    ]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    assert!(out.contains("[ping] PASS ping-pong 20000"), "{out}");
+    assert!(out.contains("[ping] ping: 20000 round trips"), "{out}");
+    // The summary counts every ping and pong.
+    assert!(err.contains("ping:1 -> pong:1"), "{err}");
+    assert!(err.contains("exited 0"), "{err}");
+}
+
+#[test]
+fn three_domain_relay_passes() {
+    let o = run(&[
+        root().join("examples/relay/system.toml").to_str().unwrap(),
+        "--timeout",
+        "60",
+    ]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    assert!(out.contains("[sink] PASS relay 2000"), "{out}");
+}
+
+#[test]
+fn domains_see_exactly_their_own_memory_and_xen_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let sys = probe_system(dir.path(), ["report", "report", "report"]);
+    let o = run(&[sys.to_str().unwrap(), "--timeout", "30"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    // Own memory + the one region for a and b; only own memory for c.
+    assert_eq!(line(&out, "a", "memfds"), Some("2"), "{out}");
+    assert_eq!(line(&out, "b", "memfds"), Some("2"), "{out}");
+    assert_eq!(line(&out, "c", "memfds"), Some("1"), "{out}");
+    // Xen binds a's end first and b's second: only b starts pending.
+    assert_eq!(line(&out, "a", "pending.3"), Some("0"), "{out}");
+    assert_eq!(line(&out, "b", "pending.4"), Some("1"), "{out}");
+    assert!(
+        line(&out, "a", "status.3").unwrap().contains("Interdomain"),
+        "{out}"
+    );
+    assert!(
+        line(&out, "a", "status.3")
+            .unwrap()
+            .contains("remote_port: 4"),
+        "{out}"
+    );
+    // A port the domain does not own.
+    assert_eq!(line(&out, "c", "foreign-send"), Some("EINVAL"), "{out}");
+}
+
+#[test]
+fn a_crashing_domain_leaves_the_others_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let sys = probe_system(dir.path(), ["crash", "sleep 300", "sleep 300"]);
+    let o = run(&[sys.to_str().unwrap(), "--timeout", "30"]);
+    let (out, err) = text(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a crash fails the run\n{out}\n{err}"
+    );
+    assert!(err.contains("killed by signal 6"), "{err}");
+    let exited_ok = err.lines().filter(|l| l.ends_with("exited 0")).count();
+    assert_eq!(exited_ok, 2, "b and c finish normally\n{err}");
+}
+
+#[test]
+fn restart_recreates_a_domain() {
+    let dir = tempfile::tempdir().unwrap();
+    let sys = probe_system(dir.path(), ["report", "sleep 200", "report"]);
+    let o = run(&[
+        sys.to_str().unwrap(),
+        "--timeout",
+        "30",
+        "--restart",
+        "a",
+        "--max-restarts",
+        "3",
+    ]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    assert_eq!(
+        out.matches("[a] memfds=2").count(),
+        4,
+        "started 1 + 3 times\n{out}"
+    );
+    assert!(out.contains("restarted, #3"), "{out}");
+    let a = err.lines().find(|l| l.starts_with("a ")).unwrap();
+    assert!(a.contains(" 3 "), "summary shows 3 restarts: {a}");
+}
+
+#[test]
+fn timeout_stops_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let sys = probe_system(dir.path(), ["sleep 20000", "sleep 20000", "report"]);
+    let t = std::time::Instant::now();
+    let o = run(&[sys.to_str().unwrap(), "--timeout", "1"]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("killed (timeout)"), "{err}");
+    assert!(t.elapsed() < std::time::Duration::from_secs(15));
+}
+
+#[test]
+fn run_refuses_a_domain_without_a_program() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("s.toml");
+    std::fs::write(
+        &p,
+        "[platform]\nram = [{ base = 0x4000_0000, size = \"1GiB\" }]\n[[domain]]\nname = \"a\"\nmemory = \"16MiB\"\nkernel = { size = \"2MiB\" }\n",
+    )
+    .unwrap();
+    let o = run(&[p.to_str().unwrap()]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("has no `emulate` program"), "{err}");
+}

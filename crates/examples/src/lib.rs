@@ -1,0 +1,103 @@
+//! Helpers shared by the example domain programs: attaching to the emulator, a tiny
+//! word-based mailbox on a channel's shared region (the real protocols come with the
+//! `proto` crate), and latency statistics.
+//!
+//! The mailbox uses three 64-bit words at the start of the region: `ready` (offset 0), `seq`
+//! (offset 8, written by the writer side) and `ack` (offset 16, written by the reader
+//! side). Every wait re-checks the word after each wake-up, so the bind-time pending bit
+//! and spurious events are harmless.
+
+use staticbus_guest::{Channel, Platform};
+use staticbus_guest_emu::EmuPlatform;
+use std::sync::atomic::AtomicU64;
+
+/// Offset of the `ready` word.
+pub const READY: usize = 0;
+/// Offset of the `seq` word.
+pub const SEQ: usize = 8;
+/// Offset of the `ack` word.
+pub const ACK: usize = 16;
+
+/// Attaches to the emulator or exits with a message.
+pub fn connect() -> EmuPlatform {
+    match EmuPlatform::connect() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// Opens a channel by name or exits with a message.
+pub fn open<'p>(p: &'p EmuPlatform, name: &str) -> Channel<'p, EmuPlatform> {
+    match Channel::open(p, name) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cannot open channel `{name}`: {e}");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// The 64-bit word at `offset` of the channel's region.
+pub fn word<'a, P: Platform>(ch: &'a Channel<'_, P>, offset: usize) -> &'a AtomicU64 {
+    ch.region()
+        .atomic_u64(offset)
+        .expect("the region holds the mailbox words")
+}
+
+/// Waits on the channel's event ports until `cond` holds (checked before every sleep).
+pub fn wait_until<P: Platform>(ch: &Channel<'_, P>, cond: impl Fn() -> bool) {
+    while !cond() {
+        if let Err(e) = ch.wait() {
+            eprintln!("wait failed: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Percentiles of a set of durations in nanoseconds.
+pub struct Stats {
+    /// Sorted samples.
+    pub sorted: Vec<u64>,
+}
+
+impl Stats {
+    /// Sorts the samples.
+    pub fn new(mut samples: Vec<u64>) -> Stats {
+        samples.sort_unstable();
+        Stats { sorted: samples }
+    }
+
+    /// The `p`-th percentile (0–100).
+    pub fn pct(&self, p: f64) -> u64 {
+        if self.sorted.is_empty() {
+            return 0;
+        }
+        let i = ((p / 100.0) * (self.sorted.len() - 1) as f64).round() as usize;
+        self.sorted[i.min(self.sorted.len() - 1)]
+    }
+
+    /// One line: count, min, p50, p90, p99, max in microseconds.
+    pub fn line(&self) -> String {
+        let us = |v: u64| v as f64 / 1000.0;
+        format!(
+            "n={} min={:.1}us p50={:.1}us p90={:.1}us p99={:.1}us max={:.1}us",
+            self.sorted.len(),
+            us(self.pct(0.0)),
+            us(self.pct(50.0)),
+            us(self.pct(90.0)),
+            us(self.pct(99.0)),
+            us(self.pct(100.0))
+        )
+    }
+}
+
+/// Parses an optional count argument.
+pub fn count_arg(args: &[String], i: usize, default: u64) -> u64 {
+    args.get(i).and_then(|s| s.parse().ok()).unwrap_or(default)
+}
+
+/// Keeps `SeqCst` in scope for the binaries.
+pub use std::sync::atomic::Ordering;

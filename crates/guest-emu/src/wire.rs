@@ -1,0 +1,284 @@
+//! The wire protocol between a domain process and its hypervisor thread in `staticbus run`.
+//!
+//! Each domain has one memfd of [`DOMAIN_MEM_SIZE`] bytes, mapped by the domain and by the
+//! hypervisor and by nobody else: page 0 is the domain's `shared_info` (Xen's layout), page
+//! 1 is the *channel page* below. A hypercall is one request/response in the channel page:
+//!
+//! | offset | field | writer |
+//! |---|---|---|
+//! | 0 | `req_seq: u32` — bumped after a request is written (futex) | guest |
+//! | 4 | `done_seq: u32` — set to `req_seq` once the response is written (futex) | hypervisor |
+//! | 8 | `events: u32` — bumped whenever something becomes pending (futex) | hypervisor |
+//! | 12 | `guest_waiting: u32` — 1 while the guest sleeps on `done_seq` or `events` | guest |
+//! | 16 | `hv_waiting: u32` — 1 while the hypervisor thread sleeps on `req_seq` | hypervisor |
+//! | 24 | `op: u64` — hypercall number | guest |
+//! | 32 | `cmd: u32` | guest |
+//! | 36 | `arg_len: u32` — bytes of `arg` used (≤ [`ARG_MAX`]) | guest |
+//! | 40 | `ret: i64` | hypervisor |
+//! | 64 | `arg: [u8; ARG_MAX]` — the marshalled argument, results written back in place | both |
+//!
+//! Wake-ups are skipped when the other side is not sleeping (it announces it in its
+//! `*_waiting` word before re-checking and sleeping; all four words use sequentially
+//! consistent atomics, so a wake-up is never lost). The hypervisor copies the request out of
+//! the page before looking at it: the guest may be hostile.
+
+use core::sync::atomic::{AtomicU32, Ordering::SeqCst};
+
+/// Page size.
+pub const PAGE: usize = 4096;
+/// Size of a domain's memfd: shared_info page + channel page.
+pub const DOMAIN_MEM_SIZE: usize = 2 * PAGE;
+/// Offset of the channel page in the domain memfd.
+pub const CHANNEL_PAGE: usize = PAGE;
+/// Offset of `arg` in the channel page.
+pub const ARG_OFFSET: usize = 64;
+/// Room for a marshalled argument.
+pub const ARG_MAX: usize = PAGE - ARG_OFFSET;
+
+/// Environment variable: the fd number of the domain memfd.
+pub const ENV_FD: &str = "STATICBUS_EMU_FD";
+/// Environment variable: `shm-id=fd,…` for every region the domain maps.
+pub const ENV_REGIONS: &str = "STATICBUS_EMU_REGIONS";
+/// Environment variable: path of the domain's JSON manifest.
+pub const ENV_MANIFEST: &str = "STATICBUS_MANIFEST";
+/// Environment variable: the domain's name.
+pub const ENV_DOMAIN: &str = "STATICBUS_DOMAIN";
+
+/// The control words at the start of the channel page.
+#[repr(C)]
+#[derive(Debug)]
+pub struct Control {
+    /// Bumped by the guest after writing a request.
+    pub req_seq: AtomicU32,
+    /// Set by the hypervisor to the request's `req_seq` when the response is written.
+    pub done_seq: AtomicU32,
+    /// Bumped by the hypervisor whenever something becomes pending for the domain.
+    pub events: AtomicU32,
+    /// 1 while the guest sleeps.
+    pub guest_waiting: AtomicU32,
+    /// 1 while the hypervisor thread sleeps.
+    pub hv_waiting: AtomicU32,
+}
+
+const _: () = assert!(core::mem::size_of::<Control>() == 20);
+
+/// Wakes every waiter on a futex word (errors, e.g. a dead peer, are ignored: the word's
+/// value is the truth and waiters re-check it).
+pub fn wake(word: &AtomicU32) {
+    let _ =
+        rustix::thread::futex::wake(word, rustix::thread::futex::Flags::empty(), i32::MAX as u32);
+}
+
+/// Sleeps while `word == expected`, at most `timeout` (spurious returns are fine: callers
+/// re-check).
+pub fn wait(word: &AtomicU32, expected: u32, timeout: Option<std::time::Duration>) {
+    let ts = timeout.map(|t| rustix::thread::futex::Timespec {
+        tv_sec: t.as_secs() as i64,
+        tv_nsec: i64::from(t.subsec_nanos()),
+    });
+    let _ = rustix::thread::futex::wait(
+        word,
+        rustix::thread::futex::Flags::empty(),
+        expected,
+        ts.as_ref(),
+    );
+}
+
+impl Control {
+    /// Hypervisor side: announce that something is pending for the domain and wake it if
+    /// it sleeps.
+    pub fn notify_guest(&self) {
+        self.events.fetch_add(1, SeqCst);
+        if self.guest_waiting.load(SeqCst) != 0 {
+            wake(&self.events);
+        }
+    }
+}
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::atomic::AtomicU64;
+
+/// A shared mapping of a memfd (a domain's memory, or a shared region), unmapped on drop.
+/// All access goes through atomics or volatile copies, so it may be used from any thread.
+#[derive(Debug)]
+pub struct SharedMem {
+    fd: OwnedFd,
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is shared memory, only ever accessed through atomics and volatile
+// copies; nothing in it is a Rust object owned by one thread.
+unsafe impl Send for SharedMem {}
+// SAFETY: as above.
+unsafe impl Sync for SharedMem {}
+
+impl SharedMem {
+    /// Creates a zero-filled memfd of `len` bytes (close-on-exec) and maps it.
+    pub fn create(name: &str, len: usize) -> std::io::Result<SharedMem> {
+        let fd = rustix::fs::memfd_create(name, rustix::fs::MemfdFlags::CLOEXEC)?;
+        rustix::fs::ftruncate(&fd, len as u64)?;
+        SharedMem::map(fd, len)
+    }
+
+    /// Maps `len` bytes of an existing memfd.
+    pub fn map(fd: OwnedFd, len: usize) -> std::io::Result<SharedMem> {
+        if len == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "empty mapping",
+            ));
+        }
+        // SAFETY: a fresh shared read-write mapping of `len` bytes at a kernel-chosen
+        // address; it stays mapped until `Drop`, and no Rust reference into it outlives
+        // `self` (every accessor borrows `self`).
+        let ptr = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                rustix::mm::MapFlags::SHARED,
+                &fd,
+                0,
+            )?
+        };
+        Ok(SharedMem {
+            fd,
+            ptr: ptr.cast(),
+            len,
+        })
+    }
+
+    /// The memfd.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Start of the mapping.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr
+    }
+
+    /// Length of the mapping.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always false (empty mappings are refused).
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Page 0 as the domain's `shared_info` words.
+    ///
+    /// # Panics
+    /// If the mapping is smaller than a page (only domain memory is used this way).
+    pub fn shared_info_words(&self) -> &[AtomicU64; 512] {
+        assert!(self.len >= PAGE);
+        // SAFETY: page 0 is 4096 bytes of the mapping, page aligned; AtomicU64 is valid for
+        // any bit pattern; the borrow is tied to `self`.
+        unsafe { &*(self.ptr as *const [AtomicU64; 512]) }
+    }
+
+    /// The channel page's control words.
+    ///
+    /// # Panics
+    /// If the mapping is not a domain's memory ([`DOMAIN_MEM_SIZE`]).
+    pub fn control(&self) -> &Control {
+        assert!(self.len >= DOMAIN_MEM_SIZE);
+        // SAFETY: the channel page lies inside the mapping, page aligned; Control is five
+        // AtomicU32s, valid for any bit pattern; the borrow is tied to `self`.
+        unsafe { &*(self.ptr.add(CHANNEL_PAGE) as *const Control) }
+    }
+
+    fn channel(&self, offset: usize) -> *mut u8 {
+        assert!(self.len >= DOMAIN_MEM_SIZE && offset < PAGE);
+        self.ptr.wrapping_add(CHANNEL_PAGE + offset)
+    }
+
+    /// Guest side: writes a request (`arg.len() <= ARG_MAX`, checked by the caller).
+    pub fn write_request(&self, op: u64, cmd: u32, arg: &[u8]) {
+        let len = arg.len().min(ARG_MAX);
+        // SAFETY: all offsets are inside the channel page; the other side reads these bytes
+        // only after the `req_seq` store that follows.
+        unsafe {
+            std::ptr::write_volatile(self.channel(24) as *mut u64, op);
+            std::ptr::write_volatile(self.channel(32) as *mut u32, cmd);
+            std::ptr::write_volatile(self.channel(36) as *mut u32, len as u32);
+            for (i, b) in arg[..len].iter().enumerate() {
+                std::ptr::write_volatile(self.channel(ARG_OFFSET + i), *b);
+            }
+        }
+    }
+
+    /// Hypervisor side: copies the request out (the guest may change it meanwhile; the
+    /// length is clamped). Returns `(op, cmd, len)`; the argument is in `buf[..len]`.
+    pub fn read_request(&self, buf: &mut [u8; ARG_MAX]) -> (u64, u32, usize) {
+        // SAFETY: all offsets are inside the channel page.
+        unsafe {
+            let op = std::ptr::read_volatile(self.channel(24) as *const u64);
+            let cmd = std::ptr::read_volatile(self.channel(32) as *const u32);
+            let len =
+                (std::ptr::read_volatile(self.channel(36) as *const u32) as usize).min(ARG_MAX);
+            for (i, b) in buf[..len].iter_mut().enumerate() {
+                *b = std::ptr::read_volatile(self.channel(ARG_OFFSET + i));
+            }
+            (op, cmd, len)
+        }
+    }
+
+    /// Hypervisor side: writes the result and the argument back.
+    pub fn write_response(&self, ret: i64, arg: &[u8]) {
+        let len = arg.len().min(ARG_MAX);
+        // SAFETY: all offsets are inside the channel page; the guest reads them only after
+        // the `done_seq` store that follows.
+        unsafe {
+            for (i, b) in arg[..len].iter().enumerate() {
+                std::ptr::write_volatile(self.channel(ARG_OFFSET + i), *b);
+            }
+            std::ptr::write_volatile(self.channel(40) as *mut i64, ret);
+        }
+    }
+
+    /// Guest side: reads the result and copies the argument back into `arg`.
+    pub fn read_response(&self, arg: &mut [u8]) -> i64 {
+        let len = arg.len().min(ARG_MAX);
+        // SAFETY: all offsets are inside the channel page; the response is complete once
+        // `done_seq` matched.
+        unsafe {
+            for (i, b) in arg[..len].iter_mut().enumerate() {
+                *b = std::ptr::read_volatile(self.channel(ARG_OFFSET + i));
+            }
+            std::ptr::read_volatile(self.channel(40) as *const i64)
+        }
+    }
+}
+
+impl Drop for SharedMem {
+    fn drop(&mut self) {
+        // SAFETY: exactly the mapping made in `map`; no borrow of it outlives `self`.
+        let _ = unsafe { rustix::mm::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+/// Makes `cmd`'s child inherit exactly `fds` (they must be open; everything else the
+/// parent opened with close-on-exec stays closed in the child).
+pub fn inherit_fds(cmd: &mut std::process::Command, fds: Vec<RawFd>) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec only async-signal-safe fcntl calls run, clearing
+    // close-on-exec on the given descriptors; no allocation or locking happens there.
+    unsafe {
+        cmd.pre_exec(move || {
+            for &fd in &fds {
+                let b = BorrowedFd::borrow_raw(fd);
+                rustix::io::fcntl_setfd(b, rustix::io::FdFlags::empty())?;
+            }
+            Ok(())
+        });
+    }
+}
+
+/// The raw number of a descriptor (for the environment variables above).
+pub fn raw(fd: BorrowedFd<'_>) -> RawFd {
+    fd.as_raw_fd()
+}
