@@ -162,14 +162,14 @@ impl<'a> SharedInfo<'a> {
         }
     }
 
-    /// Hypervisor side of `EVTCHNOP_unmask`: clear the mask bit and, if the port is still
-    /// pending, raise it again as Xen does.
+    /// Hypervisor side of `EVTCHNOP_unmask` (Xen's `evtchn_2l_unmask`): clear the mask bit
+    /// and, only if it *was* set and the port is still pending, raise the event again.
     pub fn unmask(&self, port: u32) -> Delivery {
         let Some((w, b)) = Self::split(port) else {
             return Delivery::Pending;
         };
-        self.mask_word(w).fetch_and(!b, SeqCst);
-        if self.pending_word(w).load(SeqCst) & b == 0 {
+        let was_masked = self.mask_word(w).fetch_and(!b, SeqCst) & b != 0;
+        if !was_masked || self.pending_word(w).load(SeqCst) & b == 0 {
             return Delivery::Pending;
         }
         self.notify_word(w, b)
@@ -213,6 +213,15 @@ mod tests {
         // Unmasking a port that is not pending raises nothing.
         si.set_mask(10);
         assert_eq!(si.unmask(10), Delivery::Pending);
+        // Unmasking a port that was not masked raises nothing either, even if pending
+        // (Xen tests and clears the mask bit first).
+        si.clear_upcall_pending();
+        si.take_pending_sel();
+        assert_eq!(si.set_pending(11), Delivery::Upcall);
+        si.clear_upcall_pending();
+        si.take_pending_sel();
+        assert_eq!(si.unmask(11), Delivery::Pending);
+        assert!(!si.upcall_pending());
     }
 
     #[test]

@@ -205,3 +205,51 @@ fn run_refuses_a_domain_without_a_program() {
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("has no `emulate` program"), "{err}");
 }
+
+#[test]
+fn ctrl_c_stops_every_domain() {
+    use std::io::BufRead;
+    build_examples();
+    let dir = tempfile::tempdir().unwrap();
+    let sys = probe_system(dir.path(), ["sleep 20000", "sleep 20000", "sleep 20000"]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_staticbus"))
+        .args(["run", sys.to_str().unwrap(), "--timeout", "60"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until every domain has started (each prints `memfds=` first), then interrupt
+    // the runner as a terminal would.
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut out = String::new();
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("memfds=") {
+                let _ = tx.send(());
+            }
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out
+    });
+    for _ in 0..3 {
+        rx.recv_timeout(std::time::Duration::from_secs(30))
+            .expect("every domain starts");
+    }
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let t = std::time::Instant::now();
+    let o = child.wait_with_output().unwrap();
+    let out = reader.join().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(10),
+        "stops promptly"
+    );
+    assert_eq!(o.status.code(), Some(130), "{out}\n{err}");
+    assert_eq!(err.matches("stopped (Ctrl-C)").count(), 3, "{err}");
+}
