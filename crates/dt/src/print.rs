@@ -28,57 +28,14 @@
 
 use crate::{Chunk, ChunkKind, Node, Property, Tree};
 use std::cell::OnceCell;
-use std::collections::{HashMap, HashSet};
+
 use std::fmt::Write;
-use std::hash::{BuildHasherDefault, Hasher};
 
-/// A fast hasher (FxHash) for the printer's and the DTB writer's tables of labels and
-/// names, where the standard SipHash was a large part of the cost. Keys come from the
-/// tree being written, so hash flooding is no concern.
-#[derive(Default)]
-pub(crate) struct FastHasher(u64);
-
-impl FastHasher {
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-}
-
-impl Hasher for FastHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut words = bytes.chunks_exact(8);
-        for w in &mut words {
-            self.add(u64::from_le_bytes(w.try_into().expect("8 bytes")));
-        }
-        let rest = words.remainder();
-        if !rest.is_empty() {
-            // Byte by byte: copying into a buffer and loading it as a word stalls.
-            let word = rest
-                .iter()
-                .rev()
-                .fold(0u64, |w, &b| (w << 8) | u64::from(b));
-            self.add(word);
-        }
-    }
-
-    fn write_u8(&mut self, b: u8) {
-        self.write(&[b]);
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.write(&n.to_le_bytes());
-    }
-
-    fn finish(&self) -> u64 {
-        // The multiplication leaves the low bits weak; tables index with them.
-        self.0.rotate_left(26)
-    }
-}
-
-/// A `HashMap` with [`FastHasher`].
-pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
-/// A `HashSet` with [`FastHasher`].
-pub(crate) type FastSet<K> = HashSet<K, BuildHasherDefault<FastHasher>>;
+/// Hash map with the Fx hash: keys come from the tree being written, so hash flooding is no
+/// concern, and SipHash was a large part of the printer's cost.
+pub(crate) type FastMap<K, V> = rustc_hash::FxHashMap<K, V>;
+/// Hash set with the Fx hash (see [`FastMap`]).
+pub(crate) type FastSet<K> = rustc_hash::FxHashSet<K>;
 
 /// Prints a tree as DTS.
 pub fn print_dts(tree: &Tree) -> String {
