@@ -1,0 +1,556 @@
+//! The region header every protocol starts with (docs/protocols.md §2).
+//!
+//! ```text
+//! 0x00  common line, written once by the initialiser, read-only afterwards
+//!       0x00 u64 magic            MAGIC ("SBUSPRT1" as little-endian bytes)
+//!       0x08 u32 protocol id      e.g. PROTO_QUEUE
+//!       0x0c u32 layout version
+//!       0x10 u64 region size      bytes, must equal both sides' mapping
+//!       0x18 u64 data offset      64-aligned, >= DATA_MIN_OFFSET
+//!       0x20 u64 data size
+//!       0x28 u64 layout hash      FNV-1a 64 over the protocol's field table
+//!       0x30 16 bytes reserved (zero)
+//! 0x40  side 0 line (writer / producer), written only by side 0
+//!       0x40 u32 state   0x44 u32 flags   0x48 u64 epoch   0x50.. protocol fields
+//! 0x80  side 1 line (reader / consumer), written only by side 1
+//!       0x80 u32 state   0x84 u32 flags   0x88 u64 epoch   0x90.. protocol fields
+//! 0xc0  data area (at `data offset`)
+//! ```
+//!
+//! All fields are little-endian. Words are accessed as aligned atomics; the common
+//! line is copied once with [`Region::read_bytes`] and validated as a whole.
+
+use core::fmt;
+use core::sync::atomic::Ordering;
+use staticbus_guest::Region;
+
+/// The magic number at offset 0: the bytes `"SBUSPRT1"` read as a little-endian u64.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"SBUSPRT1");
+/// Cache-line size the layout is built around (bytes).
+pub const LINE: usize = 64;
+/// Offset of the common line.
+pub const COMMON_OFFSET: usize = 0;
+/// Offsets of the two side lines, indexed by [`Side`] (`SIDE_OFFSET[side as usize]`).
+pub const SIDE_OFFSET: [usize; 2] = [0x40, 0x80];
+/// Smallest data offset: right after the two side lines.
+pub const DATA_MIN_OFFSET: usize = 0xc0;
+
+/// Offset of the u64 magic within the common line.
+pub const OFF_MAGIC: usize = 0x00;
+/// Offset of the u32 protocol id.
+pub const OFF_PROTOCOL: usize = 0x08;
+/// Offset of the u32 layout version.
+pub const OFF_VERSION: usize = 0x0c;
+/// Offset of the u64 region size.
+pub const OFF_REGION_SIZE: usize = 0x10;
+/// Offset of the u64 data offset.
+pub const OFF_DATA_OFFSET: usize = 0x18;
+/// Offset of the u64 data size.
+pub const OFF_DATA_SIZE: usize = 0x20;
+/// Offset of the u64 layout hash.
+pub const OFF_LAYOUT_HASH: usize = 0x28;
+
+/// Offset of a side's u32 state word within its side line.
+pub const SIDE_STATE: usize = 0x00;
+/// Offset of a side's u32 flags word within its side line (protocol-defined).
+pub const SIDE_FLAGS: usize = 0x04;
+/// Offset of a side's u64 epoch within its side line.
+pub const SIDE_EPOCH: usize = 0x08;
+/// Offset of the first protocol-defined field within a side line.
+pub const SIDE_PROTO: usize = 0x10;
+
+/// Protocol id of [`crate::queue`].
+pub const PROTO_QUEUE: u32 = 1;
+
+/// One of the two sides of a region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// Side 0: the writer / producer (and, by default, the initialiser).
+    Writer = 0,
+    /// Side 1: the reader / consumer.
+    Reader = 1,
+}
+
+impl Side {
+    /// The other side.
+    pub fn peer(self) -> Side {
+        match self {
+            Side::Writer => Side::Reader,
+            Side::Reader => Side::Writer,
+        }
+    }
+
+    /// Offset of this side's line in the region.
+    pub fn offset(self) -> usize {
+        SIDE_OFFSET[self as usize]
+    }
+}
+
+/// A side's lifecycle state (the u32 state word).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// 0: never attached, or detached cleanly.
+    Reset = 0,
+    /// 1: attaching (fields being set up).
+    Init = 1,
+    /// 2: attached and running.
+    Ready = 2,
+    /// 3: this side found its peer broken and stopped using the region.
+    Broken = 3,
+}
+
+impl State {
+    /// The state for a raw state word, `None` if the value is undefined.
+    pub fn from_raw(raw: u32) -> Option<State> {
+        Some(match raw {
+            0 => State::Reset,
+            1 => State::Init,
+            2 => State::Ready,
+            3 => State::Broken,
+            _ => return None,
+        })
+    }
+}
+
+/// One entry of a protocol's field table: the input of the layout hash.
+#[derive(Clone, Copy, Debug)]
+pub struct Field {
+    /// Field name (ASCII).
+    pub name: &'static str,
+    /// Byte offset (from the region start for header fields, from the record start for
+    /// record fields).
+    pub offset: u32,
+    /// Size in bytes.
+    pub size: u32,
+}
+
+/// FNV-1a 64 offset basis.
+const FNV_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+/// FNV-1a 64 prime.
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+const fn fnv_bytes(mut h: u64, bytes: &[u8]) -> u64 {
+    let mut i = 0;
+    while i < bytes.len() {
+        h ^= bytes[i] as u64;
+        h = h.wrapping_mul(FNV_PRIME);
+        i += 1;
+    }
+    h
+}
+
+/// The layout hash of a field table: FNV-1a 64 over, for each field in order, the name
+/// bytes, one zero byte, the offset as u32 little-endian and the size as u32
+/// little-endian.
+pub const fn layout_hash(fields: &[Field]) -> u64 {
+    let mut h = FNV_BASIS;
+    let mut i = 0;
+    while i < fields.len() {
+        let f = &fields[i];
+        h = fnv_bytes(h, f.name.as_bytes());
+        h = fnv_bytes(h, &[0]);
+        h = fnv_bytes(h, &f.offset.to_le_bytes());
+        h = fnv_bytes(h, &f.size.to_le_bytes());
+        i += 1;
+    }
+    h
+}
+
+/// What a protocol expects of the common line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// Protocol id (e.g. [`PROTO_QUEUE`]).
+    pub protocol: u32,
+    /// Layout version.
+    pub version: u32,
+    /// Data area offset (64-aligned, at least [`DATA_MIN_OFFSET`]).
+    pub data_offset: usize,
+    /// Data area size.
+    pub data_size: usize,
+    /// Layout hash ([`layout_hash`] of the protocol's field table).
+    pub hash: u64,
+}
+
+/// Why a region header was rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeaderError {
+    /// The region is not 8-aligned or too small for the header and the data area.
+    BadRegion {
+        /// The region's length.
+        len: usize,
+    },
+    /// The magic is zero: no one has initialised the region yet (retry later).
+    NotInitialized,
+    /// The magic is neither zero nor [`MAGIC`].
+    BadMagic(u64),
+    /// Another protocol's region.
+    WrongProtocol {
+        /// Found in the header.
+        found: u32,
+        /// Expected by this side.
+        expected: u32,
+    },
+    /// Another layout version.
+    WrongVersion {
+        /// Found in the header.
+        found: u32,
+        /// Expected by this side.
+        expected: u32,
+    },
+    /// The header's region size is not this side's mapping size.
+    WrongRegionSize {
+        /// Found in the header.
+        found: u64,
+        /// This side's region length.
+        expected: u64,
+    },
+    /// The data offset or size differ from what this side computes.
+    WrongDataArea {
+        /// Data offset found in the header.
+        offset: u64,
+        /// Data size found in the header.
+        size: u64,
+    },
+    /// The layout hash differs: the two builds disagree on the layout.
+    LayoutHash {
+        /// Found in the header.
+        found: u64,
+        /// Expected by this side.
+        expected: u64,
+    },
+    /// Reserved bytes of the common line are not zero.
+    Reserved,
+    /// A side field this side owns holds a value it could never have written.
+    BadOwnField,
+}
+
+impl fmt::Display for HeaderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HeaderError::BadRegion { len } => {
+                write!(f, "region of {len:#x} bytes is misaligned or too small")
+            }
+            HeaderError::NotInitialized => write!(f, "region not initialised yet"),
+            HeaderError::BadMagic(m) => write!(f, "bad magic {m:#018x}"),
+            HeaderError::WrongProtocol { found, expected } => {
+                write!(f, "protocol id {found}, expected {expected}")
+            }
+            HeaderError::WrongVersion { found, expected } => {
+                write!(f, "layout version {found}, expected {expected}")
+            }
+            HeaderError::WrongRegionSize { found, expected } => {
+                write!(f, "region size {found:#x} in header, mapped {expected:#x}")
+            }
+            HeaderError::WrongDataArea { offset, size } => {
+                write!(f, "unexpected data area {size:#x} bytes at {offset:#x}")
+            }
+            HeaderError::LayoutHash { found, expected } => {
+                write!(f, "layout hash {found:#018x}, expected {expected:#018x}")
+            }
+            HeaderError::Reserved => write!(f, "reserved header bytes are not zero"),
+            HeaderError::BadOwnField => write!(f, "this side's own field is corrupt"),
+        }
+    }
+}
+
+impl core::error::Error for HeaderError {}
+
+/// Loads a little-endian u32 field (`None`: out of bounds or misaligned).
+pub fn load_u32(region: &Region, off: usize, order: Ordering) -> Option<u32> {
+    Some(u32::from_le(region.atomic_u32(off)?.load(order)))
+}
+
+/// Stores a little-endian u32 field (`None`: out of bounds or misaligned).
+pub fn store_u32(region: &Region, off: usize, v: u32, order: Ordering) -> Option<()> {
+    region.atomic_u32(off)?.store(v.to_le(), order);
+    Some(())
+}
+
+/// Loads a little-endian u64 field (`None`: out of bounds or misaligned).
+pub fn load_u64(region: &Region, off: usize, order: Ordering) -> Option<u64> {
+    Some(u64::from_le(region.atomic_u64(off)?.load(order)))
+}
+
+/// Stores a little-endian u64 field (`None`: out of bounds or misaligned).
+pub fn store_u64(region: &Region, off: usize, v: u64, order: Ordering) -> Option<()> {
+    region.atomic_u64(off)?.store(v.to_le(), order);
+    Some(())
+}
+
+/// Checks that the region can hold the header and `layout`'s data area, and that its
+/// header words are reachable as atomics (8-aligned base).
+fn check_region(region: &Region, layout: &Layout) -> Result<(), HeaderError> {
+    let bad = HeaderError::BadRegion { len: region.len() };
+    let end = layout
+        .data_offset
+        .checked_add(layout.data_size)
+        .ok_or(bad)?;
+    if layout.data_offset < DATA_MIN_OFFSET || layout.data_offset % LINE != 0 || end > region.len()
+    {
+        return Err(bad);
+    }
+    if region.atomic_u64(0).is_none() {
+        return Err(bad);
+    }
+    Ok(())
+}
+
+/// Initialises the header for `layout`: zeroes both side lines and the common line,
+/// writes the common fields, then publishes the magic last (release), so a peer that
+/// sees the magic sees the whole header. The data area is not touched.
+///
+/// Only the side the manifest designates as initialiser may call this, and only when no
+/// peer is attached (it resets the peer's state and the protocol's indices).
+pub fn init(region: &Region, layout: &Layout) -> Result<(), HeaderError> {
+    check_region(region, layout)?;
+    let bad = HeaderError::BadRegion { len: region.len() };
+    store_u64(region, OFF_MAGIC, 0, Ordering::SeqCst).ok_or(bad)?;
+    region
+        .write_bytes(COMMON_OFFSET + 8, &[0u8; DATA_MIN_OFFSET - 8])
+        .map_err(|_| bad)?;
+    let mut common = [0u8; LINE];
+    common[OFF_PROTOCOL..OFF_PROTOCOL + 4].copy_from_slice(&layout.protocol.to_le_bytes());
+    common[OFF_VERSION..OFF_VERSION + 4].copy_from_slice(&layout.version.to_le_bytes());
+    common[OFF_REGION_SIZE..OFF_REGION_SIZE + 8]
+        .copy_from_slice(&(region.len() as u64).to_le_bytes());
+    common[OFF_DATA_OFFSET..OFF_DATA_OFFSET + 8]
+        .copy_from_slice(&(layout.data_offset as u64).to_le_bytes());
+    common[OFF_DATA_SIZE..OFF_DATA_SIZE + 8]
+        .copy_from_slice(&(layout.data_size as u64).to_le_bytes());
+    common[OFF_LAYOUT_HASH..OFF_LAYOUT_HASH + 8].copy_from_slice(&layout.hash.to_le_bytes());
+    region
+        .write_bytes(COMMON_OFFSET + 8, &common[8..])
+        .map_err(|_| bad)?;
+    store_u64(region, OFF_MAGIC, MAGIC, Ordering::Release).ok_or(bad)?;
+    Ok(())
+}
+
+/// Validates the header against `layout`: copies the common line once, then checks
+/// magic, protocol, version, region size, data area, layout hash and reserved bytes.
+pub fn validate(region: &Region, layout: &Layout) -> Result<(), HeaderError> {
+    check_region(region, layout)?;
+    let bad = HeaderError::BadRegion { len: region.len() };
+    // The magic first, with acquire: pairs with `init`'s release store.
+    let magic = load_u64(region, OFF_MAGIC, Ordering::Acquire).ok_or(bad)?;
+    if magic == 0 {
+        return Err(HeaderError::NotInitialized);
+    }
+    if magic != MAGIC {
+        return Err(HeaderError::BadMagic(magic));
+    }
+    let mut c = [0u8; LINE];
+    region.read_bytes(COMMON_OFFSET, &mut c).map_err(|_| bad)?;
+    let u32_at = |o: usize| u32::from_le_bytes([c[o], c[o + 1], c[o + 2], c[o + 3]]);
+    let u64_at = |o: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&c[o..o + 8]);
+        u64::from_le_bytes(b)
+    };
+    let protocol = u32_at(OFF_PROTOCOL);
+    if protocol != layout.protocol {
+        return Err(HeaderError::WrongProtocol {
+            found: protocol,
+            expected: layout.protocol,
+        });
+    }
+    let version = u32_at(OFF_VERSION);
+    if version != layout.version {
+        return Err(HeaderError::WrongVersion {
+            found: version,
+            expected: layout.version,
+        });
+    }
+    let size = u64_at(OFF_REGION_SIZE);
+    if size != region.len() as u64 {
+        return Err(HeaderError::WrongRegionSize {
+            found: size,
+            expected: region.len() as u64,
+        });
+    }
+    let (offset, dsize) = (u64_at(OFF_DATA_OFFSET), u64_at(OFF_DATA_SIZE));
+    if offset != layout.data_offset as u64 || dsize != layout.data_size as u64 {
+        return Err(HeaderError::WrongDataArea {
+            offset,
+            size: dsize,
+        });
+    }
+    let hash = u64_at(OFF_LAYOUT_HASH);
+    if hash != layout.hash {
+        return Err(HeaderError::LayoutHash {
+            found: hash,
+            expected: layout.hash,
+        });
+    }
+    if c[0x30..LINE].iter().any(|&b| b != 0) {
+        return Err(HeaderError::Reserved);
+    }
+    Ok(())
+}
+
+/// Marks `side` as attached: state `Init`, epoch + 1 (wrapping), then state `Ready`
+/// (release). Returns the new epoch. The caller has validated the header.
+pub fn announce(region: &Region, side: Side) -> Result<u64, HeaderError> {
+    let bad = HeaderError::BadRegion { len: region.len() };
+    let base = side.offset();
+    store_u32(
+        region,
+        base + SIDE_STATE,
+        State::Init as u32,
+        Ordering::SeqCst,
+    )
+    .ok_or(bad)?;
+    let epoch = load_u64(region, base + SIDE_EPOCH, Ordering::Relaxed)
+        .ok_or(bad)?
+        .wrapping_add(1);
+    store_u64(region, base + SIDE_EPOCH, epoch, Ordering::SeqCst).ok_or(bad)?;
+    store_u32(
+        region,
+        base + SIDE_STATE,
+        State::Ready as u32,
+        Ordering::Release,
+    )
+    .ok_or(bad)?;
+    Ok(epoch)
+}
+
+/// Sets `side`'s state word (best effort: a region that passed validation always has
+/// the word).
+pub fn set_state(region: &Region, side: Side, state: State) {
+    let _ = store_u32(
+        region,
+        side.offset() + SIDE_STATE,
+        state as u32,
+        Ordering::Release,
+    );
+}
+
+/// A snapshot of one side's state word and epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SideStatus {
+    /// The state, or `None` if the raw word is not a defined state.
+    pub state: Option<State>,
+    /// The raw state word.
+    pub raw_state: u32,
+    /// The epoch: incremented by the side each time it attaches.
+    pub epoch: u64,
+}
+
+/// Reads `side`'s state word and epoch (each once, acquire). `None` only if the region is
+/// too small or misaligned for the header.
+pub fn side_status(region: &Region, side: Side) -> Option<SideStatus> {
+    let base = side.offset();
+    let raw_state = load_u32(region, base + SIDE_STATE, Ordering::Acquire)?;
+    let epoch = load_u64(region, base + SIDE_EPOCH, Ordering::Acquire)?;
+    Some(SideStatus {
+        state: State::from_raw(raw_state),
+        raw_state,
+        epoch,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testmem::Mem;
+
+    const FIELDS: &[Field] = &[Field {
+        name: "x",
+        offset: 0,
+        size: 8,
+    }];
+
+    fn layout() -> Layout {
+        Layout {
+            protocol: 77,
+            version: 3,
+            data_offset: DATA_MIN_OFFSET,
+            data_size: 256,
+            hash: layout_hash(FIELDS),
+        }
+    }
+
+    #[test]
+    fn fnv_known_values() {
+        // FNV-1a 64 of the empty string and of "a" (published test vectors).
+        assert_eq!(fnv_bytes(FNV_BASIS, b""), 0xcbf29ce484222325);
+        assert_eq!(fnv_bytes(FNV_BASIS, b"a"), 0xaf63dc4c8601ec8c);
+        let other = [Field {
+            name: "x",
+            offset: 8,
+            size: 8,
+        }];
+        assert_ne!(layout_hash(FIELDS), layout_hash(&other));
+    }
+
+    #[test]
+    fn init_then_validate_and_mismatches() {
+        let mem = Mem::new(DATA_MIN_OFFSET + 256);
+        let r = mem.region();
+        let l = layout();
+        assert_eq!(validate(&r, &l), Err(HeaderError::NotInitialized));
+        init(&r, &l).unwrap();
+        validate(&r, &l).unwrap();
+        assert_eq!(
+            validate(&r, &Layout { version: 4, ..l }),
+            Err(HeaderError::WrongVersion {
+                found: 3,
+                expected: 4
+            })
+        );
+        assert!(matches!(
+            validate(&r, &Layout { hash: 1, ..l }),
+            Err(HeaderError::LayoutHash { .. })
+        ));
+        assert!(matches!(
+            validate(&r, &Layout { protocol: 1, ..l }),
+            Err(HeaderError::WrongProtocol { .. })
+        ));
+        assert!(matches!(
+            validate(
+                &r,
+                &Layout {
+                    data_size: 128,
+                    ..l
+                }
+            ),
+            Err(HeaderError::WrongDataArea { .. })
+        ));
+        let small = r.sub(0, DATA_MIN_OFFSET + 200).unwrap();
+        assert!(matches!(
+            validate(&small, &l),
+            Err(HeaderError::BadRegion { .. })
+        ));
+        // Corruptions.
+        r.write_bytes(0x30, &[1]).unwrap();
+        assert_eq!(validate(&r, &l), Err(HeaderError::Reserved));
+        r.write_bytes(0x30, &[0]).unwrap();
+        r.write_bytes(0x10, &[9]).unwrap();
+        assert!(matches!(
+            validate(&r, &l),
+            Err(HeaderError::WrongRegionSize { .. })
+        ));
+        store_u64(&r, 0, 5, Ordering::SeqCst).unwrap();
+        assert_eq!(validate(&r, &l), Err(HeaderError::BadMagic(5)));
+        assert!(std::format!("{}", HeaderError::BadMagic(5)).contains("magic"));
+    }
+
+    #[test]
+    fn announce_bumps_epoch() {
+        let mem = Mem::new(DATA_MIN_OFFSET + 256);
+        let r = mem.region();
+        init(&r, &layout()).unwrap();
+        assert_eq!(announce(&r, Side::Reader).unwrap(), 1);
+        assert_eq!(announce(&r, Side::Reader).unwrap(), 2);
+        let s = side_status(&r, Side::Reader).unwrap();
+        assert_eq!((s.state, s.epoch), (Some(State::Ready), 2));
+        let w = side_status(&r, Side::Writer).unwrap();
+        assert_eq!((w.state, w.epoch), (Some(State::Reset), 0));
+        set_state(&r, Side::Writer, State::Broken);
+        assert_eq!(
+            side_status(&r, Side::Writer).unwrap().state,
+            Some(State::Broken)
+        );
+        assert_eq!(State::from_raw(9), None);
+        assert_eq!(Side::Writer.peer(), Side::Reader);
+    }
+}

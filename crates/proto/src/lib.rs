@@ -1,0 +1,29 @@
+//! Protocols on static shared memory between domains (or emulated domains as
+//! processes), specified to the byte in `docs/protocols.md`.
+//!
+//! Every protocol works on a [`Region`](staticbus_guest::Region) and starts with the
+//! common [`header`]: magic, protocol id, layout version, sizes, a layout hash, and per
+//! side a state word and an epoch counter on that side's own cache line, so each side
+//! learns that the other restarted (Jailhouse ivshmem-v2's state table is the model).
+//!
+//! * [`queue`] — single producer, single consumer, variable-length messages; zero-copy
+//!   reserve/commit and peek/release, copying send/recv; survives a restart of either
+//!   side; notifies only when the peer may be waiting.
+//!
+//! The peer is assumed hostile: every field it can write is read once (atomically or
+//! with volatile copies), validated, then used. A violation puts the handle in a sticky
+//! broken state and returns an error — never undefined behaviour, a panic, an
+//! out-of-bounds access or an unbounded loop. The crate contains no `unsafe` code.
+
+#![no_std]
+#![cfg_attr(not(test), forbid(unsafe_code))]
+#![cfg_attr(test, deny(unsafe_code))]
+
+#[cfg(test)]
+extern crate std;
+
+pub mod header;
+pub mod queue;
+
+#[cfg(test)]
+mod testmem;
