@@ -177,6 +177,8 @@ struct Runner {
     doms: Vec<Dom>,
     tx: mpsc::Sender<Event>,
     generation: Vec<u64>,
+    /// Threads copying domain output; joined before the summary so it comes last.
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Runner {
@@ -226,11 +228,11 @@ impl Runner {
         for s in streams.into_iter().flatten() {
             let console = self.console.clone();
             let name = d.name.clone();
-            std::thread::spawn(move || {
+            self.readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(s).lines().map_while(Result::ok) {
                     console.line(&name, &line);
                 }
-            });
+            }));
         }
         let hv = self.hv.clone();
         let (domid, mem, stop) = (d.domid, d.mem.clone(), d.stop.clone());
@@ -360,6 +362,7 @@ fn run_in(sys: &System, base_dir: &Path, opts: &RunOptions, dir: &Path) -> u8 {
         doms,
         tx,
         generation: vec![0; n],
+        readers: Vec::new(),
     };
     let interrupted = Arc::new(AtomicBool::new(false));
     {
@@ -447,6 +450,11 @@ fn run_in(sys: &System, base_dir: &Path, opts: &RunOptions, dir: &Path) -> u8 {
     }
     for i in 0..n {
         r.stop_server(i);
+    }
+    // Every domain process has exited or been killed: their pipes close, so the output
+    // threads finish; join them so the summary is not interleaved with late output.
+    for h in std::mem::take(&mut r.readers) {
+        let _ = h.join();
     }
     summary(sys, &r, start.elapsed());
     if interrupted.load(SeqCst) {

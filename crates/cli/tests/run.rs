@@ -253,3 +253,49 @@ fn ctrl_c_stops_every_domain() {
     assert_eq!(o.status.code(), Some(130), "{out}\n{err}");
     assert_eq!(err.matches("stopped (Ctrl-C)").count(), 3, "{err}");
 }
+
+#[test]
+fn queue_survives_100_consumer_restarts() {
+    let o = run(&[
+        root()
+            .join("examples/queue-restart/system.toml")
+            .to_str()
+            .unwrap(),
+        "--restart-on-crash",
+        "--timeout",
+        "300",
+    ]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    assert!(
+        out.contains("[consumer] PASS queue-stream 1000000"),
+        "{out}"
+    );
+    assert_eq!(out.matches("restarted, #").count(), 100, "{out}");
+    let consumer = err.lines().find(|l| l.starts_with("consumer ")).unwrap();
+    assert!(
+        consumer.contains(" 100 ") && consumer.ends_with("exited 0"),
+        "{consumer}"
+    );
+}
+
+#[test]
+fn the_summary_comes_after_all_domain_output() {
+    build_examples();
+    // Domain output (stdout) and the summary (stderr) merged into one stream, as on a
+    // terminal: no domain line may come after the summary starts.
+    let cmd = format!(
+        "'{}' run '{}' --timeout 60 2>&1",
+        env!("CARGO_BIN_EXE_staticbus"),
+        root().join("examples/relay/system.toml").display()
+    );
+    let o = Command::new("sh").args(["-c", &cmd]).output().unwrap();
+    let all = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{all}");
+    let at = all.find("== staticbus run").expect("a summary");
+    assert!(all[..at].contains("[sink] PASS relay"), "{all}");
+    assert!(
+        !all[at..].contains("] "),
+        "domain output after the summary:\n{all}"
+    );
+}
