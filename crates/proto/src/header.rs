@@ -61,6 +61,12 @@ pub const SIDE_PROTO: usize = 0x10;
 
 /// Protocol id of [`crate::queue`].
 pub const PROTO_QUEUE: u32 = 1;
+/// Protocol id of [`crate::log`].
+pub const PROTO_LOG: u32 = 2;
+/// Protocol id of [`crate::latest`].
+pub const PROTO_LATEST: u32 = 3;
+/// Protocol id of [`crate::blob`].
+pub const PROTO_BLOB: u32 = 4;
 
 /// One of the two sides of a region.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -390,22 +396,28 @@ pub fn validate(region: &Region, layout: &Layout) -> Result<(), HeaderError> {
 /// Marks `side` as attached: state `Init`, epoch + 1 (wrapping), then state `Ready`
 /// (release). Returns the new epoch. The caller has validated the header.
 pub fn announce(region: &Region, side: Side) -> Result<u64, HeaderError> {
+    announce_line(region, side.offset())
+}
+
+/// [`announce`] for any member line with the side-line layout (state, flags, epoch) at
+/// byte offset `line`: multi-party protocols keep one such line per writer or reader in
+/// their own area (docs/protocols.md §2.2).
+pub fn announce_line(region: &Region, line: usize) -> Result<u64, HeaderError> {
     let bad = HeaderError::BadRegion { len: region.len() };
-    let base = side.offset();
     store_u32(
         region,
-        base + SIDE_STATE,
+        line + SIDE_STATE,
         State::Init as u32,
         Ordering::SeqCst,
     )
     .ok_or(bad)?;
-    let epoch = load_u64(region, base + SIDE_EPOCH, Ordering::Relaxed)
+    let epoch = load_u64(region, line + SIDE_EPOCH, Ordering::Relaxed)
         .ok_or(bad)?
         .wrapping_add(1);
-    store_u64(region, base + SIDE_EPOCH, epoch, Ordering::SeqCst).ok_or(bad)?;
+    store_u64(region, line + SIDE_EPOCH, epoch, Ordering::SeqCst).ok_or(bad)?;
     store_u32(
         region,
-        base + SIDE_STATE,
+        line + SIDE_STATE,
         State::Ready as u32,
         Ordering::Release,
     )
@@ -416,12 +428,12 @@ pub fn announce(region: &Region, side: Side) -> Result<u64, HeaderError> {
 /// Sets `side`'s state word (best effort: a region that passed validation always has
 /// the word).
 pub fn set_state(region: &Region, side: Side, state: State) {
-    let _ = store_u32(
-        region,
-        side.offset() + SIDE_STATE,
-        state as u32,
-        Ordering::Release,
-    );
+    set_line_state(region, side.offset(), state);
+}
+
+/// [`set_state`] for the member line at byte offset `line`.
+pub fn set_line_state(region: &Region, line: usize, state: State) {
+    let _ = store_u32(region, line + SIDE_STATE, state as u32, Ordering::Release);
 }
 
 /// A snapshot of one side's state word and epoch.
@@ -438,9 +450,13 @@ pub struct SideStatus {
 /// Reads `side`'s state word and epoch (each once, acquire). `None` only if the region is
 /// too small or misaligned for the header.
 pub fn side_status(region: &Region, side: Side) -> Option<SideStatus> {
-    let base = side.offset();
-    let raw_state = load_u32(region, base + SIDE_STATE, Ordering::Acquire)?;
-    let epoch = load_u64(region, base + SIDE_EPOCH, Ordering::Acquire)?;
+    line_status(region, side.offset())
+}
+
+/// [`side_status`] for the member line at byte offset `line`.
+pub fn line_status(region: &Region, line: usize) -> Option<SideStatus> {
+    let raw_state = load_u32(region, line + SIDE_STATE, Ordering::Acquire)?;
+    let epoch = load_u64(region, line + SIDE_EPOCH, Ordering::Acquire)?;
     Some(SideStatus {
         state: State::from_raw(raw_state),
         raw_state,
