@@ -464,6 +464,64 @@ pub fn line_status(region: &Region, line: usize) -> Option<SideStatus> {
     })
 }
 
+/// Largest number of readers (or writers) a multi-party protocol supports: one bit each
+/// in [`Wakeups`].
+pub const MAX_MEMBERS: usize = 64;
+
+/// Flag bit a waiting member sets in its line's flags word (`S+0x04`): "notify me".
+pub const NEED_WAKEUP: u32 = 1;
+
+/// Which members to notify after a publish: bit `i` stands for member (reader) index `i`,
+/// the index the manifest gives each reader.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Wakeups(pub u64);
+
+impl Wakeups {
+    /// No member needs a notification.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Whether member `i` needs a notification.
+    pub fn contains(self, i: usize) -> bool {
+        i < MAX_MEMBERS && self.0 & (1 << i) != 0
+    }
+
+    /// Number of members to notify.
+    pub fn count(self) -> u32 {
+        self.0.count_ones()
+    }
+
+    /// The member indices to notify, lowest first.
+    pub fn iter(self) -> impl Iterator<Item = usize> {
+        let mut bits = self.0;
+        core::iter::from_fn(move || {
+            if bits == 0 {
+                return None;
+            }
+            let i = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            Some(i)
+        })
+    }
+}
+
+/// After a publish: issues a full fence, then reads the flags word of each of `count`
+/// member lines starting at byte offset `first` (64 bytes apart) once, and returns the
+/// members whose [`NEED_WAKEUP`] bit is set. Other flag bits are ignored: a member can
+/// only ask for notifications, so a hostile member costs at most spurious ones.
+pub fn collect_wakeups(region: &Region, first: usize, count: usize) -> Wakeups {
+    core::sync::atomic::fence(Ordering::SeqCst);
+    let mut w = 0u64;
+    for i in 0..count.min(MAX_MEMBERS) {
+        let flags = load_u32(region, first + i * LINE + SIDE_FLAGS, Ordering::Relaxed).unwrap_or(0);
+        if flags & NEED_WAKEUP != 0 {
+            w |= 1 << i;
+        }
+    }
+    Wakeups(w)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -568,5 +626,41 @@ mod tests {
         );
         assert_eq!(State::from_raw(9), None);
         assert_eq!(Side::Writer.peer(), Side::Reader);
+    }
+
+    #[test]
+    fn wakeups_from_member_flags() {
+        let mem = Mem::new(DATA_MIN_OFFSET + 4 * LINE);
+        let r = mem.region();
+        assert!(collect_wakeups(&r, DATA_MIN_OFFSET, 4).is_empty());
+        store_u32(
+            &r,
+            DATA_MIN_OFFSET + LINE + SIDE_FLAGS,
+            NEED_WAKEUP,
+            Ordering::SeqCst,
+        )
+        .unwrap();
+        // Unknown bits alone do not ask for a wake-up.
+        store_u32(
+            &r,
+            DATA_MIN_OFFSET + 2 * LINE + SIDE_FLAGS,
+            6,
+            Ordering::SeqCst,
+        )
+        .unwrap();
+        store_u32(
+            &r,
+            DATA_MIN_OFFSET + 3 * LINE + SIDE_FLAGS,
+            7,
+            Ordering::SeqCst,
+        )
+        .unwrap();
+        let w = collect_wakeups(&r, DATA_MIN_OFFSET, 4);
+        assert_eq!(w, Wakeups(0b1010));
+        assert_eq!(w.iter().collect::<std::vec::Vec<_>>(), [1, 3]);
+        assert!(w.contains(3) && !w.contains(2) && !w.contains(99));
+        assert_eq!(w.count(), 2);
+        // Lines past the region are read as "no flag", never out of bounds.
+        assert_eq!(collect_wakeups(&r, DATA_MIN_OFFSET, 9).count(), 2);
     }
 }

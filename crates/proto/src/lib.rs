@@ -22,7 +22,10 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod blob;
 pub mod header;
+pub mod latest;
+pub mod log;
 pub mod queue;
 
 #[cfg(test)]

@@ -1,0 +1,1 @@
+//! The `blob` protocol (docs/protocols.md). Being implemented.

@@ -1,0 +1,1 @@
+//! The `latest` protocol (docs/protocols.md). Being implemented.

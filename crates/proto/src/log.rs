@@ -1,0 +1,1 @@
+//! The `log` protocol (docs/protocols.md). Being implemented.

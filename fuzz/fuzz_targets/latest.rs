@@ -1,0 +1,4 @@
+#![no_main]
+//! Placeholder: the hostile-peer fuzz target for `latest` is being written.
+use libfuzzer_sys::fuzz_target;
+fuzz_target!(|_data: &[u8]| {});
