@@ -23,10 +23,12 @@
 extern crate std;
 
 pub mod blob;
+pub mod endpoint;
 pub mod header;
 pub mod latest;
 pub mod log;
 pub mod queue;
+pub mod wait;
 
 #[cfg(test)]
 mod testmem;

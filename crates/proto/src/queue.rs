@@ -52,6 +52,9 @@ pub const VERSION: u32 = 1;
 pub const OFF_PRODUCER_FLAGS: usize = 0x44;
 /// Offset of the producer's u64 head index.
 pub const OFF_HEAD: usize = 0x50;
+/// Offset of the producer's u64 wake-up threshold: while the producer's NEED_WAKEUP
+/// flag is set, the consumer notifies it only once the tail has reached this index.
+pub const OFF_WAKE_TAIL: usize = 0x58;
 /// Offset of the consumer's u32 flags word.
 pub const OFF_CONSUMER_FLAGS: usize = 0x84;
 /// Offset of the consumer's u64 tail index.
@@ -126,6 +129,11 @@ pub const FIELDS: &[Field] = &[
     Field {
         name: "producer.head",
         offset: 0x50,
+        size: 8,
+    },
+    Field {
+        name: "producer.wake_tail",
+        offset: 0x58,
         size: 8,
     },
     Field {
@@ -260,6 +268,10 @@ pub enum Error {
     },
     /// A write or read inside a [`Grant`] or [`Msg`] reaches past the message.
     OutOfBounds,
+    /// `prepare_wait` was called with batched index updates not yet published: call
+    /// `flush` (and notify the peer if it says so) first, or both sides could wait for
+    /// each other.
+    Unflushed,
 }
 
 impl fmt::Display for Error {
@@ -271,6 +283,7 @@ impl fmt::Display for Error {
             Error::TooLarge { len, max } => write!(f, "message of {len} bytes > max {max}"),
             Error::BufferTooSmall { len } => write!(f, "buffer too small for {len} bytes"),
             Error::OutOfBounds => write!(f, "access outside the message"),
+            Error::Unflushed => write!(f, "batched index updates not flushed before waiting"),
         }
     }
 }
@@ -302,6 +315,12 @@ struct Core {
     epoch: u64,
     broken: Option<Broken>,
     waiting: bool,
+    /// Publish the own index every `batch` commits/releases (>= 1).
+    batch: u32,
+    /// Commits/releases since the own index was last published.
+    pending: u32,
+    /// The own index was published but the peer's flag not checked since.
+    unchecked: bool,
 }
 
 impl Core {
@@ -321,6 +340,9 @@ impl Core {
             epoch: 0,
             broken: None,
             waiting: false,
+            batch: 1,
+            pending: 0,
+            unchecked: false,
         })
     }
 
@@ -392,6 +414,36 @@ impl Core {
         Ok(flags & NEED_WAKEUP != 0)
     }
 
+    /// Publishes the own index `idx` (release) at `off`.
+    fn publish(&mut self, off: usize, idx: u64) {
+        store_u64(&self.region, off, idx, Ordering::Release);
+        self.pending = 0;
+        self.unchecked = true;
+    }
+
+    /// After publishing the own index `idx`: the full fence and the peer's flag, once
+    /// per publication. The consumer also honours the producer's wake-up threshold: it
+    /// notifies only once `idx` has reached `wake_tail` (wrapping comparison; any value
+    /// is safe — a wrong one only delays the producer's own wake-up).
+    fn check_wakeup(&mut self, idx: u64) -> Result<bool, Error> {
+        if !self.unchecked {
+            return Ok(false);
+        }
+        self.unchecked = false;
+        if !self.peer_wants_wakeup()? {
+            return Ok(false);
+        }
+        if self.side == Side::Reader {
+            let wake = load_u64(&self.region, OFF_WAKE_TAIL, Ordering::Relaxed).unwrap_or(0);
+            return Ok((idx.wrapping_sub(wake) as i64) >= 0);
+        }
+        Ok(true)
+    }
+
+    fn set_batch(&mut self, n: u32) {
+        self.batch = n.max(1);
+    }
+
     fn peer_status(&self) -> SideStatus {
         header::side_status(&self.region, self.side.peer()).unwrap_or(SideStatus {
             state: None,
@@ -404,7 +456,10 @@ impl Core {
 /// The producer end of a queue.
 pub struct Producer {
     core: Core,
+    /// Private head: end of the last committed record.
     head: u64,
+    /// The head as last published in shared memory.
+    published: u64,
     seen_tail: u64,
 }
 
@@ -436,6 +491,7 @@ impl Producer {
         Ok(Producer {
             core,
             head,
+            published: head,
             seen_tail: tail,
         })
     }
@@ -466,11 +522,13 @@ impl Producer {
         self.core.broken
     }
 
+    /// Re-reads the consumer's tail: at least `head - cap` (it never frees more than we
+    /// wrote), at most the published head, and not behind the tail seen before.
     fn tail(&mut self) -> Result<u64, Error> {
         let lo = self.head.wrapping_sub(self.core.cap);
         let t = self
             .core
-            .peer_index(OFF_TAIL, lo, self.seen_tail, self.head)?;
+            .peer_index(OFF_TAIL, lo, self.seen_tail, self.published)?;
         self.seen_tail = t;
         Ok(t)
     }
@@ -503,8 +561,15 @@ impl Producer {
                 max: self.core.max,
             });
         }
-        let tail = self.tail()?;
-        let (skip, at, size) = self.place(len, tail)?;
+        // The tail seen last is a lower bound on the real one; re-read the shared tail
+        // (a cache-line transfer) only when that bound says "full".
+        let (skip, at, size) = match self.place(len, self.seen_tail) {
+            Err(Error::Full) => {
+                let tail = self.tail()?;
+                self.place(len, tail)?
+            }
+            r => r?,
+        };
         Ok(Grant {
             p: self,
             skip,
@@ -522,17 +587,45 @@ impl Producer {
         g.commit()
     }
 
+    /// Publishes the head only every `n` commits (1, the default: every commit). Batching
+    /// saves a cache-line transfer and a full fence per message under streaming load;
+    /// in exchange the consumer sees up to `n - 1` committed records late, and the
+    /// producer must call [`Producer::flush`] before it idles or waits. Records committed
+    /// but not published are lost if the producer dies, like uncommitted ones.
+    pub fn set_batch(&mut self, n: u32) {
+        self.core.set_batch(n);
+    }
+
+    /// Publishes the head if commits are pending, then (once per publication) checks
+    /// whether the consumer waits: returns whether to notify it.
+    pub fn flush(&mut self) -> Result<bool, Error> {
+        self.core.check()?;
+        if self.published != self.head {
+            self.core.publish(OFF_HEAD, self.head);
+            self.published = self.head;
+        }
+        self.core.check_wakeup(self.head)
+    }
+
     /// Call before blocking for space for a `len`-byte message: sets the producer's
     /// NEED_WAKEUP flag, fences, and re-checks. `Ok(true)`: still no space, block until
     /// notified (then retry); `Ok(false)`: space is available now (flag cleared).
+    /// `Err(Unflushed)` if batched commits are not published yet ([`Producer::flush`]).
     pub fn prepare_wait(&mut self, len: usize) -> Result<bool, Error> {
         self.core.check()?;
+        if self.published != self.head {
+            return Err(Error::Unflushed);
+        }
         if len > self.core.max {
             return Err(Error::TooLarge {
                 len,
                 max: self.core.max,
             });
         }
+        // Hysteresis: ask to be woken only once half the queue is free, so a slow
+        // consumer sends one notification per half queue rather than one per message.
+        let wake = self.head.wrapping_sub(self.core.cap / 2);
+        store_u64(&self.core.region, OFF_WAKE_TAIL, wake, Ordering::Relaxed);
         self.core.set_own_flags(NEED_WAKEUP);
         self.core.waiting = true;
         fence(Ordering::SeqCst);
@@ -604,9 +697,10 @@ impl Grant<'_> {
         }
     }
 
-    /// Publishes the record (and a wrap marker before it if needed): writes the record
-    /// header, then the head with release ordering. Returns whether the consumer should
-    /// be notified (its NEED_WAKEUP flag was set).
+    /// Commits the record (and a wrap marker before it if needed): writes the record
+    /// header, then publishes the head with release ordering — on every commit, or every
+    /// `n`-th with [`Producer::set_batch`]. Returns whether the consumer should be
+    /// notified (its NEED_WAKEUP flag was set when the head was published).
     pub fn commit(self) -> Result<bool, Error> {
         let p = self.p;
         let r = p.core.region;
@@ -620,17 +714,24 @@ impl Grant<'_> {
             &record_header(self.len as u32),
         )
         .map_err(|_| Error::OutOfBounds)?;
-        let head = p.head.wrapping_add(self.skip + self.size);
-        store_u64(&r, OFF_HEAD, head, Ordering::Release);
-        p.head = head;
-        p.core.peer_wants_wakeup()
+        p.head = p.head.wrapping_add(self.skip + self.size);
+        p.core.pending += 1;
+        if p.core.pending < p.core.batch {
+            return Ok(false);
+        }
+        p.core.publish(OFF_HEAD, p.head);
+        p.published = p.head;
+        p.core.check_wakeup(p.head)
     }
 }
 
 /// The consumer end of a queue.
 pub struct Consumer {
     core: Core,
+    /// Private tail: end of the last released record.
     tail: u64,
+    /// The tail as last published in shared memory.
+    published: u64,
     seen_head: u64,
 }
 
@@ -670,6 +771,7 @@ impl Consumer {
         Ok(Consumer {
             core,
             tail,
+            published: tail,
             seen_head: head,
         })
     }
@@ -699,8 +801,11 @@ impl Consumer {
         self.core.broken
     }
 
+    /// Re-reads the producer's head: not behind our tail or the head seen before, and at
+    /// most a capacity ahead of the published tail (the producer never overwrites what
+    /// it cannot know is free).
     fn head(&mut self) -> Result<u64, Error> {
-        let hi = self.tail.wrapping_add(self.core.cap);
+        let hi = self.published.wrapping_add(self.core.cap);
         let h = self
             .core
             .peer_index(OFF_HEAD, self.tail, self.seen_head, hi)?;
@@ -726,7 +831,13 @@ impl Consumer {
     pub fn peek(&mut self) -> Result<Option<Msg<'_>>, Error> {
         self.core.check()?;
         self.core.clear_wait();
-        let head = self.head()?;
+        // Records up to the head seen last are known; re-read the shared head (a
+        // cache-line transfer) only when they are used up.
+        let head = if self.seen_head == self.tail {
+            self.head()?
+        } else {
+            self.seen_head
+        };
         let avail = head.wrapping_sub(self.tail);
         if avail == 0 {
             return Ok(None);
@@ -782,11 +893,36 @@ impl Consumer {
         Ok(Some(Received { len, notify }))
     }
 
+    /// Publishes the tail only every `n` releases (1, the default: every release).
+    /// Batching saves a cache-line transfer and a full fence per message; in exchange the
+    /// producer sees freed space late, the consumer must call [`Consumer::flush`] before
+    /// it idles or waits, and a consumer restart delivers again the up to `n - 1`
+    /// released but unpublished messages (with `n = 1` a restart between messages loses
+    /// and repeats nothing).
+    pub fn set_batch(&mut self, n: u32) {
+        self.core.set_batch(n);
+    }
+
+    /// Publishes the tail if releases are pending, then (once per publication) checks
+    /// whether the producer waits for space: returns whether to notify it.
+    pub fn flush(&mut self) -> Result<bool, Error> {
+        self.core.check()?;
+        if self.published != self.tail {
+            self.core.publish(OFF_TAIL, self.tail);
+            self.published = self.tail;
+        }
+        self.core.check_wakeup(self.tail)
+    }
+
     /// Call before blocking for data: sets the consumer's NEED_WAKEUP flag, fences, and
     /// re-checks the head. `Ok(true)`: still empty, block until notified (then peek
-    /// again); `Ok(false)`: data is available now (flag cleared).
+    /// again); `Ok(false)`: data is available now (flag cleared). `Err(Unflushed)` if
+    /// batched releases are not published yet ([`Consumer::flush`]).
     pub fn prepare_wait(&mut self) -> Result<bool, Error> {
         self.core.check()?;
+        if self.published != self.tail {
+            return Err(Error::Unflushed);
+        }
         self.core.set_own_flags(NEED_WAKEUP);
         self.core.waiting = true;
         fence(Ordering::SeqCst);
@@ -853,14 +989,20 @@ impl Msg<'_> {
         }
     }
 
-    /// Consumes the message: advances the tail (release ordering) past it and any wrap
-    /// marker before it. Returns whether the producer should be notified (its
-    /// NEED_WAKEUP flag was set).
+    /// Consumes the message: advances the tail past it and any wrap marker before it,
+    /// and publishes the tail (release ordering) — on every release, or every `n`-th with
+    /// [`Consumer::set_batch`]. Returns whether the producer should be notified (its
+    /// NEED_WAKEUP flag was set when the tail was published).
     pub fn release(self) -> Result<bool, Error> {
         let c = self.c;
         c.tail = c.tail.wrapping_add(self.advance);
-        store_u64(&c.core.region, OFF_TAIL, c.tail, Ordering::Release);
-        c.core.peer_wants_wakeup()
+        c.core.pending += 1;
+        if c.core.pending < c.core.batch {
+            return Ok(false);
+        }
+        c.core.publish(OFF_TAIL, c.tail);
+        c.published = c.tail;
+        c.core.check_wakeup(c.tail)
     }
 }
 

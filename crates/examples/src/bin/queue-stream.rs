@@ -13,8 +13,7 @@
 
 use staticbus_examples::{connect, count_arg, open, Ordering::SeqCst};
 use staticbus_guest::{Channel, Platform};
-use staticbus_proto::header::HeaderError;
-use staticbus_proto::queue::{Consumer, Error, Producer};
+use staticbus_proto::endpoint::{QueueRx, QueueTx};
 
 fn fail(msg: &str) -> ! {
     eprintln!("FAIL {msg}");
@@ -36,109 +35,83 @@ fn wait<P: Platform>(ch: &Channel<'_, P>) {
 
 fn producer(n: u64) {
     let p = connect();
-    let ch = open(&p, "stream");
     let progress = open(&p, "progress");
-    ch.clear_initial();
     progress.clear_initial();
-    let mut q = Producer::attach(*ch.region()).unwrap_or_else(|e| fail(&format!("attach: {e}")));
+    let mut tx = QueueTx::open(&p, "stream").unwrap_or_else(|e| fail(&format!("open: {e}")));
     let mut buf = Vec::new();
-    let mut notifies = 0u64;
     for seq in 1..=n {
         message(seq, &mut buf);
-        loop {
-            match q.send(&buf) {
-                Ok(notify) => {
-                    if notify {
-                        notifies += 1;
-                        ch.notify_all().expect("notify");
-                    }
-                    break;
-                }
-                Err(Error::Full) => {
-                    if q.prepare_wait(buf.len())
-                        .unwrap_or_else(|e| fail(&format!("{e}")))
-                    {
-                        wait(&ch);
-                    }
-                }
-                Err(e) => fail(&format!("send {seq}: {e}")),
-            }
-        }
+        tx.send(&buf)
+            .unwrap_or_else(|e| fail(&format!("send {seq}: {e}")));
     }
     let done = progress.region().atomic_u64(8).expect("progress word");
     while done.load(SeqCst) == 0 {
         wait(&progress);
     }
+    let c = tx.counters();
     println!(
-        "producer: sent {n} messages, {notifies} notifications ({:.5} per message)",
-        notifies as f64 / n as f64
+        "producer: sent {n} messages, {} notifications ({:.5} per message), blocked {} times",
+        c.notifications,
+        c.notifications as f64 / n as f64,
+        c.wait.blocks
     );
+}
+
+/// What the consumer did with one message.
+enum Step {
+    /// The message in hand when the previous incarnation died: already counted.
+    Repeat,
+    /// A new message, checked and checkpointed.
+    Next(u64),
 }
 
 fn consumer(n: u64, crash_every: u64) {
     let p = connect();
-    let ch = open(&p, "stream");
     let progress = open(&p, "progress");
-    ch.clear_initial();
     progress.clear_initial();
     let checkpoint = progress.region().atomic_u64(0).expect("progress word");
     let done = progress.region().atomic_u64(8).expect("progress word");
-    let mut q = loop {
-        match Consumer::attach(*ch.region()) {
-            Ok(q) => break q,
-            // The producer has not initialised the region yet.
-            Err(Error::Header(HeaderError::NotInitialized)) => wait(&ch),
-            Err(e) => fail(&format!("attach: {e}")),
-        }
-    };
+    // Blocks until the producer has initialised the queue.
+    let mut rx = QueueRx::open(&p, "stream").unwrap_or_else(|e| fail(&format!("open: {e}")));
     let mut expect = checkpoint.load(SeqCst) + 1;
     let start = expect;
     let (mut want, mut got) = (Vec::new(), vec![0u8; 128]);
     loop {
-        let msg = match q.peek() {
-            Ok(Some(m)) => m,
-            Ok(None) => {
-                if q.prepare_wait().unwrap_or_else(|e| fail(&format!("{e}"))) {
-                    wait(&ch);
+        let step = rx
+            .recv_in_place(|msg| {
+                let len = msg.len();
+                if len > got.len() || len < 8 {
+                    fail(&format!("bad message length {len}"));
                 }
-                continue;
-            }
-            Err(e) => fail(&format!("peek: {e}")),
+                msg.read(0, &mut got[..len])
+                    .unwrap_or_else(|e| fail(&format!("read: {e}")));
+                let seq = u64::from_le_bytes(got[..8].try_into().expect("8 bytes"));
+                if seq + 1 == expect {
+                    return Step::Repeat;
+                }
+                if seq != expect {
+                    fail(&format!(
+                        "expected message {expect}, got {seq} (lost or duplicated)"
+                    ));
+                }
+                message(seq, &mut want);
+                if want[..] != got[..len] {
+                    fail(&format!("message {seq} is corrupt"));
+                }
+                checkpoint.store(seq, SeqCst);
+                let crash = crash_every > 0 && seq % crash_every == 0 && seq != start && seq != n;
+                if crash && (seq / crash_every) % 2 == 0 {
+                    // Died holding the message: it will be delivered again.
+                    std::process::abort();
+                }
+                Step::Next(seq)
+            })
+            .unwrap_or_else(|e| fail(&format!("recv: {e}")));
+        let seq = match step {
+            Step::Repeat => continue,
+            Step::Next(seq) => seq,
         };
-        let len = msg.len();
-        if len > got.len() || len < 8 {
-            fail(&format!("bad message length {len}"));
-        }
-        msg.read(0, &mut got[..len])
-            .unwrap_or_else(|e| fail(&format!("read: {e}")));
-        let seq = u64::from_le_bytes(got[..8].try_into().expect("8 bytes"));
-        if seq + 1 == expect {
-            // The message in hand when the previous incarnation died: already counted.
-            msg.release()
-                .unwrap_or_else(|e| fail(&format!("release: {e}")));
-            continue;
-        }
-        if seq != expect {
-            fail(&format!(
-                "expected message {expect}, got {seq} (lost or duplicated)"
-            ));
-        }
-        message(seq, &mut want);
-        if want[..] != got[..len] {
-            fail(&format!("message {seq} is corrupt"));
-        }
-        checkpoint.store(seq, SeqCst);
-        let crash = crash_every > 0 && seq % crash_every == 0 && seq != start && seq != n;
-        if crash && (seq / crash_every) % 2 == 0 {
-            std::process::abort(); // died holding the message: it will be delivered again
-        }
-        if msg
-            .release()
-            .unwrap_or_else(|e| fail(&format!("release: {e}")))
-        {
-            ch.notify_all().expect("notify");
-        }
-        if crash {
+        if crash_every > 0 && seq % crash_every == 0 && seq != start && seq != n {
             std::process::abort(); // died between messages
         }
         if seq == n {

@@ -34,7 +34,7 @@ fn layout_constants() {
     assert_eq!(max_message(256), 120);
     // The documented value (docs/protocols.md), computed independently in Python from
     // the field table there; changing the table changes it.
-    assert_eq!(LAYOUT_HASH, 0xffec_2359_a8a9_a08d);
+    assert_eq!(LAYOUT_HASH, 0xcfdf_b46f_4e9e_d124);
 }
 
 #[test]
@@ -299,6 +299,12 @@ fn hostile_producer_cases() {
     p.send(b"y").unwrap();
     assert!(c.prepare_wait().is_ok()); // sees head 32
     store_u64(&mem.region(), OFF_HEAD, 16, Ordering::SeqCst).unwrap();
+    // `peek` trusts the head it has seen until those records are used up; the next
+    // re-read (here `prepare_wait`, which always re-reads) finds the regression.
+    assert_eq!(
+        c.prepare_wait().unwrap_err(),
+        Error::PeerBroken(Broken::IndexWentBack(16))
+    );
     assert_eq!(
         c.peek().unwrap_err(),
         Error::PeerBroken(Broken::IndexWentBack(16))
@@ -318,6 +324,13 @@ fn hostile_producer_cases() {
     let (mut p, _c) = pair(&mem);
     p.send(b"z").unwrap();
     store_u64(&mem.region(), OFF_TAIL, 24, Ordering::SeqCst).unwrap();
+    // The producer re-reads the tail only when its last view says "full", and always in
+    // `prepare_wait`.
+    assert_eq!(
+        p.prepare_wait(1),
+        Err(Error::PeerBroken(Broken::IndexOutOfRange(24))),
+        "a tail ahead of the published head"
+    );
     assert_eq!(
         p.send(b"z"),
         Err(Error::PeerBroken(Broken::IndexOutOfRange(24)))
@@ -327,11 +340,97 @@ fn hostile_producer_cases() {
     p.send(b"z").unwrap();
     c.recv(&mut [0; 8]).unwrap();
     p.send(b"z").unwrap();
+    assert_eq!(p.prepare_wait(1), Ok(false)); // sees tail 16
     store_u64(&mem.region(), OFF_TAIL, 0, Ordering::SeqCst).unwrap();
+    assert_eq!(
+        p.prepare_wait(1),
+        Err(Error::PeerBroken(Broken::IndexWentBack(0)))
+    );
     assert_eq!(
         p.send(b"z"),
         Err(Error::PeerBroken(Broken::IndexWentBack(0)))
     );
+}
+
+#[test]
+fn batching_publishes_every_nth_and_on_flush() {
+    let mem = Mem::new(SMALL);
+    let (mut p, mut c) = pair(&mem);
+    p.set_batch(3);
+    c.set_batch(2);
+    let mut buf = [0u8; 16];
+    // The consumer waits: the first two commits are not published, so they neither
+    // notify nor become visible; the third publishes all three and notifies.
+    assert_eq!(c.prepare_wait(), Ok(true));
+    assert_eq!(p.send(b"a"), Ok(false));
+    assert_eq!(p.send(b"b"), Ok(false));
+    assert_eq!(load_u64(&mem.region(), OFF_HEAD, Ordering::SeqCst), Some(0));
+    assert_eq!(p.prepare_wait(1), Err(Error::Unflushed));
+    assert_eq!(p.send(b"c"), Ok(true));
+    assert_eq!(
+        load_u64(&mem.region(), OFF_HEAD, Ordering::SeqCst),
+        Some(48)
+    );
+    // A flush with nothing new neither publishes nor checks again.
+    assert_eq!(p.flush(), Ok(false));
+    assert_eq!(p.send(b"d"), Ok(false));
+    // The consumer has not run since it was woken: its flag is still set.
+    assert_eq!(p.flush(), Ok(true));
+    assert_eq!(
+        load_u64(&mem.region(), OFF_HEAD, Ordering::SeqCst),
+        Some(64)
+    );
+    // Consumer: the tail moves every second release, or on flush.
+    assert_eq!(c.recv(&mut buf).unwrap().unwrap().len, 1);
+    assert_eq!(load_u64(&mem.region(), OFF_TAIL, Ordering::SeqCst), Some(0));
+    assert_eq!(c.prepare_wait(), Err(Error::Unflushed));
+    c.recv(&mut buf).unwrap().unwrap();
+    assert_eq!(
+        load_u64(&mem.region(), OFF_TAIL, Ordering::SeqCst),
+        Some(32)
+    );
+    c.recv(&mut buf).unwrap().unwrap();
+    assert_eq!(c.flush(), Ok(false));
+    assert_eq!(
+        load_u64(&mem.region(), OFF_TAIL, Ordering::SeqCst),
+        Some(48)
+    );
+    // A restart re-delivers released-but-unpublished messages ("d" here).
+    c.recv(&mut buf).unwrap().unwrap();
+    assert_eq!(&buf[..1], b"d");
+    let mut c = Consumer::attach(mem.region()).unwrap();
+    let r = c.recv(&mut buf).unwrap().unwrap();
+    assert_eq!(&buf[..r.len], b"d");
+    // set_batch(0) means 1.
+    c.set_batch(0);
+    assert_eq!(c.recv(&mut buf), Ok(None));
+}
+
+#[test]
+fn a_producer_waiting_for_space_is_woken_once_half_the_queue_is_free() {
+    let mem = Mem::new(SMALL);
+    let (mut p, mut c) = pair(&mem);
+    // 16 records of 16 bytes fill the 256-byte queue.
+    for i in 0..16u8 {
+        p.send(&[i]).unwrap();
+    }
+    assert_eq!(p.send(b"x"), Err(Error::Full));
+    assert_eq!(p.prepare_wait(1), Ok(true));
+    assert_eq!(
+        load_u64(&mem.region(), OFF_WAKE_TAIL, Ordering::SeqCst),
+        Some(128)
+    );
+    let mut buf = [0u8; 8];
+    // Releasing the first seven (tail 112 < 128) does not notify; the eighth does.
+    for _ in 0..7 {
+        assert!(!c.recv(&mut buf).unwrap().unwrap().notify);
+    }
+    assert!(c.recv(&mut buf).unwrap().unwrap().notify);
+    // Every later release while the flag stays set notifies too (tail past the mark).
+    assert!(c.recv(&mut buf).unwrap().unwrap().notify);
+    // Once the producer runs again its flag is cleared: no more notifications.
+    p.send(b"y").unwrap();
+    assert!(!c.recv(&mut buf).unwrap().unwrap().notify);
 }
 
 // ---- property tests ----
@@ -443,6 +542,89 @@ proptest! {
         }
         // Drain: everything still queued comes out in order, then nothing.
         while let Some(m) = model.pop_front() {
+            let r = c.recv(&mut buf).unwrap().unwrap();
+            prop_assert_eq!(&buf[..r.len], &m[..]);
+        }
+        prop_assert_eq!(c.recv(&mut buf).unwrap(), None);
+    }
+
+    /// Batched index publication on both sides, with flushes and restarts: the consumer
+    /// sees exactly the published records in order; a producer restart loses the
+    /// committed-but-unpublished ones; a consumer restart delivers again the
+    /// released-but-unpublished ones.
+    #[test]
+    fn batched_fifo_against_model(
+        pb in 1u32..6,
+        cb in 1u32..6,
+        ops in proptest::collection::vec(op(), 1..if cfg!(miri) { 40 } else { 300 }),
+    ) {
+        let mem = Mem::new(SMALL);
+        let (mut p, mut c) = pair(&mem);
+        p.set_batch(pb);
+        c.set_batch(cb);
+        let mut unpublished: Vec<Vec<u8>> = Vec::new();
+        let mut queued: VecDeque<Vec<u8>> = VecDeque::new();
+        let mut released: Vec<Vec<u8>> = Vec::new();
+        let mut n = 0u32;
+        let mut buf = [0u8; 128];
+        for op in ops {
+            match op {
+                Op::Send(len) | Op::Reserve(len, _) => {
+                    let m = msg(n, len);
+                    n += 1;
+                    match p.send(&m) {
+                        Ok(_) => {
+                            unpublished.push(m);
+                            if unpublished.len() as u32 == pb {
+                                queued.extend(unpublished.drain(..));
+                            }
+                        }
+                        Err(Error::Full) => {
+                            prop_assert!(!queued.is_empty() || !unpublished.is_empty() || !released.is_empty())
+                        }
+                        Err(Error::TooLarge { .. }) => prop_assert!(len > 120),
+                        Err(e) => prop_assert!(false, "send: {e:?}"),
+                    }
+                }
+                Op::Recv | Op::Peek(true) => {
+                    let got = c.recv(&mut buf).unwrap();
+                    match queued.pop_front() {
+                        Some(m) => {
+                            prop_assert_eq!(&buf[..got.unwrap().len], &m[..]);
+                            released.push(m);
+                            if released.len() as u32 == cb {
+                                released.clear();
+                            }
+                        }
+                        None => prop_assert!(got.is_none()),
+                    }
+                }
+                Op::Peek(false) => {
+                    p.flush().unwrap();
+                    queued.extend(unpublished.drain(..));
+                }
+                Op::Wait => {
+                    c.flush().unwrap();
+                    released.clear();
+                    prop_assert_eq!(c.prepare_wait().unwrap(), queued.is_empty());
+                }
+                Op::ProducerRestart => {
+                    p = Producer::attach(mem.region()).unwrap();
+                    p.set_batch(pb);
+                    unpublished.clear();
+                }
+                Op::ConsumerRestart => {
+                    c = Consumer::attach(mem.region()).unwrap();
+                    c.set_batch(cb);
+                    for m in released.drain(..).rev() {
+                        queued.push_front(m);
+                    }
+                }
+            }
+        }
+        p.flush().unwrap();
+        queued.extend(unpublished.drain(..));
+        while let Some(m) = queued.pop_front() {
             let r = c.recv(&mut buf).unwrap().unwrap();
             prop_assert_eq!(&buf[..r.len], &m[..]);
         }

@@ -1,0 +1,381 @@
+//! Typed endpoints: a channel opened by name through the domain's manifest, checked
+//! against the protocol and role the program expects, with the protocol handle attached
+//! and the notification discipline built in (spin, then block; notify the peer only when
+//! it may be waiting; re-check after every wake-up).
+//!
+//! ```no_run
+//! # fn demo<P: staticbus_guest::Platform>(platform: &P) -> Result<(), staticbus_proto::endpoint::Error> {
+//! use staticbus_proto::endpoint::{QueueRx, QueueTx};
+//! let mut tx = QueueTx::open(platform, "requests")?; // must be this domain's producer end
+//! tx.send(b"hello")?;                               // blocks while the queue is full
+//! let mut rx = QueueRx::open(platform, "replies")?;  // must be this domain's consumer end
+//! let mut buf = [0u8; 256];
+//! let n = rx.recv(&mut buf)?;                        // blocks while the queue is empty
+//! # let _ = n; Ok(()) }
+//! ```
+//!
+//! Peers are addressed in the manifest's order, which is the index order of the other
+//! role (a writer's peers are the readers 0, 1, …; a reader's are the writers).
+
+use crate::header::HeaderError;
+use crate::queue::{self, Consumer, Msg, Producer};
+use crate::wait::{self, Spin, WaitStats};
+use core::fmt;
+use staticbus_guest::manifest::{Protocol, Role};
+use staticbus_guest::{Channel, Errno, OpenError, Platform};
+
+/// Why an endpoint operation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// The channel could not be opened (see [`OpenError`]).
+    Open(OpenError),
+    /// The manifest declares another protocol for this channel.
+    WrongProtocol {
+        /// What the program asked for.
+        expected: Protocol,
+        /// What the manifest says.
+        found: Protocol,
+    },
+    /// This domain has another role in the channel.
+    WrongRole {
+        /// What the program asked for.
+        expected: Role,
+        /// What the manifest says.
+        found: Role,
+    },
+    /// The queue protocol failed (header mismatch, broken peer, message too large…).
+    Queue(queue::Error),
+    /// Signalling or waiting on the event channel failed.
+    Event(Errno),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Open(e) => write!(f, "cannot open channel: {e}"),
+            Error::WrongProtocol { expected, found } => write!(
+                f,
+                "the manifest declares protocol `{}`, the program expects `{}`",
+                found.as_str(),
+                expected.as_str()
+            ),
+            Error::WrongRole { expected, found } => write!(
+                f,
+                "this domain is the channel's {}, the program expects {}",
+                found.as_str(),
+                expected.as_str()
+            ),
+            Error::Queue(e) => write!(f, "{e}"),
+            Error::Event(e) => write!(f, "event channel: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for Error {}
+
+impl From<OpenError> for Error {
+    fn from(e: OpenError) -> Error {
+        Error::Open(e)
+    }
+}
+
+impl From<queue::Error> for Error {
+    fn from(e: queue::Error) -> Error {
+        Error::Queue(e)
+    }
+}
+
+/// Opens `name` and checks the manifest's protocol and this domain's role.
+fn open_typed<'p, P: Platform + ?Sized>(
+    platform: &'p P,
+    name: &str,
+    protocol: Protocol,
+    role: Role,
+) -> Result<Channel<'p, P>, Error> {
+    let ch = Channel::open(platform, name)?;
+    if ch.protocol() != protocol {
+        return Err(Error::WrongProtocol {
+            expected: protocol,
+            found: ch.protocol(),
+        });
+    }
+    if ch.role() != role {
+        return Err(Error::WrongRole {
+            expected: role,
+            found: ch.role(),
+        });
+    }
+    // The bind-time pending bit (Xen makes the second endpoint start pending) carries
+    // no message: drop it before the protocol starts.
+    ch.clear_initial();
+    Ok(ch)
+}
+
+/// Notification counters of an endpoint.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Notifications sent to the peer(s).
+    pub notifications: u64,
+    /// What the wait loop did (empty polls, blocks).
+    pub wait: WaitStats,
+}
+
+/// The producer end of a `queue` channel.
+pub struct QueueTx<'p, P: Platform + ?Sized> {
+    ch: Channel<'p, P>,
+    q: Producer,
+    spin: Spin,
+    counters: Counters,
+}
+
+impl<P: Platform + ?Sized> fmt::Debug for QueueTx<'_, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueueTx")
+            .field("channel", &self.ch.name())
+            .field("queue", &self.q)
+            .field("counters", &self.counters)
+            .finish()
+    }
+}
+
+impl<'p, P: Platform + ?Sized> QueueTx<'p, P> {
+    /// Opens `name`, which must be a `queue` channel whose producer is this domain;
+    /// attaches (initialising the region on first start, continuing from its state after
+    /// a restart) and signals the consumer, which may be waiting for the initialisation.
+    pub fn open(platform: &'p P, name: &str) -> Result<Self, Error> {
+        let ch = open_typed(platform, name, Protocol::Queue, Role::Producer)?;
+        let q = Producer::attach(*ch.region())?;
+        ch.notify_all().map_err(Error::Event)?;
+        Ok(QueueTx {
+            ch,
+            q,
+            spin: Spin::DEFAULT,
+            counters: Counters {
+                notifications: 1,
+                ..Counters::default()
+            },
+        })
+    }
+
+    /// How long to poll before blocking ([`Spin::DEFAULT`] unless changed).
+    pub fn set_spin(&mut self, spin: Spin) {
+        self.spin = spin;
+    }
+
+    /// Publishes the head every `n` messages (see [`Producer::set_batch`]); call
+    /// [`QueueTx::flush`] when you stop sending for a while.
+    pub fn set_batch(&mut self, n: u32) {
+        self.q.set_batch(n);
+    }
+
+    fn notify(ch: &Channel<'p, P>, counters: &mut Counters, needed: bool) -> Result<(), Error> {
+        if needed {
+            counters.notifications += 1;
+            ch.notify_all().map_err(Error::Event)?;
+        }
+        Ok(())
+    }
+
+    /// Sends `msg`, waiting (spin, then block) while the queue is full.
+    pub fn send(&mut self, msg: &[u8]) -> Result<(), Error> {
+        let ch = &self.ch;
+        let counters = &mut self.counters;
+        let mut wait_stats = counters.wait;
+        let notify = wait::until(
+            &mut self.q,
+            self.spin,
+            &mut wait_stats,
+            |q| match q.send(msg) {
+                Ok(n) => Ok(Some(n)),
+                Err(queue::Error::Full) => Ok(None),
+                Err(e) => Err(Error::Queue(e)),
+            },
+            |q| {
+                Self::notify(ch, counters, q.flush()?)?;
+                Ok(q.prepare_wait(msg.len())?)
+            },
+            || ch.wait().map(drop).map_err(Error::Event),
+        )?;
+        self.counters.wait = wait_stats;
+        Self::notify(&self.ch, &mut self.counters, notify)
+    }
+
+    /// Sends `msg` if there is room now: `Ok(false)` if the queue is full.
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<bool, Error> {
+        match self.q.send(msg) {
+            Ok(n) => Self::notify(&self.ch, &mut self.counters, n).map(|()| true),
+            Err(queue::Error::Full) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Publishes batched messages and notifies the consumer if it waits.
+    pub fn flush(&mut self) -> Result<(), Error> {
+        let n = self.q.flush()?;
+        Self::notify(&self.ch, &mut self.counters, n)
+    }
+
+    /// Notifications sent and wait-loop statistics.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// The protocol handle (zero-copy `reserve`/`commit`; notify via
+    /// [`QueueTx::channel`] when `commit` says so).
+    pub fn producer(&mut self) -> &mut Producer {
+        &mut self.q
+    }
+
+    /// The underlying channel.
+    pub fn channel(&self) -> &Channel<'p, P> {
+        &self.ch
+    }
+}
+
+/// The consumer end of a `queue` channel.
+pub struct QueueRx<'p, P: Platform + ?Sized> {
+    ch: Channel<'p, P>,
+    q: Consumer,
+    spin: Spin,
+    counters: Counters,
+}
+
+impl<P: Platform + ?Sized> fmt::Debug for QueueRx<'_, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueueRx")
+            .field("channel", &self.ch.name())
+            .field("queue", &self.q)
+            .field("counters", &self.counters)
+            .finish()
+    }
+}
+
+impl<'p, P: Platform + ?Sized> QueueRx<'p, P> {
+    /// Opens `name`, which must be a `queue` channel whose consumer is this domain, and
+    /// attaches, blocking until the producer has initialised the region.
+    pub fn open(platform: &'p P, name: &str) -> Result<Self, Error> {
+        let ch = open_typed(platform, name, Protocol::Queue, Role::Consumer)?;
+        let q = loop {
+            match Consumer::attach(*ch.region()) {
+                Ok(q) => break q,
+                Err(queue::Error::Header(HeaderError::NotInitialized)) => {
+                    ch.wait().map_err(Error::Event)?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        Ok(QueueRx {
+            ch,
+            q,
+            spin: Spin::DEFAULT,
+            counters: Counters::default(),
+        })
+    }
+
+    /// How long to poll before blocking ([`Spin::DEFAULT`] unless changed).
+    pub fn set_spin(&mut self, spin: Spin) {
+        self.spin = spin;
+    }
+
+    /// Publishes the tail every `n` messages (see [`Consumer::set_batch`]: a restart
+    /// then delivers up to `n - 1` messages again).
+    pub fn set_batch(&mut self, n: u32) {
+        self.q.set_batch(n);
+    }
+
+    fn notify(ch: &Channel<'p, P>, counters: &mut Counters, needed: bool) -> Result<(), Error> {
+        if needed {
+            counters.notifications += 1;
+            ch.notify_all().map_err(Error::Event)?;
+        }
+        Ok(())
+    }
+
+    /// Receives the next message into `buf`, waiting (spin, then block) while the queue
+    /// is empty; returns its length. `Err(Queue(BufferTooSmall))` leaves it queued.
+    pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        let ch = &self.ch;
+        let counters = &mut self.counters;
+        let mut wait_stats = counters.wait;
+        let r = wait::until(
+            &mut self.q,
+            self.spin,
+            &mut wait_stats,
+            |q| q.recv(buf).map_err(Error::Queue),
+            |q| {
+                Self::notify(ch, counters, q.flush()?)?;
+                Ok(q.prepare_wait()?)
+            },
+            || ch.wait().map(drop).map_err(Error::Event),
+        )?;
+        self.counters.wait = wait_stats;
+        Self::notify(&self.ch, &mut self.counters, r.notify)?;
+        Ok(r.len)
+    }
+
+    /// Waits for the next message (spin, then block) and hands it to `f` in place
+    /// (zero-copy); releases it when `f` returns, and notifies the producer if it waits
+    /// for space. If the domain dies inside `f`, the message is delivered again after a
+    /// restart (the queue's at-least-once rule for the message in hand).
+    pub fn recv_in_place<T>(&mut self, f: impl FnOnce(&Msg<'_>) -> T) -> Result<T, Error> {
+        let ch = &self.ch;
+        let counters = &mut self.counters;
+        let mut wait_stats = counters.wait;
+        loop {
+            wait::until(
+                &mut self.q,
+                self.spin,
+                &mut wait_stats,
+                |q| Ok(q.peek()?.map(drop)),
+                |q| {
+                    Self::notify(ch, counters, q.flush()?)?;
+                    Ok(q.prepare_wait()?)
+                },
+                || ch.wait().map(drop).map_err(Error::Event),
+            )?;
+            // Non-empty now; only a hostile producer could make this peek come back
+            // empty, in which case wait again.
+            if let Some(m) = self.q.peek()? {
+                let out = f(&m);
+                let n = m.release()?;
+                self.counters.wait = wait_stats;
+                Self::notify(&self.ch, &mut self.counters, n)?;
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Receives a message if one is queued: `Ok(None)` if the queue is empty.
+    pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<Option<usize>, Error> {
+        match self.q.recv(buf)? {
+            Some(r) => {
+                Self::notify(&self.ch, &mut self.counters, r.notify)?;
+                Ok(Some(r.len))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Publishes batched releases and notifies the producer if it waits for space.
+    pub fn flush(&mut self) -> Result<(), Error> {
+        let n = self.q.flush()?;
+        Self::notify(&self.ch, &mut self.counters, n)
+    }
+
+    /// Notifications sent and wait-loop statistics.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// The protocol handle (zero-copy `peek`/`release`; notify via
+    /// [`QueueRx::channel`] when `release` says so).
+    pub fn consumer(&mut self) -> &mut Consumer {
+        &mut self.q
+    }
+
+    /// The underlying channel.
+    pub fn channel(&self) -> &Channel<'p, P> {
+        &self.ch
+    }
+}
