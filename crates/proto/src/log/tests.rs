@@ -883,3 +883,48 @@ fn two_threads_lapping() {
         });
     });
 }
+
+/// The worked example of docs/protocols.md (log), byte for byte.
+#[test]
+fn worked_example() {
+    let mem = Mem::new(0x340);
+    let reg = mem.region();
+    let mut w = Writer::attach(reg, 1, 64).unwrap();
+    assert_eq!((w.slots(), w.max_record()), (8, 48));
+    for n in 0..9u64 {
+        w.append(&msg(n, 8)).unwrap();
+    }
+    w.append(b"hello").unwrap();
+    let mut slot = [0u8; 24];
+    reg.read_bytes(0x140, &mut slot).unwrap();
+    assert_eq!(
+        slot,
+        [
+            0x14, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0x68, 0x65, 0x6c, 0x6c, 0x6f, 0, 0,
+            0
+        ]
+    );
+    assert_eq!(load_u64(&reg, 0x50, Ordering::SeqCst), Some(10));
+    assert_eq!(load_u64(&reg, 0x180, Ordering::SeqCst), Some(6));
+    let mut r = Reader::attach(reg, 1, 0, Start::Resume).unwrap();
+    let mut buf = [0u8; 48];
+    let g = r.read(&mut buf).unwrap().unwrap();
+    assert_eq!((g.seq, g.missed), (2, 2));
+    assert_eq!(load_u64(&reg, 0xd0, Ordering::SeqCst), Some(3));
+    let mut returned = 1;
+    while let Some(g) = r.read(&mut buf).unwrap() {
+        assert_eq!(g.missed, 0);
+        returned += 1;
+    }
+    assert_eq!(returned, 8);
+    // The variant: saved cursor 2, the writer died writing record 10 into slot 2.
+    drop(r);
+    put64(&reg, 0xd0, 2);
+    put64(&reg, 0x180, 21);
+    let mut r = Reader::attach(reg, 1, 0, Start::Resume).unwrap();
+    let g = r.read(&mut buf).unwrap().unwrap();
+    assert_eq!((g.seq, g.missed), (3, 1));
+    let mut w = Writer::attach(reg, 1, 64).unwrap();
+    assert_eq!(w.head(), 10);
+    w.append(b"x").unwrap();
+}
