@@ -928,3 +928,20 @@ fn worked_example() {
     assert_eq!(w.head(), 10);
     w.append(b"x").unwrap();
 }
+
+#[test]
+fn sequence_numbers_end_at_max_head() {
+    let mem = Mem::new(SMALL);
+    let reg = mem.region();
+    writer(&mem).append(b"a").unwrap();
+    put64(&reg, OFF_HEAD, MAX_HEAD - 1);
+    let mut r = reader(&mem, 0, Start::Latest);
+    let mut w = writer(&mem);
+    w.append(b"last").unwrap();
+    assert_eq!(w.append(b"more"), Err(Error::Exhausted));
+    assert_eq!(w.head(), MAX_HEAD);
+    let mut buf = [0u8; MAX];
+    let g = r.read(&mut buf).unwrap().unwrap();
+    assert_eq!((g.seq, &buf[..g.len]), (MAX_HEAD - 1, &b"last"[..]));
+    assert_eq!(r.read(&mut buf), Ok(None));
+}
