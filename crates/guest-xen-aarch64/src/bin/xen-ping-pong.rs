@@ -249,8 +249,7 @@ mod guest {
         Ok(())
     }
 
-    /// Nanoseconds shown as microseconds with one decimal (`12.3us`), or seconds
-    /// (`1.234s`) from one second up.
+    /// A duration in nanoseconds, shown as `12.3us`, `45.6ms` or `1.234s`.
     struct Micros(u64);
 
     impl fmt::Display for Micros {
@@ -258,6 +257,8 @@ mod guest {
             let ns = self.0;
             if ns >= 1_000_000_000 {
                 write!(f, "{}.{:03}s", ns / 1_000_000_000, ns / 1_000_000 % 1000)
+            } else if ns >= 1_000_000 {
+                write!(f, "{}.{}ms", ns / 1_000_000, ns / 100_000 % 10)
             } else {
                 write!(f, "{}.{}us", ns / 1000, ns / 100 % 10)
             }
