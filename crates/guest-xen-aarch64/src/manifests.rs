@@ -31,3 +31,20 @@ pub fn for_bootargs(bootargs: &str) -> Option<&'static Manifest> {
         crate::bootargs::DOMAIN_KEY,
     )?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookups_match_by_domain_name() {
+        // Host test builds normally have no STATICBUS_MANIFEST_DIR: an empty table.
+        for m in all() {
+            assert_eq!(find(m.domain), Some(*m));
+            let args = std::format!("x=1 staticbus.domain={} y", m.domain);
+            assert_eq!(for_bootargs(&args), Some(*m));
+        }
+        assert_eq!(find("no such domain, surely"), None);
+        assert_eq!(for_bootargs("role=ping"), None);
+    }
+}

@@ -133,27 +133,119 @@ impl<H: Hypercall> Platform for XenPlatform<H> {
     /// `xen-shmem` node with that `xen,id` at the manifest's guest address and size, in a
     /// Normal window of the runtime's map.
     fn region(&self, shm_id: &str) -> Option<Region> {
-        let want = self.manifest.region(shm_id)?;
-        let node = self.fdt?.shm_regions().find(|n| n.id == shm_id)?;
-        if node.base != want.guest_addr || node.size != want.size {
-            return None;
-        }
-        if !memmap::is_normal(node.base, node.size) {
-            return None;
-        }
-        let len = usize::try_from(node.size).ok()?;
+        let (base, len) = shm_range(self.manifest, self.fdt.as_ref()?, shm_id)?;
         // SAFETY: `from_parts`' contract: a region the guest tree lists and that lies in a
-        // Normal window (checked just above) is mapped Normal write-back guest memory for
-        // the rest of the program, accessed only through Regions.
-        unsafe {
-            Region::new(
-                core::ptr::with_exposed_provenance_mut(node.base as usize),
-                len,
-            )
-        }
+        // Normal window (checked by `shm_range`) is mapped Normal write-back guest memory
+        // for the rest of the program, accessed only through Regions.
+        unsafe { Region::new(core::ptr::with_exposed_provenance_mut(base), len) }
     }
 
     fn manifest(&self) -> &Manifest {
         self.manifest
+    }
+}
+
+/// Where region `shm_id` of `manifest` is, if the guest tree `fdt` says Xen mapped it: a
+/// `xen-shmem` node with that `xen,id` at the manifest's guest address and size, inside a
+/// Normal window of the runtime's map. `(address, length)`.
+fn shm_range(manifest: &Manifest, fdt: &Fdt<'_>, shm_id: &str) -> Option<(usize, usize)> {
+    let want = manifest.region(shm_id)?;
+    let node = fdt.shm_regions().find(|n| n.id == shm_id)?;
+    if node.base != want.guest_addr || node.size != want.size {
+        return None;
+    }
+    if !memmap::is_normal(node.base, node.size) {
+        return None;
+    }
+    Some((
+        usize::try_from(node.base).ok()?,
+        usize::try_from(node.size).ok()?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use staticbus_diag::Sources;
+    use staticbus_dt::{parse_dts, write_dtb, DtsOptions, FsLoader};
+    use staticbus_manifest::{Region as MRegion, DOMID_IO, FORMAT_VERSION};
+    use std::format;
+    use std::vec::Vec;
+
+    fn dtb(shm: &str) -> Vec<u8> {
+        let dts = format!(
+            "/dts-v1/;\n/ {{ #address-cells = <2>; #size-cells = <2>;\n\
+             reserved-memory {{ #address-cells = <2>; #size-cells = <2>; ranges; {shm} }}; }};\n"
+        );
+        let mut sources = Sources::new();
+        let (tree, diags) = parse_dts(
+            &mut sources,
+            "t.dts",
+            dts,
+            &DtsOptions::default(),
+            &FsLoader,
+        );
+        assert!(!diags.has_errors(), "{diags:?}");
+        write_dtb(&tree.unwrap())
+    }
+
+    const fn region(shm_id: &'static str, guest_addr: u64, size: u64) -> MRegion {
+        MRegion {
+            shm_id,
+            guest_addr,
+            size,
+            host_addr: None,
+            role: None,
+            owner: "DOMID_IO",
+            owner_domid: DOMID_IO,
+            channel: None,
+        }
+    }
+
+    static MANIFEST: Manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        system: "t",
+        xen: "4.20",
+        domain: "a",
+        domid: 1,
+        channels: &[],
+        regions: &[
+            region("q", 0x0800_0000, 0x1000),
+            region("big", 0x0900_0000, 0x0800_0000),
+            region("ram", 0x4100_0000, 0x2000),
+            region("dev", 0x2200_0000, 0x1000),
+        ],
+        evtchns: &[],
+    };
+
+    fn shm(id: &str, base: u64, size: u64) -> std::string::String {
+        format!(
+            "xen-shmem@{base:x} {{ compatible = \"xen,shared-memory-v1\"; \
+             reg = <0 {base:#x} 0 {size:#x}>; xen,id = \"{id}\"; }};"
+        )
+    }
+
+    #[test]
+    fn regions_must_match_the_tree_and_a_normal_window() {
+        let nodes = [
+            shm("q", 0x0800_0000, 0x1000),
+            shm("big", 0x0900_0000, 0x0800_0000),
+            shm("ram", 0x4100_0000, 0x1000),
+            shm("dev", 0x2200_0000, 0x1000),
+        ]
+        .concat();
+        let blob = dtb(&nodes);
+        let fdt = Fdt::new(&blob).unwrap();
+        assert_eq!(shm_range(&MANIFEST, &fdt, "q"), Some((0x0800_0000, 0x1000)));
+        // Runs past the end of the shared-region window.
+        assert_eq!(shm_range(&MANIFEST, &fdt, "big"), None);
+        // The tree's size differs from the manifest's.
+        assert_eq!(shm_range(&MANIFEST, &fdt, "ram"), None);
+        // Device memory in the runtime's map.
+        assert_eq!(shm_range(&MANIFEST, &fdt, "dev"), None);
+        // Not in the manifest; not in the tree.
+        assert_eq!(shm_range(&MANIFEST, &fdt, "nope"), None);
+        let empty = dtb("");
+        assert_eq!(shm_range(&MANIFEST, &Fdt::new(&empty).unwrap(), "q"), None);
     }
 }
