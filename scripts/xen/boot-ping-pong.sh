@@ -32,6 +32,10 @@
 #
 # Exit status: 0 when every domain printed RESULT PASS, 1 otherwise, 2 on setup errors.
 set -euo pipefail
+if [[ ${1:-} == -h || ${1:-} == --help ]]; then
+  sed -n '2,/^set -euo pipefail/{/^set -euo/d; s/^# \{0,1\}//; p}' "$0"
+  exit 0
+fi
 cd "$(dirname "$0")/../.."
 exec 2>&1  # one stream, in order
 

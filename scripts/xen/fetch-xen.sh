@@ -14,6 +14,10 @@
 # TODO: Xen 4.20 with CONFIG_UNSUPPORTED + CONFIG_STATIC_MEMORY + CONFIG_STATIC_SHM, built
 # from trixie's source package (spec §11 "Getting Xen"), for static shared memory.
 set -euo pipefail
+if [[ ${1:-} == -h || ${1:-} == --help ]]; then
+  sed -n '2,/^set -euo pipefail/{/^set -euo/d; s/^# \{0,1\}//; p}' "$0"
+  exit 0
+fi
 
 cache=${STATICBUS_CACHE:-$HOME/.cache/staticbus}/xen/4.17
 out=$cache/xen
