@@ -1,0 +1,63 @@
+//! The staticbus guest runtime for bare-metal arm64 domUs on real Xen (dom0less).
+//!
+//! What a guest image needs between Xen's entry and the shared `staticbus-guest` driver:
+//!
+//! * **boot code** (`aarch64` + `target_os = "none"` only): an arm64 `Image` header Xen
+//!   accepts, entry code that keeps the DTB pointer, enables FP/SIMD, installs exception
+//!   vectors, turns the MMU on over a static identity map ([`memmap`]), clears `.bss`,
+//!   sets up a stack and calls the program's main ([`entry!`]);
+//! * **exception vectors** and a **panic handler** that print what happened on the
+//!   console and shut the domain down as crashed;
+//! * **the `hvc #0xEA1` transport** ([`XenHypercall`]) implementing
+//!   [`staticbus_guest::Hypercall`];
+//! * **[`XenPlatform`]**: `shared_info` mapped with `XENMEM_add_to_physmap`, shared
+//!   regions found in the guest device tree, the domain's manifest — the
+//!   [`staticbus_guest::Platform`] the shared driver and `Channel::open` run on;
+//! * **the vPL011 console** ([`pl011`], [`println!`]);
+//! * the **manifests** of the system the image was built for ([`manifests`]), picked at
+//!   boot by the `staticbus.domain=` argument on the guest's command line ([`bootargs`]);
+//! * a small read-only **device-tree reader** ([`fdt`]).
+//!
+//! On other targets (the host workspace build) only the portable parts are compiled:
+//! the device-tree reader, the command-line parser, the memory map, the manifest table,
+//! the console and the platform (generic over its hypercall transport), so they are
+//! unit-tested on the host.
+//!
+//! # Building an image
+//!
+//! ```text
+//! STATICBUS_MANIFEST_DIR=out/xen-ping-pong \
+//!   cargo build -p staticbus-guest-xen-aarch64 --bin xen-ping-pong \
+//!   --target aarch64-unknown-none --release
+//! llvm-objcopy -O binary target/aarch64-unknown-none/release/xen-ping-pong xen-ping-pong.bin
+//! ```
+//!
+//! `build.rs` passes `link.ld` to the linker for `target_os = "none"` (linked at
+//! `0x40000000`, where Xen loads a 64-bit Image with `text_offset` 0) and compiles in the
+//! manifests `staticbus build -o DIR` wrote under `DIR/domains/*/manifest.rs` when
+//! `STATICBUS_MANIFEST_DIR=DIR` is set. `scripts/xen/boot-ping-pong.sh` does all of it.
+
+#![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+#[cfg(test)]
+extern crate std;
+
+pub mod bootargs;
+pub mod fdt;
+pub mod manifests;
+pub mod memmap;
+pub mod pl011;
+mod platform;
+
+#[cfg(target_arch = "aarch64")]
+mod hypercall;
+#[cfg(target_arch = "aarch64")]
+pub mod time;
+
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub mod rt;
+
+#[cfg(target_arch = "aarch64")]
+pub use hypercall::XenHypercall;
+pub use platform::{PlatformError, XenPlatform};

@@ -1,0 +1,251 @@
+//! [`XenPlatform`]: the `staticbus_guest::Platform` of a bare-metal domU on real Xen.
+
+use crate::fdt::Fdt;
+use crate::memmap;
+use core::fmt;
+use core::sync::atomic::AtomicU64;
+use staticbus_abi::shared_info::{SharedInfo, PAGE_WORDS};
+use staticbus_guest::{ops, Errno, FiredSet, Hypercall, Platform, Region};
+use staticbus_manifest::Manifest;
+
+/// Why [`XenPlatform::new`] failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlatformError {
+    /// `XENMEM_add_to_physmap(XENMAPSPACE_shared_info)` failed (`EBUSY`: already mapped).
+    MapSharedInfo(Errno),
+}
+
+impl fmt::Display for PlatformError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PlatformError::MapSharedInfo(e) => {
+                write!(f, "XENMEM_add_to_physmap(shared_info) failed: {e}")
+            }
+        }
+    }
+}
+
+impl core::error::Error for PlatformError {}
+
+/// A bare-metal domU on Xen: the hypercall transport, `shared_info` mapped at
+/// [`memmap::SHARED_INFO_GFN`], the domain's manifest, and its device tree (for the
+/// shared regions Xen mapped, `/reserved-memory/xen-shmem@…`).
+pub struct XenPlatform<H: Hypercall> {
+    h: H,
+    si: &'static [AtomicU64; PAGE_WORDS],
+    fired: FiredSet,
+    manifest: &'static Manifest,
+    fdt: Option<Fdt<'static>>,
+}
+
+impl<H: Hypercall> fmt::Debug for XenPlatform<H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("XenPlatform")
+            .field("domain", &self.manifest.domain)
+            .field("shared_info", &self.si.as_ptr())
+            .field("fired", &self.fired)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H: Hypercall> XenPlatform<H> {
+    /// Maps this domain's `shared_info` page at [`memmap::SHARED_INFO_GFN`] with
+    /// `XENMEM_add_to_physmap` and builds the platform.
+    ///
+    /// # Safety
+    ///
+    /// * The program runs under the runtime's stage-1 map ([`memmap`]): the page at
+    ///   `SHARED_INFO_GFN` is mapped as Normal write-back memory, and nothing else in the
+    ///   program uses it.
+    /// * It is called once per domain (a second `shared_info` mapping fails with `EBUSY`
+    ///   anyway) and the platform lives for the rest of the program.
+    /// * See [`XenPlatform::from_parts`] for `fdt`.
+    pub unsafe fn new(
+        h: H,
+        manifest: &'static Manifest,
+        fdt: Option<Fdt<'static>>,
+    ) -> Result<Self, PlatformError> {
+        ops::map_shared_info(&h, memmap::SHARED_INFO_GFN).map_err(PlatformError::MapSharedInfo)?;
+        let page = core::ptr::with_exposed_provenance::<[AtomicU64; PAGE_WORDS]>(
+            (memmap::SHARED_INFO_GFN << 12) as usize,
+        );
+        // SAFETY: Xen now backs the frame with shared_info (4 KiB, page aligned), and the
+        // caller guarantees it is mapped Normal write-back and used by nothing else.
+        // Xen writes it concurrently, which is sound because every access goes through
+        // the atomics.
+        let si = unsafe { &*page };
+        // SAFETY: forwarded from this function's contract.
+        Ok(unsafe { Self::from_parts(h, si, manifest, fdt) })
+    }
+
+    /// A platform over an already mapped `shared_info` page.
+    ///
+    /// # Safety
+    ///
+    /// Every static shared-memory region that `fdt` lists under `/reserved-memory`
+    /// (`xen-shmem@…`) and that lies in a Normal window of [`memmap`] is guest memory
+    /// that stays mapped Normal write-back for the rest of the program and is accessed
+    /// only through [`Region`]s (the tree is the one Xen generated for this domain, and
+    /// the program runs under the runtime's stage-1 map). [`Platform::region`] hands
+    /// such ranges out.
+    pub unsafe fn from_parts(
+        h: H,
+        si: &'static [AtomicU64; PAGE_WORDS],
+        manifest: &'static Manifest,
+        fdt: Option<Fdt<'static>>,
+    ) -> Self {
+        XenPlatform {
+            h,
+            si,
+            fired: FiredSet::new(),
+            manifest,
+            fdt,
+        }
+    }
+
+    /// The domain's manifest, with its `'static` lifetime.
+    pub fn manifest_static(&self) -> &'static Manifest {
+        self.manifest
+    }
+
+    /// The guest device tree the platform was built with.
+    pub fn fdt(&self) -> Option<Fdt<'static>> {
+        self.fdt
+    }
+}
+
+impl<H: Hypercall> Platform for XenPlatform<H> {
+    type H = H;
+
+    fn hypercall(&self) -> &H {
+        &self.h
+    }
+
+    fn shared_info(&self) -> SharedInfo<'_> {
+        SharedInfo::new(self.si)
+    }
+
+    fn fired(&self) -> &FiredSet {
+        &self.fired
+    }
+
+    /// The region `shm_id` of the manifest, if Xen mapped it: the guest tree must list a
+    /// `xen-shmem` node with that `xen,id` at the manifest's guest address and size, in a
+    /// Normal window of the runtime's map.
+    fn region(&self, shm_id: &str) -> Option<Region> {
+        let (base, len) = shm_range(self.manifest, self.fdt.as_ref()?, shm_id)?;
+        // SAFETY: `from_parts`' contract: a region the guest tree lists and that lies in a
+        // Normal window (checked by `shm_range`) is mapped Normal write-back guest memory
+        // for the rest of the program, accessed only through Regions.
+        unsafe { Region::new(core::ptr::with_exposed_provenance_mut(base), len) }
+    }
+
+    fn manifest(&self) -> &Manifest {
+        self.manifest
+    }
+}
+
+/// Where region `shm_id` of `manifest` is, if the guest tree `fdt` says Xen mapped it: a
+/// `xen-shmem` node with that `xen,id` at the manifest's guest address and size, inside a
+/// Normal window of the runtime's map. `(address, length)`.
+fn shm_range(manifest: &Manifest, fdt: &Fdt<'_>, shm_id: &str) -> Option<(usize, usize)> {
+    let want = manifest.region(shm_id)?;
+    let node = fdt.shm_regions().find(|n| n.id == shm_id)?;
+    if node.base != want.guest_addr || node.size != want.size {
+        return None;
+    }
+    if !memmap::is_normal(node.base, node.size) {
+        return None;
+    }
+    Some((
+        usize::try_from(node.base).ok()?,
+        usize::try_from(node.size).ok()?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use staticbus_diag::Sources;
+    use staticbus_dt::{parse_dts, write_dtb, DtsOptions, FsLoader};
+    use staticbus_manifest::{Region as MRegion, DOMID_IO, FORMAT_VERSION};
+    use std::format;
+    use std::vec::Vec;
+
+    fn dtb(shm: &str) -> Vec<u8> {
+        let dts = format!(
+            "/dts-v1/;\n/ {{ #address-cells = <2>; #size-cells = <2>;\n\
+             reserved-memory {{ #address-cells = <2>; #size-cells = <2>; ranges; {shm} }}; }};\n"
+        );
+        let mut sources = Sources::new();
+        let (tree, diags) = parse_dts(
+            &mut sources,
+            "t.dts",
+            dts,
+            &DtsOptions::default(),
+            &FsLoader,
+        );
+        assert!(!diags.has_errors(), "{diags:?}");
+        write_dtb(&tree.unwrap())
+    }
+
+    const fn region(shm_id: &'static str, guest_addr: u64, size: u64) -> MRegion {
+        MRegion {
+            shm_id,
+            guest_addr,
+            size,
+            host_addr: None,
+            role: None,
+            owner: "DOMID_IO",
+            owner_domid: DOMID_IO,
+            channel: None,
+        }
+    }
+
+    static MANIFEST: Manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        system: "t",
+        xen: "4.20",
+        domain: "a",
+        domid: 1,
+        channels: &[],
+        regions: &[
+            region("q", 0x0800_0000, 0x1000),
+            region("big", 0x0900_0000, 0x0800_0000),
+            region("ram", 0x4100_0000, 0x2000),
+            region("dev", 0x2200_0000, 0x1000),
+        ],
+        evtchns: &[],
+    };
+
+    fn shm(id: &str, base: u64, size: u64) -> std::string::String {
+        format!(
+            "xen-shmem@{base:x} {{ compatible = \"xen,shared-memory-v1\"; \
+             reg = <0 {base:#x} 0 {size:#x}>; xen,id = \"{id}\"; }};"
+        )
+    }
+
+    #[test]
+    fn regions_must_match_the_tree_and_a_normal_window() {
+        let nodes = [
+            shm("q", 0x0800_0000, 0x1000),
+            shm("big", 0x0900_0000, 0x0800_0000),
+            shm("ram", 0x4100_0000, 0x1000),
+            shm("dev", 0x2200_0000, 0x1000),
+        ]
+        .concat();
+        let blob = dtb(&nodes);
+        let fdt = Fdt::new(&blob).unwrap();
+        assert_eq!(shm_range(&MANIFEST, &fdt, "q"), Some((0x0800_0000, 0x1000)));
+        // Runs past the end of the shared-region window.
+        assert_eq!(shm_range(&MANIFEST, &fdt, "big"), None);
+        // The tree's size differs from the manifest's.
+        assert_eq!(shm_range(&MANIFEST, &fdt, "ram"), None);
+        // Device memory in the runtime's map.
+        assert_eq!(shm_range(&MANIFEST, &fdt, "dev"), None);
+        // Not in the manifest; not in the tree.
+        assert_eq!(shm_range(&MANIFEST, &fdt, "nope"), None);
+        let empty = dtb("");
+        assert_eq!(shm_range(&MANIFEST, &Fdt::new(&empty).unwrap(), "q"), None);
+    }
+}
