@@ -17,7 +17,8 @@
 //! Peers are addressed in the manifest's order, which is the index order of the other
 //! role (a writer's peers are the readers 0, 1, …; a reader's are the writers).
 
-use crate::header::HeaderError;
+use crate::header::{HeaderError, Wakeups};
+use crate::log;
 use crate::queue::{self, Consumer, Msg, Producer};
 use crate::wait::{self, Spin, WaitStats};
 use core::fmt;
@@ -46,6 +47,8 @@ pub enum Error {
     },
     /// The queue protocol failed (header mismatch, broken peer, message too large…).
     Queue(queue::Error),
+    /// The log protocol failed.
+    Log(log::Error),
     /// Signalling or waiting on the event channel failed.
     Event(Errno),
 }
@@ -67,6 +70,7 @@ impl fmt::Display for Error {
                 expected.as_str()
             ),
             Error::Queue(e) => write!(f, "{e}"),
+            Error::Log(e) => write!(f, "{e}"),
             Error::Event(e) => write!(f, "event channel: {e}"),
         }
     }
@@ -83,6 +87,12 @@ impl From<OpenError> for Error {
 impl From<queue::Error> for Error {
     fn from(e: queue::Error) -> Error {
         Error::Queue(e)
+    }
+}
+
+impl From<log::Error> for Error {
+    fn from(e: log::Error) -> Error {
+        Error::Log(e)
     }
 }
 
@@ -372,6 +382,166 @@ impl<'p, P: Platform + ?Sized> QueueRx<'p, P> {
     /// [`QueueRx::channel`] when `release` says so).
     pub fn consumer(&mut self) -> &mut Consumer {
         &mut self.q
+    }
+
+    /// The underlying channel.
+    pub fn channel(&self) -> &Channel<'p, P> {
+        &self.ch
+    }
+}
+
+/// Signals the peers in `w` (a writer's peers are the readers, in index order).
+fn notify_members<P: Platform + ?Sized>(
+    ch: &Channel<'_, P>,
+    counters: &mut Counters,
+    w: Wakeups,
+) -> Result<(), Error> {
+    for i in w.iter() {
+        counters.notifications += 1;
+        ch.notify(i).map_err(Error::Event)?;
+    }
+    Ok(())
+}
+
+/// The writer end of a `log` channel: appends never wait for readers.
+pub struct LogWriter<'p, P: Platform + ?Sized> {
+    ch: Channel<'p, P>,
+    w: log::Writer,
+    counters: Counters,
+}
+
+impl<P: Platform + ?Sized> fmt::Debug for LogWriter<'_, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LogWriter")
+            .field("channel", &self.ch.name())
+            .field("head", &self.w.head())
+            .field("counters", &self.counters)
+            .finish()
+    }
+}
+
+impl<'p, P: Platform + ?Sized> LogWriter<'p, P> {
+    /// Opens `name`, which must be a `log` channel whose writer is this domain, and
+    /// attaches with `slot_size`-byte slots (records of up to
+    /// [`log::max_record`]`(slot_size)` bytes), initialising the region on first start
+    /// and continuing the sequence after a restart; signals the readers, which may wait
+    /// for the initialisation.
+    pub fn open(platform: &'p P, name: &str, slot_size: usize) -> Result<Self, Error> {
+        let ch = open_typed(platform, name, Protocol::Log, Role::Writer)?;
+        let readers = ch.info().readers as usize;
+        let w = log::Writer::attach(*ch.region(), readers, slot_size)?;
+        let mut counters = Counters::default();
+        for i in 0..ch.peers().len() {
+            counters.notifications += 1;
+            ch.notify(i).map_err(Error::Event)?;
+        }
+        Ok(LogWriter { ch, w, counters })
+    }
+
+    /// Appends a record (never waits) and signals the readers that wait for one.
+    pub fn append(&mut self, payload: &[u8]) -> Result<(), Error> {
+        let w = self.w.append(payload)?;
+        notify_members(&self.ch, &mut self.counters, w)
+    }
+
+    /// The sequence number the next record gets.
+    pub fn head(&self) -> u64 {
+        self.w.head()
+    }
+
+    /// Notifications sent.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// The protocol handle.
+    pub fn writer(&mut self) -> &mut log::Writer {
+        &mut self.w
+    }
+
+    /// The underlying channel.
+    pub fn channel(&self) -> &Channel<'p, P> {
+        &self.ch
+    }
+}
+
+/// A reader end of a `log` channel.
+pub struct LogReader<'p, P: Platform + ?Sized> {
+    ch: Channel<'p, P>,
+    r: log::Reader,
+    spin: Spin,
+    counters: Counters,
+}
+
+impl<P: Platform + ?Sized> fmt::Debug for LogReader<'_, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LogReader")
+            .field("channel", &self.ch.name())
+            .field("reader", &self.r)
+            .field("counters", &self.counters)
+            .finish()
+    }
+}
+
+impl<'p, P: Platform + ?Sized> LogReader<'p, P> {
+    /// Opens `name`, which must be a `log` channel this domain reads, and attaches as
+    /// the reader index the manifest gives it, starting at `start`; blocks until the
+    /// writer has initialised the region.
+    pub fn open(platform: &'p P, name: &str, start: log::Start) -> Result<Self, Error> {
+        let ch = open_typed(platform, name, Protocol::Log, Role::Reader)?;
+        let (readers, index) = (ch.info().readers as usize, ch.info().index as usize);
+        let r = loop {
+            match log::Reader::attach(*ch.region(), readers, index, start) {
+                Ok(r) => break r,
+                Err(log::Error::Header(HeaderError::NotInitialized)) => {
+                    ch.wait().map_err(Error::Event)?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        Ok(LogReader {
+            ch,
+            r,
+            spin: Spin::DEFAULT,
+            counters: Counters::default(),
+        })
+    }
+
+    /// How long to poll before blocking ([`Spin::DEFAULT`] unless changed).
+    pub fn set_spin(&mut self, spin: Spin) {
+        self.spin = spin;
+    }
+
+    /// The next record, waiting (spin, then block) until there is one. Its `missed`
+    /// field counts the records overwritten before this reader could read them.
+    pub fn read(&mut self, buf: &mut [u8]) -> Result<log::Record, Error> {
+        let ch = &self.ch;
+        let mut wait_stats = self.counters.wait;
+        let r = wait::until(
+            &mut self.r,
+            self.spin,
+            &mut wait_stats,
+            |r| r.read(buf).map_err(Error::Log),
+            |r| Ok(r.prepare_wait()?),
+            || ch.wait().map(drop).map_err(Error::Event),
+        );
+        self.counters.wait = wait_stats;
+        r
+    }
+
+    /// The next record if there is one now.
+    pub fn try_read(&mut self, buf: &mut [u8]) -> Result<Option<log::Record>, Error> {
+        Ok(self.r.read(buf)?)
+    }
+
+    /// Wait-loop statistics.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// The protocol handle.
+    pub fn reader(&mut self) -> &mut log::Reader {
+        &mut self.r
     }
 
     /// The underlying channel.
