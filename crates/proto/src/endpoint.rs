@@ -18,6 +18,7 @@
 //! role (a writer's peers are the readers 0, 1, …; a reader's are the writers).
 
 use crate::header::{HeaderError, Wakeups};
+use crate::latest;
 use crate::log;
 use crate::queue::{self, Consumer, Msg, Producer};
 use crate::wait::{self, Spin, WaitStats};
@@ -49,6 +50,8 @@ pub enum Error {
     Queue(queue::Error),
     /// The log protocol failed.
     Log(log::Error),
+    /// The latest-value protocol failed.
+    Latest(latest::Error),
     /// Signalling or waiting on the event channel failed.
     Event(Errno),
 }
@@ -71,6 +74,7 @@ impl fmt::Display for Error {
             ),
             Error::Queue(e) => write!(f, "{e}"),
             Error::Log(e) => write!(f, "{e}"),
+            Error::Latest(e) => write!(f, "{e}"),
             Error::Event(e) => write!(f, "event channel: {e}"),
         }
     }
@@ -87,6 +91,12 @@ impl From<OpenError> for Error {
 impl From<queue::Error> for Error {
     fn from(e: queue::Error) -> Error {
         Error::Queue(e)
+    }
+}
+
+impl From<latest::Error> for Error {
+    fn from(e: latest::Error) -> Error {
+        Error::Latest(e)
     }
 }
 
@@ -547,5 +557,146 @@ impl<'p, P: Platform + ?Sized> LogReader<'p, P> {
     /// The underlying channel.
     pub fn channel(&self) -> &Channel<'p, P> {
         &self.ch
+    }
+}
+
+/// A writer end of a `latest` channel: its own slot, publishes never wait.
+pub struct LatestWriter<'p, P: Platform + ?Sized> {
+    ch: Channel<'p, P>,
+    w: latest::Writer,
+    counters: Counters,
+}
+
+impl<P: Platform + ?Sized> fmt::Debug for LatestWriter<'_, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LatestWriter")
+            .field("channel", &self.ch.name())
+            .field("index", &self.w.index())
+            .field("counters", &self.counters)
+            .finish()
+    }
+}
+
+impl<'p, P: Platform + ?Sized> LatestWriter<'p, P> {
+    /// Opens `name`, which must be a `latest` channel this domain writes, and attaches
+    /// to the slot of the writer index the manifest gives it, for values of
+    /// `value_size` bytes. Writer 0 initialises the region; the others block until it
+    /// has. Signals the readers, which may wait for the initialisation.
+    pub fn open(platform: &'p P, name: &str, value_size: usize) -> Result<Self, Error> {
+        let ch = open_typed(platform, name, Protocol::Latest, Role::Writer)?;
+        let i = ch.info();
+        let (writers, readers, index) = (i.writers as usize, i.readers as usize, i.index as usize);
+        let w = loop {
+            match latest::Writer::attach(*ch.region(), writers, readers, index, value_size) {
+                Ok(w) => break w,
+                Err(latest::Error::Header(HeaderError::NotInitialized)) => {
+                    // Writer 0 has not initialised yet. Writers share no event channel,
+                    // so poll, yielding the CPU (SCHEDOP_yield) between looks.
+                    staticbus_guest::ops::sched_yield(platform.hypercall())
+                        .map_err(Error::Event)?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let mut counters = Counters::default();
+        for p in 0..ch.peers().len() {
+            counters.notifications += 1;
+            ch.notify(p).map_err(Error::Event)?;
+        }
+        Ok(LatestWriter { ch, w, counters })
+    }
+
+    /// Publishes `value` with `stamp` (readers pick the highest stamp across writers:
+    /// use a clock common to all domains, or a generation number) and signals the
+    /// readers that wait for a change.
+    pub fn publish(&mut self, stamp: u64, value: &[u8]) -> Result<(), Error> {
+        let w = self.w.publish(stamp, value)?;
+        notify_members(&self.ch, &mut self.counters, w)
+    }
+
+    /// Notifications sent.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// The protocol handle.
+    pub fn writer(&mut self) -> &mut latest::Writer {
+        &mut self.w
+    }
+}
+
+/// A reader end of a `latest` channel.
+pub struct LatestReader<'p, P: Platform + ?Sized> {
+    ch: Channel<'p, P>,
+    r: latest::Reader,
+    spin: Spin,
+    counters: Counters,
+}
+
+impl<P: Platform + ?Sized> fmt::Debug for LatestReader<'_, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LatestReader")
+            .field("channel", &self.ch.name())
+            .field("index", &self.r.index())
+            .field("counters", &self.counters)
+            .finish()
+    }
+}
+
+impl<'p, P: Platform + ?Sized> LatestReader<'p, P> {
+    /// Opens `name`, which must be a `latest` channel this domain reads, for values of
+    /// `value_size` bytes; blocks until writer 0 has initialised the region.
+    pub fn open(platform: &'p P, name: &str, value_size: usize) -> Result<Self, Error> {
+        let ch = open_typed(platform, name, Protocol::Latest, Role::Reader)?;
+        let i = ch.info();
+        let (writers, readers, index) = (i.writers as usize, i.readers as usize, i.index as usize);
+        let r = loop {
+            match latest::Reader::attach(*ch.region(), writers, readers, index, value_size) {
+                Ok(r) => break r,
+                Err(latest::Error::Header(HeaderError::NotInitialized)) => {
+                    ch.wait().map_err(Error::Event)?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        Ok(LatestReader {
+            ch,
+            r,
+            spin: Spin::DEFAULT,
+            counters: Counters::default(),
+        })
+    }
+
+    /// The newest complete value now (`None` before any publish).
+    pub fn read(&mut self, buf: &mut [u8]) -> Result<Option<latest::Sample>, Error> {
+        Ok(self.r.read_latest(buf)?)
+    }
+
+    /// Waits (spin, then block) until the newest value differs from the one last read,
+    /// then reads it.
+    pub fn read_changed(&mut self, buf: &mut [u8]) -> Result<Option<latest::Sample>, Error> {
+        let ch = &self.ch;
+        let mut wait_stats = self.counters.wait;
+        let r = wait::until(
+            &mut self.r,
+            self.spin,
+            &mut wait_stats,
+            |r| Ok(r.changed().then_some(())),
+            |r| Ok(r.prepare_wait()),
+            || ch.wait().map(drop).map_err(Error::Event),
+        );
+        self.counters.wait = wait_stats;
+        r?;
+        self.read(buf)
+    }
+
+    /// Wait-loop statistics.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// The protocol handle.
+    pub fn reader(&mut self) -> &mut latest::Reader {
+        &mut self.r
     }
 }

@@ -8,7 +8,18 @@
 //!
 //! * [`queue`] — single producer, single consumer, variable-length messages; zero-copy
 //!   reserve/commit and peek/release, copying send/recv; survives a restart of either
-//!   side; notifies only when the peer may be waiting.
+//!   side; notifies only when the peer may be waiting; optional batched publication.
+//! * [`log`] — one writer that never blocks, any number of readers; records carry
+//!   sequence numbers and a lapped reader learns exactly how many it missed; torn records
+//!   are never returned.
+//! * [`latest`] — one slot per writer (seqlock); readers get the newest complete value
+//!   across writers, with bounded retries and a "contended" report.
+//! * [`blob`] — a configuration blob written by one domain, read by many, with a version
+//!   and a checksum; readers see the old blob or the new one, never a mix.
+//!
+//! [`endpoint`] opens a channel by name through the manifest, checks its protocol and
+//! this domain's role, attaches, and applies [`wait`]'s spin-then-block discipline and
+//! the notify-only-if-waiting rule.
 //!
 //! The peer is assumed hostile: every field it can write is read once (atomically or
 //! with volatile copies), validated, then used. A violation puts the handle in a sticky
