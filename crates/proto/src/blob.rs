@@ -753,9 +753,12 @@ impl Reader {
         }
     }
 
+    /// Marks the handle broken (sticky), says so in its line and stops asking for
+    /// notifications.
     fn fail<T>(&mut self, b: Broken) -> Result<T, Error> {
         if self.broken.is_none() {
             self.broken = Some(b);
+            self.clear_wait();
             header::set_line_state(&self.region, self.line(), State::Broken);
         }
         Err(Error::PeerBroken(b))

@@ -566,6 +566,16 @@ fn wakeups_only_when_a_reader_prepared_to_wait() {
     assert_eq!(a.read(&mut buf).unwrap().unwrap().version, 6);
     assert_eq!(&buf[..1], b"6");
     assert_eq!(w.publish(b"7").unwrap().1, Wakeups(0b10));
+    // A reader that finds the writer broken while preparing to wait stops asking.
+    b.read(&mut buf).unwrap();
+    assert!(b.prepare_wait().unwrap());
+    put64(&r, OFF_CURRENT, 1);
+    assert_eq!(
+        b.prepare_wait(),
+        Err(Error::PeerBroken(Broken::VersionWentBack(1)))
+    );
+    assert_eq!(w.reader_status(1).unwrap().flags, 0);
+    assert!(w.publish(b"8").unwrap().1.is_empty());
     // A reader that never read anything waits for the first blob.
     let fresh_mem = small();
     let fr = fresh_mem.region();
@@ -841,4 +851,50 @@ fn two_threads_never_a_mixed_blob() {
             .collect::<Vec<_>>()
     });
     std::println!("two_threads_never_a_mixed_blob: (Contended returns, retried attempts) per reader {contended:?}");
+}
+
+/// docs/drafts/blob.md N.11, byte for byte.
+#[test]
+fn worked_example_from_the_spec() {
+    let mem = Mem::new(0x3c0);
+    let r = mem.region();
+    let mut w = Writer::attach(r, 2).unwrap();
+    assert_eq!(w.capacity(), 0x100);
+    let mut c = [0u8; 0x40];
+    r.read_bytes(0, &mut c).unwrap();
+    assert_eq!(&c[0x08..0x10], &[4, 0, 0, 0, 1, 0, 0, 0]);
+    assert_eq!(
+        &c[0x18..0x28],
+        &[0x40, 1, 0, 0, 0, 0, 0, 0, 0x80, 2, 0, 0, 0, 0, 0, 0]
+    );
+    assert_eq!(&c[0x28..0x30], &0x5a72_0051_6604_0e0du64.to_le_bytes());
+    let mut rd = Reader::attach(r, 2, 1).unwrap();
+    assert_eq!(
+        load_u32(&r, 0x100, Ordering::SeqCst),
+        Some(State::Ready as u32)
+    );
+    assert_eq!(w.publish(b"123456789").unwrap().0, 1);
+    let mut bank1 = [0u8; 0x50];
+    r.read_bytes(0x280, &mut bank1).unwrap();
+    assert_eq!(
+        &bank1[..0x10],
+        &[1, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0xe0, 0x6a, 0x1c, 0x28]
+    );
+    assert_eq!(&bank1[0x40..], b"123456789\0\0\0\0\0\0\0");
+    assert_eq!(load_u64(&r, 0x50, Ordering::SeqCst), Some(1));
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        rd.read(&mut buf).unwrap().unwrap(),
+        Blob { version: 1, len: 9 }
+    );
+    assert_eq!(load_u64(&r, 0x110, Ordering::SeqCst), Some(1), "last_read");
+    w.publish(b"two").unwrap();
+    assert_eq!(
+        load_u64(&r, 0x140, Ordering::SeqCst),
+        Some(2),
+        "bank 0 stamp"
+    );
+    let mut p = [0u8; 3];
+    r.read_bytes(0x180, &mut p).unwrap();
+    assert_eq!(&p, b"two");
 }
