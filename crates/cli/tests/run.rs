@@ -306,6 +306,26 @@ fn a_lapped_log_reader_learns_exactly_how_many_records_it_missed() {
 }
 
 #[test]
+fn redundant_latest_writers_and_a_blob_store_are_read_consistently() {
+    let o = run(&[
+        root()
+            .join("examples/sensors/system.toml")
+            .to_str()
+            .unwrap(),
+        "--timeout",
+        "120",
+    ]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    assert!(out.contains("[monitor] PASS sensors"), "{out}");
+    assert!(out.contains("up to version 50, none mixed"), "{out}");
+    assert!(
+        out.contains("[sensor-b] sensor 1: published 5000 readings"),
+        "{out}"
+    );
+}
+
+#[test]
 fn the_summary_comes_after_all_domain_output() {
     build_examples();
     // Domain output (stdout) and the summary (stderr) merged into one stream, as on a

@@ -17,6 +17,7 @@
 //! Peers are addressed in the manifest's order, which is the index order of the other
 //! role (a writer's peers are the readers 0, 1, …; a reader's are the writers).
 
+use crate::blob;
 use crate::header::{HeaderError, Wakeups};
 use crate::latest;
 use crate::log;
@@ -52,6 +53,8 @@ pub enum Error {
     Log(log::Error),
     /// The latest-value protocol failed.
     Latest(latest::Error),
+    /// The blob protocol failed.
+    Blob(blob::Error),
     /// Signalling or waiting on the event channel failed.
     Event(Errno),
 }
@@ -75,6 +78,7 @@ impl fmt::Display for Error {
             Error::Queue(e) => write!(f, "{e}"),
             Error::Log(e) => write!(f, "{e}"),
             Error::Latest(e) => write!(f, "{e}"),
+            Error::Blob(e) => write!(f, "{e}"),
             Error::Event(e) => write!(f, "event channel: {e}"),
         }
     }
@@ -91,6 +95,12 @@ impl From<OpenError> for Error {
 impl From<queue::Error> for Error {
     fn from(e: queue::Error) -> Error {
         Error::Queue(e)
+    }
+}
+
+impl From<blob::Error> for Error {
+    fn from(e: blob::Error) -> Error {
+        Error::Blob(e)
     }
 }
 
@@ -698,5 +708,132 @@ impl<'p, P: Platform + ?Sized> LatestReader<'p, P> {
     /// The protocol handle.
     pub fn reader(&mut self) -> &mut latest::Reader {
         &mut self.r
+    }
+}
+
+/// The writer end of a `blob` channel.
+pub struct BlobWriter<'p, P: Platform + ?Sized> {
+    ch: Channel<'p, P>,
+    w: blob::Writer,
+    counters: Counters,
+}
+
+impl<P: Platform + ?Sized> fmt::Debug for BlobWriter<'_, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlobWriter")
+            .field("channel", &self.ch.name())
+            .field("version", &self.w.version())
+            .field("counters", &self.counters)
+            .finish()
+    }
+}
+
+impl<'p, P: Platform + ?Sized> BlobWriter<'p, P> {
+    /// Opens `name`, which must be a `blob` channel this domain writes, and attaches
+    /// (initialising the region on first start; after a restart the current blob stays
+    /// visible and versions continue). Signals the readers, which may wait for the
+    /// initialisation.
+    pub fn open(platform: &'p P, name: &str) -> Result<Self, Error> {
+        let ch = open_typed(platform, name, Protocol::Blob, Role::Writer)?;
+        let w = blob::Writer::attach(*ch.region(), ch.info().readers as usize)?;
+        let mut counters = Counters::default();
+        for p in 0..ch.peers().len() {
+            counters.notifications += 1;
+            ch.notify(p).map_err(Error::Event)?;
+        }
+        Ok(BlobWriter { ch, w, counters })
+    }
+
+    /// Publishes a new blob (never waits for readers); returns its version, and signals
+    /// the readers that wait for a change.
+    pub fn publish(&mut self, blob: &[u8]) -> Result<u64, Error> {
+        let (v, w) = self.w.publish(blob)?;
+        notify_members(&self.ch, &mut self.counters, w)?;
+        Ok(v)
+    }
+
+    /// Largest blob this region holds.
+    pub fn capacity(&self) -> usize {
+        self.w.capacity()
+    }
+
+    /// Notifications sent.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+}
+
+/// A reader end of a `blob` channel.
+pub struct BlobReader<'p, P: Platform + ?Sized> {
+    ch: Channel<'p, P>,
+    r: blob::Reader,
+    spin: Spin,
+    counters: Counters,
+}
+
+impl<P: Platform + ?Sized> fmt::Debug for BlobReader<'_, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlobReader")
+            .field("channel", &self.ch.name())
+            .field("last_read", &self.r.last_read())
+            .field("counters", &self.counters)
+            .finish()
+    }
+}
+
+impl<'p, P: Platform + ?Sized> BlobReader<'p, P> {
+    /// Opens `name`, which must be a `blob` channel this domain reads, and attaches as
+    /// the reader index the manifest gives it; blocks until the writer has initialised
+    /// the region.
+    pub fn open(platform: &'p P, name: &str) -> Result<Self, Error> {
+        let ch = open_typed(platform, name, Protocol::Blob, Role::Reader)?;
+        let (readers, index) = (ch.info().readers as usize, ch.info().index as usize);
+        let r = loop {
+            match blob::Reader::attach(*ch.region(), readers, index) {
+                Ok(r) => break r,
+                Err(blob::Error::Header(HeaderError::NotInitialized)) => {
+                    ch.wait().map_err(Error::Event)?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        Ok(BlobReader {
+            ch,
+            r,
+            spin: Spin::DEFAULT,
+            counters: Counters::default(),
+        })
+    }
+
+    /// The current blob into `buf` (`None` before the first publish): the old one or the
+    /// new one, never a mix; checksum verified.
+    pub fn read(&mut self, buf: &mut [u8]) -> Result<Option<blob::Blob>, Error> {
+        Ok(self.r.read(buf)?)
+    }
+
+    /// Waits (spin, then block) for a version newer than the one last read, then reads
+    /// it.
+    pub fn read_changed(&mut self, buf: &mut [u8]) -> Result<Option<blob::Blob>, Error> {
+        let ch = &self.ch;
+        let mut wait_stats = self.counters.wait;
+        let r = wait::until(
+            &mut self.r,
+            self.spin,
+            &mut wait_stats,
+            |r| {
+                let last = r.last_read();
+                Ok(r.changed_since(last)?.then_some(()))
+            },
+            |r| Ok(r.prepare_wait()?),
+            || ch.wait().map(drop).map_err(Error::Event),
+        );
+        self.counters.wait = wait_stats;
+        r?;
+        self.read(buf)
+    }
+
+    /// Wait-loop statistics.
+    pub fn counters(&self) -> Counters {
+        self.counters
     }
 }
