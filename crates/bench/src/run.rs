@@ -16,6 +16,12 @@ fn ring_len(size: usize) -> usize {
     data + 4096
 }
 
+/// Index publication interval for a ring of `slots` messages: at most 16, and at most a
+/// quarter of the ring (so the peer always has work while the rest is being filled).
+fn batch_for(batch: u32, slots: usize) -> u32 {
+    batch.min((slots / 4).max(1) as u32).max(1)
+}
+
 fn default_count(size: usize) -> u64 {
     match size {
         0..=128 => 20_000_000,
@@ -111,6 +117,7 @@ pub fn throughput(size: usize, count: u64, spin: u32, batch: u32) -> Res<Through
     if size > q.max_message() {
         return Err(format!("--size {size} > queue max {}", q.max_message()));
     }
+    let batch = batch_for(batch, q.capacity() / (size + 8));
     q.set_batch(batch);
     pin(0);
     let mut child = shm
@@ -267,7 +274,7 @@ pub fn raw_ring(size: usize, count: u64) -> Res<f64> {
             .write_bytes(0, &msg)
             .map_err(|e| e.to_string())?;
         head += 1;
-        if head % 16 == 0 {
+        if head % ring.batch == 0 {
             ring.tail().store(head, Release);
         }
     }
@@ -286,15 +293,18 @@ struct RawRing {
     r: staticbus_guest::Region,
     size: usize,
     slots: u64,
+    batch: u64,
 }
 
 impl RawRing {
     fn new(shm: &Shm, size: usize) -> RawRing {
         let len = ring_len(size);
+        let slots = (len - 4096) / size;
         RawRing {
             r: shm.region(0, len),
             size,
-            slots: ((len - 4096) / size) as u64,
+            slots: slots as u64,
+            batch: batch_for(16, slots) as u64,
         }
     }
     fn tail(&self) -> &std::sync::atomic::AtomicU64 {
@@ -328,7 +338,7 @@ fn raw_consume(shm: &Shm, size: usize, count: u64) -> Res {
             return Err(format!("raw ring message {seq}: bad stamps"));
         }
         head += 1;
-        if head % 16 == 0 {
+        if head % ring.batch == 0 {
             ring.head().store(head, Release);
         }
     }
@@ -550,21 +560,36 @@ pub fn suite(reps: usize) -> Res {
     println!("|---|---|---|---|");
     for size in [64usize, 1024, 65536] {
         let count = default_count(size);
-        let (mut rate, mut gb, mut notif, mut mgb) = (vec![], vec![], vec![], vec![]);
+        let (mut rate, mut gb, mut notif, mut mgb, mut ring) =
+            (vec![], vec![], vec![], vec![], vec![]);
         for _ in 0..reps {
             let m = memcpy(size);
+            ring.push(raw_ring(size, count)?);
             let t = throughput(size, count, Spin::DEFAULT.polls, 16)?;
             rate.push(t.per_sec);
             gb.push(t.gbps);
             notif.push(t.notif_per_msg);
             mgb.push(m.gbps);
         }
-        let (rate, gb, notif, mgb) = (median(rate), median(gb), median(notif), median(mgb));
+        let all = rate
+            .iter()
+            .map(|r| fmt_rate(*r))
+            .collect::<Vec<_>>()
+            .join(" / ");
+        let (rate, gb, notif, mgb, ring) = (
+            median(rate),
+            median(gb),
+            median(notif),
+            median(mgb),
+            median(ring),
+        );
         println!(
-            "| queue {size} B throughput (batch 16, spin {}) | {} msg/s, {gb:.2} GB/s, {notif:.5} notifications/msg | memcpy {size} B warm: {mgb:.2} GB/s | {:.2}× memcpy |",
+            "| queue {size} B throughput (batch 16, spin {}) | {} msg/s, {gb:.2} GB/s, {notif:.5} notifications/msg (runs: {all}) | memcpy {size} B warm: {mgb:.2} GB/s; slot ring: {} msg/s | {:.2}× memcpy, {:.2}× slot ring |",
             Spin::DEFAULT.polls,
             fmt_rate(rate),
-            gb / mgb
+            fmt_rate(ring),
+            gb / mgb,
+            rate / ring
         );
     }
     let (mut q50, mut q99, mut c50, mut c99) = (vec![], vec![], vec![], vec![]);
