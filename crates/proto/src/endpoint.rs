@@ -410,6 +410,15 @@ impl<'p, P: Platform + ?Sized> QueueRx<'p, P> {
     }
 }
 
+/// The bit set of every peer of `ch` (peers beyond 64 cannot exist: see
+/// [`crate::header::MAX_MEMBERS`]).
+fn all_peers<P: Platform + ?Sized>(ch: &Channel<'_, P>) -> u64 {
+    match ch.peers().len() {
+        n if n >= 64 => u64::MAX,
+        n => (1u64 << n) - 1,
+    }
+}
+
 /// Signals the peers in `w` (a writer's peers are the readers, in index order).
 fn notify_members<P: Platform + ?Sized>(
     ch: &Channel<'_, P>,
@@ -451,10 +460,7 @@ impl<'p, P: Platform + ?Sized> LogWriter<'p, P> {
         let readers = ch.info().readers as usize;
         let w = log::Writer::attach(*ch.region(), readers, slot_size)?;
         let mut counters = Counters::default();
-        for i in 0..ch.peers().len() {
-            counters.notifications += 1;
-            ch.notify(i).map_err(Error::Event)?;
-        }
+        notify_members(&ch, &mut counters, Wakeups(all_peers(&ch)))?;
         Ok(LogWriter { ch, w, counters })
     }
 
@@ -609,10 +615,7 @@ impl<'p, P: Platform + ?Sized> LatestWriter<'p, P> {
             }
         };
         let mut counters = Counters::default();
-        for p in 0..ch.peers().len() {
-            counters.notifications += 1;
-            ch.notify(p).map_err(Error::Event)?;
-        }
+        notify_members(&ch, &mut counters, Wakeups(all_peers(&ch)))?;
         Ok(LatestWriter { ch, w, counters })
     }
 
@@ -737,10 +740,7 @@ impl<'p, P: Platform + ?Sized> BlobWriter<'p, P> {
         let ch = open_typed(platform, name, Protocol::Blob, Role::Writer)?;
         let w = blob::Writer::attach(*ch.region(), ch.info().readers as usize)?;
         let mut counters = Counters::default();
-        for p in 0..ch.peers().len() {
-            counters.notifications += 1;
-            ch.notify(p).map_err(Error::Event)?;
-        }
+        notify_members(&ch, &mut counters, Wakeups(all_peers(&ch)))?;
         Ok(BlobWriter { ch, w, counters })
     }
 
