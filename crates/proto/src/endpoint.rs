@@ -142,6 +142,19 @@ fn open_typed<'p, P: Platform + ?Sized>(
     Ok(ch)
 }
 
+/// Signals every peer of `ch` if `needed` (the protocol said the peer waits).
+fn notify_if<P: Platform + ?Sized>(
+    ch: &Channel<'_, P>,
+    notifications: &mut u64,
+    needed: bool,
+) -> Result<(), Error> {
+    if needed {
+        *notifications += 1;
+        ch.notify_all().map_err(Error::Event)?;
+    }
+    Ok(())
+}
+
 /// Notification counters of an endpoint.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -199,42 +212,33 @@ impl<'p, P: Platform + ?Sized> QueueTx<'p, P> {
         self.q.set_batch(n);
     }
 
-    fn notify(ch: &Channel<'p, P>, counters: &mut Counters, needed: bool) -> Result<(), Error> {
-        if needed {
-            counters.notifications += 1;
-            ch.notify_all().map_err(Error::Event)?;
-        }
-        Ok(())
-    }
-
     /// Sends `msg`, waiting (spin, then block) while the queue is full.
     pub fn send(&mut self, msg: &[u8]) -> Result<(), Error> {
         let ch = &self.ch;
-        let counters = &mut self.counters;
-        let mut wait_stats = counters.wait;
+        let notifications = &mut self.counters.notifications;
+        let wait_stats = &mut self.counters.wait;
         let notify = wait::until(
             &mut self.q,
             self.spin,
-            &mut wait_stats,
+            wait_stats,
             |q| match q.send(msg) {
                 Ok(n) => Ok(Some(n)),
                 Err(queue::Error::Full) => Ok(None),
                 Err(e) => Err(Error::Queue(e)),
             },
             |q| {
-                Self::notify(ch, counters, q.flush()?)?;
+                notify_if(ch, notifications, q.flush()?)?;
                 Ok(q.prepare_wait(msg.len())?)
             },
             || ch.wait().map(drop).map_err(Error::Event),
         )?;
-        self.counters.wait = wait_stats;
-        Self::notify(&self.ch, &mut self.counters, notify)
+        notify_if(&self.ch, &mut self.counters.notifications, notify)
     }
 
     /// Sends `msg` if there is room now: `Ok(false)` if the queue is full.
     pub fn try_send(&mut self, msg: &[u8]) -> Result<bool, Error> {
         match self.q.send(msg) {
-            Ok(n) => Self::notify(&self.ch, &mut self.counters, n).map(|()| true),
+            Ok(n) => notify_if(&self.ch, &mut self.counters.notifications, n).map(|()| true),
             Err(queue::Error::Full) => Ok(false),
             Err(e) => Err(e.into()),
         }
@@ -243,7 +247,7 @@ impl<'p, P: Platform + ?Sized> QueueTx<'p, P> {
     /// Publishes batched messages and notifies the consumer if it waits.
     pub fn flush(&mut self) -> Result<(), Error> {
         let n = self.q.flush()?;
-        Self::notify(&self.ch, &mut self.counters, n)
+        notify_if(&self.ch, &mut self.counters.notifications, n)
     }
 
     /// Notifications sent and wait-loop statistics.
@@ -314,33 +318,24 @@ impl<'p, P: Platform + ?Sized> QueueRx<'p, P> {
         self.q.set_batch(n);
     }
 
-    fn notify(ch: &Channel<'p, P>, counters: &mut Counters, needed: bool) -> Result<(), Error> {
-        if needed {
-            counters.notifications += 1;
-            ch.notify_all().map_err(Error::Event)?;
-        }
-        Ok(())
-    }
-
     /// Receives the next message into `buf`, waiting (spin, then block) while the queue
     /// is empty; returns its length. `Err(Queue(BufferTooSmall))` leaves it queued.
     pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
         let ch = &self.ch;
-        let counters = &mut self.counters;
-        let mut wait_stats = counters.wait;
+        let notifications = &mut self.counters.notifications;
+        let wait_stats = &mut self.counters.wait;
         let r = wait::until(
             &mut self.q,
             self.spin,
-            &mut wait_stats,
+            wait_stats,
             |q| q.recv(buf).map_err(Error::Queue),
             |q| {
-                Self::notify(ch, counters, q.flush()?)?;
+                notify_if(ch, notifications, q.flush()?)?;
                 Ok(q.prepare_wait()?)
             },
             || ch.wait().map(drop).map_err(Error::Event),
         )?;
-        self.counters.wait = wait_stats;
-        Self::notify(&self.ch, &mut self.counters, r.notify)?;
+        notify_if(&self.ch, &mut self.counters.notifications, r.notify)?;
         Ok(r.len)
     }
 
@@ -350,16 +345,16 @@ impl<'p, P: Platform + ?Sized> QueueRx<'p, P> {
     /// restart (the queue's at-least-once rule for the message in hand).
     pub fn recv_in_place<T>(&mut self, f: impl FnOnce(&Msg<'_>) -> T) -> Result<T, Error> {
         let ch = &self.ch;
-        let counters = &mut self.counters;
-        let mut wait_stats = counters.wait;
+        let notifications = &mut self.counters.notifications;
+        let wait_stats = &mut self.counters.wait;
         loop {
             wait::until(
                 &mut self.q,
                 self.spin,
-                &mut wait_stats,
+                wait_stats,
                 |q| Ok(q.peek()?.map(drop)),
                 |q| {
-                    Self::notify(ch, counters, q.flush()?)?;
+                    notify_if(ch, notifications, q.flush()?)?;
                     Ok(q.prepare_wait()?)
                 },
                 || ch.wait().map(drop).map_err(Error::Event),
@@ -369,8 +364,7 @@ impl<'p, P: Platform + ?Sized> QueueRx<'p, P> {
             if let Some(m) = self.q.peek()? {
                 let out = f(&m);
                 let n = m.release()?;
-                self.counters.wait = wait_stats;
-                Self::notify(&self.ch, &mut self.counters, n)?;
+                notify_if(&self.ch, &mut self.counters.notifications, n)?;
                 return Ok(out);
             }
         }
@@ -380,7 +374,7 @@ impl<'p, P: Platform + ?Sized> QueueRx<'p, P> {
     pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<Option<usize>, Error> {
         match self.q.recv(buf)? {
             Some(r) => {
-                Self::notify(&self.ch, &mut self.counters, r.notify)?;
+                notify_if(&self.ch, &mut self.counters.notifications, r.notify)?;
                 Ok(Some(r.len))
             }
             None => Ok(None),
@@ -390,7 +384,7 @@ impl<'p, P: Platform + ?Sized> QueueRx<'p, P> {
     /// Publishes batched releases and notifies the producer if it waits for space.
     pub fn flush(&mut self) -> Result<(), Error> {
         let n = self.q.flush()?;
-        Self::notify(&self.ch, &mut self.counters, n)
+        notify_if(&self.ch, &mut self.counters.notifications, n)
     }
 
     /// Notifications sent and wait-loop statistics.
@@ -422,11 +416,11 @@ fn all_peers<P: Platform + ?Sized>(ch: &Channel<'_, P>) -> u64 {
 /// Signals the peers in `w` (a writer's peers are the readers, in index order).
 fn notify_members<P: Platform + ?Sized>(
     ch: &Channel<'_, P>,
-    counters: &mut Counters,
+    notifications: &mut u64,
     w: Wakeups,
 ) -> Result<(), Error> {
     for i in w.iter() {
-        counters.notifications += 1;
+        *notifications += 1;
         ch.notify(i).map_err(Error::Event)?;
     }
     Ok(())
@@ -460,14 +454,14 @@ impl<'p, P: Platform + ?Sized> LogWriter<'p, P> {
         let readers = ch.info().readers as usize;
         let w = log::Writer::attach(*ch.region(), readers, slot_size)?;
         let mut counters = Counters::default();
-        notify_members(&ch, &mut counters, Wakeups(all_peers(&ch)))?;
+        notify_members(&ch, &mut counters.notifications, Wakeups(all_peers(&ch)))?;
         Ok(LogWriter { ch, w, counters })
     }
 
     /// Appends a record (never waits) and signals the readers that wait for one.
     pub fn append(&mut self, payload: &[u8]) -> Result<(), Error> {
         let w = self.w.append(payload)?;
-        notify_members(&self.ch, &mut self.counters, w)
+        notify_members(&self.ch, &mut self.counters.notifications, w)
     }
 
     /// The sequence number the next record gets.
@@ -542,17 +536,14 @@ impl<'p, P: Platform + ?Sized> LogReader<'p, P> {
     /// field counts the records overwritten before this reader could read them.
     pub fn read(&mut self, buf: &mut [u8]) -> Result<log::Record, Error> {
         let ch = &self.ch;
-        let mut wait_stats = self.counters.wait;
-        let r = wait::until(
+        wait::until(
             &mut self.r,
             self.spin,
-            &mut wait_stats,
+            &mut self.counters.wait,
             |r| r.read(buf).map_err(Error::Log),
             |r| Ok(r.prepare_wait()?),
             || ch.wait().map(drop).map_err(Error::Event),
-        );
-        self.counters.wait = wait_stats;
-        r
+        )
     }
 
     /// The next record if there is one now.
@@ -615,7 +606,7 @@ impl<'p, P: Platform + ?Sized> LatestWriter<'p, P> {
             }
         };
         let mut counters = Counters::default();
-        notify_members(&ch, &mut counters, Wakeups(all_peers(&ch)))?;
+        notify_members(&ch, &mut counters.notifications, Wakeups(all_peers(&ch)))?;
         Ok(LatestWriter { ch, w, counters })
     }
 
@@ -624,7 +615,7 @@ impl<'p, P: Platform + ?Sized> LatestWriter<'p, P> {
     /// readers that wait for a change.
     pub fn publish(&mut self, stamp: u64, value: &[u8]) -> Result<(), Error> {
         let w = self.w.publish(stamp, value)?;
-        notify_members(&self.ch, &mut self.counters, w)
+        notify_members(&self.ch, &mut self.counters.notifications, w)
     }
 
     /// Notifications sent.
@@ -689,16 +680,15 @@ impl<'p, P: Platform + ?Sized> LatestReader<'p, P> {
     /// then reads it.
     pub fn read_changed(&mut self, buf: &mut [u8]) -> Result<Option<latest::Sample>, Error> {
         let ch = &self.ch;
-        let mut wait_stats = self.counters.wait;
+        let wait_stats = &mut self.counters.wait;
         let r = wait::until(
             &mut self.r,
             self.spin,
-            &mut wait_stats,
+            wait_stats,
             |r| Ok(r.changed().then_some(())),
             |r| Ok(r.prepare_wait()),
             || ch.wait().map(drop).map_err(Error::Event),
         );
-        self.counters.wait = wait_stats;
         r?;
         self.read(buf)
     }
@@ -740,7 +730,7 @@ impl<'p, P: Platform + ?Sized> BlobWriter<'p, P> {
         let ch = open_typed(platform, name, Protocol::Blob, Role::Writer)?;
         let w = blob::Writer::attach(*ch.region(), ch.info().readers as usize)?;
         let mut counters = Counters::default();
-        notify_members(&ch, &mut counters, Wakeups(all_peers(&ch)))?;
+        notify_members(&ch, &mut counters.notifications, Wakeups(all_peers(&ch)))?;
         Ok(BlobWriter { ch, w, counters })
     }
 
@@ -748,7 +738,7 @@ impl<'p, P: Platform + ?Sized> BlobWriter<'p, P> {
     /// the readers that wait for a change.
     pub fn publish(&mut self, blob: &[u8]) -> Result<u64, Error> {
         let (v, w) = self.w.publish(blob)?;
-        notify_members(&self.ch, &mut self.counters, w)?;
+        notify_members(&self.ch, &mut self.counters.notifications, w)?;
         Ok(v)
     }
 
@@ -815,11 +805,11 @@ impl<'p, P: Platform + ?Sized> BlobReader<'p, P> {
     /// it.
     pub fn read_changed(&mut self, buf: &mut [u8]) -> Result<Option<blob::Blob>, Error> {
         let ch = &self.ch;
-        let mut wait_stats = self.counters.wait;
+        let wait_stats = &mut self.counters.wait;
         let r = wait::until(
             &mut self.r,
             self.spin,
-            &mut wait_stats,
+            wait_stats,
             |r| {
                 let last = r.last_read();
                 Ok(r.changed_since(last)?.then_some(()))
@@ -827,7 +817,6 @@ impl<'p, P: Platform + ?Sized> BlobReader<'p, P> {
             |r| Ok(r.prepare_wait()?),
             || ch.wait().map(drop).map_err(Error::Event),
         );
-        self.counters.wait = wait_stats;
         r?;
         self.read(buf)
     }

@@ -317,6 +317,8 @@ struct Core {
     waiting: bool,
     /// Publish the own index every `batch` commits/releases (>= 1).
     batch: u32,
+    /// The own index as last published in shared memory.
+    published: u64,
     /// Commits/releases since the own index was last published.
     pending: u32,
     /// The own index was published but the peer's flag not checked since.
@@ -341,6 +343,7 @@ impl Core {
             broken: None,
             waiting: false,
             batch: 1,
+            published: 0,
             pending: 0,
             unchecked: false,
         })
@@ -414,11 +417,43 @@ impl Core {
         Ok(flags & NEED_WAKEUP != 0)
     }
 
-    /// Publishes the own index `idx` (release) at `off`.
-    fn publish(&mut self, off: usize, idx: u64) {
-        store_u64(&self.region, off, idx, Ordering::Release);
-        self.pending = 0;
-        self.unchecked = true;
+    /// Offset of this side's index (producer head, consumer tail).
+    fn own_index(&self) -> usize {
+        match self.side {
+            Side::Writer => OFF_HEAD,
+            Side::Reader => OFF_TAIL,
+        }
+    }
+
+    /// One commit or release moved the own index to `idx`: publishes it every
+    /// `batch`-th time. Returns whether to notify the peer.
+    fn advance(&mut self, idx: u64) -> Result<bool, Error> {
+        self.pending += 1;
+        if self.pending < self.batch {
+            return Ok(false);
+        }
+        self.flush(idx)
+    }
+
+    /// Publishes the own index `idx` (release) if it moved, then, once per publication,
+    /// checks whether the peer waits. Returns whether to notify it.
+    fn flush(&mut self, idx: u64) -> Result<bool, Error> {
+        self.check()?;
+        if self.published != idx {
+            store_u64(&self.region, self.own_index(), idx, Ordering::Release);
+            self.published = idx;
+            self.pending = 0;
+            self.unchecked = true;
+        }
+        self.check_wakeup(idx)
+    }
+
+    /// `Err(Unflushed)` if the own index moved since it was last published.
+    fn check_flushed(&self, idx: u64) -> Result<(), Error> {
+        if self.published != idx {
+            return Err(Error::Unflushed);
+        }
+        Ok(())
     }
 
     /// After publishing the own index `idx`: the full fence and the peer's flag, once
@@ -458,8 +493,6 @@ pub struct Producer {
     core: Core,
     /// Private head: end of the last committed record.
     head: u64,
-    /// The head as last published in shared memory.
-    published: u64,
     seen_tail: u64,
 }
 
@@ -486,12 +519,12 @@ impl Producer {
         }
         let lo = head.wrapping_sub(core.cap);
         let tail = core.peer_index(OFF_TAIL, lo, lo, head)?;
+        core.published = head;
         core.set_own_flags(0);
         core.epoch = header::announce(&region, Side::Writer)?;
         Ok(Producer {
             core,
             head,
-            published: head,
             seen_tail: tail,
         })
     }
@@ -528,7 +561,7 @@ impl Producer {
         let lo = self.head.wrapping_sub(self.core.cap);
         let t = self
             .core
-            .peer_index(OFF_TAIL, lo, self.seen_tail, self.published)?;
+            .peer_index(OFF_TAIL, lo, self.seen_tail, self.core.published)?;
         self.seen_tail = t;
         Ok(t)
     }
@@ -599,12 +632,7 @@ impl Producer {
     /// Publishes the head if commits are pending, then (once per publication) checks
     /// whether the consumer waits: returns whether to notify it.
     pub fn flush(&mut self) -> Result<bool, Error> {
-        self.core.check()?;
-        if self.published != self.head {
-            self.core.publish(OFF_HEAD, self.head);
-            self.published = self.head;
-        }
-        self.core.check_wakeup(self.head)
+        self.core.flush(self.head)
     }
 
     /// Call before blocking for space for a `len`-byte message: sets the producer's
@@ -613,9 +641,7 @@ impl Producer {
     /// `Err(Unflushed)` if batched commits are not published yet ([`Producer::flush`]).
     pub fn prepare_wait(&mut self, len: usize) -> Result<bool, Error> {
         self.core.check()?;
-        if self.published != self.head {
-            return Err(Error::Unflushed);
-        }
+        self.core.check_flushed(self.head)?;
         if len > self.core.max {
             return Err(Error::TooLarge {
                 len,
@@ -715,13 +741,7 @@ impl Grant<'_> {
         )
         .map_err(|_| Error::OutOfBounds)?;
         p.head = p.head.wrapping_add(self.skip + self.size);
-        p.core.pending += 1;
-        if p.core.pending < p.core.batch {
-            return Ok(false);
-        }
-        p.core.publish(OFF_HEAD, p.head);
-        p.published = p.head;
-        p.core.check_wakeup(p.head)
+        p.core.advance(p.head)
     }
 }
 
@@ -730,8 +750,6 @@ pub struct Consumer {
     core: Core,
     /// Private tail: end of the last released record.
     tail: u64,
-    /// The tail as last published in shared memory.
-    published: u64,
     seen_head: u64,
 }
 
@@ -766,12 +784,12 @@ impl Consumer {
         }
         let hi = tail.wrapping_add(core.cap);
         let head = core.peer_index(OFF_HEAD, tail, tail, hi)?;
+        core.published = tail;
         core.set_own_flags(0);
         core.epoch = header::announce(&region, Side::Reader)?;
         Ok(Consumer {
             core,
             tail,
-            published: tail,
             seen_head: head,
         })
     }
@@ -805,7 +823,7 @@ impl Consumer {
     /// most a capacity ahead of the published tail (the producer never overwrites what
     /// it cannot know is free).
     fn head(&mut self) -> Result<u64, Error> {
-        let hi = self.published.wrapping_add(self.core.cap);
+        let hi = self.core.published.wrapping_add(self.core.cap);
         let h = self
             .core
             .peer_index(OFF_HEAD, self.tail, self.seen_head, hi)?;
@@ -906,12 +924,7 @@ impl Consumer {
     /// Publishes the tail if releases are pending, then (once per publication) checks
     /// whether the producer waits for space: returns whether to notify it.
     pub fn flush(&mut self) -> Result<bool, Error> {
-        self.core.check()?;
-        if self.published != self.tail {
-            self.core.publish(OFF_TAIL, self.tail);
-            self.published = self.tail;
-        }
-        self.core.check_wakeup(self.tail)
+        self.core.flush(self.tail)
     }
 
     /// Call before blocking for data: sets the consumer's NEED_WAKEUP flag, fences, and
@@ -920,9 +933,7 @@ impl Consumer {
     /// batched releases are not published yet ([`Consumer::flush`]).
     pub fn prepare_wait(&mut self) -> Result<bool, Error> {
         self.core.check()?;
-        if self.published != self.tail {
-            return Err(Error::Unflushed);
-        }
+        self.core.check_flushed(self.tail)?;
         self.core.set_own_flags(NEED_WAKEUP);
         self.core.waiting = true;
         fence(Ordering::SeqCst);
@@ -996,13 +1007,7 @@ impl Msg<'_> {
     pub fn release(self) -> Result<bool, Error> {
         let c = self.c;
         c.tail = c.tail.wrapping_add(self.advance);
-        c.core.pending += 1;
-        if c.core.pending < c.core.batch {
-            return Ok(false);
-        }
-        c.core.publish(OFF_TAIL, c.tail);
-        c.published = c.tail;
-        c.core.check_wakeup(c.tail)
+        c.core.advance(c.tail)
     }
 }
 
