@@ -53,8 +53,9 @@
 //! value after reading it once; a violation makes the handle [`Error::PeerBroken`] (sticky).
 
 use crate::header::{
-    self, load_u32, load_u64, store_u32, store_u64, Field, HeaderError, Layout, Side, SideStatus,
-    State, Wakeups, DATA_MIN_OFFSET, LINE, MAX_MEMBERS, NEED_WAKEUP, PROTO_BLOB, SIDE_FLAGS,
+    self, field, load_u32, load_u64, store_u32, store_u64, Field, HeaderError, Layout, Side,
+    SideStatus, State, Wakeups, DATA_MIN_OFFSET, LINE, MAX_MEMBERS, NEED_WAKEUP, PROTO_BLOB,
+    SIDE_FLAGS,
 };
 use core::fmt;
 use core::sync::atomic::{fence, Ordering};
@@ -89,111 +90,26 @@ pub const MAX_BANK: usize = 1 << 30;
 pub const READ_TRIES: u32 = 4;
 
 /// The blob protocol's field table, input of the layout hash.
+///
+/// These follow [`header::COMMON_FIELDS`] in the hashed table.
 pub const FIELDS: &[Field] = &[
-    Field {
-        name: "magic",
-        offset: 0x00,
-        size: 8,
-    },
-    Field {
-        name: "protocol",
-        offset: 0x08,
-        size: 4,
-    },
-    Field {
-        name: "version",
-        offset: 0x0c,
-        size: 4,
-    },
-    Field {
-        name: "region_size",
-        offset: 0x10,
-        size: 8,
-    },
-    Field {
-        name: "data_offset",
-        offset: 0x18,
-        size: 8,
-    },
-    Field {
-        name: "data_size",
-        offset: 0x20,
-        size: 8,
-    },
-    Field {
-        name: "layout_hash",
-        offset: 0x28,
-        size: 8,
-    },
-    Field {
-        name: "writer.state",
-        offset: 0x40,
-        size: 4,
-    },
-    Field {
-        name: "writer.flags",
-        offset: 0x44,
-        size: 4,
-    },
-    Field {
-        name: "writer.epoch",
-        offset: 0x48,
-        size: 8,
-    },
-    Field {
-        name: "writer.current",
-        offset: 0x50,
-        size: 8,
-    },
-    Field {
-        name: "readers",
-        offset: 0xc0,
-        size: 0,
-    },
-    Field {
-        name: "reader.state",
-        offset: 0x00,
-        size: 4,
-    },
-    Field {
-        name: "reader.flags",
-        offset: 0x04,
-        size: 4,
-    },
-    Field {
-        name: "reader.epoch",
-        offset: 0x08,
-        size: 8,
-    },
-    Field {
-        name: "reader.last_read",
-        offset: 0x10,
-        size: 8,
-    },
-    Field {
-        name: "bank.stamp",
-        offset: 0x00,
-        size: 8,
-    },
-    Field {
-        name: "bank.len",
-        offset: 0x08,
-        size: 4,
-    },
-    Field {
-        name: "bank.crc",
-        offset: 0x0c,
-        size: 4,
-    },
-    Field {
-        name: "bank.payload",
-        offset: 0x40,
-        size: 0,
-    },
+    field("writer.state", 0x40, 4),
+    field("writer.flags", 0x44, 4),
+    field("writer.epoch", 0x48, 8),
+    field("writer.current", 0x50, 8),
+    field("readers", 0xc0, 0),
+    field("reader.state", 0x00, 4),
+    field("reader.flags", 0x04, 4),
+    field("reader.epoch", 0x08, 8),
+    field("reader.last_read", 0x10, 8),
+    field("bank.stamp", 0x00, 8),
+    field("bank.len", 0x08, 4),
+    field("bank.crc", 0x0c, 4),
+    field("bank.payload", 0x40, 0),
 ];
 
 /// The blob protocol's layout hash.
-pub const LAYOUT_HASH: u64 = header::layout_hash(FIELDS);
+pub const LAYOUT_HASH: u64 = header::protocol_layout_hash(FIELDS);
 
 // ---- CRC-32C ----
 

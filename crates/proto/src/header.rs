@@ -145,11 +145,23 @@ const fn fnv_bytes(mut h: u64, bytes: &[u8]) -> u64 {
     h
 }
 
-/// The layout hash of a field table: FNV-1a 64 over, for each field in order, the name
-/// bytes, one zero byte, the offset as u32 little-endian and the size as u32
-/// little-endian.
-pub const fn layout_hash(fields: &[Field]) -> u64 {
-    let mut h = FNV_BASIS;
+/// A field-table entry (for the `const` tables of the protocols).
+pub const fn field(name: &'static str, offset: u32, size: u32) -> Field {
+    Field { name, offset, size }
+}
+
+/// The common line's fields: the first entries of every protocol's field table.
+pub const COMMON_FIELDS: &[Field] = &[
+    field("magic", 0x00, 8),
+    field("protocol", 0x08, 4),
+    field("version", 0x0c, 4),
+    field("region_size", 0x10, 8),
+    field("data_offset", 0x18, 8),
+    field("data_size", 0x20, 8),
+    field("layout_hash", 0x28, 8),
+];
+
+const fn hash_fields(mut h: u64, fields: &[Field]) -> u64 {
     let mut i = 0;
     while i < fields.len() {
         let f = &fields[i];
@@ -160,6 +172,19 @@ pub const fn layout_hash(fields: &[Field]) -> u64 {
         i += 1;
     }
     h
+}
+
+/// The layout hash of a field table: FNV-1a 64 over, for each field in order, the name
+/// bytes, one zero byte, the offset as u32 little-endian and the size as u32
+/// little-endian.
+pub const fn layout_hash(fields: &[Field]) -> u64 {
+    hash_fields(FNV_BASIS, fields)
+}
+
+/// A protocol's layout hash: [`layout_hash`] of [`COMMON_FIELDS`] followed by the
+/// protocol's own `fields` (the full table docs/protocols.md lists).
+pub const fn protocol_layout_hash(fields: &[Field]) -> u64 {
+    hash_fields(hash_fields(FNV_BASIS, COMMON_FIELDS), fields)
 }
 
 /// What a protocol expects of the common line.
@@ -554,6 +579,9 @@ mod tests {
             size: 8,
         }];
         assert_ne!(layout_hash(FIELDS), layout_hash(&other));
+        let mut all = std::vec::Vec::from(COMMON_FIELDS);
+        all.extend_from_slice(FIELDS);
+        assert_eq!(protocol_layout_hash(FIELDS), layout_hash(&all));
     }
 
     #[test]

@@ -59,8 +59,8 @@
 //! [`Writer::publish`] returns the readers to notify: those whose NEED_WAKEUP flag was set.
 
 use crate::header::{
-    self, load_u32, load_u64, store_u32, store_u64, Field, HeaderError, Layout, SideStatus, State,
-    Wakeups, DATA_MIN_OFFSET, LINE, MAX_MEMBERS, NEED_WAKEUP, PROTO_LATEST, SIDE_FLAGS,
+    self, field, load_u32, load_u64, store_u32, store_u64, Field, HeaderError, Layout, SideStatus,
+    State, Wakeups, DATA_MIN_OFFSET, LINE, MAX_MEMBERS, NEED_WAKEUP, PROTO_LATEST, SIDE_FLAGS,
 };
 use core::fmt;
 use core::sync::atomic::{fence, Ordering};
@@ -98,19 +98,10 @@ pub const DEFAULT_ATTEMPTS: u32 = 64;
 /// A writer's sequence word stays below this; a larger own value at attach is corrupt.
 pub const SEQ_LIMIT: u64 = 1 << 63;
 
-const fn field(name: &'static str, offset: u32, size: u32) -> Field {
-    Field { name, offset, size }
-}
-
 /// The field table of `latest`, input of the layout hash.
+///
+/// These follow [`header::COMMON_FIELDS`] in the hashed table.
 pub const FIELDS: &[Field] = &[
-    field("magic", 0x00, 8),
-    field("protocol", 0x08, 4),
-    field("version", 0x0c, 4),
-    field("region_size", 0x10, 8),
-    field("data_offset", 0x18, 8),
-    field("data_size", 0x20, 8),
-    field("layout_hash", 0x28, 8),
     field("params.value_size", 0x50, 4),
     field("params.writers", 0x54, 4),
     field("params.readers", 0x58, 4),
@@ -127,7 +118,7 @@ pub const FIELDS: &[Field] = &[
 ];
 
 /// The layout hash of `latest`.
-pub const LAYOUT_HASH: u64 = header::layout_hash(FIELDS);
+pub const LAYOUT_HASH: u64 = header::protocol_layout_hash(FIELDS);
 
 /// The channel parameters every party passes (from the manifest) and the initialiser
 /// records in the parameter line.

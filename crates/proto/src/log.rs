@@ -46,9 +46,9 @@
 //! only if it returns `true`; any wake-up may be spurious or coalesced.
 
 use crate::header::{
-    self, load_u32, load_u64, store_u32, store_u64, Field, HeaderError, Layout, Side, SideStatus,
-    State, Wakeups, DATA_MIN_OFFSET, LINE, MAX_MEMBERS, NEED_WAKEUP, PROTO_LOG, SIDE_FLAGS,
-    SIDE_STATE,
+    self, field, load_u32, load_u64, store_u32, store_u64, Field, HeaderError, Layout, Side,
+    SideStatus, State, Wakeups, DATA_MIN_OFFSET, LINE, MAX_MEMBERS, NEED_WAKEUP, PROTO_LOG,
+    SIDE_FLAGS, SIDE_STATE,
 };
 use core::fmt;
 use core::sync::atomic::{fence, Ordering};
@@ -91,116 +91,27 @@ pub const MAX_ATTEMPTS: usize = 16;
 
 /// The log's field table, input of the layout hash. Reader fields are relative to a
 /// reader line, slot fields relative to a slot.
+///
+/// These follow [`header::COMMON_FIELDS`] in the hashed table.
 pub const FIELDS: &[Field] = &[
-    Field {
-        name: "magic",
-        offset: 0x00,
-        size: 8,
-    },
-    Field {
-        name: "protocol",
-        offset: 0x08,
-        size: 4,
-    },
-    Field {
-        name: "version",
-        offset: 0x0c,
-        size: 4,
-    },
-    Field {
-        name: "region_size",
-        offset: 0x10,
-        size: 8,
-    },
-    Field {
-        name: "data_offset",
-        offset: 0x18,
-        size: 8,
-    },
-    Field {
-        name: "data_size",
-        offset: 0x20,
-        size: 8,
-    },
-    Field {
-        name: "layout_hash",
-        offset: 0x28,
-        size: 8,
-    },
-    Field {
-        name: "writer.state",
-        offset: 0x40,
-        size: 4,
-    },
-    Field {
-        name: "writer.flags",
-        offset: 0x44,
-        size: 4,
-    },
-    Field {
-        name: "writer.epoch",
-        offset: 0x48,
-        size: 8,
-    },
-    Field {
-        name: "writer.head",
-        offset: 0x50,
-        size: 8,
-    },
-    Field {
-        name: "writer.slot_size",
-        offset: 0x58,
-        size: 4,
-    },
-    Field {
-        name: "readers",
-        offset: 0xc0,
-        size: 0x40,
-    },
-    Field {
-        name: "reader.state",
-        offset: 0x00,
-        size: 4,
-    },
-    Field {
-        name: "reader.flags",
-        offset: 0x04,
-        size: 4,
-    },
-    Field {
-        name: "reader.epoch",
-        offset: 0x08,
-        size: 8,
-    },
-    Field {
-        name: "reader.cursor",
-        offset: 0x10,
-        size: 8,
-    },
-    Field {
-        name: "slot.stamp",
-        offset: 0x00,
-        size: 8,
-    },
-    Field {
-        name: "slot.len",
-        offset: 0x08,
-        size: 4,
-    },
-    Field {
-        name: "slot.reserved",
-        offset: 0x0c,
-        size: 4,
-    },
-    Field {
-        name: "slot.payload",
-        offset: 0x10,
-        size: 0,
-    },
+    field("writer.state", 0x40, 4),
+    field("writer.flags", 0x44, 4),
+    field("writer.epoch", 0x48, 8),
+    field("writer.head", 0x50, 8),
+    field("writer.slot_size", 0x58, 4),
+    field("readers", 0xc0, 0x40),
+    field("reader.state", 0x00, 4),
+    field("reader.flags", 0x04, 4),
+    field("reader.epoch", 0x08, 8),
+    field("reader.cursor", 0x10, 8),
+    field("slot.stamp", 0x00, 8),
+    field("slot.len", 0x08, 4),
+    field("slot.reserved", 0x0c, 4),
+    field("slot.payload", 0x10, 0),
 ];
 
 /// The log's layout hash.
-pub const LAYOUT_HASH: u64 = header::layout_hash(FIELDS);
+pub const LAYOUT_HASH: u64 = header::protocol_layout_hash(FIELDS);
 
 /// Offset of the ring (the header's data offset) for `readers` readers.
 pub fn data_offset(readers: usize) -> usize {

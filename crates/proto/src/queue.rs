@@ -39,8 +39,8 @@
 //! spurious or coalesced: re-check the queue after every one.
 
 use crate::header::{
-    self, load_u32, load_u64, store_u32, store_u64, Field, HeaderError, Layout, Side, SideStatus,
-    State, DATA_MIN_OFFSET, PROTO_QUEUE,
+    self, field, load_u32, load_u64, store_u32, store_u64, Field, HeaderError, Layout, Side,
+    SideStatus, State, DATA_MIN_OFFSET, PROTO_QUEUE,
 };
 use core::fmt;
 use core::sync::atomic::{fence, Ordering};
@@ -75,111 +75,26 @@ pub const MIN_CAPACITY: usize = 64;
 pub const MAX_MESSAGE_LIMIT: usize = 1 << 30;
 
 /// The queue's field table, input of the layout hash.
+///
+/// These follow [`header::COMMON_FIELDS`] in the hashed table.
 pub const FIELDS: &[Field] = &[
-    Field {
-        name: "magic",
-        offset: 0x00,
-        size: 8,
-    },
-    Field {
-        name: "protocol",
-        offset: 0x08,
-        size: 4,
-    },
-    Field {
-        name: "version",
-        offset: 0x0c,
-        size: 4,
-    },
-    Field {
-        name: "region_size",
-        offset: 0x10,
-        size: 8,
-    },
-    Field {
-        name: "data_offset",
-        offset: 0x18,
-        size: 8,
-    },
-    Field {
-        name: "data_size",
-        offset: 0x20,
-        size: 8,
-    },
-    Field {
-        name: "layout_hash",
-        offset: 0x28,
-        size: 8,
-    },
-    Field {
-        name: "producer.state",
-        offset: 0x40,
-        size: 4,
-    },
-    Field {
-        name: "producer.flags",
-        offset: 0x44,
-        size: 4,
-    },
-    Field {
-        name: "producer.epoch",
-        offset: 0x48,
-        size: 8,
-    },
-    Field {
-        name: "producer.head",
-        offset: 0x50,
-        size: 8,
-    },
-    Field {
-        name: "producer.wake_tail",
-        offset: 0x58,
-        size: 8,
-    },
-    Field {
-        name: "consumer.state",
-        offset: 0x80,
-        size: 4,
-    },
-    Field {
-        name: "consumer.flags",
-        offset: 0x84,
-        size: 4,
-    },
-    Field {
-        name: "consumer.epoch",
-        offset: 0x88,
-        size: 8,
-    },
-    Field {
-        name: "consumer.tail",
-        offset: 0x90,
-        size: 8,
-    },
-    Field {
-        name: "data",
-        offset: 0xc0,
-        size: 0,
-    },
-    Field {
-        name: "record.len",
-        offset: 0,
-        size: 4,
-    },
-    Field {
-        name: "record.reserved",
-        offset: 4,
-        size: 4,
-    },
-    Field {
-        name: "record.payload",
-        offset: 8,
-        size: 0,
-    },
+    field("producer.state", 0x40, 4),
+    field("producer.flags", 0x44, 4),
+    field("producer.epoch", 0x48, 8),
+    field("producer.head", 0x50, 8),
+    field("producer.wake_tail", 0x58, 8),
+    field("consumer.state", 0x80, 4),
+    field("consumer.flags", 0x84, 4),
+    field("consumer.epoch", 0x88, 8),
+    field("consumer.tail", 0x90, 8),
+    field("data", 0xc0, 0),
+    field("record.len", 0, 4),
+    field("record.reserved", 4, 4),
+    field("record.payload", 8, 0),
 ];
 
 /// The queue's layout hash.
-pub const LAYOUT_HASH: u64 = header::layout_hash(FIELDS);
+pub const LAYOUT_HASH: u64 = header::protocol_layout_hash(FIELDS);
 
 /// The data-area capacity for a region of `len` bytes: the largest power of two that fits
 /// after the header, or `None` if that is below [`MIN_CAPACITY`].
