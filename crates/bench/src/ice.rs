@@ -106,6 +106,9 @@ pub fn latency(count: u64) -> Res<Latency> {
         if got {
             break;
         }
+        if let Ok(Some(st)) = child.try_wait() {
+            return Err(format!("iceoryx2 peer exited before answering: {st}"));
+        }
     }
     let mut rtts = Vec::with_capacity(count as usize);
     for i in 0..WARMUP + count {

@@ -40,7 +40,7 @@ enum Cmd {
         #[arg(long, default_value_t = 64)]
         size: usize,
         /// Messages to send (default: about one second's worth for the size).
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         count: Option<u64>,
         /// Polls before blocking (`--spin 0`: block at once; `--poll`: never block).
         #[arg(long, default_value_t = staticbus_proto::wait::Spin::DEFAULT.polls)]
@@ -56,7 +56,7 @@ enum Cmd {
     /// One-way latency in polling mode (64 B) against a raw cache-line ping-pong.
     Latency {
         /// Round trips to time (after 10,000 warm-up round trips).
-        #[arg(long, default_value_t = 200_000)]
+        #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(1..))]
         count: u64,
     },
     /// Single-core memcpy of warm blocks of one size (the throughput reference alone).
