@@ -401,9 +401,16 @@ fn batching_publishes_every_nth_and_on_flush() {
     let mut c = Consumer::attach(mem.region()).unwrap();
     let r = c.recv(&mut buf).unwrap().unwrap();
     assert_eq!(&buf[..r.len], b"d");
-    // set_batch(0) means 1.
+    // set_batch(0) means 1: every release publishes the tail at once.
+    c.set_batch(2);
     c.set_batch(0);
-    assert_eq!(c.recv(&mut buf), Ok(None));
+    p.send(b"e").unwrap();
+    p.flush().unwrap();
+    c.recv(&mut buf).unwrap().unwrap();
+    assert_eq!(
+        load_u64(&mem.region(), OFF_TAIL, Ordering::SeqCst),
+        Some(80)
+    );
 }
 
 #[test]
