@@ -2,10 +2,12 @@
 //!
 //! Subcommands: `check` (validate a system description or a Xen host device tree),
 //! `build` (write the host device tree and per-domain manifests), `explain` (what a
-//! diagnostic code means and what Xen does without it).
+//! diagnostic code means and what Xen does without it), `run` (the system in the emulated
+//! hypervisor), `boot` (the system on real Xen under QEMU).
 
 #![deny(unsafe_code)]
 
+mod boot;
 mod run;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -114,6 +116,44 @@ enum Cmd {
         #[arg(long, default_value_t = 1000)]
         max_restarts: u32,
     },
+    /// Boot the system on real Xen under qemu-system-aarch64: build the guests (modules
+    /// with `cargo = { bin = … }`), merge the configuration into QEMU's board tree, load
+    /// every module, show each domain's console by name, and pass when every domain
+    /// printed `RESULT PASS` (exit 1 on `RESULT FAIL`, a Xen panic or the timeout).
+    Boot {
+        /// System description (.toml).
+        file: PathBuf,
+        /// Xen binary (default: the cache filled by `scripts/xen/fetch-xen.sh <version>`,
+        /// `$STATICBUS_CACHE/xen/<version>/xen`, for the description's target version).
+        #[arg(long)]
+        xen: Option<PathBuf>,
+        /// Seconds from QEMU's start before giving up.
+        #[arg(long, default_value_t = 120.0)]
+        timeout: f64,
+        /// Work directory for the tree, manifests, images and console log (default:
+        /// `staticbus-boot-<system>` in the temporary directory).
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+        /// Boot even if the check finds errors (to see how Xen fails).
+        #[arg(long)]
+        no_check: bool,
+        /// QEMU binary.
+        #[arg(long, default_value = "qemu-system-aarch64")]
+        qemu: String,
+        /// Emulated physical CPUs.
+        #[arg(long, default_value_t = 2)]
+        smp: u32,
+        /// QEMU accelerator. Single-threaded TCG keeps cross-CPU wake-ups fast on a loaded
+        /// host.
+        #[arg(long, default_value = "tcg,thread=single")]
+        accel: String,
+        /// Show Xen's own console lines too.
+        #[arg(short, long)]
+        verbose: bool,
+        /// Extra QEMU argument (may be repeated).
+        #[arg(long = "qemu-arg", allow_hyphen_values = true)]
+        qemu_args: Vec<String>,
+    },
     /// Explain a diagnostic code, or list them all.
     Explain {
         /// A code such as SB0201.
@@ -141,6 +181,16 @@ fn options(a: &CheckArgs) -> Options {
         base: a.base.clone(),
         include_dirs: a.include.clone(),
     }
+}
+
+/// Prints diagnostics for a person (colour when stderr is a terminal and NO_COLOR is unset).
+fn report_human(sources: &Sources, diags: &Diagnostics) {
+    let color = if std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none() {
+        ColorChoice::Always
+    } else {
+        ColorChoice::Never
+    };
+    eprint!("{}", render_human(sources, diags, color));
 }
 
 fn report(sources: &Sources, diags: &Diagnostics, a: &CheckArgs) {
@@ -270,12 +320,7 @@ fn run(cli: Cli) -> u8 {
             let mut sources = Sources::new();
             let c = compile::check(&mut sources, &file, &Options::default());
             if !c.diags.is_empty() {
-                let color = if std::io::stderr().is_terminal() {
-                    ColorChoice::Always
-                } else {
-                    ColorChoice::Never
-                };
-                eprint!("{}", render_human(&sources, &c.diags, color));
+                report_human(&sources, &c.diags);
             }
             if c.io_error {
                 return 2;
@@ -301,6 +346,35 @@ fn run(cli: Cli) -> u8 {
             };
             let base = file.parent().unwrap_or(Path::new(".")).to_path_buf();
             run::run(&sys, &base, &opts)
+        }
+        Cmd::Boot {
+            file,
+            xen,
+            timeout,
+            out,
+            no_check,
+            qemu,
+            smp,
+            accel,
+            verbose,
+            qemu_args,
+        } => {
+            if !(timeout.is_finite() && timeout > 0.0) {
+                eprintln!("error: --timeout must be a positive number of seconds");
+                return 2;
+            }
+            let opts = boot::BootOptions {
+                xen,
+                timeout: std::time::Duration::from_secs_f64(timeout),
+                out,
+                no_check,
+                qemu,
+                smp,
+                accel,
+                verbose,
+                qemu_args,
+            };
+            boot::boot(&file, &opts)
         }
         Cmd::Explain {
             code,

@@ -190,16 +190,29 @@ pub struct XenDesc {
     pub bootargs: Option<String>,
 }
 
-/// A module: `{ file, addr, size }`.
+/// A module: `{ file, cargo, addr, size }`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModuleDesc {
     /// Image file (relative to the description).
     pub file: Option<String>,
+    /// The image is a binary of this Cargo workspace, built by `staticbus boot`.
+    pub cargo: Option<CargoDesc>,
     /// Load address (allocated when absent).
     pub addr: Option<Addr>,
     /// Size (the file's size when absent).
     pub size: Option<Size>,
+}
+
+/// `cargo = { package, bin }`: a module image built from a Cargo binary target for
+/// `aarch64-unknown-none` with the domain manifests compiled in.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CargoDesc {
+    /// Package (default: the one that has the binary).
+    pub package: Option<String>,
+    /// Binary target.
+    pub bin: String,
 }
 
 /// `xen,enhanced`: a string, or `false` for absent / `true` for `"enabled"`.
@@ -602,7 +615,8 @@ impl Builder<'_> {
         let md = m.get_ref();
         let size = match (md.size, &md.file) {
             (Some(s), _) => s.0,
-            (None, Some(f)) => match std::fs::metadata(self.base_dir.join(f)) {
+            (None, Some(f)) if md.cargo.is_none() => match std::fs::metadata(self.base_dir.join(f))
+            {
                 Ok(meta) => meta.len(),
                 Err(e) => {
                     self.err(
@@ -614,7 +628,7 @@ impl Builder<'_> {
                     return None;
                 }
             },
-            (None, None) => {
+            (None, _) => {
                 self.err(
                     DESC_MODULE_SIZE,
                     self.loc(m),
@@ -622,7 +636,11 @@ impl Builder<'_> {
                         "the {} of `{dom}` has neither `file` nor `size`",
                         kind.as_str()
                     ),
-                    "give `file = \"path\"` or `size = \"…\"`",
+                    if md.cargo.is_some() {
+                        "an image built by `cargo` needs `size`: the room reserved for it in host memory"
+                    } else {
+                        "give `file = \"path\"` or `size = \"…\"`"
+                    },
                 );
                 return None;
             }
@@ -632,6 +650,10 @@ impl Builder<'_> {
             addr: md.addr.map(|a| a.0).unwrap_or(u64::MAX),
             size,
             path: md.file.clone(),
+            cargo: md.cargo.as_ref().map(|c| CargoImage {
+                package: c.package.clone(),
+                bin: c.bin.clone(),
+            }),
             bootargs: None,
             bootargs_loc: Location::None,
             loc: self.loc(m),

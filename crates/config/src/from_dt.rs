@@ -274,6 +274,7 @@ impl<'t> Reader<'t> {
                 addr,
                 size,
                 path: None,
+                cargo: None,
                 bootargs: bootargs.and_then(|p| p.as_str()).map(str::to_string),
                 bootargs_loc: bootargs
                     .map(|p| self.locs.prop(&cpath, p))

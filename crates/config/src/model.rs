@@ -259,12 +259,24 @@ pub struct Module {
     pub size: u64,
     /// Image file, if known (relative paths are relative to the description's directory).
     pub path: Option<String>,
+    /// The image is built from this Cargo binary (by `staticbus boot`).
+    pub cargo: Option<CargoImage>,
     /// Command line (`bootargs` of the module node).
     pub bootargs: Option<String>,
     /// Where `bootargs` was declared.
     pub bootargs_loc: Location,
     /// Where the module was declared.
     pub loc: Location,
+}
+
+/// A module image built from a Cargo binary target for `aarch64-unknown-none`, with the
+/// domain manifests compiled in (`STATICBUS_MANIFEST_DIR`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CargoImage {
+    /// Package, if named.
+    pub package: Option<String>,
+    /// Binary target.
+    pub bin: String,
 }
 
 /// How the emulator runs a domain (used by `staticbus run`).
