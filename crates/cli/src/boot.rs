@@ -390,6 +390,9 @@ fn images(sys: &System, base_dir: &Path, out: &Path) -> Result<Vec<Load>, SetupE
             names.join(", "),
             out.display()
         ));
+        // Images of one binary built for different systems share cargo's target directory:
+        // one boot at a time builds and copies its images out.
+        let _lock = build_lock()?;
         let elfs = cargo_build(&wanted, base_dir, out)?;
         let img_dir = out.join("images");
         for (bin, elf) in elfs {
@@ -457,6 +460,24 @@ fn images(sys: &System, base_dir: &Path, out: &Path) -> Result<Vec<Load>, SetupE
         );
     }
     Ok(loads)
+}
+
+/// An exclusive lock held while guest images are built and copied out of cargo's target
+/// directory (`$STATICBUS_CACHE/boot-build.lock`), released when dropped.
+fn build_lock() -> Result<std::fs::File, SetupError> {
+    let dir = cache_dir();
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| setup(format!("cannot create `{}`: {e}", dir.display())))?;
+    let path = dir.join("boot-build.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| setup(format!("cannot open `{}`: {e}", path.display())))?;
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| setup(format!("cannot lock `{}`: {e}", path.display())))?;
+    Ok(f)
 }
 
 /// `cargo build` of the wanted binaries for `aarch64-unknown-none`; returns each binary's

@@ -206,7 +206,7 @@ codes! {
         "the boot loader cannot place it; Xen reads garbage or faults";
     BOOTARGS_TOO_LONG = "SB0410", Error,
         "module `bootargs` longer than 1024 bytes",
-        "panic `module … command line too long`";
+        "panic `module … command line too long` while the boot modules are parsed, before the console is up: a build without early printk (Debian's) prints nothing and never resets";
     TOO_MANY_MODULES = "SB0411", Error,
         "more than 32 boot modules",
         "`Ignoring … boot module … (too many)`: later modules are dropped";

@@ -1,0 +1,219 @@
+//! `staticbus boot` end to end: generated configurations and staticbus guests on real Xen
+//! under qemu-system-aarch64 (TCG).
+//!
+//! Needs `qemu-system-aarch64` and the Xen binaries that `scripts/xen/fetch-xen.sh` caches.
+//! `.ci/run` installs both and sets `STATICBUS_XEN_TESTS=1`, which turns a missing piece into
+//! a failure; without that variable these tests say what is missing and pass, so that
+//! `cargo test` works on a machine without QEMU.
+//!
+//! The differential tests boot descriptions that `staticbus check` rejects
+//! (`crates/cli/tests/xen/SBxxxx.toml`, one per code) with `--no-check`: Xen must fail the
+//! way that code's documentation (`staticbus explain`) says: one of the messages quoted
+//! there appears on the console, or, when the documentation says Xen prints nothing, the
+//! console stays empty.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// One boot at a time: each one is a whole emulated machine on a 2-core host.
+static BOOTS: Mutex<()> = Mutex::new(());
+
+fn xen(version: &str) -> Option<PathBuf> {
+    let required = std::env::var_os("STATICBUS_XEN_TESTS").is_some_and(|v| v == "1");
+    let cache = std::env::var_os("STATICBUS_CACHE").map_or_else(
+        || PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/staticbus"),
+        PathBuf::from,
+    );
+    let path = cache.join("xen").join(version).join("xen");
+    let qemu = Command::new("qemu-system-aarch64")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let missing = match (qemu, path.is_file()) {
+        (true, true) => return Some(path),
+        (false, _) => "qemu-system-aarch64".to_string(),
+        (true, false) => format!("{} (scripts/xen/fetch-xen.sh {version})", path.display()),
+    };
+    assert!(!required, "STATICBUS_XEN_TESTS=1 but {missing} is missing");
+    eprintln!("skipped: {missing} is missing (set STATICBUS_XEN_TESTS=1 to require it)");
+    None
+}
+
+fn staticbus(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_staticbus"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run staticbus")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn boot(xen: &Path, desc: &str, out: &Path, extra: &[&str]) -> Output {
+    let _one = BOOTS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut args = vec![
+        "boot",
+        desc,
+        "--xen",
+        xen.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    staticbus(&args)
+}
+
+#[test]
+fn ping_pong_passes_on_xen_4_17() {
+    let Some(xen) = xen("4.17") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let o = boot(
+        &xen,
+        "examples/xen-ping-pong/system.toml",
+        dir.path(),
+        &["--timeout", "120"],
+    );
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{t}");
+    for dom in ["ping", "pong"] {
+        assert!(
+            t.lines().any(|l| l
+                .trim_start()
+                .starts_with(&format!("{dom} | RESULT PASS 1000 round trips"))),
+            "no RESULT PASS from {dom}:\n{t}"
+        );
+    }
+    assert!(
+        t.contains("boot: PASS: all 2 domains printed RESULT PASS"),
+        "{t}"
+    );
+    // The tree QEMU booted carries the static channel; the images are raw arm64 Images.
+    let img = std::fs::read(dir.path().join("images/xen-ping-pong.bin")).unwrap();
+    assert_eq!(&img[0x38..0x3c], b"ARM\x64");
+    let dts = std::fs::read_to_string(dir.path().join("host.dts")).unwrap();
+    assert!(dts.contains("xen,evtchn-v1"), "{dts}");
+}
+
+/// The quoted messages of a code's documentation (`…` stands for anything).
+fn documented(code: &str) -> (Vec<String>, bool) {
+    let o = staticbus(&["explain", code]);
+    assert!(o.status.success());
+    let t = String::from_utf8_lossy(&o.stdout).to_string();
+    let does = t
+        .lines()
+        .find_map(|l| l.strip_prefix("What Xen does: "))
+        .unwrap_or_else(|| panic!("`staticbus explain {code}` names no Xen behaviour:\n{t}"))
+        .to_string();
+    let quoted = does
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect();
+    (quoted, does.contains("prints nothing"))
+}
+
+/// True if `line` contains the pieces of `pattern` between its `…`s, in order.
+fn matches(line: &str, pattern: &str) -> bool {
+    let mut rest = line;
+    for piece in pattern.split('…').map(str::trim).filter(|p| !p.is_empty()) {
+        match rest.find(piece) {
+            Some(i) => rest = &rest[i + piece.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+#[test]
+fn matches_documented_patterns() {
+    assert!(matches(
+        "(XEN) module foo command line too long",
+        "module … command line too long"
+    ));
+    assert!(!matches(
+        "(XEN) command line too long module",
+        "module … command line too long"
+    ));
+    assert!(matches(
+        "(XEN) evtchn_alloc_unbound() failure (Error -16) ",
+        "evtchn_alloc_unbound() failure (Error -16)"
+    ));
+}
+
+fn differential(version: &str, timeout: &str) {
+    let Some(xen) = xen(version) else { return };
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(root().join("crates/cli/tests/xen"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    cases.sort();
+    let mut booted = 0;
+    for case in cases {
+        let body = std::fs::read_to_string(&case).unwrap();
+        if !body.contains(&format!("xen = \"{version}\"")) {
+            continue;
+        }
+        let code = case.file_stem().unwrap().to_str().unwrap().to_string();
+        let desc = case.to_str().unwrap();
+        // 1. The validator rejects it, with this code.
+        let c = staticbus(&["check", desc]);
+        assert_eq!(
+            c.status.code(),
+            Some(1),
+            "{code}: check accepted it:\n{}",
+            text(&c)
+        );
+        assert!(
+            text(&c).contains(&format!("error[{code}]")),
+            "{code}: check did not report {code}:\n{}",
+            text(&c)
+        );
+        // 2. Built anyway and booted, Xen fails as documented.
+        let dir = tempfile::tempdir().unwrap();
+        let o = boot(
+            &xen,
+            desc,
+            dir.path(),
+            &["--no-check", "--timeout", timeout],
+        );
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{code}: boot did not fail:\n{t}");
+        assert!(!t.contains("| RESULT PASS"), "{code}: a guest passed:\n{t}");
+        let console = std::fs::read_to_string(dir.path().join("console.log")).unwrap();
+        let (quoted, silent) = documented(&code);
+        if silent {
+            assert!(
+                console.is_empty() && t.contains("boot: FAIL: timeout"),
+                "{code}: documented as silent, but Xen printed:\n{console}"
+            );
+        } else {
+            assert!(
+                quoted
+                    .iter()
+                    .any(|q| console.lines().any(|l| matches(l, q))),
+                "{code}: none of the documented messages {quoted:?} on the console:\n{console}"
+            );
+        }
+        eprintln!("{code}: rejected by check; on Xen {version}: as documented");
+        booted += 1;
+    }
+    assert!(booted > 0, "no differential case for Xen {version}");
+}
+
+#[test]
+fn rejected_descriptions_fail_on_xen_4_17_as_documented() {
+    differential("4.17", "20");
+}
