@@ -46,6 +46,9 @@ pub struct BootOptions {
     pub verbose: bool,
     /// Extra QEMU arguments.
     pub qemu_args: Vec<String>,
+    /// Boot through this U-Boot (`-bios`), which loads everything over TFTP with the
+    /// script `staticbus build --uboot` writes, instead of QEMU's own loaders.
+    pub uboot: Option<PathBuf>,
 }
 
 /// A setup error: printed as `error: …` with a hint, exit status 2.
@@ -278,15 +281,36 @@ fn boot_inner(file: &Path, o: &BootOptions) -> Result<u8, SetupError> {
         ]
         .map(String::from),
     );
-    args.extend(["-kernel".into(), xen.display().to_string()]);
-    args.extend(["-dtb".into(), out.join("host.dtb").display().to_string()]);
-    for l in &loads {
-        args.push("-device".into());
-        args.push(format!(
-            "loader,file={},addr={:#x},force-raw=on",
-            l.file.display(),
-            l.addr
-        ));
+    let mut uboot_cmd = None;
+    match &o.uboot {
+        None => {
+            args.extend(["-kernel".into(), xen.display().to_string()]);
+            args.extend(["-dtb".into(), out.join("host.dtb").display().to_string()]);
+            for l in &loads {
+                args.push("-device".into());
+                args.push(format!(
+                    "loader,file={},addr={:#x},force-raw=on",
+                    l.file.display(),
+                    l.addr
+                ));
+            }
+        }
+        Some(uboot) => {
+            let (tftp, cmd) = uboot_tree(&sys, &xen, &loads, &out)?;
+            step(format!(
+                "through U-Boot ({}): TFTP from {}, then `{cmd}`",
+                uboot.display(),
+                tftp.display()
+            ));
+            args.extend(["-bios".into(), uboot.display().to_string()]);
+            args.extend([
+                "-netdev".into(),
+                format!("user,id=net0,tftp={}", tftp.display()),
+                "-device".into(),
+                "virtio-net-device,netdev=net0".into(),
+            ]);
+            uboot_cmd = Some(cmd);
+        }
     }
     args.extend(o.qemu_args.iter().cloned());
     let domus: BTreeMap<u16, String> = sys
@@ -312,7 +336,11 @@ fn boot_inner(file: &Path, o: &BootOptions) -> Result<u8, SetupError> {
     let start = Instant::now();
     let child = Command::new(&o.qemu)
         .args(&args)
-        .stdin(Stdio::null())
+        .stdin(if uboot_cmd.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(qemu_err)
         .spawn()
@@ -321,6 +349,7 @@ fn boot_inner(file: &Path, o: &BootOptions) -> Result<u8, SetupError> {
     let console = std::fs::File::create(out.join("console.log"))
         .map_err(|e| setup(format!("cannot write to `{}`: {e}", out.display())))?;
     let lines = spawn_reader(&mut qemu.0, console);
+    let mut uboot_input = qemu.0.stdin.take();
 
     let stop = Arc::new(AtomicBool::new(false));
     {
@@ -344,6 +373,22 @@ fn boot_inner(file: &Path, o: &BootOptions) -> Result<u8, SetupError> {
         }
         match lines.recv_timeout(Duration::from_millis(50)) {
             Ok(line) => {
+                if let Some(input) = uboot_input.as_mut() {
+                    // A key pressed before U-Boot's countdown stops its own boot sequence
+                    // (the countdown line only ends once the countdown does); then the
+                    // prompt runs the staticbus script.
+                    let keys = if line.starts_with("U-Boot 20") {
+                        Some("\n".to_string())
+                    } else if line.contains("Hit any key to stop autoboot") {
+                        uboot_cmd.take().map(|c| format!("{c}\n"))
+                    } else {
+                        None
+                    };
+                    if let Some(k) = keys {
+                        let _ = input.write_all(k.as_bytes());
+                        let _ = input.flush();
+                    }
+                }
                 if let Some(v) = watch.line(&line, start.elapsed()) {
                     if matches!(v, Event::Panic) {
                         panic_at.get_or_insert_with(Instant::now);
@@ -370,6 +415,45 @@ fn boot_inner(file: &Path, o: &BootOptions) -> Result<u8, SetupError> {
     let elapsed = start.elapsed();
     drop(qemu); // stops QEMU
     Ok(watch.finish(&verdict, elapsed, &out))
+}
+
+/// Lays out the TFTP directory for a boot through U-Boot: Xen, the tree and every module
+/// under the names the generated script loads, plus `boot.scr`; returns it and the U-Boot
+/// command line that fetches and runs the script.
+fn uboot_tree(
+    sys: &System,
+    xen: &Path,
+    loads: &[Load],
+    out: &Path,
+) -> Result<(PathBuf, String), SetupError> {
+    use staticbus_config::uboot;
+    let err = |e: uboot::ScriptError| setup(e.msg).hint(e.help);
+    let files = compile::uboot_outputs(sys).map_err(err)?;
+    let tftp = out.join("tftp");
+    let _ = std::fs::remove_dir_all(&tftp);
+    let io = |e: std::io::Error| setup(format!("cannot write to `{}`: {e}", tftp.display()));
+    std::fs::create_dir_all(&tftp).map_err(io)?;
+    write_outputs(out, &files).map_err(io)?;
+    std::fs::copy(out.join("boot.scr"), tftp.join("boot.scr")).map_err(io)?;
+    std::fs::copy(xen, tftp.join(uboot::XEN_FILE)).map_err(io)?;
+    std::fs::copy(out.join("host.dtb"), tftp.join(uboot::DTB_FILE)).map_err(io)?;
+    let script_loads = uboot::loads(sys).map_err(err)?;
+    for (l, s) in loads.iter().zip(script_loads.iter().skip(2)) {
+        std::fs::copy(&l.file, tftp.join(&s.file)).map_err(io)?;
+    }
+    // The script itself goes above everything it loads, 2 MiB aligned.
+    let end = script_loads
+        .iter()
+        .map(|l| l.addr.saturating_add(l.size))
+        .max()
+        .unwrap_or(VIRT_RAM_BASE);
+    let at = end.div_ceil(2 << 20) * (2 << 20);
+    Ok((
+        tftp,
+        format!(
+            "setenv ipaddr 10.0.2.15; setenv serverip 10.0.2.2; tftpb {at:#x} boot.scr; source {at:#x}"
+        ),
+    ))
 }
 
 /// Builds or finds every module image; checks each fits its reserved size.
@@ -700,7 +784,12 @@ impl Watch {
         let (dom, text) = classify(line);
         let Some(id) = dom else {
             if self.verbose {
-                println!("{:>w$} | {text}", "xen", w = self.width);
+                let from = if line.starts_with("(XEN)") {
+                    "xen"
+                } else {
+                    "console"
+                };
+                println!("{from:>w$} | {text}", w = self.width);
             }
             self.xen_tail.push_back(text.to_string());
             if self.xen_tail.len() > XEN_TAIL {

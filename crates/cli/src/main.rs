@@ -92,6 +92,10 @@ enum Cmd {
         /// Write outputs even when the check finds errors (to test how Xen fails).
         #[arg(long)]
         no_check: bool,
+        /// Also write a U-Boot script (`boot.source`, and `boot.scr` for `source`) that
+        /// loads Xen, the tree and every module at their checked addresses and starts Xen.
+        #[arg(long)]
+        uboot: bool,
     },
     /// Run the whole system on this host: the emulated hypervisor with every domain as a
     /// process (its `emulate` program), console prefixed by domain name, summary at the end.
@@ -153,6 +157,11 @@ enum Cmd {
         /// Extra QEMU argument (may be repeated).
         #[arg(long = "qemu-arg", allow_hyphen_values = true)]
         qemu_args: Vec<String>,
+        /// Boot the way a board would: QEMU starts this U-Boot (e.g.
+        /// /usr/lib/u-boot/qemu_arm64/u-boot.bin from Debian's u-boot-qemu), which fetches
+        /// the `--uboot` script of `staticbus build` and every file it names over TFTP.
+        #[arg(long)]
+        uboot: Option<PathBuf>,
     },
     /// Explain a diagnostic code, or list them all.
     Explain {
@@ -274,6 +283,7 @@ fn run(cli: Cli) -> u8 {
             args: a,
             out,
             no_check,
+            uboot,
         } => {
             let mut sources = Sources::new();
             let c = compile::check(&mut sources, &a.file, &options(&a));
@@ -292,7 +302,16 @@ fn run(cli: Cli) -> u8 {
                 );
                 return code;
             }
-            let files = compile::build_outputs(&sys, c.base);
+            let mut files = compile::build_outputs(&sys, c.base);
+            if uboot {
+                match compile::uboot_outputs(&sys) {
+                    Ok(f) => files.extend(f),
+                    Err(e) => {
+                        eprintln!("error: --uboot: {}\n  = help: {}", e.msg, e.help);
+                        return 1;
+                    }
+                }
+            }
             if let Err(e) = write_outputs(&out, &files) {
                 eprintln!("error[SB0701]: cannot write to `{}`: {e}", out.display());
                 return 2;
@@ -358,6 +377,7 @@ fn run(cli: Cli) -> u8 {
             accel,
             verbose,
             qemu_args,
+            uboot,
         } => {
             if !(timeout.is_finite() && timeout > 0.0) {
                 eprintln!("error: --timeout must be a positive number of seconds");
@@ -373,6 +393,7 @@ fn run(cli: Cli) -> u8 {
                 accel,
                 verbose,
                 qemu_args,
+                uboot,
             };
             boot::boot(&file, &opts)
         }

@@ -105,6 +105,47 @@ fn ping_pong_passes_on_xen_4_17() {
     assert!(dts.contains("xen,evtchn-v1"), "{dts}");
 }
 
+/// Debian's U-Boot for QEMU's arm64 virt board (package u-boot-qemu).
+const UBOOT: &str = "/usr/lib/u-boot/qemu_arm64/u-boot.bin";
+
+#[test]
+fn ping_pong_boots_through_u_boot_and_the_generated_script() {
+    let Some(xen) = xen("4.17") else { return };
+    if !Path::new(UBOOT).is_file() {
+        let required = std::env::var_os("STATICBUS_XEN_TESTS").is_some_and(|v| v == "1");
+        assert!(
+            !required,
+            "STATICBUS_XEN_TESTS=1 but {UBOOT} is missing (u-boot-qemu)"
+        );
+        eprintln!("skipped: {UBOOT} is missing");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let o = boot(
+        &xen,
+        "examples/xen-ping-pong/system.toml",
+        dir.path(),
+        &["--timeout", "120", "--uboot", UBOOT, "--verbose"],
+    );
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{t}");
+    // U-Boot ran our script, which fetched every file over TFTP before starting Xen.
+    for l in [
+        "## Executing script at",
+        "staticbus: Xen <- xen",
+        "staticbus: host device tree <- host.dtb",
+        "staticbus: ping kernel <- xen-ping-pong.bin",
+        "staticbus: pong kernel <- xen-ping-pong.bin",
+        "staticbus: starting Xen",
+    ] {
+        assert!(t.contains(l), "missing `{l}`:\n{t}");
+    }
+    assert!(
+        t.contains("boot: PASS: all 2 domains printed RESULT PASS"),
+        "{t}"
+    );
+}
+
 /// The quoted messages of a code's documentation (`…` stands for anything).
 fn documented(code: &str) -> (Vec<String>, bool) {
     let o = staticbus(&["explain", code]);

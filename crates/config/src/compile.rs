@@ -367,3 +367,20 @@ fn domain_outputs(m: &manifest::DomainManifest) -> [OutputFile; 4] {
         file("manifest.dts", emit::to_dt_source(m).into_bytes()),
     ]
 }
+
+/// `boot.source` and `boot.scr`: the U-Boot script that loads and starts the system
+/// ([`crate::uboot`]).
+pub fn uboot_outputs(sys: &System) -> Result<Vec<OutputFile>, crate::uboot::ScriptError> {
+    let script = crate::uboot::script(sys)?;
+    let name = format!("staticbus {}", sys.name);
+    Ok(vec![
+        OutputFile {
+            path: "boot.scr".into(),
+            bytes: crate::uboot::scr(&name, &script),
+        },
+        OutputFile {
+            path: "boot.source".into(),
+            bytes: script.into_bytes(),
+        },
+    ])
+}

@@ -16,6 +16,7 @@ pub mod gen;
 pub mod manifest;
 pub mod model;
 pub mod synth;
+pub mod uboot;
 pub mod validate;
 
 pub use model::System;
