@@ -258,3 +258,8 @@ fn differential(version: &str, timeout: &str) {
 fn rejected_descriptions_fail_on_xen_4_17_as_documented() {
     differential("4.17", "20");
 }
+
+#[test]
+fn rejected_descriptions_fail_on_xen_4_20_as_documented() {
+    differential("4.20", "20");
+}

@@ -91,7 +91,7 @@ codes! {
         "passes the early parse, then `BUG_ON(strlen == 0)` crashes the hypervisor during domain build";
     SHM_ID_TOO_LONG = "SB0205", Error,
         "`xen,shm-id` is longer than 15 characters",
-        "`fdt: invalid xen,shm-id …, it must be limited to 16 characters` then panic";
+        "`fdt: invalid xen,shm-id …, it must be limited to 16 characters` then panic while the host tree is parsed, before the console is up: a build without early printk (Debian's config) prints nothing and never resets";
     SHM_ROLE_INVALID = "SB0206", Error,
         "`role` is neither \"owner\" nor \"borrower\"",
         "`fdt: invalid `role` property for static shared memory node.` then panic";
