@@ -227,7 +227,7 @@ fn manifest_with(sys: &System, d: DomIdx, ix: &Index<'_>) -> DomainManifest {
                 Some(PeerEntry {
                     domain: od.name.clone(),
                     domid: od.domid,
-                    role: peer_role,
+                    role: peer_role.as_str(),
                     local_port: me.port,
                     remote_port: other.port,
                 })
@@ -236,7 +236,7 @@ fn manifest_with(sys: &System, d: DomIdx, ix: &Index<'_>) -> DomainManifest {
         channels.push(ChannelEntry {
             name: ch.name.clone(),
             protocol: ch.protocol.as_str(),
-            role,
+            role: role.as_str(),
             shm_id: ch.shm_id.clone(),
             guest_addr: node.guest,
             size: ch.size,

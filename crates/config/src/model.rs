@@ -456,60 +456,9 @@ pub struct ShmNode {
     pub channel: Option<usize>,
 }
 
-/// A channel protocol (see docs/protocols.md).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Protocol {
-    /// Single-producer single-consumer message queue.
-    Queue,
-    /// Log ring the writer never blocks on.
-    Log,
-    /// Latest-value register (one slot per writer).
-    Latest,
-    /// Configuration blob (one writer, many readers).
-    Blob,
-}
-
-impl Protocol {
-    /// All protocols.
-    pub const ALL: [Protocol; 4] = [
-        Protocol::Queue,
-        Protocol::Log,
-        Protocol::Latest,
-        Protocol::Blob,
-    ];
-
-    /// Parses the description name.
-    pub fn parse(s: &str) -> Option<Protocol> {
-        Protocol::ALL.into_iter().find(|p| p.as_str() == s)
-    }
-
-    /// The description name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Queue => "queue",
-            Protocol::Log => "log",
-            Protocol::Latest => "latest",
-            Protocol::Blob => "blob",
-        }
-    }
-
-    /// Role names of the writing and reading sides.
-    pub fn roles(self) -> (&'static str, &'static str) {
-        match self {
-            Protocol::Queue => ("producer", "consumer"),
-            Protocol::Log | Protocol::Latest | Protocol::Blob => ("writer", "reader"),
-        }
-    }
-
-    /// (max writers, max readers); `None` = unbounded.
-    pub fn arity(self) -> (Option<usize>, Option<usize>) {
-        match self {
-            Protocol::Queue => (Some(1), Some(1)),
-            Protocol::Log | Protocol::Blob => (Some(1), None),
-            Protocol::Latest => (None, None),
-        }
-    }
-}
+/// A channel protocol (see docs/protocols.md): the guests' own type, so the compiler and
+/// the manifests it writes cannot disagree on names, roles or arity.
+pub use staticbus_manifest::Protocol;
 
 /// A high-level channel: a protocol on one shared region, with one event-channel pair per
 /// (writer, reader) couple.

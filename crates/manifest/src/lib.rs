@@ -92,6 +92,21 @@ impl Protocol {
             Protocol::Log | Protocol::Latest | Protocol::Blob => (Role::Writer, Role::Reader),
         }
     }
+
+    /// (most writers, most readers); `None` = no limit.
+    pub const fn arity(self) -> (Option<usize>, Option<usize>) {
+        match self {
+            Protocol::Queue => (Some(1), Some(1)),
+            Protocol::Log | Protocol::Blob => (Some(1), None),
+            Protocol::Latest => (None, None),
+        }
+    }
+}
+
+impl core::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A domain's role in a channel.
@@ -136,6 +151,12 @@ impl Role {
     /// True for the writing side (producer or writer).
     pub const fn is_writer(self) -> bool {
         matches!(self, Role::Producer | Role::Writer)
+    }
+}
+
+impl core::fmt::Display for Role {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
