@@ -60,4 +60,4 @@ pub mod rt;
 
 #[cfg(target_arch = "aarch64")]
 pub use hypercall::XenHypercall;
-pub use platform::{PlatformError, XenPlatform};
+pub use platform::{PlatformError, RegionError, XenPlatform};
