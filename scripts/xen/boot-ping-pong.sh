@@ -81,6 +81,10 @@ if [[ -z $xen_version ]]; then
   [[ -n $xen_version ]] || die "no \"xen\" version in $manifest"
 fi
 say "Xen $xen_version"
+if [[ $xen_version == 4.17 ]] && grep -q 'xen,domain-shared-memory-v1' "$work/out/host.dts"; then
+  die "the system uses static shared memory, which Debian's Xen 4.17 is built without" \
+    "(CONFIG_STATIC_SHM; Xen would stop silently at boot): target Xen 4.20"
+fi
 xen=$(scripts/xen/fetch-xen.sh "$xen_version") || die "no Xen $xen_version (scripts/xen/fetch-xen.sh $xen_version failed)"
 echo "$xen ($(cat "$(dirname "$xen")/version" 2>/dev/null || echo '?'))" >&2
 
