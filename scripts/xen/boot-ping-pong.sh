@@ -4,9 +4,11 @@
 #   scripts/xen/boot-ping-pong.sh [DESCRIPTION]    (default examples/xen-ping-pong/system.toml)
 #
 # Steps:
-#   1. Xen 4.17 from Debian (scripts/xen/fetch-xen.sh, cached under ~/.cache/staticbus);
-#   2. QEMU's own board tree (-machine dumpdtb) for the machine below;
-#   3. `staticbus build DESCRIPTION --base virt.dtb`: host.dtb + per-domain manifests;
+#   1. QEMU's own board tree (-machine dumpdtb) for the machine below;
+#   2. `staticbus build DESCRIPTION --base virt.dtb`: host.dtb + per-domain manifests;
+#   3. the Xen the description targets (`[target] xen`, as the manifests record it, or
+#      $XEN_VERSION): 4.17 is Debian's binary, 4.20 is built with CONFIG_STATIC_SHM from
+#      trixie's source (scripts/xen/fetch-xen.sh, cached under ~/.cache/staticbus);
 #   4. the guest image, with those manifests compiled in (STATICBUS_MANIFEST_DIR), built
 #      for aarch64-unknown-none and turned into a raw binary with llvm-objcopy
 #      (or rust-objcopy / aarch64-linux-gnu-objcopy, whichever is found first);
@@ -21,6 +23,7 @@
 #
 # Environment:
 #   XEN_BOOT_TIMEOUT  seconds before giving up (default 120)
+#   XEN_VERSION       4.17 or 4.20: overrides the description's `[target] xen`
 #   GUEST_BIN         guest program (default xen-ping-pong)
 #   WORK              work directory (default: a new /tmp/staticbus-xen.XXXXXX, kept)
 #   STATICBUS_CACHE   cache for the Xen binary (default ~/.cache/staticbus)
@@ -61,10 +64,6 @@ done
 # The machine: Xen enters at EL2 (virtualization=on); GICv3; 2 pCPUs; 2 GiB at 0x40000000.
 machine=(-machine virt,gic-version=3,virtualization=on -cpu cortex-a57 -smp 2 -m 2048)
 
-say "Xen"
-xen=$(scripts/xen/fetch-xen.sh)
-echo "$xen ($(cat "$(dirname "$xen")/version" 2>/dev/null || echo '?'))" >&2
-
 say "QEMU's board tree"
 timeout 60 qemu-system-aarch64 "${machine[@]}" -machine dumpdtb="$work/virt.dtb" \
   -display none -monitor none -serial none >/dev/null 2>&1 || true
@@ -73,6 +72,21 @@ timeout 60 qemu-system-aarch64 "${machine[@]}" -machine dumpdtb="$work/virt.dtb"
 say "staticbus build $desc"
 cargo build -q -p staticbus
 target/debug/staticbus build "$desc" -o "$work/out" --base "$work/virt.dtb" >&2
+
+xen_version=${XEN_VERSION:-}
+if [[ -z $xen_version ]]; then
+  # The target Xen as the compiler resolved it (the description's default included).
+  manifest=$(ls "$work"/out/domains/*/manifest.json | head -n 1)
+  xen_version=$(sed -n 's/^  "xen": "\(.*\)",$/\1/p' "$manifest")
+  [[ -n $xen_version ]] || die "no \"xen\" version in $manifest"
+fi
+say "Xen $xen_version"
+if [[ $xen_version == 4.17 ]] && grep -q 'xen,domain-shared-memory-v1' "$work/out/host.dts"; then
+  die "the system uses static shared memory, which Debian's Xen 4.17 is built without" \
+    "(CONFIG_STATIC_SHM; Xen would stop silently at boot): target Xen 4.20"
+fi
+xen=$(scripts/xen/fetch-xen.sh "$xen_version") || die "no Xen $xen_version (scripts/xen/fetch-xen.sh $xen_version failed)"
+echo "$xen ($(cat "$(dirname "$xen")/version" 2>/dev/null || echo '?'))" >&2
 
 say "guest image ($guest_bin)"
 STATICBUS_MANIFEST_DIR=$work/out cargo build -q -p staticbus-guest-xen-aarch64 \

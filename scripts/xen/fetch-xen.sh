@@ -1,54 +1,280 @@
 #!/usr/bin/env bash
-# Fetch Debian bookworm's Xen 4.17 hypervisor for arm64 into a cache outside the repository
-# and print its path.
+# Get a Xen hypervisor for arm64 into a cache outside the repository and print its path.
 #
-#   scripts/xen/fetch-xen.sh            # prints e.g. /root/.cache/staticbus/xen/4.17/xen
+#   scripts/xen/fetch-xen.sh [4.17|4.20]   # default 4.17; prints e.g.
+#                                          # /root/.cache/staticbus/xen/4.20/xen
 #
-# The binary is /boot/xen-4.17-arm64 of the package xen-hypervisor-4.17-arm64:arm64
-# (built without CONFIG_STATIC_SHM, with XSM SILO). It is downloaded with
-# `apt-get download` (adding the arm64 architecture to dpkg and running `apt-get update`
-# once if needed) and extracted with `dpkg-deb -x`. A cached binary is reused.
+# 4.17: Debian bookworm's binary, /boot/xen-4.17-arm64 of xen-hypervisor-4.17-arm64:arm64
+#       (built without CONFIG_STATIC_SHM, with XSM SILO), downloaded with
+#       `apt-get download` (adding the arm64 architecture to dpkg and running
+#       `apt-get update` once if needed) and extracted with `dpkg-deb -x`.
 #
-# Cache: ${STATICBUS_CACHE:-$HOME/.cache/staticbus}/xen/4.17/
+# 4.20: built here from Debian trixie's source package `xen` with static shared memory:
+#       * a `deb-src` line for trixie is added if apt knows no 4.20 source
+#         (/etc/apt/sources.list.d/staticbus-trixie-src.sources, source packages only,
+#         plus a low pin in /etc/apt/preferences.d/staticbus-trixie so nothing is ever
+#         installed from trixie), then `apt-get update`;
+#       * `apt-get source --download-only`; trixie's .dsc may 404 while both tarballs
+#         download: the tarballs are then fetched from `apt-get source --print-uris` if
+#         missing, and every tarball's SHA256 is checked against apt's Sources index;
+#       * the upstream tarball plus debian/, debian/patches applied in series order;
+#       * hypervisor only, cross-compiled (XEN_TARGET_ARCH=arm64
+#         CROSS_COMPILE=aarch64-linux-gnu-): Debian's debian/xen-kconfig plus
+#         CONFIG_UNSUPPORTED=y CONFIG_STATIC_MEMORY=y CONFIG_STATIC_SHM=y, olddefconfig;
+#       * needs gcc-aarch64-linux-gnu, flex, bison, make, patch, xz-utils (installed with
+#         apt-get when missing and running as root). About a minute on 2 cores.
+#       The source and build tree stay in the cache (src/), with the build log
+#       (build.log) and the final configuration (config).
 #
-# TODO: Xen 4.20 with CONFIG_UNSUPPORTED + CONFIG_STATIC_MEMORY + CONFIG_STATIC_SHM, built
-# from trixie's source package (spec §11 "Getting Xen"), for static shared memory.
+# Cache: ${STATICBUS_CACHE:-$HOME/.cache/staticbus}/xen/<version>/{xen,version}. A cached
+# binary is reused; it is written atomically, and concurrent runs for one version wait for
+# each other (flock). Progress goes to stderr, the binary's path alone to stdout.
+#
+# Environment:
+#   STATICBUS_CACHE   cache root (default ~/.cache/staticbus)
+#   XEN_JOBS          parallel make jobs for the 4.20 build (default: nproc)
 set -euo pipefail
 if [[ ${1:-} == -h || ${1:-} == --help ]]; then
   sed -n '2,/^set -euo pipefail/{/^set -euo/d; s/^# \{0,1\}//; p}' "$0"
   exit 0
 fi
 
-cache=${STATICBUS_CACHE:-$HOME/.cache/staticbus}/xen/4.17
+log() { echo "fetch-xen: $*" >&2; }
+die() { echo "fetch-xen: error: $*" >&2; exit 1; }
+
+version=${1:-4.17}
+case $version in
+  4.17 | 4.20) ;;
+  *) die "unknown Xen version '$version' (known: 4.17, 4.20)" ;;
+esac
+(( $# <= 1 )) || die "usage: fetch-xen.sh [4.17|4.20]"
+
+cache=${STATICBUS_CACHE:-$HOME/.cache/staticbus}/xen/$version
 out=$cache/xen
 if [[ -s $out ]]; then
   echo "$out"
   exit 0
 fi
-
-log() { echo "fetch-xen: $*" >&2; }
-
-pkg=xen-hypervisor-4.17-arm64:arm64
-if ! dpkg --print-foreign-architectures | grep -qx arm64; then
-  log "adding the arm64 architecture to dpkg"
-  dpkg --add-architecture arm64
-  apt-get update -qq >&2
-fi
-if ! apt-cache show "$pkg" >/dev/null 2>&1; then
-  apt-get update -qq >&2
-fi
-
 mkdir -p "$cache"
-work=$(mktemp -d "$cache/tmp.XXXXXX")
-chmod 755 "$work"  # apt-get download runs as _apt
-trap 'rm -rf "$work"' EXIT
-(cd "$work" && apt-get download -q "$pkg" >&2)
-deb=$(ls "$work"/*.deb)
-log "extracting $(basename "$deb")"
-dpkg-deb -x "$deb" "$work/root"
-src=$work/root/boot/xen-4.17-arm64
-[[ -s $src ]] || { log "no /boot/xen-4.17-arm64 in $deb"; exit 1; }
-dpkg-deb -f "$deb" Version > "$cache/version"
-mv "$src" "$out.tmp" && mv "$out.tmp" "$out"
-log "Xen $(cat "$cache/version")"
+exec 9>"$cache/.lock"
+if ! flock -n 9; then
+  log "another fetch-xen.sh is working on $cache; waiting"
+  flock 9
+fi
+if [[ -s $out ]]; then  # the other run finished it
+  echo "$out"
+  exit 0
+fi
+
+need_root() {
+  [[ $(id -u) == 0 ]] || die "$1 needs root (or do it by hand: $2)"
+}
+
+# ---------------------------------------------------------------------------------------
+# 4.17: Debian bookworm's binary package
+fetch_417() {
+  local pkg=xen-hypervisor-4.17-arm64:arm64
+  if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    need_root "adding the arm64 architecture" "dpkg --add-architecture arm64 && apt-get update"
+    log "adding the arm64 architecture to dpkg"
+    dpkg --add-architecture arm64
+    apt-get update -qq >&2
+  fi
+  if ! apt-cache show "$pkg" >/dev/null 2>&1; then
+    apt-get update -qq >&2
+    apt-cache show "$pkg" >/dev/null 2>&1 || die "apt knows no $pkg (is bookworm in the apt sources?)"
+  fi
+
+  local work
+  work=$(mktemp -d "$cache/tmp.XXXXXX")
+  chmod 755 "$work"  # apt-get download runs as _apt
+  trap 'rm -rf "$work"' EXIT
+  log "downloading $pkg"
+  (cd "$work" && apt-get download -q "$pkg" >&2) || die "apt-get download $pkg failed"
+  local deb
+  deb=$(ls "$work"/*.deb)
+  log "extracting $(basename "$deb")"
+  dpkg-deb -x "$deb" "$work/root"
+  local src=$work/root/boot/xen-4.17-arm64
+  [[ -s $src ]] || die "no /boot/xen-4.17-arm64 in $deb"
+  dpkg-deb -f "$deb" Version > "$cache/version.tmp"
+  mv "$src" "$out.tmp"
+  mv "$cache/version.tmp" "$cache/version"
+  mv "$out.tmp" "$out"
+  log "Xen $(cat "$cache/version")"
+}
+
+# ---------------------------------------------------------------------------------------
+# 4.20: trixie's source package, built with CONFIG_STATIC_SHM
+
+trixie_list=/etc/apt/sources.list.d/staticbus-trixie-src.sources
+trixie_pin=/etc/apt/preferences.d/staticbus-trixie
+
+# The newest 4.20 version of source package xen that apt knows, or nothing.
+xen_420_source_version() {
+  apt-cache showsrc xen 2>/dev/null | sed -n 's/^Version: \(4\.20\..*\)$/\1/p' | sort -V | tail -n 1
+}
+
+# The Sources paragraph of xen version $1.
+xen_source_paragraph() {
+  apt-cache showsrc xen 2>/dev/null | awk -v want="$1" '
+    /^Package: / { keep = 0; buf = "" }
+    { buf = buf $0 "\n" }
+    /^Version: / { if ($2 == want) keep = 1 }
+    /^$/ { if (keep) { printf "%s", buf; exit } buf = "" }
+    END { if (keep) printf "%s", buf }'
+}
+
+ensure_build_tools() {
+  local missing=() tool pkg
+  for tool in aarch64-linux-gnu-gcc:gcc-aarch64-linux-gnu flex:flex bison:bison make:make \
+              patch:patch xz:xz-utils; do
+    command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
+  done
+  (( ${#missing[@]} == 0 )) && return
+  need_root "installing ${missing[*]}" "apt-get install ${missing[*]}"
+  log "installing ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2 ||
+    die "apt-get install ${missing[*]} failed"
+}
+
+ensure_trixie_source() {
+  [[ -n $(xen_420_source_version) ]] && return
+  if [[ ! -e $trixie_list ]]; then
+    need_root "adding trixie's deb-src" "add a 'deb-src http://deb.debian.org/debian trixie main' line"
+    log "adding trixie's source packages to apt ($trixie_list, pinned low in $trixie_pin)"
+    cat > "$trixie_list.tmp" <<'EOF'
+# Added by staticbus scripts/xen/fetch-xen.sh: trixie's source packages, to build Xen 4.20
+# with CONFIG_STATIC_SHM. Source packages only; no binary package comes from trixie.
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: trixie
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+    mv "$trixie_list.tmp" "$trixie_list"
+    if [[ ! -e $trixie_pin ]]; then
+      cat > "$trixie_pin.tmp" <<'EOF'
+# Added by staticbus scripts/xen/fetch-xen.sh: never prefer trixie's packages.
+Package: *
+Pin: release n=trixie
+Pin-Priority: 1
+EOF
+      mv "$trixie_pin.tmp" "$trixie_pin"
+    fi
+  fi
+  log "apt-get update"
+  apt-get update -qq >&2 || die "apt-get update failed"
+  [[ -n $(xen_420_source_version) ]] ||
+    die "apt knows no 4.20 version of source package xen even with $trixie_list"
+}
+
+fetch_420() {
+  ensure_build_tools
+  ensure_trixie_source
+  local ver
+  ver=$(xen_420_source_version)
+  log "Xen source package $ver (trixie)"
+  local para
+  para=$(xen_source_paragraph "$ver")
+  # "sha256 size name" of every file but the .dsc.
+  local sums
+  sums=$(awk '/^Checksums-Sha256:/ { on = 1; next } on && /^ / { print $1, $2, $3; next } { on = 0 }' \
+    <<<"$para" | grep -v '\.dsc$' || true)
+  [[ -n $sums ]] || die "no Checksums-Sha256 for xen $ver in apt's Sources index"
+
+  local dl=$cache/dl
+  mkdir -p "$dl"
+  chmod 755 "$dl"  # apt-get source may download as _apt
+  local missing=0 sha size name
+  while read -r sha size name; do
+    [[ -s $dl/$name ]] && echo "$sha  $dl/$name" | sha256sum -c --status - || missing=1
+  done <<<"$sums"
+  if (( missing )); then
+    log "downloading the source (apt-get source --download-only xen=$ver)"
+    # The .dsc may 404 on the mirror; the tarballs are what we need.
+    if ! (cd "$dl" && apt-get source -q --download-only "xen=$ver" > "$dl/apt-source.log" 2>&1); then
+      log "apt-get source reported an error (trixie's .dsc may 404; $dl/apt-source.log);" \
+        "checking the tarballs"
+    fi
+    local uri
+    while read -r sha size name; do
+      [[ -s $dl/$name ]] && continue
+      uri=$(cd "$dl" && apt-get source -q --print-uris "xen=$ver" 2>/dev/null |
+        awk -v n="$name" '$2 == n { gsub(/\047/, "", $1); print $1 }')
+      [[ -n $uri ]] || die "apt-get source --print-uris gives no address for $name"
+      log "downloading $uri"
+      curl -fsSL -o "$dl/$name.part" "$uri" || die "download of $uri failed"
+      mv "$dl/$name.part" "$dl/$name"
+    done <<<"$sums"
+  fi
+  local orig= debian=
+  while read -r sha size name; do
+    echo "$sha  $dl/$name" | sha256sum -c --status - ||
+      die "$dl/$name: SHA256 differs from apt's Sources index ($sha); delete it and retry"
+    case $name in
+      *.orig.tar.*) orig=$name ;;
+      *.debian.tar.*) debian=$name ;;
+      *) die "unexpected file $name in the source package (not an orig or debian tarball)" ;;
+    esac
+  done <<<"$sums"
+  [[ -n $orig && -n $debian ]] || die "source package xen $ver lacks an orig or a debian tarball"
+  log "SHA256 of $orig and $debian match apt's Sources index"
+
+  # Unpack into a fresh tree: upstream, then debian/, then the patches.
+  rm -rf "$cache/src.tmp"
+  mkdir -p "$cache/src.tmp"
+  tar -xf "$dl/$orig" -C "$cache/src.tmp"
+  local top
+  top=$(find "$cache/src.tmp" -mindepth 1 -maxdepth 1 -type d)
+  [[ $(wc -l <<<"$top") == 1 && -d $top/xen ]] || die "$orig does not unpack to one xen source tree"
+  tar -xf "$dl/$debian" -C "$top"
+  local series=$top/debian/patches/series n=0 line patch_file strip
+  [[ -f $series ]] || die "no debian/patches/series in $debian"
+  while read -r line; do
+    line=${line%%#*}
+    read -r patch_file strip _ <<<"$line" || true
+    [[ -n ${patch_file:-} ]] || continue
+    [[ ${strip:-} == -p* ]] || strip=-p1
+    patch -d "$top" "$strip" -s -N --no-backup-if-mismatch -i "debian/patches/$patch_file" >&2 ||
+      die "debian/patches/$patch_file does not apply"
+    n=$((n + 1))
+  done < "$series"
+  log "applied $n Debian patches"
+  rm -rf "$cache/src"
+  mv "$top" "$cache/src"
+  rm -rf "$cache/src.tmp"
+  local src=$cache/src
+
+  local make_args=(XEN_TARGET_ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu-
+    "DEB_VERSION=$ver" "DEB_MAINTAINER=$(sed -n 's/^Maintainer: //p' "$src/debian/control" | head -n 1)")
+  cp "$src/debian/xen-kconfig" "$src/xen/.config"
+  printf '%s\n' CONFIG_UNSUPPORTED=y CONFIG_STATIC_MEMORY=y CONFIG_STATIC_SHM=y >> "$src/xen/.config"
+  log "configuring: debian/xen-kconfig + CONFIG_UNSUPPORTED/STATIC_MEMORY/STATIC_SHM, olddefconfig"
+  make -C "$src/xen" "${make_args[@]}" olddefconfig > "$cache/build.log" 2>&1 ||
+    { tail -n 20 "$cache/build.log" >&2; die "make olddefconfig failed (log: $cache/build.log)"; }
+  local opt
+  for opt in CONFIG_UNSUPPORTED CONFIG_STATIC_MEMORY CONFIG_STATIC_SHM; do
+    grep -qx "$opt=y" "$src/xen/.config" || die "$opt=y did not survive olddefconfig ($src/xen/.config)"
+  done
+
+  local jobs=${XEN_JOBS:-$(nproc)} t0=$SECONDS
+  log "building the hypervisor (make -j$jobs, log: $cache/build.log)"
+  make -C "$src/xen" "${make_args[@]}" -j"$jobs" >> "$cache/build.log" 2>&1 ||
+    { tail -n 30 "$cache/build.log" >&2; die "the Xen build failed (log: $cache/build.log)"; }
+  [[ -s $src/xen/xen ]] || die "the build made no xen/xen"
+  log "built in $((SECONDS - t0)) s"
+
+  cp "$src/xen/.config" "$cache/config"
+  echo "$ver (trixie source; CONFIG_UNSUPPORTED CONFIG_STATIC_MEMORY CONFIG_STATIC_SHM)" > "$cache/version.tmp"
+  cp "$src/xen/xen" "$out.tmp"
+  mv "$cache/version.tmp" "$cache/version"
+  mv "$out.tmp" "$out"
+  log "Xen $(cat "$cache/version")"
+}
+
+case $version in
+  4.17) fetch_417 ;;
+  4.20) fetch_420 ;;
+esac
 echo "$out"

@@ -1,4 +1,5 @@
-//! Helpers shared by the example domain programs: attaching to the emulator, a tiny
+//! Helpers shared by the example domain programs: attaching to the emulator, running a
+//! `staticbus-apps` program (the same source as the bare-metal Xen guests), a tiny
 //! word-based mailbox on a channel's shared region (the real protocols come with the
 //! `proto` crate), and latency statistics.
 //!
@@ -92,6 +93,63 @@ impl Stats {
             us(self.pct(100.0))
         )
     }
+}
+
+/// Wall-clock time for `staticbus-apps` programs.
+#[derive(Debug)]
+pub struct StdClock(std::time::Instant);
+
+impl StdClock {
+    /// A clock whose origin is now.
+    pub fn new() -> StdClock {
+        StdClock(std::time::Instant::now())
+    }
+}
+
+impl Default for StdClock {
+    fn default() -> StdClock {
+        StdClock::new()
+    }
+}
+
+impl staticbus_apps::Clock for StdClock {
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.0.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+/// Standard output as a `core::fmt::Write`, for `staticbus-apps` programs.
+#[derive(Debug, Default)]
+pub struct Stdout;
+
+impl std::fmt::Write for Stdout {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        use std::io::Write as _;
+        std::io::stdout()
+            .write_all(s.as_bytes())
+            .map_err(|_| std::fmt::Error)
+    }
+}
+
+/// A `staticbus-apps` program: `run(platform, clock, args, out) -> passed`.
+pub type App = fn(&EmuPlatform, &StdClock, &staticbus_apps::Args<'_>, &mut Stdout) -> bool;
+
+/// Attaches to the emulator and runs `app` with `args` (`key=value` words, as on a Xen
+/// guest's command line); returns whether it passed.
+pub fn run_app(app: App, args: &[String]) -> bool {
+    let p = connect();
+    let line = args.join(" ");
+    app(
+        &p,
+        &StdClock::new(),
+        &staticbus_apps::Args::new(&line),
+        &mut Stdout,
+    )
+}
+
+/// Exits 0 if `passed`, 1 if not.
+pub fn exit(passed: bool) -> ! {
+    std::process::exit(if passed { 0 } else { 1 })
 }
 
 /// Parses an optional count argument.

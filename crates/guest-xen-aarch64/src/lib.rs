@@ -16,7 +16,10 @@
 //! * **the vPL011 console** ([`pl011`], [`println!`]);
 //! * the **manifests** of the system the image was built for ([`manifests`]), picked at
 //!   boot by the `staticbus.domain=` argument on the guest's command line ([`bootargs`]);
-//! * a small read-only **device-tree reader** ([`fdt`]).
+//! * a small read-only **device-tree reader** ([`fdt`]);
+//! * **[`app::run`]**: runs a `staticbus-apps` program (the same source the emulator
+//!   runs) as the guest's main, with the platform, the virtual counter as its clock, the
+//!   command line as its arguments and the vPL011 as its output.
 //!
 //! On other targets (the host workspace build) only the portable parts are compiled:
 //! the device-tree reader, the command-line parser, the memory map, the manifest table,
@@ -56,8 +59,10 @@ mod hypercall;
 pub mod time;
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub mod app;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub mod rt;
 
 #[cfg(target_arch = "aarch64")]
 pub use hypercall::XenHypercall;
-pub use platform::{PlatformError, XenPlatform};
+pub use platform::{PlatformError, RegionError, XenPlatform};

@@ -27,6 +27,68 @@ impl fmt::Display for PlatformError {
 
 impl core::error::Error for PlatformError {}
 
+/// Why [`XenPlatform::find_region`] found no usable region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegionError {
+    /// The manifest lists no region with that `xen,shm-id`.
+    NotInManifest,
+    /// The platform has no device tree to find regions in.
+    NoDeviceTree,
+    /// The guest tree has no `/reserved-memory/xen-shmem@…` node with that `xen,id`: Xen
+    /// did not map the region into this domain (a Xen without `CONFIG_STATIC_SHM`, or
+    /// another system's host tree).
+    NotInTree,
+    /// Xen mapped the region elsewhere or with another size than the manifest says.
+    Mismatch {
+        /// Guest address in the tree.
+        tree_base: u64,
+        /// Size in the tree.
+        tree_size: u64,
+        /// Guest address in the manifest.
+        manifest_base: u64,
+        /// Size in the manifest.
+        manifest_size: u64,
+    },
+    /// The region is not Normal memory in the runtime's stage-1 map: it shares a 2 MiB
+    /// block with a device window, or lies beyond 64 GiB (see [`memmap`]).
+    NotNormal {
+        /// Guest address.
+        base: u64,
+        /// Size.
+        size: u64,
+    },
+}
+
+impl fmt::Display for RegionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            RegionError::NotInManifest => f.write_str("the manifest has no such region"),
+            RegionError::NoDeviceTree => f.write_str("no guest device tree"),
+            RegionError::NotInTree => f.write_str(
+                "Xen did not map it: no /reserved-memory/xen-shmem node with this xen,id \
+                 (is Xen built with CONFIG_STATIC_SHM?)",
+            ),
+            RegionError::Mismatch {
+                tree_base,
+                tree_size,
+                manifest_base,
+                manifest_size,
+            } => write!(
+                f,
+                "Xen mapped {tree_size:#x} bytes at {tree_base:#x}, the manifest says \
+                 {manifest_size:#x} bytes at {manifest_base:#x}"
+            ),
+            RegionError::NotNormal { base, size } => write!(
+                f,
+                "{size:#x} bytes at {base:#x} are not Normal memory in the runtime's map \
+                 (a 2 MiB block shared with a device window, or beyond 64 GiB)"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for RegionError {}
+
 /// A bare-metal domU on Xen: the hypercall transport, `shared_info` mapped at
 /// [`memmap::SHARED_INFO_GFN`], the domain's manifest, and its device tree (for the
 /// shared regions Xen mapped, `/reserved-memory/xen-shmem@…`).
@@ -83,11 +145,11 @@ impl<H: Hypercall> XenPlatform<H> {
     /// # Safety
     ///
     /// Every static shared-memory region that `fdt` lists under `/reserved-memory`
-    /// (`xen-shmem@…`) and that lies in a Normal window of [`memmap`] is guest memory
-    /// that stays mapped Normal write-back for the rest of the program and is accessed
-    /// only through [`Region`]s (the tree is the one Xen generated for this domain, and
-    /// the program runs under the runtime's stage-1 map). [`Platform::region`] hands
-    /// such ranges out.
+    /// (`xen-shmem@…`) and that is Normal memory in [`memmap`]'s map
+    /// ([`memmap::is_normal`]) is guest memory that stays mapped Normal write-back for the
+    /// rest of the program and is accessed only through [`Region`]s (the tree is the one
+    /// Xen generated for this domain, and the program runs under the runtime's stage-1
+    /// map). [`Platform::region`] hands such ranges out.
     pub unsafe fn from_parts(
         h: H,
         si: &'static [AtomicU64; PAGE_WORDS],
@@ -112,6 +174,15 @@ impl<H: Hypercall> XenPlatform<H> {
     pub fn fdt(&self) -> Option<Fdt<'static>> {
         self.fdt
     }
+
+    /// Where region `shm_id` of the manifest is, `(guest address, length)`, or why it is
+    /// not usable: the guest tree must list a `xen-shmem` node with that `xen,id` at the
+    /// manifest's guest address and size, in Normal memory of the runtime's map.
+    /// [`Platform::region`] hands out exactly these.
+    pub fn find_region(&self, shm_id: &str) -> Result<(usize, usize), RegionError> {
+        let fdt = self.fdt.as_ref().ok_or(RegionError::NoDeviceTree)?;
+        shm_range(self.manifest, fdt, shm_id)
+    }
 }
 
 impl<H: Hypercall> Platform for XenPlatform<H> {
@@ -129,14 +200,14 @@ impl<H: Hypercall> Platform for XenPlatform<H> {
         &self.fired
     }
 
-    /// The region `shm_id` of the manifest, if Xen mapped it: the guest tree must list a
-    /// `xen-shmem` node with that `xen,id` at the manifest's guest address and size, in a
-    /// Normal window of the runtime's map.
+    /// The region `shm_id` of the manifest, if Xen mapped it (see
+    /// [`XenPlatform::find_region`], which says why not).
     fn region(&self, shm_id: &str) -> Option<Region> {
-        let (base, len) = shm_range(self.manifest, self.fdt.as_ref()?, shm_id)?;
-        // SAFETY: `from_parts`' contract: a region the guest tree lists and that lies in a
-        // Normal window (checked by `shm_range`) is mapped Normal write-back guest memory
-        // for the rest of the program, accessed only through Regions.
+        let (base, len) = self.find_region(shm_id).ok()?;
+        // SAFETY: `from_parts`' contract: a region the guest tree lists and that is Normal
+        // memory in the runtime's map (checked by `shm_range`) is mapped Normal
+        // write-back guest memory for the rest of the program, accessed only through
+        // Regions.
         unsafe { Region::new(core::ptr::with_exposed_provenance_mut(base), len) }
     }
 
@@ -146,21 +217,37 @@ impl<H: Hypercall> Platform for XenPlatform<H> {
 }
 
 /// Where region `shm_id` of `manifest` is, if the guest tree `fdt` says Xen mapped it: a
-/// `xen-shmem` node with that `xen,id` at the manifest's guest address and size, inside a
-/// Normal window of the runtime's map. `(address, length)`.
-fn shm_range(manifest: &Manifest, fdt: &Fdt<'_>, shm_id: &str) -> Option<(usize, usize)> {
-    let want = manifest.region(shm_id)?;
-    let node = fdt.shm_regions().find(|n| n.id == shm_id)?;
+/// `xen-shmem` node with that `xen,id` at the manifest's guest address and size, in Normal
+/// memory of the runtime's map. `(address, length)`.
+fn shm_range(
+    manifest: &Manifest,
+    fdt: &Fdt<'_>,
+    shm_id: &str,
+) -> Result<(usize, usize), RegionError> {
+    let want = manifest.region(shm_id).ok_or(RegionError::NotInManifest)?;
+    let node = fdt
+        .shm_regions()
+        .find(|n| n.id == shm_id)
+        .ok_or(RegionError::NotInTree)?;
     if node.base != want.guest_addr || node.size != want.size {
-        return None;
+        return Err(RegionError::Mismatch {
+            tree_base: node.base,
+            tree_size: node.size,
+            manifest_base: want.guest_addr,
+            manifest_size: want.size,
+        });
     }
+    let not_normal = RegionError::NotNormal {
+        base: node.base,
+        size: node.size,
+    };
     if !memmap::is_normal(node.base, node.size) {
-        return None;
+        return Err(not_normal);
     }
-    Some((
-        usize::try_from(node.base).ok()?,
-        usize::try_from(node.size).ok()?,
-    ))
+    match (usize::try_from(node.base), usize::try_from(node.size)) {
+        (Ok(base), Ok(len)) => Ok((base, len)),
+        _ => Err(not_normal),
+    }
 }
 
 #[cfg(test)]
@@ -214,6 +301,8 @@ mod tests {
             region("big", 0x0900_0000, 0x0800_0000),
             region("ram", 0x4100_0000, 0x2000),
             region("dev", 0x2200_0000, 0x1000),
+            region("gicr", 0x0410_0000, 0x1000),
+            region("absent", 0x0a00_0000, 0x1000),
         ],
         evtchns: &[],
     };
@@ -226,26 +315,53 @@ mod tests {
     }
 
     #[test]
-    fn regions_must_match_the_tree_and_a_normal_window() {
+    fn regions_must_match_the_tree_and_normal_memory() {
         let nodes = [
             shm("q", 0x0800_0000, 0x1000),
             shm("big", 0x0900_0000, 0x0800_0000),
             shm("ram", 0x4100_0000, 0x1000),
             shm("dev", 0x2200_0000, 0x1000),
+            shm("gicr", 0x0410_0000, 0x1000),
         ]
         .concat();
         let blob = dtb(&nodes);
         let fdt = Fdt::new(&blob).unwrap();
-        assert_eq!(shm_range(&MANIFEST, &fdt, "q"), Some((0x0800_0000, 0x1000)));
-        // Runs past the end of the shared-region window.
-        assert_eq!(shm_range(&MANIFEST, &fdt, "big"), None);
+        assert_eq!(shm_range(&MANIFEST, &fdt, "q"), Ok((0x0800_0000, 0x1000)));
+        // Beyond the default guest window, still Normal memory.
+        assert_eq!(
+            shm_range(&MANIFEST, &fdt, "big"),
+            Ok((0x0900_0000, 0x0800_0000))
+        );
         // The tree's size differs from the manifest's.
-        assert_eq!(shm_range(&MANIFEST, &fdt, "ram"), None);
+        assert_eq!(
+            shm_range(&MANIFEST, &fdt, "ram"),
+            Err(RegionError::Mismatch {
+                tree_base: 0x4100_0000,
+                tree_size: 0x1000,
+                manifest_base: 0x4100_0000,
+                manifest_size: 0x2000
+            })
+        );
         // Device memory in the runtime's map.
-        assert_eq!(shm_range(&MANIFEST, &fdt, "dev"), None);
+        let dev = RegionError::NotNormal {
+            base: 0x2200_0000,
+            size: 0x1000,
+        };
+        assert_eq!(shm_range(&MANIFEST, &fdt, "dev"), Err(dev));
+        assert!(shm_range(&MANIFEST, &fdt, "gicr").is_err());
         // Not in the manifest; not in the tree.
-        assert_eq!(shm_range(&MANIFEST, &fdt, "nope"), None);
+        assert_eq!(
+            shm_range(&MANIFEST, &fdt, "nope"),
+            Err(RegionError::NotInManifest)
+        );
+        assert_eq!(
+            shm_range(&MANIFEST, &fdt, "absent"),
+            Err(RegionError::NotInTree)
+        );
         let empty = dtb("");
-        assert_eq!(shm_range(&MANIFEST, &Fdt::new(&empty).unwrap(), "q"), None);
+        assert_eq!(
+            shm_range(&MANIFEST, &Fdt::new(&empty).unwrap(), "q"),
+            Err(RegionError::NotInTree)
+        );
     }
 }

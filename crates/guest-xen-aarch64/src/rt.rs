@@ -140,15 +140,20 @@ __sb_l1_table:
     .quad   ({ram} + 0 * {l1}) | {normal}           // GUEST_RAM0, 3 GiB
     .quad   ({ram} + 1 * {l1}) | {normal}
     .quad   ({ram} + 2 * {l1}) | {normal}
-    .fill   508, 8, 0
+    .set    __sb_addr, {ram} + 3 * {l1}             // 4 GiB .. 64 GiB: Normal, XN
+    .rept   {high}
+    .quad   __sb_addr | {normal_xn}
+    .set    __sb_addr, __sb_addr + {l1}
+    .endr
+    .fill   (508 - {high}), 8, 0
     .balign 4096
-__sb_l2_table:
+__sb_l2_table:                                      // 0 .. 1 GiB in 2 MiB blocks
     .set    __sb_addr, 0
     .rept   512
-    .if     ((__sb_addr >= {w0s}) && (__sb_addr < {w0e})) || ((__sb_addr >= {w1s}) && (__sb_addr < {w1e}))
-    .quad   __sb_addr | {normal_xn}
-    .else
+    .if     ((__sb_addr >= {d0s}) && (__sb_addr < {d0e})) || ((__sb_addr >= {d1s}) && (__sb_addr < {d1e})) || ((__sb_addr >= {d2s}) && (__sb_addr < {d2e}))
     .quad   __sb_addr | {device}
+    .else
+    .quad   __sb_addr | {normal_xn}
     .endif
     .set    __sb_addr, __sb_addr + {l2}
     .endr
@@ -162,10 +167,13 @@ __sb_l2_table:
     normal = const memmap::NORMAL_BLOCK,
     normal_xn = const memmap::NORMAL_XN_BLOCK,
     device = const memmap::DEVICE_BLOCK,
-    w0s = const memmap::NORMAL_WINDOWS[0].0,
-    w0e = const memmap::NORMAL_WINDOWS[0].1,
-    w1s = const memmap::NORMAL_WINDOWS[1].0,
-    w1e = const memmap::NORMAL_WINDOWS[1].1,
+    high = const memmap::HIGH_L1_ENTRIES,
+    d0s = const memmap::DEVICE_BLOCKS[0].0,
+    d0e = const memmap::DEVICE_BLOCKS[0].1,
+    d1s = const memmap::DEVICE_BLOCKS[1].0,
+    d1e = const memmap::DEVICE_BLOCKS[1].1,
+    d2s = const memmap::DEVICE_BLOCKS[2].0,
+    d2e = const memmap::DEVICE_BLOCKS[2].1,
     start = sym rust_start,
     exception = sym exception,
 );

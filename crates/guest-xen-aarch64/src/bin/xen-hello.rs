@@ -22,8 +22,11 @@ mod guest {
         }
         match bootargs::value(boot.bootargs, "crash") {
             Some("fault") => {
-                // Above GUEST_RAM0: no stage-1 mapping, so a translation fault at EL1.
-                let p = core::ptr::with_exposed_provenance::<u64>(0x1_0000_0000);
+                // At 64 GiB, beyond the runtime's stage-1 map (memmap::PA_LIMIT): a
+                // translation fault at EL1.
+                let p = core::ptr::with_exposed_provenance::<u64>(
+                    staticbus_guest_xen_aarch64::memmap::PA_LIMIT as usize,
+                );
                 // SAFETY: none — this read faults on purpose, to test the vectors; the
                 // exception handler never returns here.
                 let v = unsafe { p.read_volatile() };

@@ -1,0 +1,61 @@
+//! staticbus's example programs, written once against [`staticbus_guest::Platform`] and
+//! run unchanged by every transport: as processes under `staticbus run` (the emulator,
+//! thin wrappers in `staticbus-examples`) and as bare-metal arm64 domUs on real Xen (thin
+//! wrappers in `staticbus-guest-xen-aarch64`).
+//!
+//! A program is a function taking
+//!
+//! * the domain's platform (`P: Platform`): its manifest, event channels and regions;
+//! * a [`Clock`] for the figures it reports (wall time on the emulator, the generic
+//!   timer's virtual counter on Xen; emulation numbers under QEMU);
+//! * its arguments as `key=value` words ([`Args`]): the `emulate.args` of the description
+//!   on the emulator, the kernel command line (`bootargs`) on Xen;
+//! * a [`core::fmt::Write`] for its output lines (stdout on the emulator, the vPL011 on
+//!   Xen; lines stay under 120 characters because Xen splits longer ones).
+//!
+//! It prints what it does and ends with exactly one line `RESULT PASS <summary>` or
+//! `RESULT FAIL <reason>`, and returns whether it passed. The wrappers turn that into an
+//! exit status or a domain shutdown.
+//!
+//! * [`ping_pong`] — round trips over a channel's event pair and two words of its region
+//!   (or, without a channel, over a bare static event channel), with RTT percentiles;
+//! * [`queue_check`] — a stream of checksummed variable-length messages over a `queue`
+//!   channel, each verified in order by the consumer, with throughput figures, the
+//!   consumer's digest checked by the producer over a second queue, then queue round
+//!   trips.
+
+#![no_std]
+
+#[cfg(test)]
+extern crate std;
+
+pub mod args;
+pub mod ping_pong;
+pub mod queue_check;
+pub mod stats;
+
+pub use args::Args;
+
+/// A monotonic clock for the figures a program reports.
+pub trait Clock {
+    /// Nanoseconds since an arbitrary origin; never decreases.
+    fn now_ns(&self) -> u64;
+}
+
+/// Writes the final `RESULT PASS …` / `RESULT FAIL …` line and returns whether the
+/// program passed. Output errors are ignored: there is nowhere else to report them.
+pub(crate) fn result<W: core::fmt::Write, E: core::fmt::Display>(
+    out: &mut W,
+    r: Result<impl core::fmt::Display, E>,
+) -> bool {
+    match r {
+        Ok(summary) => {
+            let _ = writeln!(out, "RESULT PASS {summary}");
+            true
+        }
+        Err(e) => {
+            let _ = writeln!(out, "RESULT FAIL {e}");
+            false
+        }
+    }
+}
