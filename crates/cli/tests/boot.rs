@@ -1,7 +1,8 @@
 //! `staticbus boot` end to end: generated configurations and staticbus guests on real Xen
 //! under qemu-system-aarch64 (TCG).
 //!
-//! Needs `qemu-system-aarch64` and the Xen binaries that `scripts/xen/fetch-xen.sh` caches.
+//! Needs `qemu-system-aarch64` and the Xen binaries that `scripts/xen/fetch-xen.sh` caches
+//! (4.17: Debian's; 4.20: built from Debian's source with `CONFIG_STATIC_SHM`).
 //! `.ci/run` installs both and sets `STATICBUS_XEN_TESTS=1`, which turns a missing piece into
 //! a failure; without that variable these tests say what is missing and pass, so that
 //! `cargo test` works on a machine without QEMU.
@@ -88,9 +89,9 @@ fn ping_pong_passes_on_xen_4_17() {
     assert_eq!(o.status.code(), Some(0), "{t}");
     for dom in ["ping", "pong"] {
         assert!(
-            t.lines().any(|l| l
-                .trim_start()
-                .starts_with(&format!("{dom} | RESULT PASS 1000 round trips"))),
+            t.lines().any(|l| l.trim_start().starts_with(&format!(
+                "{dom} | RESULT PASS ping-pong {dom}: 1000 round trips"
+            ))),
             "no RESULT PASS from {dom}:\n{t}"
         );
     }
@@ -103,6 +104,64 @@ fn ping_pong_passes_on_xen_4_17() {
     assert_eq!(&img[0x38..0x3c], b"ARM\x64");
     let dts = std::fs::read_to_string(dir.path().join("host.dts")).unwrap();
     assert!(dts.contains("xen,evtchn-v1"), "{dts}");
+}
+
+/// Boots `desc` on `version`, expects PASS and returns the output and the work directory.
+fn boots(version: &str, desc: &str) -> Option<(String, tempfile::TempDir)> {
+    let xen = xen(version)?;
+    let dir = tempfile::tempdir().unwrap();
+    let o = boot(&xen, desc, dir.path(), &["--timeout", "120"]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{t}");
+    Some((t, dir))
+}
+
+#[test]
+fn ping_pong_over_a_channel_passes_on_xen_4_20() {
+    let Some((t, _dir)) = boots("4.20", "examples/xen-ping-pong-420/system.toml") else {
+        return;
+    };
+    assert!(
+        t.contains("ping | RESULT PASS ping-pong ping: 1000 round trips"),
+        "{t}"
+    );
+    assert!(
+        t.contains("pong | RESULT PASS ping-pong pong: 1000 round trips"),
+        "{t}"
+    );
+}
+
+/// 10,000 checksummed messages over static shared memory and static event channels, the
+/// consumer checking every one and the producer comparing the digests.
+fn queue_check_on_xen_4_20(desc: &str, owned: bool) {
+    let Some((t, dir)) = boots("4.20", desc) else {
+        return;
+    };
+    assert!(
+        t.contains(
+            "consumer | RESULT PASS queue-check consumer: 10000 messages in order and intact"
+        ),
+        "{t}"
+    );
+    assert!(
+        t.contains("producer | RESULT PASS queue-check producer: 10000 messages verified"),
+        "{t}"
+    );
+    // The ownership form is the one asked for.
+    let dts = std::fs::read_to_string(dir.path().join("host.dts")).unwrap();
+    assert_eq!(dts.contains("role = \"owner\""), owned, "{dts}");
+    assert_eq!(dts.contains("role = \"borrower\""), owned, "{dts}");
+    assert!(dts.contains("xen,shm-id = \"stream\""), "{dts}");
+}
+
+#[test]
+fn queue_over_owner_and_borrower_regions_passes_on_xen_4_20() {
+    queue_check_on_xen_4_20("examples/xen-queue/system.toml", true);
+}
+
+#[test]
+fn queue_over_domid_io_regions_passes_on_xen_4_20() {
+    queue_check_on_xen_4_20("examples/xen-queue-io/system.toml", false);
 }
 
 /// Debian's U-Boot for QEMU's arm64 virt board (package u-boot-qemu).

@@ -87,11 +87,43 @@ fn ping_pong_example_passes() {
     ]);
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
-    assert!(out.contains("[ping] PASS ping-pong 20000"), "{out}");
+    assert!(
+        out.contains("[ping] RESULT PASS ping-pong ping: 20000 round trips"),
+        "{out}"
+    );
+    assert!(
+        out.contains("[pong] RESULT PASS ping-pong pong: 20000 round trips"),
+        "{out}"
+    );
     assert!(out.contains("[ping] ping: 20000 round trips"), "{out}");
     // The summary counts every ping and pong.
     assert!(err.contains("ping:1 -> pong:1"), "{err}");
     assert!(err.contains("exited 0"), "{err}");
+}
+
+/// The same program the bare-metal Xen guests run (`staticbus_apps::queue_check`).
+#[test]
+fn queue_check_example_passes() {
+    let o = run(&[
+        root()
+            .join("examples/queue-check/system.toml")
+            .to_str()
+            .unwrap(),
+        "--timeout",
+        "120",
+    ]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    assert!(
+        out.contains(
+            "[consumer] RESULT PASS queue-check consumer: 100000 messages in order and intact"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("[producer] RESULT PASS queue-check producer: 100000 messages verified"),
+        "{out}"
+    );
 }
 
 #[test]

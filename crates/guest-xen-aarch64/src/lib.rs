@@ -38,7 +38,7 @@
 //! `build.rs` passes `link.ld` to the linker for `target_os = "none"` (linked at
 //! `0x40000000`, where Xen loads a 64-bit Image with `text_offset` 0) and compiles in the
 //! manifests `staticbus build -o DIR` wrote under `DIR/domains/*/manifest.rs` when
-//! `STATICBUS_MANIFEST_DIR=DIR` is set. `scripts/xen/boot-ping-pong.sh` does all of it.
+//! `STATICBUS_MANIFEST_DIR=DIR` is set. `staticbus boot` does all of it.
 
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]

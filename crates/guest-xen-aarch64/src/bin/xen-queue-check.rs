@@ -28,7 +28,7 @@ mod guest {
 fn main() {
     eprintln!(
         "xen-queue-check is a bare-metal Xen guest: build it with --target aarch64-unknown-none \
-         (see scripts/xen/boot-ping-pong.sh)"
+         (`staticbus boot` does)"
     );
     std::process::exit(2);
 }
