@@ -333,6 +333,12 @@ fn boot_inner(file: &Path, o: &BootOptions) -> Result<u8, SetupError> {
         .map_err(|e| setup(format!("cannot write to `{}`: {e}", out.display())))?;
     let qemu_err = std::fs::File::create(out.join("qemu.stderr"))
         .map_err(|e| setup(format!("cannot write to `{}`: {e}", out.display())))?;
+    // Ctrl-C from here on stops the QEMU this command starts (and only that one).
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        let _ = ctrlc::set_handler(move || stop.store(true, SeqCst));
+    }
     let start = Instant::now();
     let child = Command::new(&o.qemu)
         .args(&args)
@@ -351,11 +357,6 @@ fn boot_inner(file: &Path, o: &BootOptions) -> Result<u8, SetupError> {
     let lines = spawn_reader(&mut qemu.0, console);
     let mut uboot_input = qemu.0.stdin.take();
 
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        let _ = ctrlc::set_handler(move || stop.store(true, SeqCst));
-    }
     let mut watch = Watch::new(domus, o.verbose);
     let deadline = start + o.timeout;
     let mut panic_at: Option<Instant> = None;
