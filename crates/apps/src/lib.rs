@@ -22,7 +22,10 @@
 //! * [`queue_check`] — a stream of checksummed variable-length messages over a `queue`
 //!   channel, each verified in order by the consumer, with throughput figures, the
 //!   consumer's digest checked by the producer over a second queue, then queue round
-//!   trips.
+//!   trips;
+//! * [`log_check`] — a writer that never waits appends checksummed records to a `log`
+//!   channel, paced, in bursts that lap the paused reader, then free-running; the reader
+//!   verifies every record it gets and accounts exactly for every one it lost.
 
 #![no_std]
 
@@ -30,6 +33,7 @@
 extern crate std;
 
 pub mod args;
+pub mod log_check;
 pub mod ping_pong;
 pub mod queue_check;
 pub mod stats;

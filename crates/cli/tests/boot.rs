@@ -164,6 +164,57 @@ fn queue_over_domid_io_regions_passes_on_xen_4_20() {
     queue_check_on_xen_4_20("examples/xen-queue-io/system.toml", false);
 }
 
+/// The decimal numbers in `s`, in order.
+fn numbers(s: &str) -> Vec<u64> {
+    s.split(|c: char| !c.is_ascii_digit())
+        .filter(|w| !w.is_empty())
+        .map(|w| w.parse().unwrap())
+        .collect()
+}
+
+/// The rest of the first line of `t` that contains `key`.
+fn after<'a>(t: &'a str, key: &str) -> &'a str {
+    t.lines()
+        .find_map(|l| l.split_once(key).map(|(_, rest)| rest))
+        .unwrap_or_else(|| panic!("no line with `{key}`:\n{t}"))
+}
+
+/// The log check over static shared memory and static event channels: 10,000 records over
+/// a ring of 256 slots, the paced phase losing nothing, the bursts exactly what they
+/// overwrite, the free run's losses agreed on by both sides.
+#[test]
+fn log_check_passes_on_xen_4_20() {
+    let Some((t, dir)) = boots("4.20", "examples/xen-log/system.toml") else {
+        return;
+    };
+    for l in [
+        "writer | writer: 10000 records: 2500 paced, 5000 in 13 bursts (2056 to be lapped), \
+         2500 free-running",
+        "reader | reader: paced: 2500 received, 0 lost, in ",
+        "reader | reader: bursts: 2944 received, 2056 lost, exactly as overwritten in each of \
+         13 bursts",
+        "boot: PASS: all 2 domains printed RESULT PASS",
+    ] {
+        assert!(t.contains(l), "missing `{l}`:\n{t}");
+    }
+    let free = numbers(after(&t, "reader | reader: free run: "));
+    let (free_received, free_lost) = (free[0], free[1]);
+    assert_eq!(free_received + free_lost, 2500, "{t}");
+    let total = numbers(after(
+        &t,
+        "reader | RESULT PASS log-check reader: 10000 records = ",
+    ));
+    assert_eq!(total[..2], [2500 + 2944 + free_received, 2056 + free_lost]);
+    let w = numbers(after(
+        &t,
+        "writer | RESULT PASS log-check writer: 10000 records; lost 0 paced, 2056 in bursts \
+         (exact), ",
+    ));
+    assert_eq!(w[0], free_lost, "{t}");
+    let dts = std::fs::read_to_string(dir.path().join("host.dts")).unwrap();
+    assert!(dts.contains("xen,shm-id = \"log\""), "{dts}");
+}
+
 /// Debian's U-Boot for QEMU's arm64 virt board (package u-boot-qemu).
 const UBOOT: &str = "/usr/lib/u-boot/qemu_arm64/u-boot.bin";
 
