@@ -13,7 +13,7 @@
 //! hard-coded but the register offsets) and checks that the frames it will touch lie in
 //! the device windows the runtime maps as Device memory ([`memmap::DEVICE_WINDOWS`]).
 //!
-//! Enabling the upcall ([`Gic::enable_upcall`], bare metal only):
+//! Enabling the upcall (`Gic::enable_upcall`, bare metal only):
 //!
 //! * **GICv2**: distributor on (`GICD_CTLR`), INTID 31's priority
 //!   (`GICD_IPRIORITYR`), INTID 31 enabled (`GICD_ISENABLER0` bit 31); CPU interface:

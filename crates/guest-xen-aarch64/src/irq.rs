@@ -5,9 +5,9 @@
 //! * **`wait=poll`**: [`EventChannels::wait_any`] sleeps in `SCHEDOP_poll` on the ports it
 //!   waits for. IRQs stay masked for the whole run and the GIC is left alone.
 //! * **`wait=irq`**: the runtime enables the upcall PPI (INTID 31) at the guest's GIC
-//!   ([`crate::gic`]), and `wait_any` sleeps through [`WfiSleep`] instead: `wfi` with IRQs
+//!   ([`crate::gic`]), and `wait_any` sleeps through `WfiSleep` instead: `wfi` with IRQs
 //!   still masked, then a short unmasked window in which the IRQ vector acknowledges the
-//!   interrupt ([`handle`]), then masked again. Ports that are masked in `shared_info`
+//!   interrupt (`handle`), then masked again. Ports that are masked in `shared_info`
 //!   raise no upcall, so a wait on one still polls.
 //!
 //! # Why no wake-up is lost with `wait=irq`
@@ -63,7 +63,7 @@ impl fmt::Display for WaitMode {
     }
 }
 
-/// What the IRQ vector and [`WfiSleep`] saw so far.
+/// What the IRQ vector and `WfiSleep` saw so far.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IrqCounts {
     /// Upcall interrupts (INTID 31) acknowledged.
@@ -73,7 +73,7 @@ pub struct IrqCounts {
     /// IRQ exceptions that found no interrupt to acknowledge (special INTIDs 1020–1023,
     /// or no GIC enabled).
     pub spurious: u64,
-    /// Sleeps in `wfi` ([`WfiSleep`]).
+    /// Sleeps in `wfi` (`WfiSleep`).
     pub sleeps: u64,
 }
 

@@ -172,8 +172,8 @@ impl<H: Hypercall> XenPlatform<H> {
     /// Makes the domain's waits sleep with `sleep` (until the upcall interrupt) instead
     /// of `SCHEDOP_poll`, or poll again with `None`: what [`Platform::upcall_sleep`]
     /// returns, so every driver handle made afterwards ([`Platform::events`],
-    /// `Channel::open`) uses it. On bare metal: [`crate::irq::WfiSleep`], after the GIC
-    /// enabled the upcall ([`crate::gic::Gic::enable_upcall`]).
+    /// `Channel::open`) uses it. On bare metal: `irq::WfiSleep`, after the GIC
+    /// enabled the upcall (`gic::Gic::enable_upcall`).
     pub fn set_upcall_sleep(&mut self, sleep: Option<&'static dyn UpcallSleep>) {
         self.upcall = sleep;
     }
