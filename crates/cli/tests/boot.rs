@@ -373,3 +373,80 @@ fn rejected_descriptions_fail_on_xen_4_17_as_documented() {
 fn rejected_descriptions_fail_on_xen_4_20_as_documented() {
     differential("4.20", "20");
 }
+
+/// Checks that every domain of a `wait=irq` boot said it blocks on the upcall interrupt
+/// of a `gic` (`GICv2`/`GICv3`) and took some: the `wait: irq (…)` line at start and the
+/// counts line the runtime prints before the RESULT line.
+fn assert_waited_on_the_upcall_irq(t: &str, doms: &[&str], gic: &str) {
+    for dom in doms {
+        assert!(
+            t.lines()
+                .any(|l| l.trim_start() == format!("{dom} | wait: irq ({gic}, PPI 31)")),
+            "{dom} did not report wait=irq on {gic}:\n{t}"
+        );
+        let counts = t
+            .lines()
+            .find_map(|l| {
+                l.trim_start()
+                    .strip_prefix(&format!("{dom} | wait: irq: "))
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| panic!("{dom} printed no IRQ counts:\n{t}"));
+        let upcalls: u64 = counts
+            .split_once(" upcall IRQs, ")
+            .and_then(|(n, _)| n.parse().ok())
+            .unwrap_or_else(|| panic!("{dom}: unexpected counts line `{counts}`"));
+        assert!(upcalls > 0, "{dom} took no upcall interrupt: {counts}");
+        assert!(counts.contains(", 0 other,"), "{dom}: {counts}");
+    }
+}
+
+fn ping_pong_on_the_upcall_irq(desc: &str, gic: &str) -> Option<tempfile::TempDir> {
+    let (t, dir) = boots("4.17", desc)?;
+    for dom in ["ping", "pong"] {
+        assert!(
+            t.contains(&format!(
+                "{dom} | RESULT PASS ping-pong {dom}: 1000 round trips"
+            )),
+            "no RESULT PASS from {dom}:\n{t}"
+        );
+    }
+    assert_waited_on_the_upcall_irq(&t, &["ping", "pong"], gic);
+    Some(dir)
+}
+
+#[test]
+fn ping_pong_blocks_on_the_upcall_irq_with_gicv3_on_xen_4_17() {
+    ping_pong_on_the_upcall_irq("examples/xen-ping-pong-irq/system.toml", "GICv3");
+}
+
+#[test]
+fn ping_pong_blocks_on_the_upcall_irq_with_gicv2_on_xen_4_17() {
+    let Some(dir) =
+        ping_pong_on_the_upcall_irq("examples/xen-ping-pong-gicv2/system.toml", "GICv2")
+    else {
+        return;
+    };
+    // QEMU really was a GICv2 machine.
+    let dts = std::fs::read_to_string(dir.path().join("host.dts")).unwrap();
+    assert!(dts.contains("\"arm,cortex-a15-gic\""), "{dts}");
+    assert!(!dts.contains("\"arm,gic-v3\""), "{dts}");
+}
+
+#[test]
+fn queue_blocks_on_the_upcall_irq_on_xen_4_20() {
+    let Some((t, _dir)) = boots("4.20", "examples/xen-queue-irq/system.toml") else {
+        return;
+    };
+    assert!(
+        t.contains(
+            "consumer | RESULT PASS queue-check consumer: 10000 messages in order and intact"
+        ),
+        "{t}"
+    );
+    assert!(
+        t.contains("producer | RESULT PASS queue-check producer: 10000 messages verified"),
+        "{t}"
+    );
+    assert_waited_on_the_upcall_irq(&t, &["producer", "consumer"], "GICv3");
+}

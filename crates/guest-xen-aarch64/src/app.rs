@@ -4,13 +4,19 @@
 //! [`run`] does what every such guest does before and after the program: picks the
 //! domain's manifest by `staticbus.domain=` on the command line, maps `shared_info`
 //! ([`XenPlatform::new`]), prints where Xen mapped each of the manifest's shared regions
-//! (or why one is unusable), runs the program with the virtual counter as its clock
-//! ([`CounterClock`]), the command line as its arguments and the vPL011 as its output,
-//! then powers the domain off after a pass and crashes it after a failure. A setup
-//! failure prints `RESULT FAIL <reason>` itself.
+//! (or why one is unusable), sets up how the domain blocks (`wait=poll|irq`, see
+//! [`crate::irq`]; with `irq` it enables the upcall PPI at the guest's GIC) and prints it
+//! (`wait: irq (GICv3, PPI 31)`), runs the program with the virtual counter as its clock
+//! ([`CounterClock`]), the command line as its arguments and the vPL011 as its output
+//! ([`Output`]: with `wait=irq`, the interrupt counts are printed just before the
+//! program's `RESULT` line), then powers the domain off after a pass and crashes it after
+//! a failure. A setup failure prints `RESULT FAIL <reason>` itself.
 
+use crate::gic::{self, Gic};
+use crate::irq::{self, WaitMode};
 use crate::pl011::{self, Pl011};
 use crate::{manifests, println, rt, time, XenHypercall, XenPlatform};
+use core::fmt;
 use staticbus_apps::{Args, Clock};
 
 /// The generic timer's virtual counter as a [`Clock`] (emulation time under QEMU TCG).
@@ -27,19 +33,95 @@ impl Clock for CounterClock {
 pub type Platform = XenPlatform<XenHypercall>;
 
 /// A `staticbus-apps` program: `run(platform, clock, args, out) -> passed`.
-pub type App = fn(&Platform, &CounterClock, &Args<'_>, &mut Pl011) -> bool;
+pub type App = fn(&Platform, &CounterClock, &Args<'_>, &mut Output) -> bool;
+
+/// Bytes of a program's output line [`Output`] holds back (longer lines are written in
+/// pieces, unexamined).
+const OUTPUT_LINE: usize = 256;
+
+/// A program's output: the vPL011, written a line at a time so that the runtime can put
+/// its own summary line right before the program's `RESULT` line (the `staticbus boot`
+/// watcher stops at the last domain's `RESULT` line, so anything printed after it may
+/// never be seen).
+pub struct Output {
+    uart: Pl011,
+    line: [u8; OUTPUT_LINE],
+    len: usize,
+    /// The current line was partly written already (it was longer than the buffer).
+    split: bool,
+    /// With `wait=irq`: the summary is still to be printed.
+    irq_summary: bool,
+}
+
+impl fmt::Debug for Output {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Output")
+            .field("buffered", &self.len)
+            .field("irq_summary", &self.irq_summary)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Output {
+    fn new(uart: Pl011, mode: WaitMode) -> Self {
+        Output {
+            uart,
+            line: [0; OUTPUT_LINE],
+            len: 0,
+            split: false,
+            irq_summary: mode == WaitMode::Irq,
+        }
+    }
+
+    fn end_line(&mut self) {
+        if self.irq_summary && !self.split && self.line[..self.len].starts_with(b"RESULT ") {
+            self.irq_summary = false;
+            println!("wait: irq: {}", irq::counts());
+        }
+        self.uart.write_bytes(&self.line[..self.len]);
+        self.uart.write_byte(b'\n');
+        self.len = 0;
+        self.split = false;
+    }
+
+    /// Writes an unfinished line.
+    fn flush(&mut self) {
+        self.uart.write_bytes(&self.line[..self.len]);
+        self.split |= self.len > 0;
+        self.len = 0;
+    }
+}
+
+impl fmt::Write for Output {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for &b in s.as_bytes() {
+            if b == b'\n' {
+                self.end_line();
+            } else {
+                if self.len == OUTPUT_LINE {
+                    self.flush();
+                }
+                self.line[self.len] = b;
+                self.len += 1;
+            }
+        }
+        Ok(())
+    }
+}
 
 /// Sets the guest up, runs `app` and shuts the domain down (see the module
 /// documentation).
 pub fn run(boot: rt::Boot, app: App) -> ! {
     match setup(&boot) {
-        Ok(platform) => {
+        Ok((platform, mode)) => {
+            let mut out = Output::new(pl011::console(), mode);
             let passed = app(
                 &platform,
                 &CounterClock,
                 &Args::new(boot.bootargs),
-                &mut pl011::console(),
+                &mut out,
             );
+            out.flush();
             if passed {
                 rt::poweroff()
             } else {
@@ -53,7 +135,7 @@ pub fn run(boot: rt::Boot, app: App) -> ! {
     }
 }
 
-fn setup(boot: &rt::Boot) -> Result<Platform, &'static str> {
+fn setup(boot: &rt::Boot) -> Result<(Platform, WaitMode), &'static str> {
     let fdt = *boot
         .fdt
         .as_ref()
@@ -72,7 +154,7 @@ fn setup(boot: &rt::Boot) -> Result<Platform, &'static str> {
     // nothing else uses; this is the only platform of the domain and lives until shutdown;
     // `fdt` is the tree Xen generated for this domain, whose shared regions (if Normal in
     // the runtime's map) are accessed only through Regions.
-    let platform = unsafe { XenPlatform::new(XenHypercall, manifest, Some(fdt)) }
+    let mut platform = unsafe { XenPlatform::new(XenHypercall, manifest, Some(fdt)) }
         .map_err(|_| "XENMEM_add_to_physmap(shared_info) failed")?;
     println!(
         "{} (domid {}): counter {} Hz; bootargs {:?}",
@@ -87,5 +169,31 @@ fn setup(boot: &rt::Boot) -> Result<Platform, &'static str> {
             Err(e) => println!("region {:?}: unusable: {e}", r.shm_id),
         }
     }
-    Ok(platform)
+    let mode = WaitMode::from_bootargs(boot.bootargs).map_err(|v| {
+        println!("{}={v:?}: expected poll or irq", irq::WAIT_KEY);
+        "bad wait= on the command line"
+    })?;
+    let gic = Gic::from_fdt(&fdt);
+    match mode {
+        WaitMode::Poll => match gic {
+            Ok(g) => println!(
+                "wait: poll (SCHEDOP_poll, IRQs masked; {} unused)",
+                g.version()
+            ),
+            Err(e) => println!("wait: poll (SCHEDOP_poll, IRQs masked; {e})"),
+        },
+        WaitMode::Irq => {
+            let g = gic.map_err(|e| {
+                println!("wait=irq: {e}");
+                "wait=irq: no usable GIC in the guest device tree"
+            })?;
+            g.enable_upcall().map_err(|e| {
+                println!("wait=irq: {e}");
+                "wait=irq: the GIC could not be set up"
+            })?;
+            platform.set_upcall_sleep(Some(&irq::WfiSleep));
+            println!("wait: irq ({}, PPI {})", g.version(), gic::UPCALL_INTID);
+        }
+    }
+    Ok((platform, mode))
 }

@@ -1,5 +1,6 @@
 //! A minimal read-only flattened device tree (DTB) reader: what a guest needs from the
-//! tree Xen generates for it (`/chosen/bootargs`, `/reserved-memory/xen-shmem@…`).
+//! tree Xen generates for it (`/chosen/bootargs`, `/reserved-memory/xen-shmem@…`, the
+//! GIC node).
 //!
 //! Nothing here panics or reads out of bounds on a malformed blob: bad structure ends a
 //! walk early (lookups return `None`), and [`Fdt::new`] checks the header.
@@ -81,6 +82,18 @@ impl<'a> Property<'a> {
     pub fn as_str(&self) -> Option<&'a str> {
         let end = self.value.iter().position(|&b| b == 0)?;
         core::str::from_utf8(&self.value[..end]).ok()
+    }
+
+    /// The value as a string list (`compatible = "a", "b"`): each NUL-terminated UTF-8
+    /// string in order; stops at the first one that is not.
+    pub fn strings(&self) -> impl Iterator<Item = &'a str> + 'a {
+        let mut rest = self.value;
+        core::iter::from_fn(move || {
+            let end = rest.iter().position(|&b| b == 0)?;
+            let s = core::str::from_utf8(&rest[..end]).ok()?;
+            rest = &rest[end + 1..];
+            Some(s)
+        })
     }
 
     /// The value as big-endian cells of `cells` 32-bit words each (1 or 2), read in
@@ -363,7 +376,7 @@ mod tests {
         other@9000000 { reg = <0 0x09000000 0 0x1000>; };
     };
     sbsa-uart@22000000 {
-        compatible = "arm,sbsa-uart";
+        compatible = "arm,sbsa-uart", "x,y";
         reg = <0 0x22000000 0 0x1000>;
     };
 };
@@ -397,6 +410,11 @@ mod tests {
                 .cells(1)
                 .collect::<Vec<_>>(),
             [2]
+        );
+        let compat = fdt.property("/sbsa-uart", "compatible").unwrap();
+        assert_eq!(
+            compat.strings().collect::<Vec<_>>(),
+            ["arm,sbsa-uart", "x,y"]
         );
         assert!(fdt.find("/nope").is_none());
         assert!(fdt.property("/chosen", "nope").is_none());

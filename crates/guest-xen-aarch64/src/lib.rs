@@ -7,7 +7,11 @@
 //!   vectors, turns the MMU on over a static identity map ([`memmap`]), clears `.bss`,
 //!   sets up a stack and calls the program's main ([`entry!`]);
 //! * **exception vectors** and a **panic handler** that print what happened on the
-//!   console and shut the domain down as crashed;
+//!   console and shut the domain down as crashed — except the IRQ vector, which
+//!   acknowledges interrupts and returns ([`irq`]);
+//! * **the guest's GIC** ([`gic`]): found in the guest device tree (v2 or v3), the
+//!   event-channel upcall PPI 31 enabled, for blocking with `wait=irq` ([`irq`]) instead
+//!   of the default `SCHEDOP_poll`;
 //! * **the `hvc #0xEA1` transport** ([`XenHypercall`]) implementing
 //!   [`staticbus_guest::Hypercall`];
 //! * **[`XenPlatform`]**: `shared_info` mapped with `XENMEM_add_to_physmap`, shared
@@ -23,8 +27,8 @@
 //!
 //! On other targets (the host workspace build) only the portable parts are compiled:
 //! the device-tree reader, the command-line parser, the memory map, the manifest table,
-//! the console and the platform (generic over its hypercall transport), so they are
-//! unit-tested on the host.
+//! the console, the GIC lookup, the wait-mode choice and the platform (generic over its
+//! hypercall transport), so they are unit-tested on the host.
 //!
 //! # Building an image
 //!
@@ -48,6 +52,8 @@ extern crate std;
 
 pub mod bootargs;
 pub mod fdt;
+pub mod gic;
+pub mod irq;
 pub mod manifests;
 pub mod memmap;
 pub mod pl011;

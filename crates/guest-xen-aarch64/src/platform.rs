@@ -5,7 +5,7 @@ use crate::memmap;
 use core::fmt;
 use core::sync::atomic::AtomicU64;
 use staticbus_abi::shared_info::{SharedInfo, PAGE_WORDS};
-use staticbus_guest::{ops, Errno, FiredSet, Hypercall, Platform, Region};
+use staticbus_guest::{ops, Errno, FiredSet, Hypercall, Platform, Region, UpcallSleep};
 use staticbus_manifest::Manifest;
 
 /// Why [`XenPlatform::new`] failed.
@@ -90,14 +90,16 @@ impl fmt::Display for RegionError {
 impl core::error::Error for RegionError {}
 
 /// A bare-metal domU on Xen: the hypercall transport, `shared_info` mapped at
-/// [`memmap::SHARED_INFO_GFN`], the domain's manifest, and its device tree (for the
-/// shared regions Xen mapped, `/reserved-memory/xen-shmem@…`).
+/// [`memmap::SHARED_INFO_GFN`], the domain's manifest, its device tree (for the
+/// shared regions Xen mapped, `/reserved-memory/xen-shmem@…`), and how its waits block
+/// (`SCHEDOP_poll` unless [`XenPlatform::set_upcall_sleep`] installed an upcall sleep).
 pub struct XenPlatform<H: Hypercall> {
     h: H,
     si: &'static [AtomicU64; PAGE_WORDS],
     fired: FiredSet,
     manifest: &'static Manifest,
     fdt: Option<Fdt<'static>>,
+    upcall: Option<&'static dyn UpcallSleep>,
 }
 
 impl<H: Hypercall> fmt::Debug for XenPlatform<H> {
@@ -106,6 +108,7 @@ impl<H: Hypercall> fmt::Debug for XenPlatform<H> {
             .field("domain", &self.manifest.domain)
             .field("shared_info", &self.si.as_ptr())
             .field("fired", &self.fired)
+            .field("sleeps_on_upcall", &self.upcall.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -162,7 +165,17 @@ impl<H: Hypercall> XenPlatform<H> {
             fired: FiredSet::new(),
             manifest,
             fdt,
+            upcall: None,
         }
+    }
+
+    /// Makes the domain's waits sleep with `sleep` (until the upcall interrupt) instead
+    /// of `SCHEDOP_poll`, or poll again with `None`: what [`Platform::upcall_sleep`]
+    /// returns, so every driver handle made afterwards ([`Platform::events`],
+    /// `Channel::open`) uses it. On bare metal: `irq::WfiSleep`, after the GIC
+    /// enabled the upcall (`gic::Gic::enable_upcall`).
+    pub fn set_upcall_sleep(&mut self, sleep: Option<&'static dyn UpcallSleep>) {
+        self.upcall = sleep;
     }
 
     /// The domain's manifest, with its `'static` lifetime.
@@ -213,6 +226,10 @@ impl<H: Hypercall> Platform for XenPlatform<H> {
 
     fn manifest(&self) -> &Manifest {
         self.manifest
+    }
+
+    fn upcall_sleep(&self) -> Option<&dyn UpcallSleep> {
+        self.upcall
     }
 }
 

@@ -17,8 +17,17 @@
 //! 6. sets `sp` to a 64 KiB stack and calls `rust_start(dtb)`, which reads the device
 //!    tree and calls the program's main (see [`entry!`](crate::entry)).
 //!
-//! Interrupts stay masked for the whole run: blocking uses `SCHEDOP_poll`, which does not
-//! need the upcall interrupt.
+//! IRQs stay masked (PSTATE.I) for the whole run, except for the short window in which
+//! [`crate::irq::WfiSleep`] lets the upcall interrupt in (`wait=irq`). With `wait=poll`
+//! (the default) blocking uses `SCHEDOP_poll`, which does not need the interrupt.
+//!
+//! # Exception vectors
+//!
+//! The IRQ vector for the current EL with SP_ELx (the only stack the runtime uses) saves
+//! the interrupted context on the current stack (x0–x18, x29, x30, ELR/SPSR, q0–q7,
+//! q16–q31, FPSR, FPCR: everything the AAPCS64 lets the Rust handler change), calls
+//! [`crate::irq::handle`] and returns with `eret`. Every other vector reports the
+//! exception and crashes the domain.
 
 use crate::fdt::{self, Fdt, FdtError};
 use crate::memmap;
@@ -92,7 +101,8 @@ _start:
     b       4b
     .ltorg
 
-    // Exception vectors: 16 entries of 128 bytes; every one reports and crashes.
+    // Exception vectors: 16 entries of 128 bytes; every one but the IRQ from the
+    // current EL with SP_ELx (entry 5) reports and crashes.
     .macro  __sb_ventry kind
     .balign 128
     mov     x0, #\kind
@@ -107,7 +117,8 @@ __sb_vectors:
     __sb_ventry 2
     __sb_ventry 3
     __sb_ventry 4
-    __sb_ventry 5
+    .balign 128
+    b       __sb_irq
     __sb_ventry 6
     __sb_ventry 7
     __sb_ventry 8
@@ -118,6 +129,72 @@ __sb_vectors:
     __sb_ventry 13
     __sb_ventry 14
     __sb_ventry 15
+
+    // IRQ: save what the handler may clobber (the frame is {frame} bytes: 25 words,
+    // padded to 208, then 24 q registers), call it, restore, return.
+__sb_irq:
+    sub     sp, sp, #{frame}
+    stp     x0, x1, [sp, #0]
+    stp     x2, x3, [sp, #16]
+    stp     x4, x5, [sp, #32]
+    stp     x6, x7, [sp, #48]
+    stp     x8, x9, [sp, #64]
+    stp     x10, x11, [sp, #80]
+    stp     x12, x13, [sp, #96]
+    stp     x14, x15, [sp, #112]
+    stp     x16, x17, [sp, #128]
+    stp     x18, x29, [sp, #144]
+    mrs     x0, elr_el1
+    stp     x30, x0, [sp, #160]
+    mrs     x0, spsr_el1
+    mrs     x1, fpsr
+    stp     x0, x1, [sp, #176]
+    mrs     x0, fpcr
+    str     x0, [sp, #192]
+    stp     q0, q1, [sp, #208]
+    stp     q2, q3, [sp, #240]
+    stp     q4, q5, [sp, #272]
+    stp     q6, q7, [sp, #304]
+    stp     q16, q17, [sp, #336]
+    stp     q18, q19, [sp, #368]
+    stp     q20, q21, [sp, #400]
+    stp     q22, q23, [sp, #432]
+    stp     q24, q25, [sp, #464]
+    stp     q26, q27, [sp, #496]
+    stp     q28, q29, [sp, #528]
+    stp     q30, q31, [sp, #560]
+    bl      {irq}
+    ldp     q0, q1, [sp, #208]
+    ldp     q2, q3, [sp, #240]
+    ldp     q4, q5, [sp, #272]
+    ldp     q6, q7, [sp, #304]
+    ldp     q16, q17, [sp, #336]
+    ldp     q18, q19, [sp, #368]
+    ldp     q20, q21, [sp, #400]
+    ldp     q22, q23, [sp, #432]
+    ldp     q24, q25, [sp, #464]
+    ldp     q26, q27, [sp, #496]
+    ldp     q28, q29, [sp, #528]
+    ldp     q30, q31, [sp, #560]
+    ldr     x0, [sp, #192]
+    msr     fpcr, x0
+    ldp     x0, x1, [sp, #176]
+    msr     spsr_el1, x0
+    msr     fpsr, x1
+    ldp     x30, x0, [sp, #160]
+    msr     elr_el1, x0
+    ldp     x18, x29, [sp, #144]
+    ldp     x16, x17, [sp, #128]
+    ldp     x14, x15, [sp, #112]
+    ldp     x12, x13, [sp, #96]
+    ldp     x10, x11, [sp, #80]
+    ldp     x8, x9, [sp, #64]
+    ldp     x6, x7, [sp, #48]
+    ldp     x4, x5, [sp, #32]
+    ldp     x2, x3, [sp, #16]
+    ldp     x0, x1, [sp, #0]
+    add     sp, sp, #{frame}
+    eret
 
 __sb_exception:
     // A fresh stack: the exception may come from a broken one.
@@ -176,7 +253,14 @@ __sb_l2_table:                                      // 0 .. 1 GiB in 2 MiB block
     d2e = const memmap::DEVICE_BLOCKS[2].1,
     start = sym rust_start,
     exception = sym exception,
+    irq = sym crate::irq::handle,
+    frame = const IRQ_FRAME,
 );
+
+/// Bytes of the IRQ vector's exception frame: 25 words (x0–x18, x29, x30, ELR, SPSR,
+/// FPSR, FPCR) padded to 208, then 24 q registers.
+const IRQ_FRAME: usize = 208 + 24 * 16;
+const _: () = assert!(IRQ_FRAME % 16 == 0 && 25 * 8 <= 208);
 
 /// What the runtime hands the program's main.
 #[derive(Debug)]

@@ -281,7 +281,7 @@ impl<'p, P: Platform + ?Sized> Channel<'p, P> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fake::{Backing, Call, FakePlatform, FakeXen, Wake};
+    use crate::fake::{Backing, Call, FakePlatform, FakeWfi, FakeXen, Wake};
     use crate::ops;
     use staticbus_manifest::{Evtchn, Manifest, FORMAT_VERSION};
     use std::string::ToString;
@@ -557,6 +557,29 @@ mod tests {
         assert_eq!(lonely.wait(), Err(Errno::EINVAL));
         assert_eq!(lonely.try_take(), None);
         assert_eq!(lonely.notify_all(), Ok(()));
+    }
+
+    #[test]
+    fn a_platform_upcall_sleep_reaches_channel_waits() {
+        let w = World::new();
+        let mut pb = w.platform(1, &B);
+        assert!(
+            pb.events().upcall_sleep().is_none(),
+            "SCHEDOP_poll by default"
+        );
+        let wfi = FakeWfi { dom: w.xen.dom(1) };
+        pb.upcall = Some(&wfi);
+        assert!(pb.events().upcall_sleep().is_some());
+        let qb = Channel::open(&pb, "q").unwrap();
+        assert!(qb.events().upcall_sleep().is_some());
+        qb.clear_initial();
+        w.xen.script(1, [Wake::PeerSends(20), Wake::PeerSends(10)]);
+        assert_eq!(qb.wait(), Ok(0));
+        // The bind-time PPI, then cfg's event, then q's: wfi every time, never a poll.
+        assert_eq!(w.xen.calls(1), vec![Call::Wfi; 3]);
+        let cfg_b = Channel::open(&pb, "cfg").unwrap();
+        assert_eq!(cfg_b.wait(), Ok(0));
+        assert_eq!(w.xen.calls(1).len(), 3);
     }
 
     #[test]

@@ -28,6 +28,45 @@
 //! other code waits, the handler should call [`EventChannels::collect`] (which records into
 //! the shared set) rather than `drain` with its own callback, or the waiter may not see
 //! ports the handler consumed.
+//!
+//! # Blocking
+//!
+//! [`EventChannels::wait_any`] alternates a check (collect what is pending, consume one of
+//! its ports) with a sleep, in one of two ways:
+//!
+//! * **`SCHEDOP_poll`** on the ports (the default): Xen returns at once if one of them is
+//!   pending and otherwise wakes the vCPU when one becomes pending, masked or not. No
+//!   interrupt is involved; a guest may keep IRQs masked for good.
+//! * **the upcall interrupt**, when the transport installed an [`UpcallSleep`] (see
+//!   [`Platform::upcall_sleep`](crate::Platform::upcall_sleep)): the sleep lasts until Xen
+//!   injects the upcall interrupt (PPI 31 on an Arm domU). Used only when none of the
+//!   ports is masked (a masked port raises no upcall); otherwise that wait polls.
+//!
+//! ## Why the upcall path loses no wake-up
+//!
+//! Xen injects the upcall interrupt only when `evtchn_upcall_pending` goes 0→1, and sets
+//! `evtchn_upcall_pending` only after it set the port's pending bit and its selector bit
+//! (spec §5.5). The check before every sleep is [`collect`](EventChannels::collect),
+//! which **first** clears `evtchn_upcall_pending` and **then** swaps the selector with 0
+//! and consumes the pending bits. So for an event on an unmasked port, either
+//!
+//! * Xen set (or found) the selector bit before the swap: the check sees the port; or
+//! * it set the selector bit after the swap, and then sets `evtchn_upcall_pending`. The
+//!   check cleared that flag before the swap and only Xen sets it, so it is 1 then only
+//!   if Xen set it after the clear: either way it went 0→1 after the clear, and Xen
+//!   injected the upcall interrupt at that moment.
+//!
+//! (The same holds for the last round when [`collect`](EventChannels::collect) makes
+//! several, and when it stops at [`MAX_DRAIN_ROUNDS`] with the flag set again.) A driver
+//! that slept without clearing `evtchn_upcall_pending` first could sleep forever: with
+//! the flag still 1, Xen injects nothing for the next event.
+//!
+//! An interrupt injected after the check began must end the sleep that follows it: the
+//! [`UpcallSleep`] contract. A bare-metal guest meets it by keeping IRQs masked from the
+//! check to the sleep: the injected interrupt stays pending in the virtual GIC, and `wfi`
+//! returns when an interrupt is pending even with PSTATE.I set; it then unmasks IRQs
+//! briefly so the handler acknowledges the interrupt (else the next `wfi` would return
+//! at once), masks them again and lets the driver check again.
 
 use crate::hypercall::{Errno, Hypercall};
 use crate::ops::{self, PortStatus};
@@ -148,6 +187,24 @@ pub struct EventChannels<'a, H: Hypercall + ?Sized> {
     h: &'a H,
     si: SharedInfo<'a>,
     fired: &'a FiredSet,
+    upcall: Option<&'a dyn UpcallSleep>,
+}
+
+/// A transport's way to sleep until the upcall interrupt, which
+/// [`EventChannels::wait_any`] uses instead of `SCHEDOP_poll` when the transport installs
+/// one (see [`Platform::upcall_sleep`](crate::Platform::upcall_sleep) and the module
+/// documentation's *Blocking*).
+///
+/// The driver calls [`sleep_until_upcall`](UpcallSleep::sleep_until_upcall) right after
+/// a check that cleared `evtchn_upcall_pending` and found none of the awaited (unmasked)
+/// ports fired, and checks again when it returns.
+pub trait UpcallSleep {
+    /// Sleeps until an upcall interrupt injected since the caller's check began has been
+    /// seen, then returns. Must return if one was injected before the call (the
+    /// transport keeps such an interrupt pending across the check: on bare metal, by
+    /// keeping IRQs masked and sleeping in `wfi`). May return early or spuriously; must
+    /// leave the interrupt acknowledged so the next sleep does not return at once for it.
+    fn sleep_until_upcall(&self);
 }
 
 impl<H: Hypercall + ?Sized> Clone for EventChannels<'_, H> {
@@ -164,15 +221,37 @@ impl<H: Hypercall + ?Sized> fmt::Debug for EventChannels<'_, H> {
             .field("upcall_pending", &self.si.upcall_pending())
             .field("pending_sel", &format_args!("{:#x}", self.si.pending_sel()))
             .field("fired", self.fired)
+            .field("sleeps_on_upcall", &self.upcall.is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl<'a, H: Hypercall + ?Sized> EventChannels<'a, H> {
     /// A driver over `h`, the domain's `shared_info` page and its fired set. Every handle
-    /// of one domain must use the same `fired` set.
+    /// of one domain must use the same `fired` set. It blocks with `SCHEDOP_poll`; see
+    /// [`with_upcall_sleep`](Self::with_upcall_sleep).
     pub fn new(h: &'a H, si: SharedInfo<'a>, fired: &'a FiredSet) -> Self {
-        EventChannels { h, si, fired }
+        EventChannels {
+            h,
+            si,
+            fired,
+            upcall: None,
+        }
+    }
+
+    /// This driver, blocking in [`wait_any`](Self::wait_any) with `sleep` (the upcall
+    /// interrupt) instead of `SCHEDOP_poll` whenever none of the awaited ports is masked;
+    /// `None` restores `SCHEDOP_poll`.
+    pub fn with_upcall_sleep(self, sleep: Option<&'a dyn UpcallSleep>) -> Self {
+        EventChannels {
+            upcall: sleep,
+            ..self
+        }
+    }
+
+    /// The upcall sleep [`wait_any`](Self::wait_any) uses, if any.
+    pub fn upcall_sleep(&self) -> Option<&'a dyn UpcallSleep> {
+        self.upcall
     }
 
     /// The hypercall transport.
@@ -350,17 +429,20 @@ impl<'a, H: Hypercall + ?Sized> EventChannels<'a, H> {
     ///
     /// Each iteration collects everything pending (other ports go to the fired set for
     /// [`take_fired`](Self::take_fired)), consumes `port` if it fired (masked or not),
-    /// and otherwise sleeps in `SCHEDOP_poll` on `port`. Spurious wake-ups and other ports
-    /// firing just loop. There is no lost-wakeup window: Xen's poll returns at once if the
-    /// port became pending after the check. Errors from poll (`EINVAL` for an invalid
-    /// port) are returned.
+    /// and otherwise sleeps: in `SCHEDOP_poll` on `port`, or, with an
+    /// [`UpcallSleep`] installed and `port` unmasked, until the upcall interrupt. Spurious
+    /// wake-ups and other ports firing just loop. There is no lost-wakeup window: Xen's
+    /// poll returns at once if the port became pending after the check, and the upcall
+    /// path relies on the 0→1 rule (module documentation, *Blocking*). Errors from poll
+    /// (`EINVAL` for an invalid port) are returned.
     pub fn wait(&self, port: u32) -> Result<(), Errno> {
         self.wait_any(&[port]).map(drop)
     }
 
     /// Returns the first of `ports` that fired, consuming its event; see
     /// [`wait`](Self::wait). `EINVAL` for an empty list; Xen rejects more than
-    /// [`MAX_POLL_PORTS`].
+    /// [`MAX_POLL_PORTS`]. A port `>= 4096` counts as masked, so it is always polled (and
+    /// rejected by the hypervisor).
     pub fn wait_any(&self, ports: &[u32]) -> Result<u32, Errno> {
         if ports.is_empty() {
             return Err(Errno::EINVAL);
@@ -369,7 +451,12 @@ impl<'a, H: Hypercall + ?Sized> EventChannels<'a, H> {
             if let Some(port) = self.try_take_any(ports) {
                 return Ok(port);
             }
-            self.poll(ports, 0)?;
+            match self.upcall {
+                Some(sleep) if !ports.iter().any(|&p| self.si.is_masked(p)) => {
+                    sleep.sleep_until_upcall();
+                }
+                _ => self.poll(ports, 0)?,
+            }
         }
     }
 }
@@ -377,8 +464,9 @@ impl<'a, H: Hypercall + ?Sized> EventChannels<'a, H> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fake::{Call, FakeXen, Wake, DOMIDS};
+    use crate::fake::{Call, FakeDom, FakeWfi, FakeXen, Wake, DOMIDS};
     use crate::ops::PortState;
+    use core::cell::Cell;
     use std::vec;
     use std::vec::Vec;
 
@@ -607,6 +695,119 @@ mod tests {
         b.block().unwrap();
         assert_eq!(b.take_fired(), Some(11));
         assert_eq!(xen.calls(1), vec![Call::Block, Call::Block]);
+    }
+
+    #[test]
+    fn wait_with_an_upcall_sleep_sleeps_until_the_interrupt() {
+        let xen = FakeXen::new(&[(10, 11), (20, 21)]);
+        let fb = FiredSet::new();
+        let (db, sb) = (xen.dom(1), xen.shared_info(1));
+        let wfi = FakeWfi { dom: db };
+        let b = EventChannels::new(&db, sb, &fb).with_upcall_sleep(Some(&wfi));
+        assert!(b.upcall_sleep().is_some());
+        assert!(b.clear_initial(11) && b.clear_initial(21));
+        // The bind-time upcall is still pending in the vGIC: the first wfi returns at
+        // once and acknowledges it; then a spurious return, another port, our port.
+        assert!(xen.ppi_pending(1));
+        xen.script(
+            1,
+            [Wake::Spurious, Wake::PeerSends(20), Wake::PeerSends(10)],
+        );
+        b.wait(11).unwrap();
+        assert_eq!(xen.calls(1), vec![Call::Wfi; 4]);
+        assert!(!xen.ppi_pending(1));
+        // Each event after a check raised its own interrupt (0→1 every time).
+        assert_eq!(xen.injected(1), 3);
+        assert_eq!(b.take_fired(), Some(21));
+        assert_eq!(b.take_fired(), None);
+    }
+
+    #[test]
+    fn an_event_between_the_check_and_the_sleep_is_not_lost() {
+        let xen = FakeXen::new(&[(10, 11)]);
+        let fb = FiredSet::new();
+        let (da, db, sb) = (xen.dom(0), xen.dom(1), xen.shared_info(1));
+        b_setup(&xen, &fb);
+        // The peer sends right after the check, just before the guest executes wfi.
+        struct Racy<'x> {
+            peer: FakeDom<'x>,
+            sent: Cell<bool>,
+        }
+        impl UpcallSleep for Racy<'_> {
+            fn sleep_until_upcall(&self) {
+                if !self.sent.replace(true) {
+                    ops::evtchn_send(&self.peer, 10).unwrap();
+                }
+                self.peer.xen.wfi(1);
+            }
+        }
+        let racy = Racy {
+            peer: da,
+            sent: Cell::new(false),
+        };
+        let b = EventChannels::new(&db, sb, &fb).with_upcall_sleep(Some(&racy));
+        // No scripted wake-up: wfi returns only because the send injected the PPI, which
+        // it did because the check had cleared evtchn_upcall_pending.
+        b.wait(11).unwrap();
+        // One wfi in b_setup, one in the wait.
+        assert_eq!(xen.calls(1), vec![Call::Wfi, Call::Wfi]);
+        assert_eq!(xen.injected(1), 2);
+    }
+
+    /// Domain 1 (port 11) after its bind-time event and upcall are consumed.
+    fn b_setup(xen: &FakeXen, fb: &FiredSet) {
+        let db = xen.dom(1);
+        let b = EventChannels::new(&db, xen.shared_info(1), fb);
+        assert!(b.clear_initial(11));
+        assert_eq!(b.collect(), 0);
+        xen.wfi(1); // acknowledges the bind-time PPI
+        assert!(!xen.ppi_pending(1));
+    }
+
+    #[test]
+    #[should_panic(expected = "no upcall is coming")]
+    fn sleeping_without_clearing_upcall_pending_would_hang() {
+        // The 0→1 rule that the driver's order exists for: while evtchn_upcall_pending
+        // stays 1, a new event injects no interrupt and wfi never returns.
+        let xen = FakeXen::new(&[(10, 11)]);
+        let (da, si) = (xen.dom(0), xen.shared_info(1));
+        xen.wfi(1); // the bind-time PPI; the flag stays set
+        assert!(si.upcall_pending());
+        si.clear_pending(11);
+        ops::evtchn_send(&da, 10).unwrap();
+        assert!(si.is_pending(11) && !xen.ppi_pending(1));
+        xen.wfi(1);
+    }
+
+    #[test]
+    fn a_masked_port_is_polled_even_with_an_upcall_sleep() {
+        let xen = FakeXen::new(&[(10, 11), (20, 21)]);
+        let fb = FiredSet::new();
+        let db = xen.dom(1);
+        let wfi = FakeWfi { dom: db };
+        let b = EventChannels::new(&db, xen.shared_info(1), &fb).with_upcall_sleep(Some(&wfi));
+        b.clear_initial(11);
+        b.clear_initial(21);
+        b.mask(11).unwrap();
+        xen.script(1, [Wake::PeerSends(10)]);
+        b.wait(11).unwrap();
+        assert_eq!(
+            xen.calls(1),
+            vec![Call::Poll {
+                ports: vec![11],
+                timeout: 0
+            }]
+        );
+        // One masked port among several: poll as well; ports >= 4096 are polled (EINVAL).
+        xen.script(1, [Wake::PeerSends(20)]);
+        assert_eq!(b.wait_any(&[11, 21]), Ok(21));
+        assert_eq!(b.wait(NR_PORTS), Err(Errno::EINVAL));
+        assert!(!xen.calls(1).contains(&Call::Wfi));
+        // Unmasked again: the upcall path.
+        b.unmask(11).unwrap();
+        xen.script(1, [Wake::PeerSends(10)]);
+        b.wait(11).unwrap();
+        assert_eq!(xen.calls(1).last(), Some(&Call::Wfi));
     }
 
     #[test]

@@ -2,14 +2,14 @@
 //! heap `shared_info` page, implementing [`Hypercall`] per domain with Xen's semantics
 //! (spec §1.3, §1.5, §5) and recording every call. No real syscalls: Miri-friendly.
 
-use crate::evtchn::FiredSet;
+use crate::evtchn::{FiredSet, UpcallSleep};
 use crate::hypercall::{Errno, Hypercall};
 use crate::platform::Platform;
 use crate::region::Region;
 use core::cell::{Cell, RefCell};
 use core::sync::atomic::AtomicU64;
 use staticbus_abi::layout::{AddToPhysmap, EvtchnPort, EvtchnStatus, SchedPoll, SchedShutdown};
-use staticbus_abi::shared_info::{SharedInfo, NR_PORTS, PAGE_WORDS};
+use staticbus_abi::shared_info::{Delivery, SharedInfo, NR_PORTS, PAGE_WORDS};
 use staticbus_abi::{console, evtchn, memory, sched};
 use staticbus_manifest::Manifest;
 use std::boxed::Box;
@@ -28,14 +28,20 @@ pub enum Call {
     Close(u32),
     Yield,
     Block,
-    Poll { ports: Vec<u32>, timeout: u64 },
+    Poll {
+        ports: Vec<u32>,
+        timeout: u64,
+    },
     Shutdown(u32),
     Console(Vec<u8>),
     MapSharedInfo(u64),
     Unknown,
+    /// Not a hypercall: the guest slept in `wfi` ([`FakeXen::wfi`]).
+    Wfi,
 }
 
-/// What happens when a domain sleeps (poll or block) and nothing it waits for is pending.
+/// What happens when a domain sleeps (poll, block or wfi) and nothing it waits for is
+/// pending.
 #[derive(Clone, Copy, Debug)]
 pub enum Wake {
     /// Return without anything happening.
@@ -63,6 +69,11 @@ pub struct FakeXen {
     calls: [RefCell<Vec<Call>>; 2],
     script: [RefCell<VecDeque<Wake>>; 2],
     console_ret: Cell<i64>,
+    /// Per domain: the upcall PPI is pending in its virtual GIC (injected on each 0→1
+    /// transition of `evtchn_upcall_pending`, acknowledged by [`FakeXen::wfi`]).
+    ppi: [Cell<bool>; 2],
+    /// Per domain: upcall PPIs injected so far.
+    injected: [Cell<u32>; 2],
 }
 
 fn page() -> Box<[AtomicU64; PAGE_WORDS]> {
@@ -89,11 +100,52 @@ impl FakeXen {
             calls: Default::default(),
             script: Default::default(),
             console_ret: Cell::new(0),
+            ppi: Default::default(),
+            injected: Default::default(),
         };
         for p in &xen.pairs {
-            xen.shared_info(1).set_pending(p.ports[1]);
+            // The upcall PPI is injected while the guest has not enabled it yet: it stays
+            // pending in the virtual GIC (spec §5.6).
+            xen.deliver(1, xen.shared_info(1).set_pending(p.ports[1]));
         }
         xen
+    }
+
+    /// Models the upcall: an interrupt for domain `idx` on a 0→1 transition of its
+    /// `evtchn_upcall_pending`.
+    fn deliver(&self, idx: usize, d: Delivery) {
+        if d == Delivery::Upcall {
+            self.ppi[idx].set(true);
+            self.injected[idx].set(self.injected[idx].get() + 1);
+        }
+    }
+
+    /// True if the upcall PPI is pending (injected, not yet acknowledged) for domain `idx`.
+    pub fn ppi_pending(&self, idx: usize) -> bool {
+        self.ppi[idx].get()
+    }
+
+    /// Upcall PPIs injected into domain `idx` so far.
+    pub fn injected(&self, idx: usize) -> u32 {
+        self.injected[idx].get()
+    }
+
+    /// Domain `idx` executes `wfi` with IRQs masked, then unmasks them briefly: returns at
+    /// once if the upcall PPI is pending, else runs scripted wake-ups until one injects it
+    /// (a [`Wake::Spurious`] returns too, as `wfi` may); acknowledges the PPI. Panics if
+    /// the script runs out first: the guest would sleep forever (a lost wake-up).
+    pub fn wfi(&self, idx: usize) {
+        self.record(idx, Call::Wfi);
+        while !self.ppi[idx].get() {
+            let wake = self.script[idx].borrow_mut().pop_front();
+            match wake.expect("the domain would sleep in wfi forever: no upcall is coming") {
+                Wake::Spurious => return,
+                Wake::PeerSends(p) => {
+                    let _ = self.send(1 - idx, p);
+                }
+            }
+        }
+        self.ppi[idx].set(false);
     }
 
     pub fn dom(&self, idx: usize) -> FakeDom<'_> {
@@ -135,7 +187,8 @@ impl FakeXen {
             // An UNBOUND port drops the event silently (spec §5.3).
             PortSt::Unbound => 0,
             PortSt::Interdomain => {
-                self.shared_info(1 - idx).set_pending(pair.ports[1 - idx]);
+                let d = self.shared_info(1 - idx).set_pending(pair.ports[1 - idx]);
+                self.deliver(1 - idx, d);
                 0
             }
         }
@@ -177,7 +230,7 @@ impl FakeXen {
                         if port >= NR_PORTS {
                             return Errno::EINVAL.to_ret();
                         }
-                        self.shared_info(idx).unmask(port);
+                        self.deliver(idx, self.shared_info(idx).unmask(port));
                         0
                     }
                     _ => {
@@ -342,12 +395,24 @@ impl Drop for Backing {
     }
 }
 
+/// The upcall sleep of a fake domain: [`FakeXen::wfi`].
+pub struct FakeWfi<'x> {
+    pub dom: FakeDom<'x>,
+}
+
+impl UpcallSleep for FakeWfi<'_> {
+    fn sleep_until_upcall(&self) {
+        self.dom.xen.wfi(self.dom.idx);
+    }
+}
+
 /// One fake domain as a [`Platform`].
 pub struct FakePlatform<'x> {
     pub dom: FakeDom<'x>,
     pub fired: FiredSet,
     pub manifest: &'static Manifest,
     pub regions: Vec<(&'static str, Region)>,
+    pub upcall: Option<&'x dyn UpcallSleep>,
 }
 
 impl<'x> FakePlatform<'x> {
@@ -357,6 +422,7 @@ impl<'x> FakePlatform<'x> {
             fired: FiredSet::new(),
             manifest,
             regions: Vec::new(),
+            upcall: None,
         }
     }
 }
@@ -385,5 +451,9 @@ impl<'x> Platform for FakePlatform<'x> {
 
     fn manifest(&self) -> &Manifest {
         self.manifest
+    }
+
+    fn upcall_sleep(&self) -> Option<&dyn UpcallSleep> {
+        self.upcall
     }
 }

@@ -14,7 +14,8 @@
 //!
 //! * [`ops`] — safe typed wrappers of the hypercalls, returning [`Errno`];
 //! * [`EventChannels`] — the 2-level event-channel driver on `shared_info` (send, mask,
-//!   unmask, drain in Linux's order, block, poll, wait), using
+//!   unmask, drain in Linux's order, block, poll, wait — sleeping in `SCHEDOP_poll` or,
+//!   with an [`UpcallSleep`] from the transport, until the upcall interrupt), using
 //!   [`staticbus_abi::shared_info::SharedInfo`] for the bit layout;
 //! * [`Region`] — bounds-checked volatile and atomic access to a shared region;
 //! * [`Channel`] — a channel from the manifest: its region and its peers' ports;
@@ -53,7 +54,7 @@ mod fake;
 
 pub use channel::{Channel, OpenError};
 pub use console::{Console, CONSOLE_LINE};
-pub use evtchn::{EventChannels, FiredSet, MAX_DRAIN_ROUNDS, MAX_POLL_PORTS};
+pub use evtchn::{EventChannels, FiredSet, UpcallSleep, MAX_DRAIN_ROUNDS, MAX_POLL_PORTS};
 pub use hypercall::{Errno, Hypercall};
 pub use platform::Platform;
 pub use region::{OutOfBounds, Region};

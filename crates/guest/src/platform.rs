@@ -1,6 +1,6 @@
 //! What a transport provides to the shared driver.
 
-use crate::evtchn::{EventChannels, FiredSet};
+use crate::evtchn::{EventChannels, FiredSet, UpcallSleep};
 use crate::hypercall::Hypercall;
 use crate::region::Region;
 use staticbus_abi::shared_info::SharedInfo;
@@ -37,8 +37,19 @@ pub trait Platform {
     /// manifest parsed from JSON to get that).
     fn manifest(&self) -> &Manifest;
 
-    /// The event-channel driver of this domain.
+    /// How this domain's waits sleep: `None` (the default) for `SCHEDOP_poll`, or the
+    /// transport's [`UpcallSleep`] to sleep until the upcall interrupt (a bare-metal
+    /// guest that set up its interrupt controller). [`Platform::events`] installs it in
+    /// every driver handle, so [`Channel::wait`](crate::Channel::wait) and
+    /// [`EventChannels::wait_any`] use it.
+    fn upcall_sleep(&self) -> Option<&dyn UpcallSleep> {
+        None
+    }
+
+    /// The event-channel driver of this domain, blocking as
+    /// [`Platform::upcall_sleep`] says.
     fn events(&self) -> EventChannels<'_, Self::H> {
         EventChannels::new(self.hypercall(), self.shared_info(), self.fired())
+            .with_upcall_sleep(self.upcall_sleep())
     }
 }
