@@ -297,58 +297,24 @@ mod hw {
     /// GICv2: the CPU interface's base.
     static CPU_BASE: AtomicUsize = AtomicUsize::new(0);
 
-    // MMIO goes through `ldr`/`str` with a plain base register: Xen emulates the
-    // distributor and redistributors by decoding the trapped access from ESR_EL2's
-    // syndrome, which a load or store with writeback (what the compiler may pick for a
-    // volatile access) does not have; Xen then fails the access ("unhandled Arm
-    // instruction") and injects an abort.
-
     /// A 32-bit register of a frame [`Gic::from_fdt`] checked to be Device memory.
     fn read32(base: u64, off: usize) -> u32 {
-        let p = base as usize + off;
-        let v: u32;
         // SAFETY: `base` is a GIC frame that `Gic::from_fdt` checked lies in a device
         // window, which the boot code maps Device-nGnRnE for the whole run; `off` is a
         // 4-byte aligned register offset inside the frame's checked length. Xen's vGIC
         // accepts 32-bit accesses to these registers. No Rust object lives there.
-        unsafe {
-            core::arch::asm!(
-                "ldr {v:w}, [{p}]",
-                p = in(reg) p,
-                v = out(reg) v,
-                options(nostack)
-            );
-        }
-        v
+        unsafe { crate::mmio::read32(base as usize + off) }
     }
 
     fn write32(base: u64, off: usize, v: u32) {
-        let p = base as usize + off;
         // SAFETY: as in `read32`.
-        unsafe {
-            core::arch::asm!(
-                "str {v:w}, [{p}]",
-                p = in(reg) p,
-                v = in(reg) v,
-                options(nostack)
-            );
-        }
+        unsafe { crate::mmio::write32(base as usize + off, v) }
     }
 
     fn read64(base: u64, off: usize) -> u64 {
-        let p = base as usize + off;
-        let v: u64;
         // SAFETY: as in `read32`, for an 8-byte aligned 64-bit register (GICR_TYPER,
         // which Xen's vGICv3 lets the guest read as one 64-bit access).
-        unsafe {
-            core::arch::asm!(
-                "ldr {v}, [{p}]",
-                p = in(reg) p,
-                v = out(reg) v,
-                options(nostack)
-            );
-        }
-        v
+        unsafe { crate::mmio::read64(base as usize + off) }
     }
 
     /// Sets the priority byte of INTID `intid` in the IPRIORITYR block at `off`, with a

@@ -56,6 +56,8 @@ pub mod gic;
 pub mod irq;
 pub mod manifests;
 pub mod memmap;
+#[cfg(target_arch = "aarch64")]
+pub mod mmio;
 pub mod pl011;
 mod platform;
 

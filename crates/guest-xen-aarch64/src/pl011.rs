@@ -34,15 +34,24 @@ impl Pl011 {
 
     /// Writes one byte, waiting while the transmit FIFO is full.
     pub fn write_byte(&self, byte: u8) {
-        let fr = (self.base + FR) as *const u32;
-        let dr = (self.base + DR) as *mut u32;
         // SAFETY: `new`'s contract: the register block is mapped Device memory; FR and DR
-        // are 32-bit registers at aligned offsets (Xen's vPL011 allows 32-bit accesses).
+        // are 32-bit registers at aligned offsets (Xen's vPL011 allows 32-bit accesses,
+        // and `mmio` uses only accesses Xen can emulate).
+        #[cfg(target_arch = "aarch64")]
         unsafe {
-            while fr.read_volatile() & FR_TXFF != 0 {
+            while crate::mmio::read32(self.base + FR) & FR_TXFF != 0 {
                 core::hint::spin_loop();
             }
-            dr.write_volatile(u32::from(byte));
+            crate::mmio::write32(self.base + DR, u32::from(byte));
+        }
+        // Elsewhere (host builds of the docs and tests), plain volatile accesses.
+        // SAFETY: as above.
+        #[cfg(not(target_arch = "aarch64"))]
+        unsafe {
+            while ((self.base + FR) as *const u32).read_volatile() & FR_TXFF != 0 {
+                core::hint::spin_loop();
+            }
+            ((self.base + DR) as *mut u32).write_volatile(u32::from(byte));
         }
     }
 
