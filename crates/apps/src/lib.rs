@@ -46,6 +46,16 @@ pub trait Clock {
     fn now_ns(&self) -> u64;
 }
 
+/// The little-endian u64 at `off` of a message, or 0 where the message is too short
+/// (the callers check lengths first; a short message then fails their checks).
+pub(crate) fn u64_at(b: &[u8], off: usize) -> u64 {
+    let mut w = [0u8; 8];
+    if let Some(s) = b.get(off..off + 8) {
+        w.copy_from_slice(s);
+    }
+    u64::from_le_bytes(w)
+}
+
 /// Writes the final `RESULT PASS …` / `RESULT FAIL …` line and returns whether the
 /// program passed. Output errors are ignored: there is nowhere else to report them.
 pub(crate) fn result<W: core::fmt::Write, E: core::fmt::Display>(

@@ -56,7 +56,7 @@
 use crate::args::{ArgError, Args};
 use crate::queue_check::{fnv1a32, mix};
 use crate::stats::{per_second, Nanos, Si};
-use crate::Clock;
+use crate::{u64_at, Clock};
 use core::fmt::{self, Write};
 use staticbus_guest::manifest::Role;
 use staticbus_guest::Platform;
@@ -135,14 +135,6 @@ pub fn check(
         return Some("wrong contents");
     }
     None
-}
-
-fn u64_at(b: &[u8], off: usize) -> u64 {
-    let mut w = [0u8; 8];
-    if let Some(s) = b.get(off..off + 8) {
-        w.copy_from_slice(s);
-    }
-    u64::from_le_bytes(w)
 }
 
 /// Burst `i`'s size before the last one is cut to fit, for a ring of `slots` slots:

@@ -28,7 +28,7 @@
 
 use crate::args::{ArgError, Args};
 use crate::stats::{per_second, Nanos, Samples, Si};
-use crate::Clock;
+use crate::{u64_at, Clock};
 use core::fmt::{self, Write};
 use staticbus_guest::manifest::Role;
 use staticbus_guest::Platform;
@@ -116,14 +116,6 @@ fn check(expect: u64, got: &[u8], want: &mut [u8; MAX_LEN]) -> Option<&'static s
         return Some("wrong contents");
     }
     None
-}
-
-fn u64_at(b: &[u8], off: usize) -> u64 {
-    let mut w = [0u8; 8];
-    if let Some(s) = b.get(off..off + 8) {
-        w.copy_from_slice(s);
-    }
-    u64::from_le_bytes(w)
 }
 
 fn tagged(tag: &[u8; 4], words: &[u64], buf: &mut [u8; MAX_LEN]) -> usize {
