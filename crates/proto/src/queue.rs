@@ -317,19 +317,23 @@ fn committed(region: &Region, cap: u64, max: usize, at: u64) -> Result<Option<Re
 /// The end of the chain of committed records that starts at `from` (the published head),
 /// for a producer that re-attaches with the consumer's tail at `tail`: each record must
 /// end at least 8 bytes before `tail + cap` and before `from + cap` (no producer writes
-/// further). Stops at the first header that is not a well-formed committed record. Each
-/// step advances at least 8 bytes within less than `cap`: at most `cap / 8` steps.
-fn chain_end(region: &Region, cap: u64, max: usize, from: u64, tail: u64) -> u64 {
+/// further). Stops at the first header that is not a well-formed committed record, and
+/// says whether that header carries the stamp of its index all the same (a record it
+/// refused, which only a hostile or corrupted peer leaves). Each step advances at least 8
+/// bytes within less than `cap`: at most `cap / 8` steps.
+fn chain_end(region: &Region, cap: u64, max: usize, from: u64, tail: u64) -> (u64, bool) {
     // `tail` is within `cap - 8` of `from` either way (checked by the caller).
     let room = cap.min(tail.wrapping_sub(from).wrapping_add(cap));
     let mut h = from;
-    while let Ok(Some(r)) = committed(region, cap, max, h) {
-        if h.wrapping_sub(from) + r.advance + RECORD_HEADER as u64 > room {
-            break;
+    loop {
+        match committed(region, cap, max, h) {
+            Ok(None) => return (h, false),
+            Ok(Some(r)) if h.wrapping_sub(from) + r.advance + (RECORD_HEADER as u64) <= room => {
+                h = h.wrapping_add(r.advance);
+            }
+            _ => return (h, true),
         }
-        h = h.wrapping_add(r.advance);
     }
-    h
 }
 
 /// What both handles share.
@@ -360,7 +364,10 @@ impl Core {
                 // before the magic is published: stale bytes there must not look
                 // committed. Every later header position is cleared by the commit of the
                 // record that ends there.
-                if store_u64(&region, DATA_OFFSET, 0, Ordering::Relaxed).is_none() {
+                if region
+                    .write_bytes(DATA_OFFSET, &[0; RECORD_HEADER])
+                    .is_err()
+                {
                     return Err(HeaderError::BadRegion { len: region.len() }.into());
                 }
                 header::init(&region, &layout)?;
@@ -571,13 +578,16 @@ impl Producer {
         let reach = cap - RECORD_HEADER as u64;
         let lo = published.wrapping_sub(reach);
         let tail = core.peer_index(OFF_TAIL, lo, lo, published.wrapping_add(reach))?;
-        let head = chain_end(&region, cap, core.max, published, tail);
+        let (head, refused) = chain_end(&region, cap, core.max, published, tail);
         if tail.wrapping_sub(lo) > head.wrapping_sub(lo) {
             // The consumer released records that were never committed.
             return core.fail(Broken::IndexOutOfRange(tail));
         }
-        // Normally already clear; a header the walk refused must not stay stamped.
-        let _ = store_u64(&region, data_at(cap, head), 0, Ordering::Relaxed);
+        if refused {
+            // A header the walk refused must not look committed where the next record
+            // goes (honest peers never leave one there).
+            let _ = region.write_bytes(data_at(cap, head), &[0; RECORD_HEADER]);
+        }
         if head != published {
             store_u64(&region, OFF_HEAD, head, Ordering::Release);
         }
@@ -810,7 +820,7 @@ impl Grant<'_> {
         let at = head.wrapping_add(self.skip);
         let end = at.wrapping_add(self.size);
         let len = self.len as u32;
-        // All three stores are in bounds (positions below `cap`, 8-aligned).
+        // All three writes are in bounds (positions below `cap`, 8-aligned).
         if self.skip > 0 {
             let _ = store_u64(
                 &r,
@@ -819,7 +829,12 @@ impl Grant<'_> {
                 Ordering::Relaxed,
             );
         }
-        let _ = store_u64(&r, data_at(cap, end), 0, Ordering::Relaxed);
+        // A plain 8-byte write: nothing reads these bytes before the release store below
+        // publishes them (they lie between the head and `tail + cap`, outside every record
+        // the consumer may be reading or polling). Plain like the payload, it also keeps
+        // Miri's mixed atomic/plain bookkeeping out of a consistency check of older
+        // nightlies (atomic store after a partial payload write over an earlier header).
+        let _ = r.write_bytes(data_at(cap, end), &[0; RECORD_HEADER]);
         let first = if self.skip > 0 { WRAP } else { len };
         let _ = store_u64(
             &r,
