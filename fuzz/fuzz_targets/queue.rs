@@ -87,7 +87,7 @@ fuzz_target!(|data: &[u8]| {
             }
             2 => {
                 clean = false;
-                let off = input.u8() as usize % DATA_OFFSET;
+                let off = input.u16() as usize % DATA_OFFSET;
                 let bytes: [u8; 8] = input.bytes();
                 r.write_bytes(off, &bytes).unwrap();
                 match Consumer::attach(r) {

@@ -4,11 +4,18 @@
 //! ```text
 //! 0x00 common header (protocol id PROTO_QUEUE, version VERSION)
 //! 0x40 producer line: 0x40 u32 state  0x44 u32 flags (bit 0: producer waits for space)
-//!                     0x48 u64 epoch  0x50 u64 head  0x58 u64 wake_tail
+//!                     0x48 u64 epoch  0x50 u64 wake_tail
 //! 0x80 consumer line: 0x80 u32 state  0x84 u32 flags (bit 0: consumer waits for data)
-//!                     0x88 u64 epoch  0x90 u64 tail
-//! 0xc0 data area: `capacity` bytes, the largest power of two that fits (>= 64)
+//!                     0x88 u64 epoch
+//! 0xc0 head line:     0xc0 u64 head (producer)
+//! 0x100 tail line:    0x100 u64 tail (consumer)
+//! 0x140 data area: `capacity` bytes, the largest power of two that fits (>= 64)
 //! ```
+//!
+//! Each index has a cache line of its own, apart from the flags the peer reads after
+//! every publication: publishing an index then touches a line the peer seldom reads, so
+//! the full fence that follows (docs/protocols.md §3.5) does not wait for the peer's
+//! cache, and both sides keep the flag lines cached.
 //!
 //! `head` and `tail` are free-running byte counters (wrapping at 2^64); a record starts at
 //! data offset `index & (capacity - 1)`. A record is an 8-byte header (u32 length, u32
@@ -72,17 +79,17 @@ use staticbus_guest::Region;
 pub const VERSION: u32 = 2;
 /// Offset of the producer's u32 flags word.
 pub const OFF_PRODUCER_FLAGS: usize = 0x44;
-/// Offset of the producer's u64 head index.
-pub const OFF_HEAD: usize = 0x50;
 /// Offset of the producer's u64 wake-up threshold: while the producer's NEED_WAKEUP
 /// flag is set, the consumer notifies it only once the tail has reached this index.
-pub const OFF_WAKE_TAIL: usize = 0x58;
+pub const OFF_WAKE_TAIL: usize = 0x50;
 /// Offset of the consumer's u32 flags word.
 pub const OFF_CONSUMER_FLAGS: usize = 0x84;
-/// Offset of the consumer's u64 tail index.
-pub const OFF_TAIL: usize = 0x90;
-/// Offset of the data area.
-pub const DATA_OFFSET: usize = DATA_MIN_OFFSET;
+/// Offset of the producer's u64 head index, alone on its cache line (0xc0..0x100).
+pub const OFF_HEAD: usize = 0xc0;
+/// Offset of the consumer's u64 tail index, alone on its cache line (0x100..0x140).
+pub const OFF_TAIL: usize = 0x100;
+/// Offset of the data area, after the two index lines.
+pub const DATA_OFFSET: usize = DATA_MIN_OFFSET + 2 * header::LINE;
 /// Flag bit 0: this side is about to block and wants a notification.
 pub const NEED_WAKEUP: u32 = 1;
 /// Record header size (u32 length, u32 [`stamp`]). The producer also keeps this many
@@ -105,13 +112,13 @@ pub const FIELDS: &[Field] = &[
     field("producer.state", 0x40, 4),
     field("producer.flags", 0x44, 4),
     field("producer.epoch", 0x48, 8),
-    field("producer.head", 0x50, 8),
-    field("producer.wake_tail", 0x58, 8),
+    field("producer.wake_tail", 0x50, 8),
     field("consumer.state", 0x80, 4),
     field("consumer.flags", 0x84, 4),
     field("consumer.epoch", 0x88, 8),
-    field("consumer.tail", 0x90, 8),
-    field("data", 0xc0, 0),
+    field("producer.head", 0xc0, 8),
+    field("consumer.tail", 0x100, 8),
+    field("data", 0x140, 0),
     field("record.len", 0, 4),
     field("record.stamp", 4, 4),
     field("record.payload", 8, 0),
@@ -360,14 +367,12 @@ impl Core {
         let layout = layout(region.len())?;
         match header::validate(&region, &layout) {
             Err(HeaderError::NotInitialized) if side == Side::Writer => {
-                // The data area is not initialised, so clear the first record header
-                // before the magic is published: stale bytes there must not look
-                // committed. Every later header position is cleared by the commit of the
-                // record that ends there.
-                if region
-                    .write_bytes(DATA_OFFSET, &[0; RECORD_HEADER])
-                    .is_err()
-                {
+                // `init` zeroes the common and side lines (0x08..0xc0); zero the two
+                // index lines and the first record header before it publishes the
+                // magic. Stale bytes there must not look committed; every later header
+                // position is cleared by the commit of the record that ends there.
+                let zero = [0u8; DATA_OFFSET - DATA_MIN_OFFSET + RECORD_HEADER];
+                if region.write_bytes(DATA_MIN_OFFSET, &zero).is_err() {
                     return Err(HeaderError::BadRegion { len: region.len() }.into());
                 }
                 header::init(&region, &layout)?;

@@ -54,7 +54,8 @@ fn layout_constants() {
     assert_eq!(max_message(256), 120);
     // The documented value (docs/protocols.md), computed independently in Python from
     // the field table there; changing the table changes it.
-    assert_eq!(LAYOUT_HASH, 0x094b_be35_c96d_0da9);
+    assert_eq!(LAYOUT_HASH, 0xe2c7_bbe0_28e1_c8ff);
+    assert_eq!(DATA_OFFSET, 0x140);
     assert_eq!(VERSION, 2);
     // Stamps: the NOT of the index's low 32 bits, never 0 for an 8-aligned index.
     assert_eq!(stamp(0), 0xffff_ffff);
@@ -1052,7 +1053,7 @@ proptest! {
                 3 => { store_u32(&r, OFF_CONSUMER_FLAGS, value as u32, Ordering::SeqCst); }
                 4 => { r.write_bytes(DATA_OFFSET + (at & !7), &value.to_le_bytes()).unwrap(); }
                 5 => { r.write_bytes(DATA_OFFSET + (at & !7), &(value & 0xff).to_le_bytes()).unwrap(); }
-                6 => { r.write_bytes((value % 0xc0) as usize & !7, &value.to_le_bytes()).unwrap(); }
+                6 => { r.write_bytes((value % DATA_OFFSET as u64) as usize & !7, &value.to_le_bytes()).unwrap(); }
                 // Headers that carry the right stamp for their index (near the published
                 // tail), with any length or a wrap marker: committed-looking garbage.
                 7 | 8 => {
