@@ -709,11 +709,12 @@ impl Producer {
     /// Publishes the head (and checks whether the consumer waits) only every `n` commits
     /// (1, the default: every commit), and before a reservation would reach `capacity`
     /// bytes past the published head. Batching saves a cache-line transfer and a full
-    /// fence per message under streaming load. A polling consumer still sees every record
-    /// as soon as it is committed (by its stamp), but a consumer that waits is woken up
-    /// to `n - 1` commits late, so the producer must call [`Producer::flush`] before it
-    /// idles or waits. Records committed but not published survive a producer restart
-    /// like the others.
+    /// fence per message under streaming load. A polling consumer that does not batch
+    /// still sees every record as soon as it is committed (by its stamp), but a consumer
+    /// that waits is woken up to `n - 1` commits late, and one that batches waits for a
+    /// publication once it has caught up ([`Consumer::peek`]), so the producer must call
+    /// [`Producer::flush`] before it idles or waits. Records committed but not published
+    /// survive a producer restart like the others.
     pub fn set_batch(&mut self, n: u32) {
         self.core.set_batch(n);
     }
@@ -857,7 +858,11 @@ pub struct Consumer {
     core: Core,
     /// Private tail: end of the last released record.
     tail: u64,
+    /// The head last loaded from shared memory.
     seen_head: u64,
+    /// `prepare_wait` found a committed record at the tail: take it even if the head
+    /// seen does not cover it yet (for a batching consumer, see [`Consumer::peek`]).
+    stamped: bool,
 }
 
 impl fmt::Debug for Consumer {
@@ -899,6 +904,7 @@ impl Consumer {
             core,
             tail,
             seen_head: head,
+            stamped: false,
         })
     }
 
@@ -960,15 +966,34 @@ impl Consumer {
         Ok(Some(rec))
     }
 
+    /// Whether the head seen last is past the tail.
+    fn head_ahead(&self) -> bool {
+        let ahead = self.seen_head.wrapping_sub(self.tail);
+        ahead != 0 && ahead <= self.core.cap
+    }
+
     /// The oldest message, if any, without consuming it: it stays queued until
     /// [`Msg::release`], and a dropped `Msg` is returned again by the next `peek`.
     ///
-    /// Reads only the record header at the tail (acquire): a message is there once its
-    /// header carries the commit [`stamp`] of the tail index.
+    /// With the default `set_batch(1)`, reads only the record header at the tail
+    /// (acquire): a message is there once its header carries the commit [`stamp`] of the
+    /// tail index, published or not — the lowest latency. A consumer that batches
+    /// ([`Consumer::set_batch`] above 1) is tuned for throughput instead: once it has
+    /// caught up with the head it saw published, it reloads the head and looks at the
+    /// next record header only when the head has moved past it (or when `prepare_wait`
+    /// found a record there). So a consumer faster than a streaming producer does not keep
+    /// taking the cache line the producer is writing.
     pub fn peek(&mut self) -> Result<Option<Msg<'_>>, Error> {
         self.core.check()?;
         self.core.clear_wait();
+        if self.core.batch > 1 && !self.stamped && !self.head_ahead() {
+            self.head()?;
+            if !self.head_ahead() {
+                return Ok(None);
+            }
+        }
         let Some(rec) = self.next_record()? else {
+            self.stamped = false;
             return Ok(None);
         };
         Ok(Some(Msg {
@@ -999,7 +1024,10 @@ impl Consumer {
     /// producer sees freed space late, the consumer must call [`Consumer::flush`] before
     /// it idles or waits, and a consumer restart delivers again the up to `n - 1`
     /// released but unpublished messages (with `n = 1` a restart between messages loses
-    /// and repeats nothing).
+    /// and repeats nothing). With `n > 1` the consumer also waits for the published head
+    /// once it has caught up with it, as [`Consumer::peek`] explains: records committed
+    /// but not yet published then come with the producer's next publication (or once
+    /// `prepare_wait` has seen them).
     pub fn set_batch(&mut self, n: u32) {
         self.core.set_batch(n);
     }
@@ -1021,7 +1049,9 @@ impl Consumer {
         self.core.set_own_flags(NEED_WAKEUP);
         self.core.waiting = true;
         fence(Ordering::SeqCst);
-        if self.next_record()?.is_none() {
+        if self.next_record()?.is_some() {
+            self.stamped = true;
+        } else {
             let head = self.head()?;
             let ahead = head.wrapping_sub(self.tail);
             if ahead == 0 || ahead > self.core.cap {
@@ -1033,6 +1063,7 @@ impl Consumer {
             if self.next_record()?.is_none() {
                 return self.core.fail(Broken::Unstamped(head));
             }
+            self.stamped = true;
         }
         self.core.clear_wait();
         Ok(false)
