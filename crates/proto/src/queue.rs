@@ -664,6 +664,7 @@ impl Producer {
 
     /// Reserves a record of `len` bytes for zero-copy writing. Nothing is visible to the
     /// consumer until [`Grant::commit`]; dropping the grant discards it.
+    #[inline]
     pub fn reserve(&mut self, len: usize) -> Result<Grant<'_>, Error> {
         self.core.check()?;
         self.core.clear_wait();
@@ -820,6 +821,7 @@ impl Grant<'_> {
     /// head with release ordering — on every commit, or every `n`-th with
     /// [`Producer::set_batch`]. Returns whether the consumer should be notified (its
     /// NEED_WAKEUP flag was set when the head was published).
+    #[inline]
     pub fn commit(self) -> Result<bool, Error> {
         let p = self.p;
         let (r, cap, head) = (p.core.region, p.core.cap, p.head);
@@ -948,6 +950,7 @@ impl Consumer {
 
     /// The record committed at the tail, validated, if any (one header read, two after a
     /// wrap marker; the shared head is not read).
+    #[inline]
     fn next_record(&mut self) -> Result<Option<Rec>, Error> {
         let (cap, t) = (self.core.cap, self.tail);
         let rec = match committed(&self.core.region, cap, self.core.max, t) {
@@ -964,6 +967,18 @@ impl Consumer {
             return self.core.fail(Broken::BadRecord(rec.len));
         }
         Ok(Some(rec))
+    }
+
+    /// For a batching consumer (peek step 0 of the spec): whether to look at the record
+    /// header at the tail — yes if `prepare_wait` found a record there, or if the head is
+    /// (re)loaded past the tail. Out of line: the default, non-batching path skips it.
+    #[inline(never)]
+    fn follow_head(&mut self) -> Result<bool, Error> {
+        if self.stamped || self.head_ahead() {
+            return Ok(true);
+        }
+        self.head()?;
+        Ok(self.head_ahead())
     }
 
     /// Whether the head seen last is past the tail.
@@ -983,17 +998,17 @@ impl Consumer {
     /// next record header only when the head has moved past it (or when `prepare_wait`
     /// found a record there). So a consumer faster than a streaming producer does not keep
     /// taking the cache line the producer is writing.
+    #[inline]
     pub fn peek(&mut self) -> Result<Option<Msg<'_>>, Error> {
         self.core.check()?;
         self.core.clear_wait();
-        if self.core.batch > 1 && !self.stamped && !self.head_ahead() {
-            self.head()?;
-            if !self.head_ahead() {
-                return Ok(None);
-            }
+        if self.core.batch > 1 && !self.follow_head()? {
+            return Ok(None);
         }
         let Some(rec) = self.next_record()? else {
-            self.stamped = false;
+            if self.stamped {
+                self.stamped = false;
+            }
             return Ok(None);
         };
         Ok(Some(Msg {
