@@ -14,7 +14,7 @@
 //!
 //! Each index has a cache line of its own, apart from the flags the peer reads after
 //! every publication: publishing an index then touches a line the peer seldom reads, so
-//! the full fence that follows (docs/protocols.md §3.5) does not wait for the peer's
+//! the full fence that follows (docs/protocols.md §3.5) seldom waits for the peer's
 //! cache, and both sides keep the flag lines cached.
 //!
 //! `head` and `tail` are free-running byte counters (wrapping at 2^64); a record starts at
