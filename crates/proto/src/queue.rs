@@ -969,14 +969,11 @@ impl Consumer {
         Ok(Some(rec))
     }
 
-    /// For a batching consumer (peek step 0 of the spec): whether to look at the record
-    /// header at the tail — yes if `prepare_wait` found a record there, or if the head is
-    /// (re)loaded past the tail. Out of line: the default, non-batching path skips it.
+    /// For a batching consumer that has caught up with the head it saw (peek step 0 of
+    /// the spec): reloads the head, and says whether it is past the tail now. Out of line:
+    /// only that case needs it.
     #[inline(never)]
-    fn follow_head(&mut self) -> Result<bool, Error> {
-        if self.stamped || self.head_ahead() {
-            return Ok(true);
-        }
+    fn reload_head(&mut self) -> Result<bool, Error> {
         self.head()?;
         Ok(self.head_ahead())
     }
@@ -1002,7 +999,7 @@ impl Consumer {
     pub fn peek(&mut self) -> Result<Option<Msg<'_>>, Error> {
         self.core.check()?;
         self.core.clear_wait();
-        if self.core.batch > 1 && !self.follow_head()? {
+        if self.core.batch > 1 && !self.stamped && !self.head_ahead() && !self.reload_head()? {
             return Ok(None);
         }
         let Some(rec) = self.next_record()? else {
