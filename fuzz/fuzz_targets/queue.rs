@@ -1,17 +1,20 @@
 //! The queue consumer against a hostile producer. The input drives a sequence of steps:
 //! arbitrary writes to the header, the producer's line (head, flags, state, epoch) and
-//! the data area (record headers, wrap markers, payload), interleaved with a correct
-//! producer's sends and the correct consumer's recv / peek / release / prepare_wait /
-//! restart. After every step: no panic, only `Ok` or the allowed errors (`PeerBroken`,
-//! `BufferTooSmall`, header errors on re-attach), delivered lengths within the maximum,
-//! `PeerBroken` sticky; and while no hostile write has happened, the consumer receives
-//! exactly the correct producer's messages in order.
+//! the data area (record headers, wrap markers, payload, and headers carrying the right
+//! commit stamp for an index near the tail), interleaved with a correct producer's sends,
+//! batching changes, flushes and restarts (without flushing first), and the correct
+//! consumer's recv / peek / release / prepare_wait / restart. After every step: no panic,
+//! only `Ok` or the allowed errors (`PeerBroken`, `BufferTooSmall`, header errors on
+//! re-attach), delivered lengths within the maximum, `PeerBroken` sticky; and while no
+//! hostile write has happened, the consumer receives exactly the correct producer's
+//! messages in order (committed records stay queued across producer restarts, published
+//! or not).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use staticbus_guest::Region;
 use staticbus_proto::queue::{
-    Consumer, Error, Producer, DATA_OFFSET, OFF_HEAD, OFF_PRODUCER_FLAGS,
+    stamp, Consumer, Error, Producer, DATA_OFFSET, OFF_HEAD, OFF_PRODUCER_FLAGS, OFF_TAIL, WRAP,
 };
 use std::collections::VecDeque;
 
@@ -68,7 +71,7 @@ fuzz_target!(|data: &[u8]| {
         }
         let was_broken = consumer.broken();
         let mut reattached = false;
-        match input.u8() % 10 {
+        match input.u8() % 13 {
             0 => {
                 clean = false;
                 r.atomic_u64(OFF_HEAD)
@@ -84,7 +87,7 @@ fuzz_target!(|data: &[u8]| {
             }
             2 => {
                 clean = false;
-                let off = input.u8() as usize % DATA_OFFSET;
+                let off = input.u16() as usize % DATA_OFFSET;
                 let bytes: [u8; 8] = input.bytes();
                 r.write_bytes(off, &bytes).unwrap();
                 match Consumer::attach(r) {
@@ -153,6 +156,39 @@ fuzz_target!(|data: &[u8]| {
                     u32::from_le_bytes(input.bytes()),
                     std::sync::atomic::Ordering::Release,
                 );
+            }
+            10 => {
+                // The producer dies (without flushing) and re-attaches.
+                if let Ok(p) = Producer::attach(r) {
+                    producer = p;
+                } else {
+                    assert!(!clean, "a clean producer re-attach failed");
+                }
+            }
+            11 => {
+                producer.set_batch(u32::from(input.u8() % 8));
+                if input.u8() & 1 == 1 {
+                    let _ = producer.flush();
+                }
+            }
+            12 => {
+                // A header with the right stamp for an index near the (published) tail.
+                clean = false;
+                let tail = r
+                    .atomic_u64(OFF_TAIL)
+                    .unwrap()
+                    .load(std::sync::atomic::Ordering::Acquire);
+                // (Header scribbles may have misaligned the tail word itself.)
+                let at = (tail & !7).wrapping_add(8 * u64::from(input.u8() % 80));
+                let len = match input.u8() % 4 {
+                    0 => WRAP,
+                    1 => u32::from_le_bytes(input.bytes()),
+                    _ => u32::from(input.u16()) % (CAP as u32),
+                };
+                let word = u64::from(len) | u64::from(stamp(at)) << 32;
+                r.atomic_u64(DATA_OFFSET + (at as usize & (CAP - 1)))
+                    .unwrap()
+                    .store(word.to_le(), std::sync::atomic::Ordering::Release);
             }
             _ => match Consumer::attach(r) {
                 Ok(c) => {

@@ -4,17 +4,42 @@
 //! ```text
 //! 0x00 common header (protocol id PROTO_QUEUE, version VERSION)
 //! 0x40 producer line: 0x40 u32 state  0x44 u32 flags (bit 0: producer waits for space)
-//!                     0x48 u64 epoch  0x50 u64 head
+//!                     0x48 u64 epoch  0x50 u64 wake_tail
 //! 0x80 consumer line: 0x80 u32 state  0x84 u32 flags (bit 0: consumer waits for data)
-//!                     0x88 u64 epoch  0x90 u64 tail
-//! 0xc0 data area: `capacity` bytes, the largest power of two that fits (>= 64)
+//!                     0x88 u64 epoch
+//! 0xc0 head line:     0xc0 u64 head (producer)
+//! 0x100 tail line:    0x100 u64 tail (consumer)
+//! 0x140 data area: `capacity` bytes, the largest power of two that fits (>= 64)
 //! ```
+//!
+//! Each index has a cache line of its own, apart from the flags the peer reads after
+//! every publication: publishing an index then touches a line the peer seldom reads, so
+//! the full fence that follows (docs/protocols.md §3.5) seldom waits for the peer's
+//! cache, and both sides keep the flag lines cached.
 //!
 //! `head` and `tail` are free-running byte counters (wrapping at 2^64); a record starts at
 //! data offset `index & (capacity - 1)`. A record is an 8-byte header (u32 length, u32
-//! zero) followed by the payload padded to a multiple of 8; records are contiguous, and
-//! when one does not fit before the end of the data area the producer writes a wrap
-//! marker (length `0xffff_ffff`) and puts the record at offset 0.
+//! [`stamp`] of the record's index) followed by the payload padded to a multiple of 8;
+//! records are contiguous, and when one does not fit before the end of the data area the
+//! producer writes a wrap marker (length `0xffff_ffff`, stamped likewise) and puts the
+//! record at offset 0.
+//!
+//! # Commit stamps
+//!
+//! The header's second word commits the record: the producer writes the payload (and,
+//! when wrapping, the record's header at offset 0), then **clears** the 8 bytes after the
+//! record (the next record's header position), and last stores the stamped header at its
+//! head (the record's, or the wrap marker's) with release ordering. So at a record
+//! boundary the consumer reaches it finds either bytes without the stamp of that index
+//! (nothing committed there yet) or the header of the record committed there: stale bytes
+//! of an earlier lap or of an older payload that happen to look like a header for that
+//! index were cleared by the commit of the record ending there (docs/protocols.md §3.2
+//! proves it). The consumer therefore finds the next message from its own tail alone —
+//! one cache-line transfer on the fast path — and does not need the published `head` to
+//! consume; it still validates every header it reads.
+//!
+//! The producer keeps those 8 bytes free (it writes at most `capacity - 8` bytes ahead of
+//! the tail), and never writes `capacity` bytes or more past the head it last published.
 //!
 //! # Restarts
 //!
@@ -26,17 +51,21 @@
 //!   moves only in [`Msg::release`]).
 //! * Consumer dies after [`Consumer::peek`] but before [`Msg::release`]: that message is
 //!   delivered again after the restart (at-least-once for the message in hand).
-//! * Producer dies after [`Producer::reserve`] but before [`Grant::commit`]: the record is
-//!   discarded (the head moves only in `commit`); the consumer never sees it.
-//! * Producer restarts between messages: every committed message stays queued.
+//! * Producer dies after [`Producer::reserve`] but before the stamp store in
+//!   [`Grant::commit`]: the record is discarded; the consumer never sees it.
+//! * Producer restarts between messages (also with committed records it had not published
+//!   yet, which the consumer may already have consumed): every committed message stays
+//!   queued exactly once, because the producer continues at the end of the chain of
+//!   stamped records that starts at the published head.
 //!
 //! # Notifications
 //!
 //! A side that wants to block calls `prepare_wait`, which sets its NEED_WAKEUP flag,
-//! issues a full fence and re-checks the shared state; it may block only if that returns
-//! `true`. [`Grant::commit`] and [`Msg::release`] return `true` when the peer's flag is set,
-//! and only then should the caller notify (e.g. `Channel::notify`). Any wake-up may be
-//! spurious or coalesced: re-check the queue after every one.
+//! issues a full fence and re-checks the shared state (the consumer: the stamp at its
+//! tail, and the head); it may block only if that returns `true`. [`Grant::commit`] and
+//! [`Msg::release`] return `true` when the peer's flag is set, and only then should the
+//! caller notify (e.g. `Channel::notify`). Any wake-up may be spurious or coalesced:
+//! re-check the queue after every one.
 
 use crate::header::{
     self, field, load_u32, load_u64, store_u32, store_u64, Field, HeaderError, Layout, Side,
@@ -47,23 +76,25 @@ use core::sync::atomic::{fence, Ordering};
 use staticbus_guest::Region;
 
 /// Layout version of the queue.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Offset of the producer's u32 flags word.
 pub const OFF_PRODUCER_FLAGS: usize = 0x44;
-/// Offset of the producer's u64 head index.
-pub const OFF_HEAD: usize = 0x50;
 /// Offset of the producer's u64 wake-up threshold: while the producer's NEED_WAKEUP
 /// flag is set, the consumer notifies it only once the tail has reached this index.
-pub const OFF_WAKE_TAIL: usize = 0x58;
+pub const OFF_WAKE_TAIL: usize = 0x50;
 /// Offset of the consumer's u32 flags word.
 pub const OFF_CONSUMER_FLAGS: usize = 0x84;
-/// Offset of the consumer's u64 tail index.
-pub const OFF_TAIL: usize = 0x90;
-/// Offset of the data area.
-pub const DATA_OFFSET: usize = DATA_MIN_OFFSET;
+/// Offset of the producer's u64 head index, alone on its cache line (0xc0..0x100).
+pub const OFF_HEAD: usize = 0xc0;
+/// Offset of the consumer's u64 tail index, alone on its cache line (0x100..0x140).
+pub const OFF_TAIL: usize = 0x100;
+/// Offset of the data area, after the two index lines.
+pub const DATA_OFFSET: usize = DATA_MIN_OFFSET + 2 * header::LINE;
 /// Flag bit 0: this side is about to block and wants a notification.
 pub const NEED_WAKEUP: u32 = 1;
-/// Record header size (u32 length, u32 reserved zero).
+/// Record header size (u32 length, u32 [`stamp`]). The producer also keeps this many
+/// bytes free after its last record: the next record's header position, which it clears
+/// before each commit.
 pub const RECORD_HEADER: usize = 8;
 /// Record alignment (records and padding are multiples of this).
 pub const RECORD_ALIGN: usize = 8;
@@ -81,15 +112,15 @@ pub const FIELDS: &[Field] = &[
     field("producer.state", 0x40, 4),
     field("producer.flags", 0x44, 4),
     field("producer.epoch", 0x48, 8),
-    field("producer.head", 0x50, 8),
-    field("producer.wake_tail", 0x58, 8),
+    field("producer.wake_tail", 0x50, 8),
     field("consumer.state", 0x80, 4),
     field("consumer.flags", 0x84, 4),
     field("consumer.epoch", 0x88, 8),
-    field("consumer.tail", 0x90, 8),
-    field("data", 0xc0, 0),
+    field("producer.head", 0xc0, 8),
+    field("consumer.tail", 0x100, 8),
+    field("data", 0x140, 0),
     field("record.len", 0, 4),
-    field("record.reserved", 4, 4),
+    field("record.stamp", 4, 4),
     field("record.payload", 8, 0),
 ];
 
@@ -107,10 +138,17 @@ pub fn capacity_for(len: usize) -> Option<usize> {
 }
 
 /// The largest message length a queue of `capacity` bytes accepts: `capacity / 2 - 8`
-/// (so a record always fits in an empty queue wherever its indices stand), at most
-/// [`MAX_MESSAGE_LIMIT`].
+/// (so a record, a wrap marker before it and the cleared header after it always fit in an
+/// empty queue wherever its indices stand), at most [`MAX_MESSAGE_LIMIT`].
 pub fn max_message(capacity: usize) -> usize {
     (capacity / 2 - RECORD_HEADER).min(MAX_MESSAGE_LIMIT)
+}
+
+/// The commit stamp of a record header (or wrap marker) at byte index `index`: the
+/// bitwise NOT of the index's low 32 bits. Indices are multiples of 8, so a stamp always
+/// has its low three bits set and is never 0: a zero-filled header never looks committed.
+pub const fn stamp(index: u64) -> u32 {
+    !(index as u32)
 }
 
 /// The queue layout for a region of `len` bytes.
@@ -134,12 +172,15 @@ pub enum Broken {
     IndexOutOfRange(u64),
     /// The peer's index moved backwards.
     IndexWentBack(u64),
-    /// A record length above the maximum, or a record reaching past the head or the end
-    /// of the data area.
+    /// A committed record whose length is above the maximum, or which reaches past the
+    /// end of the data area, past a published head, or further past the tail than the
+    /// producer may write.
     BadRecord(u32),
-    /// A record header's reserved word is not zero.
-    RecordReserved(u32),
-    /// A wrap marker at offset 0, twice in a row, or not followed by a record.
+    /// The published head (this value) is past the tail, but the header at the tail does
+    /// not carry its stamp: the producer stamps every record before it publishes the head.
+    Unstamped(u64),
+    /// A committed wrap marker at offset 0, or not followed by a committed record at
+    /// offset 0.
     BadWrap,
     /// The peer's flags word has undefined bits set.
     BadFlags(u32),
@@ -152,7 +193,7 @@ impl fmt::Display for Broken {
             Broken::IndexOutOfRange(i) => write!(f, "peer index {i:#x} out of range"),
             Broken::IndexWentBack(i) => write!(f, "peer index {i:#x} went backwards"),
             Broken::BadRecord(l) => write!(f, "bad record length {l:#x}"),
-            Broken::RecordReserved(r) => write!(f, "record reserved word {r:#x}"),
+            Broken::Unstamped(h) => write!(f, "head {h:#x} published past an unstamped record"),
             Broken::BadWrap => write!(f, "bad wrap marker"),
             Broken::BadFlags(x) => write!(f, "peer flags {x:#x} undefined"),
         }
@@ -215,10 +256,91 @@ fn pad(len: usize) -> usize {
     (len + RECORD_ALIGN - 1) & !(RECORD_ALIGN - 1)
 }
 
-fn record_header(len: u32) -> [u8; 8] {
-    let mut b = [0u8; 8];
-    b[..4].copy_from_slice(&len.to_le_bytes());
-    b
+/// A record header as the u64 word stored at the record's position (little-endian:
+/// length in bytes 0..4, stamp in bytes 4..8).
+const fn header_word(len: u32, stamp: u32) -> u64 {
+    ((stamp as u64) << 32) | len as u64
+}
+
+/// The data-area region offset of byte index `index`.
+fn data_at(cap: u64, index: u64) -> usize {
+    DATA_OFFSET + (index & (cap - 1)) as usize
+}
+
+/// Loads the header at byte index `index` (acquire): `(length, stamp)`. A header that
+/// cannot be read (impossible once attached) reads as zero, i.e. not committed.
+fn load_header(region: &Region, cap: u64, index: u64) -> (u32, u32) {
+    let w = load_u64(region, data_at(cap, index), Ordering::Acquire).unwrap_or(0);
+    (w as u32, (w >> 32) as u32)
+}
+
+/// A committed record, as found from its header.
+#[derive(Clone, Copy, Debug)]
+struct Rec {
+    /// Data-area position of the record header (0 after a wrap marker).
+    pos: u64,
+    /// Payload length.
+    len: u32,
+    /// Bytes from the record's index (or its wrap marker's) to the next record's index.
+    advance: u64,
+}
+
+/// The record committed at index `at`: `Ok(None)` if the header there does not carry
+/// `stamp(at)` (nothing committed yet), `Err` if it does but the record is malformed (a
+/// wrap marker at offset 0 or not followed by a committed record at offset 0, a length
+/// above `max`, a record crossing the end of the data area). At most two header reads.
+fn committed(region: &Region, cap: u64, max: usize, at: u64) -> Result<Option<Rec>, Broken> {
+    let (mut len, st) = load_header(region, cap, at);
+    if st != stamp(at) {
+        return Ok(None);
+    }
+    let mut pos = at & (cap - 1);
+    let mut skip = 0;
+    if len == WRAP {
+        if pos == 0 {
+            return Err(Broken::BadWrap);
+        }
+        skip = cap - pos;
+        let (l, st) = load_header(region, cap, at.wrapping_add(skip));
+        if st != stamp(at.wrapping_add(skip)) || l == WRAP {
+            return Err(Broken::BadWrap);
+        }
+        (len, pos) = (l, 0);
+    }
+    if len as usize > max {
+        return Err(Broken::BadRecord(len));
+    }
+    let size = (RECORD_HEADER + pad(len as usize)) as u64;
+    if pos + size > cap {
+        return Err(Broken::BadRecord(len));
+    }
+    Ok(Some(Rec {
+        pos,
+        len,
+        advance: skip + size,
+    }))
+}
+
+/// The end of the chain of committed records that starts at `from` (the published head),
+/// for a producer that re-attaches with the consumer's tail at `tail`: each record must
+/// end at least 8 bytes before `tail + cap` and before `from + cap` (no producer writes
+/// further). Stops at the first header that is not a well-formed committed record, and
+/// says whether that header carries the stamp of its index all the same (a record it
+/// refused, which only a hostile or corrupted peer leaves). Each step advances at least 8
+/// bytes within less than `cap`: at most `cap / 8` steps.
+fn chain_end(region: &Region, cap: u64, max: usize, from: u64, tail: u64) -> (u64, bool) {
+    // `tail` is within `cap - 8` of `from` either way (checked by the caller).
+    let room = cap.min(tail.wrapping_sub(from).wrapping_add(cap));
+    let mut h = from;
+    loop {
+        match committed(region, cap, max, h) {
+            Ok(None) => return (h, false),
+            Ok(Some(r)) if h.wrapping_sub(from) + r.advance + (RECORD_HEADER as u64) <= room => {
+                h = h.wrapping_add(r.advance);
+            }
+            _ => return (h, true),
+        }
+    }
 }
 
 /// What both handles share.
@@ -245,6 +367,14 @@ impl Core {
         let layout = layout(region.len())?;
         match header::validate(&region, &layout) {
             Err(HeaderError::NotInitialized) if side == Side::Writer => {
+                // `init` zeroes the common and side lines (0x08..0xc0); zero the two
+                // index lines and the first record header before it publishes the
+                // magic. Stale bytes there must not look committed; every later header
+                // position is cleared by the commit of the record that ends there.
+                let zero = [0u8; DATA_OFFSET - DATA_MIN_OFFSET + RECORD_HEADER];
+                if region.write_bytes(DATA_MIN_OFFSET, &zero).is_err() {
+                    return Err(HeaderError::BadRegion { len: region.len() }.into());
+                }
                 header::init(&region, &layout)?;
             }
             r => r?,
@@ -304,8 +434,8 @@ impl Core {
         }
     }
 
-    /// Reads the peer's index once and checks it is aligned, within `cap` ahead of
-    /// `lo` and not behind `seen` (`lo <= seen <= idx <= lo + cap`, wrapping).
+    /// Reads the peer's index once and checks it is aligned, within `lo..=hi` and, if
+    /// `seen` is in that window too, not behind `seen` (all wrapping, relative to `lo`).
     fn peer_index(&mut self, off: usize, lo: u64, seen: u64, hi: u64) -> Result<u64, Error> {
         let Some(idx) = load_u64(&self.region, off, Ordering::Acquire) else {
             return self.fail(Broken::IndexOutOfRange(0));
@@ -316,7 +446,8 @@ impl Core {
         if idx.wrapping_sub(lo) > hi.wrapping_sub(lo) {
             return self.fail(Broken::IndexOutOfRange(idx));
         }
-        if idx.wrapping_sub(lo) < seen.wrapping_sub(lo) {
+        let seen_at = seen.wrapping_sub(lo);
+        if seen_at <= hi.wrapping_sub(lo) && idx.wrapping_sub(lo) < seen_at {
             return self.fail(Broken::IndexWentBack(idx));
         }
         Ok(idx)
@@ -355,12 +486,18 @@ impl Core {
     fn flush(&mut self, idx: u64) -> Result<bool, Error> {
         self.check()?;
         if self.published != idx {
-            store_u64(&self.region, self.own_index(), idx, Ordering::Release);
-            self.published = idx;
+            self.publish(idx);
             self.pending = 0;
-            self.unchecked = true;
         }
         self.check_wakeup(idx)
+    }
+
+    /// Stores the own index `idx` (release), without the wake-up check (that follows at
+    /// the next flush).
+    fn publish(&mut self, idx: u64) {
+        store_u64(&self.region, self.own_index(), idx, Ordering::Release);
+        self.published = idx;
+        self.unchecked = true;
     }
 
     /// `Err(Unflushed)` if the own index moved since it was last published.
@@ -423,17 +560,42 @@ impl fmt::Debug for Producer {
 
 impl Producer {
     /// Attaches as the producer. The producer is the queue's designated initialiser: if
-    /// the region's magic is zero it initialises the header (indices 0); otherwise it
-    /// validates the header and continues from the head in shared memory (producer
-    /// restart). Fails if the header does not match or the indices are inconsistent.
+    /// the region's magic is zero it initialises the header (indices 0, first record
+    /// header cleared); otherwise it validates the header and continues after the last
+    /// committed record (producer restart): from the published head it follows the chain
+    /// of stamped records (which a previous incarnation may have committed without
+    /// publishing, and the consumer may already have consumed), clears the header where
+    /// the chain ends and publishes that index as the head (at most `capacity / 8` header
+    /// reads). Fails if the header does not match or the indices are inconsistent.
+    ///
+    /// Notify the consumer once after attaching: it may be waiting for records the
+    /// previous incarnation committed but did not publish (`QueueTx::open` does).
     pub fn attach(region: Region) -> Result<Producer, Error> {
         let mut core = Core::attach(region, Side::Writer)?;
-        let head = load_u64(&region, OFF_HEAD, Ordering::Acquire).unwrap_or(u64::MAX);
-        if head % RECORD_ALIGN as u64 != 0 {
+        let published = load_u64(&region, OFF_HEAD, Ordering::Acquire).unwrap_or(u64::MAX);
+        if published % RECORD_ALIGN as u64 != 0 {
             return Err(Error::Header(HeaderError::BadOwnField));
         }
-        let lo = head.wrapping_sub(core.cap);
-        let tail = core.peer_index(OFF_TAIL, lo, lo, head)?;
+        let cap = core.cap;
+        // The tail is at most `cap - 8` behind the published head (the producer keeps 8
+        // bytes free) and at most `cap - 8` ahead of it (the producer never writes that
+        // far past its published head, and the consumer consumes only committed records).
+        let reach = cap - RECORD_HEADER as u64;
+        let lo = published.wrapping_sub(reach);
+        let tail = core.peer_index(OFF_TAIL, lo, lo, published.wrapping_add(reach))?;
+        let (head, refused) = chain_end(&region, cap, core.max, published, tail);
+        if tail.wrapping_sub(lo) > head.wrapping_sub(lo) {
+            // The consumer released records that were never committed.
+            return core.fail(Broken::IndexOutOfRange(tail));
+        }
+        if refused {
+            // A header the walk refused must not look committed where the next record
+            // goes (honest peers never leave one there).
+            let _ = region.write_bytes(data_at(cap, head), &[0; RECORD_HEADER]);
+        }
+        if head != published {
+            store_u64(&region, OFF_HEAD, head, Ordering::Release);
+        }
         core.published = head;
         core.set_own_flags(0);
         core.epoch = header::announce(&region, Side::Writer)?;
@@ -470,18 +632,20 @@ impl Producer {
         self.core.broken
     }
 
-    /// Re-reads the consumer's tail: at least `head - cap` (it never frees more than we
-    /// wrote), at most the published head, and not behind the tail seen before.
+    /// Re-reads the consumer's tail: at least `head - cap`, at most our (private) head
+    /// — the consumer may consume committed records before their head is published, but
+    /// never more — and not behind the tail seen before.
     fn tail(&mut self) -> Result<u64, Error> {
         let lo = self.head.wrapping_sub(self.core.cap);
         let t = self
             .core
-            .peer_index(OFF_TAIL, lo, self.seen_tail, self.core.published)?;
+            .peer_index(OFF_TAIL, lo, self.seen_tail, self.head)?;
         self.seen_tail = t;
         Ok(t)
     }
 
-    /// `(skip, record position, record size)` for `len`, or `Full`.
+    /// `(skip, record position, record size)` for `len`, or `Full`: the wrap gap, the
+    /// record and the 8-byte header position after it must all be free.
     fn place(&self, len: usize, tail: u64) -> Result<(u64, u64, u64), Error> {
         let size = (RECORD_HEADER + pad(len)) as u64;
         let free = self.core.cap - self.head.wrapping_sub(tail);
@@ -492,7 +656,7 @@ impl Producer {
         } else {
             (till_end, 0)
         };
-        if skip + size > free {
+        if skip + size + RECORD_HEADER as u64 > free {
             return Err(Error::Full);
         }
         Ok((skip, at, size))
@@ -500,6 +664,7 @@ impl Producer {
 
     /// Reserves a record of `len` bytes for zero-copy writing. Nothing is visible to the
     /// consumer until [`Grant::commit`]; dropping the grant discards it.
+    #[inline]
     pub fn reserve(&mut self, len: usize) -> Result<Grant<'_>, Error> {
         self.core.check()?;
         self.core.clear_wait();
@@ -518,6 +683,13 @@ impl Producer {
             }
             r => r?,
         };
+        // Never write `cap` bytes or more past the published head, so that a producer
+        // re-attaching after a crash finds every committed record by walking from there.
+        // Only a large batch gets here; the wake-up check follows with the next flush.
+        let span = self.head.wrapping_sub(self.core.published);
+        if span + skip + size + RECORD_HEADER as u64 > self.core.cap {
+            self.core.publish(self.head);
+        }
         Ok(Grant {
             p: self,
             skip,
@@ -535,11 +707,15 @@ impl Producer {
         g.commit()
     }
 
-    /// Publishes the head only every `n` commits (1, the default: every commit). Batching
-    /// saves a cache-line transfer and a full fence per message under streaming load;
-    /// in exchange the consumer sees up to `n - 1` committed records late, and the
-    /// producer must call [`Producer::flush`] before it idles or waits. Records committed
-    /// but not published are lost if the producer dies, like uncommitted ones.
+    /// Publishes the head (and checks whether the consumer waits) only every `n` commits
+    /// (1, the default: every commit), and before a reservation would reach `capacity`
+    /// bytes past the published head. Batching saves a cache-line transfer and a full
+    /// fence per message under streaming load. A polling consumer that does not batch
+    /// still sees every record as soon as it is committed (by its stamp), but a consumer
+    /// that waits is woken up to `n - 1` commits late, and one that batches waits for a
+    /// publication once it has caught up ([`Consumer::peek`]), so the producer must call
+    /// [`Producer::flush`] before it idles or waits. Records committed but not published
+    /// survive a producer restart like the others.
     pub fn set_batch(&mut self, n: u32) {
         self.core.set_batch(n);
     }
@@ -638,25 +814,44 @@ impl Grant<'_> {
         }
     }
 
-    /// Commits the record (and a wrap marker before it if needed): writes the record
-    /// header, then publishes the head with release ordering — on every commit, or every
-    /// `n`-th with [`Producer::set_batch`]. Returns whether the consumer should be
-    /// notified (its NEED_WAKEUP flag was set when the head was published).
+    /// Commits the record (and a wrap marker before it if needed): when wrapping, writes
+    /// the record's header at offset 0; clears the header position after the record; then
+    /// stores the stamped header at the head — the record's, or the wrap marker's — with
+    /// release ordering: from then on the consumer can take the record. Then publishes the
+    /// head with release ordering — on every commit, or every `n`-th with
+    /// [`Producer::set_batch`]. Returns whether the consumer should be notified (its
+    /// NEED_WAKEUP flag was set when the head was published).
+    #[inline]
     pub fn commit(self) -> Result<bool, Error> {
         let p = self.p;
-        let r = p.core.region;
-        let pos = (p.head & (p.core.cap - 1)) as usize;
+        let (r, cap, head) = (p.core.region, p.core.cap, p.head);
+        let at = head.wrapping_add(self.skip);
+        let end = at.wrapping_add(self.size);
+        let len = self.len as u32;
+        // All three writes are in bounds (positions below `cap`, 8-aligned).
         if self.skip > 0 {
-            r.write_bytes(DATA_OFFSET + pos, &record_header(WRAP))
-                .map_err(|_| Error::OutOfBounds)?;
+            let _ = store_u64(
+                &r,
+                data_at(cap, at),
+                header_word(len, stamp(at)),
+                Ordering::Relaxed,
+            );
         }
-        r.write_bytes(
-            DATA_OFFSET + self.at as usize,
-            &record_header(self.len as u32),
-        )
-        .map_err(|_| Error::OutOfBounds)?;
-        p.head = p.head.wrapping_add(self.skip + self.size);
-        p.core.advance(p.head)
+        // A plain 8-byte write: nothing reads these bytes before the release store below
+        // publishes them (they lie between the head and `tail + cap`, outside every record
+        // the consumer may be reading or polling). Plain like the payload, it also keeps
+        // Miri's mixed atomic/plain bookkeeping out of a consistency check of older
+        // nightlies (atomic store after a partial payload write over an earlier header).
+        let _ = r.write_bytes(data_at(cap, end), &[0; RECORD_HEADER]);
+        let first = if self.skip > 0 { WRAP } else { len };
+        let _ = store_u64(
+            &r,
+            data_at(cap, head),
+            header_word(first, stamp(head)),
+            Ordering::Release,
+        );
+        p.head = end;
+        p.core.advance(end)
     }
 }
 
@@ -665,7 +860,11 @@ pub struct Consumer {
     core: Core,
     /// Private tail: end of the last released record.
     tail: u64,
+    /// The head last loaded from shared memory.
     seen_head: u64,
+    /// `prepare_wait` found a committed record at the tail: take it even if the head
+    /// seen does not cover it yet (for a batching consumer, see [`Consumer::peek`]).
+    stamped: bool,
 }
 
 impl fmt::Debug for Consumer {
@@ -697,8 +896,9 @@ impl Consumer {
         if tail % RECORD_ALIGN as u64 != 0 {
             return Err(Error::Header(HeaderError::BadOwnField));
         }
-        let hi = tail.wrapping_add(core.cap);
-        let head = core.peer_index(OFF_HEAD, tail, tail, hi)?;
+        // The head is within a capacity of the tail either way (see `Consumer::head`).
+        let (lo, hi) = (tail.wrapping_sub(core.cap), tail.wrapping_add(core.cap));
+        let head = core.peer_index(OFF_HEAD, lo, lo, hi)?;
         core.published = tail;
         core.set_own_flags(0);
         core.epoch = header::announce(&region, Side::Reader)?;
@@ -706,6 +906,7 @@ impl Consumer {
             core,
             tail,
             seen_head: head,
+            stamped: false,
         })
     }
 
@@ -734,80 +935,84 @@ impl Consumer {
         self.core.broken
     }
 
-    /// Re-reads the producer's head: not behind our tail or the head seen before, and at
-    /// most a capacity ahead of the published tail (the producer never overwrites what
-    /// it cannot know is free).
+    /// Re-reads the producer's head: at most a capacity behind our tail (the producer
+    /// publishes before it writes that far; the tail can be ahead of the head, since
+    /// records are consumed by their stamps), at most a capacity ahead of the published
+    /// tail (the producer never overwrites what it cannot know is free), and not behind
+    /// the head seen before.
     fn head(&mut self) -> Result<u64, Error> {
+        let lo = self.tail.wrapping_sub(self.core.cap);
         let hi = self.core.published.wrapping_add(self.core.cap);
-        let h = self
-            .core
-            .peer_index(OFF_HEAD, self.tail, self.seen_head, hi)?;
+        let h = self.core.peer_index(OFF_HEAD, lo, self.seen_head, hi)?;
         self.seen_head = h;
         Ok(h)
     }
 
-    fn read_header(&mut self, pos: u64) -> (u32, u32) {
-        let mut b = [0u8; 8];
-        // In bounds: pos < cap and the data area fits in the region (attach checked).
-        let _ = self
-            .core
-            .region
-            .read_bytes(DATA_OFFSET + pos as usize, &mut b);
-        (
-            u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
-            u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
-        )
+    /// The record committed at the tail, validated, if any (one header read, two after a
+    /// wrap marker; the shared head is not read).
+    #[inline]
+    fn next_record(&mut self) -> Result<Option<Rec>, Error> {
+        let (cap, t) = (self.core.cap, self.tail);
+        let rec = match committed(&self.core.region, cap, self.core.max, t) {
+            Ok(Some(rec)) => rec,
+            Ok(None) => return Ok(None),
+            Err(b) => return self.core.fail(b),
+        };
+        // The producer writes at most `cap - 8` bytes past the tail it has seen, which is
+        // at most our published tail (`t - published` is our own, at most `cap - 8`).
+        let reach = t.wrapping_sub(self.core.published) + rec.advance + RECORD_HEADER as u64;
+        // A published head ahead of the tail is a record boundary.
+        let ahead = self.seen_head.wrapping_sub(t);
+        if reach > cap || (ahead != 0 && ahead <= cap && rec.advance > ahead) {
+            return self.core.fail(Broken::BadRecord(rec.len));
+        }
+        Ok(Some(rec))
+    }
+
+    /// For a batching consumer that has caught up with the head it saw (peek step 0 of
+    /// the spec): reloads the head, and says whether it is past the tail now. Out of line:
+    /// only that case needs it.
+    #[inline(never)]
+    fn reload_head(&mut self) -> Result<bool, Error> {
+        self.head()?;
+        Ok(self.head_ahead())
+    }
+
+    /// Whether the head seen last is past the tail.
+    fn head_ahead(&self) -> bool {
+        let ahead = self.seen_head.wrapping_sub(self.tail);
+        ahead != 0 && ahead <= self.core.cap
     }
 
     /// The oldest message, if any, without consuming it: it stays queued until
     /// [`Msg::release`], and a dropped `Msg` is returned again by the next `peek`.
+    ///
+    /// With the default `set_batch(1)`, reads only the record header at the tail
+    /// (acquire): a message is there once its header carries the commit [`stamp`] of the
+    /// tail index, published or not — the lowest latency. A consumer that batches
+    /// ([`Consumer::set_batch`] above 1) is tuned for throughput instead: once it has
+    /// caught up with the head it saw published, it reloads the head and looks at the
+    /// next record header only when the head has moved past it (or when `prepare_wait`
+    /// found a record there). So a consumer faster than a streaming producer does not keep
+    /// taking the cache line the producer is writing.
+    #[inline]
     pub fn peek(&mut self) -> Result<Option<Msg<'_>>, Error> {
         self.core.check()?;
         self.core.clear_wait();
-        // Records up to the head seen last are known; re-read the shared head (a
-        // cache-line transfer) only when they are used up.
-        let head = if self.seen_head == self.tail {
-            self.head()?
-        } else {
-            self.seen_head
-        };
-        let avail = head.wrapping_sub(self.tail);
-        if avail == 0 {
+        if self.core.batch > 1 && !self.stamped && !self.head_ahead() && !self.reload_head()? {
             return Ok(None);
         }
-        let cap = self.core.cap;
-        let mut pos = self.tail & (cap - 1);
-        let mut skip = 0;
-        let (mut len, mut rsv) = self.read_header(pos);
-        if len == WRAP {
-            if rsv != 0 {
-                return self.core.fail(Broken::RecordReserved(rsv));
+        let Some(rec) = self.next_record()? else {
+            if self.stamped {
+                self.stamped = false;
             }
-            skip = cap - pos;
-            if pos == 0 || skip + RECORD_HEADER as u64 > avail {
-                return self.core.fail(Broken::BadWrap);
-            }
-            pos = 0;
-            (len, rsv) = self.read_header(0);
-            if len == WRAP {
-                return self.core.fail(Broken::BadWrap);
-            }
-        }
-        if rsv != 0 {
-            return self.core.fail(Broken::RecordReserved(rsv));
-        }
-        if len as usize > self.core.max {
-            return self.core.fail(Broken::BadRecord(len));
-        }
-        let size = (RECORD_HEADER + pad(len as usize)) as u64;
-        if skip + size > avail || pos + size > cap {
-            return self.core.fail(Broken::BadRecord(len));
-        }
+            return Ok(None);
+        };
         Ok(Some(Msg {
             c: self,
-            off: DATA_OFFSET + pos as usize + RECORD_HEADER,
-            len: len as usize,
-            advance: skip + size,
+            off: DATA_OFFSET + rec.pos as usize + RECORD_HEADER,
+            len: rec.len as usize,
+            advance: rec.advance,
         }))
     }
 
@@ -831,7 +1036,10 @@ impl Consumer {
     /// producer sees freed space late, the consumer must call [`Consumer::flush`] before
     /// it idles or waits, and a consumer restart delivers again the up to `n - 1`
     /// released but unpublished messages (with `n = 1` a restart between messages loses
-    /// and repeats nothing).
+    /// and repeats nothing). With `n > 1` the consumer also waits for the published head
+    /// once it has caught up with it, as [`Consumer::peek`] explains: records committed
+    /// but not yet published then come with the producer's next publication (or once
+    /// `prepare_wait` has seen them).
     pub fn set_batch(&mut self, n: u32) {
         self.core.set_batch(n);
     }
@@ -843,22 +1051,34 @@ impl Consumer {
     }
 
     /// Call before blocking for data: sets the consumer's NEED_WAKEUP flag, fences, and
-    /// re-checks the head. `Ok(true)`: still empty, block until notified (then peek
-    /// again); `Ok(false)`: data is available now (flag cleared). `Err(Unflushed)` if
-    /// batched releases are not published yet ([`Consumer::flush`]).
+    /// re-checks the stamp at the tail, then the head. `Ok(true)`: still empty, block
+    /// until notified (then peek again); `Ok(false)`: data is available now (flag
+    /// cleared). `Err(Unflushed)` if batched releases are not published yet
+    /// ([`Consumer::flush`]).
     pub fn prepare_wait(&mut self) -> Result<bool, Error> {
         self.core.check()?;
         self.core.check_flushed(self.tail)?;
         self.core.set_own_flags(NEED_WAKEUP);
         self.core.waiting = true;
         fence(Ordering::SeqCst);
-        let head = self.head()?;
-        if head == self.tail {
-            Ok(true)
+        if self.next_record()?.is_some() {
+            self.stamped = true;
         } else {
-            self.core.clear_wait();
-            Ok(false)
+            let head = self.head()?;
+            let ahead = head.wrapping_sub(self.tail);
+            if ahead == 0 || ahead > self.core.cap {
+                // At or behind the tail: nothing committed past it.
+                return Ok(true);
+            }
+            // The producer stamps a record before it publishes a head past it, and the
+            // head was loaded with acquire: the stamp must be visible now.
+            if self.next_record()?.is_none() {
+                return self.core.fail(Broken::Unstamped(head));
+            }
+            self.stamped = true;
         }
+        self.core.clear_wait();
+        Ok(false)
     }
 
     /// Marks the consumer detached (state `Reset`). Unreleased messages stay queued.
