@@ -180,6 +180,8 @@ struct Load {
     addr: u64,
     size: u64,
     file: PathBuf,
+    /// The name the `--uboot` script loads it under.
+    script_name: String,
 }
 
 fn boot_inner(file: &Path, o: &BootOptions) -> Result<u8, SetupError> {
@@ -438,10 +440,10 @@ fn uboot_tree(
     std::fs::copy(out.join("boot.scr"), tftp.join("boot.scr")).map_err(io)?;
     std::fs::copy(xen, tftp.join(uboot::XEN_FILE)).map_err(io)?;
     std::fs::copy(out.join("host.dtb"), tftp.join(uboot::DTB_FILE)).map_err(io)?;
-    let script_loads = uboot::loads(sys).map_err(err)?;
-    for (l, s) in loads.iter().zip(script_loads.iter().skip(2)) {
-        std::fs::copy(&l.file, tftp.join(&s.file)).map_err(io)?;
+    for l in loads {
+        std::fs::copy(&l.file, tftp.join(&l.script_name)).map_err(io)?;
     }
+    let script_loads = uboot::loads(sys).map_err(err)?;
     // The script itself goes above everything it loads, 2 MiB aligned.
     let end = script_loads
         .iter()
@@ -490,7 +492,8 @@ fn images(sys: &System, base_dir: &Path, out: &Path) -> Result<Vec<Load>, SetupE
         }
     }
     let mut loads = Vec::new();
-    for d in sys.domains.iter().filter(|d| !d.dom0) {
+    // Every domain's modules, dom0's included: Xen needs them all to build the domains.
+    for d in &sys.domains {
         for m in &d.modules {
             let file =
                 match (&m.cargo, &m.path) {
@@ -525,12 +528,19 @@ fn images(sys: &System, base_dir: &Path, out: &Path) -> Result<Vec<Load>, SetupE
                 ))
                 .hint("raise its `size` in the description"));
             }
+            let script_name = staticbus_config::uboot::module_file(
+                &d.name,
+                m.kind,
+                m.path.as_deref(),
+                m.cargo.as_ref().map(|c| c.bin.as_str()),
+            );
             loads.push(Load {
                 domain: d.name.clone(),
                 kind: m.kind,
                 addr: m.addr,
                 size: m.size,
                 file,
+                script_name,
             });
         }
     }

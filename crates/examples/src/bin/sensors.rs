@@ -22,16 +22,20 @@ fn or_fail<T>(what: &str, r: Result<T, Error>) -> T {
     r.unwrap_or_else(|e| fail(&format!("{what}: {e}")))
 }
 
+/// Contended reads in a row after which a writer counts as stuck mid-write.
+const MAX_CONTENDED_IN_A_ROW: u32 = 100_000;
+
 /// Reads through contention: a reader gives up after a bounded number of tries when a
 /// writer is caught mid-write again and again (a writer preempted on a loaded host); that
 /// is the protocols' report, not a failure, so the monitor yields and tries again, and
-/// counts how often. Any other error fails.
+/// counts how often, but fails once a writer stays mid-write for
+/// [`MAX_CONTENDED_IN_A_ROW`] attempts. Any other error fails.
 fn read_through<T>(
     what: &str,
     contended: &mut u64,
     mut read: impl FnMut() -> Result<T, Error>,
 ) -> T {
-    loop {
+    for _ in 0..MAX_CONTENDED_IN_A_ROW {
         match read() {
             Err(
                 Error::Latest(latest::Error::Contended(_)) | Error::Blob(blob::Error::Contended),
@@ -42,6 +46,9 @@ fn read_through<T>(
             r => return or_fail(what, r),
         }
     }
+    fail(&format!(
+        "{what}: a writer stayed mid-write for {MAX_CONTENDED_IN_A_ROW} reads"
+    ))
 }
 
 fn now_ns() -> u64 {
