@@ -17,33 +17,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
 
+mod common;
+use common::xen;
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// One boot at a time: each one is a whole emulated machine on a 2-core host.
 static BOOTS: Mutex<()> = Mutex::new(());
-
-fn xen(version: &str) -> Option<PathBuf> {
-    let required = std::env::var_os("STATICBUS_XEN_TESTS").is_some_and(|v| v == "1");
-    let cache = std::env::var_os("STATICBUS_CACHE").map_or_else(
-        || PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/staticbus"),
-        PathBuf::from,
-    );
-    let path = cache.join("xen").join(version).join("xen");
-    let qemu = Command::new("qemu-system-aarch64")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let missing = match (qemu, path.is_file()) {
-        (true, true) => return Some(path),
-        (false, _) => "qemu-system-aarch64".to_string(),
-        (true, false) => format!("{} (scripts/xen/fetch-xen.sh {version})", path.display()),
-    };
-    assert!(!required, "STATICBUS_XEN_TESTS=1 but {missing} is missing");
-    eprintln!("skipped: {missing} is missing (set STATICBUS_XEN_TESTS=1 to require it)");
-    None
-}
 
 fn staticbus(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_staticbus"))
@@ -222,12 +204,7 @@ const UBOOT: &str = "/usr/lib/u-boot/qemu_arm64/u-boot.bin";
 fn ping_pong_boots_through_u_boot_and_the_generated_script() {
     let Some(xen) = xen("4.17") else { return };
     if !Path::new(UBOOT).is_file() {
-        let required = std::env::var_os("STATICBUS_XEN_TESTS").is_some_and(|v| v == "1");
-        assert!(
-            !required,
-            "STATICBUS_XEN_TESTS=1 but {UBOOT} is missing (u-boot-qemu)"
-        );
-        eprintln!("skipped: {UBOOT} is missing");
+        common::skip::<()>(&format!("{UBOOT} (u-boot-qemu)"));
         return;
     }
     let dir = tempfile::tempdir().unwrap();

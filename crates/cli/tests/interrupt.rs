@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -113,24 +115,9 @@ fn run_stops_every_domain_on_ctrl_c() {
 
 #[test]
 fn boot_stops_its_qemu_on_ctrl_c() {
-    let cache = std::env::var_os("STATICBUS_CACHE").map_or_else(
-        || PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/staticbus"),
-        PathBuf::from,
-    );
-    let xen = cache.join("xen/4.17/xen");
-    let qemu = Command::new("qemu-system-aarch64")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !(qemu && xen.is_file()) {
-        let required = std::env::var_os("STATICBUS_XEN_TESTS").is_some_and(|v| v == "1");
-        assert!(
-            !required,
-            "STATICBUS_XEN_TESTS=1 but QEMU or {xen:?} is missing"
-        );
-        eprintln!("skipped: QEMU or {xen:?} is missing");
+    let Some(xen) = common::xen("4.17") else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("work");
     let mut child = Command::new(env!("CARGO_BIN_EXE_staticbus"))
