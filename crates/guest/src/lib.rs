@@ -57,6 +57,6 @@ pub use console::{Console, CONSOLE_LINE};
 pub use evtchn::{EventChannels, FiredSet, UpcallSleep, MAX_DRAIN_ROUNDS, MAX_POLL_PORTS};
 pub use hypercall::{Errno, Hypercall};
 pub use platform::Platform;
-pub use region::{OutOfBounds, Region};
+pub use region::{OutOfBounds, Region, BLOCK_COPY_MIN};
 pub use staticbus_abi::shared_info::SharedInfo;
 pub use staticbus_manifest as manifest;
