@@ -32,6 +32,8 @@ pub enum Word {
     Ping = 6,
     /// Cache-line ping-pong: written by the peer.
     Pong = 7,
+    /// Polls the peer made that found nothing to do (queue empty for a consumer).
+    PeerIdlePolls = 8,
 }
 
 /// The shared mapping: control page, then protocol regions.

@@ -58,6 +58,10 @@ pub struct Throughput {
     pub notif_per_msg: f64,
     /// Times either side blocked, per message.
     pub blocks_per_msg: f64,
+    /// Producer polls that found the queue full, per message.
+    pub full_polls_per_msg: f64,
+    /// Consumer polls that found the queue empty, per message.
+    pub empty_polls_per_msg: f64,
 }
 
 /// memcpy result.
@@ -187,6 +191,8 @@ pub fn throughput(size: usize, count: u64, spin: u32, batch: u32) -> Res<Through
         gbps: count as f64 * size as f64 / secs / 1e9,
         notif_per_msg: total_notifies as f64 / count as f64,
         blocks_per_msg: blocks as f64 / count as f64,
+        full_polls_per_msg: st.empty_polls as f64 / count as f64,
+        empty_polls_per_msg: shm.word(Word::PeerIdlePolls).load(SeqCst) as f64 / count as f64,
     })
 }
 
@@ -239,6 +245,7 @@ fn consume(shm: &Shm, size: usize, count: u64, spin: u32, batch: u32) -> Res {
     }
     shm.word(Word::PeerNotifies).store(notifies, SeqCst);
     shm.word(Word::PeerBlocks).store(st.blocks, SeqCst);
+    shm.word(Word::PeerIdlePolls).store(st.empty_polls, SeqCst);
     Ok(())
 }
 
@@ -507,6 +514,10 @@ pub fn throughput_cmd(size: usize, count: Option<u64>, spin: u32, batch: u32) ->
         t.gbps,
         t.notif_per_msg,
         t.blocks_per_msg
+    );
+    println!(
+        "  idle polls per message: producer (queue full) {:.3}, consumer (queue empty) {:.3}",
+        t.full_polls_per_msg, t.empty_polls_per_msg
     );
     println!(
         "reference memcpy {size} B warm, one core: {} copies/s, {:.2} GB/s → queue/memcpy = {:.2}",

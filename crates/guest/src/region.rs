@@ -94,6 +94,7 @@ impl Region {
         self.base.as_ptr()
     }
 
+    #[inline]
     fn check(&self, offset: usize, len: usize) -> Result<(), OutOfBounds> {
         match offset.checked_add(len) {
             Some(end) if end <= self.len => Ok(()),
@@ -118,72 +119,87 @@ impl Region {
     /// time where the region address is 8-aligned; on x86-64 one `rep movsb` from
     /// [`BLOCK_COPY_MIN`] bytes up). The bytes are a snapshot; a peer may change them at
     /// any time, so validate what you read before using it.
+    #[inline]
     pub fn read_bytes(&self, offset: usize, buf: &mut [u8]) -> Result<(), OutOfBounds> {
         self.check(offset, buf.len())?;
+        // SAFETY: `offset + buf.len() <= self.len` (checked above): the pointer stays
+        // inside (or one past the end of) the region.
+        let src = unsafe { self.base.as_ptr().add(offset) };
         #[cfg(all(target_arch = "x86_64", not(miri)))]
         if buf.len() >= BLOCK_COPY_MIN {
-            // SAFETY: `[offset, offset + buf.len())` is in bounds (checked above), so the
-            // source is inside the region, valid for reads by `Region::new`'s contract;
-            // `buf` is an exclusive borrow of `buf.len()` bytes, which cannot overlap the
-            // region (the region is never reachable through Rust references).
-            unsafe { block_copy(buf.as_mut_ptr(), self.base.as_ptr().add(offset), buf.len()) };
+            // SAFETY: `[src, src + buf.len())` is inside the region, valid for reads by
+            // `Region::new`'s contract; `buf` is an exclusive borrow of `buf.len()` bytes,
+            // which cannot overlap the region (never reachable through references).
+            unsafe { block_copy(buf.as_mut_ptr(), src, buf.len()) };
             return Ok(());
         }
-        let mut i = 0;
-        while i < buf.len() {
-            // SAFETY: `offset + i < offset + buf.len() <= self.len`: in bounds, so
-            // `src` is inside the region, which `Region::new`'s contract makes valid
-            // for volatile reads.
-            let src = unsafe { self.base.as_ptr().add(offset + i) };
-            if src.addr() % 8 == 0 && buf.len() - i >= 8 {
-                // SAFETY: `src` is 8-aligned and the 8 bytes from it are in bounds
-                // (`i + 8 <= buf.len()`).
-                let word = unsafe { src.cast::<u64>().read_volatile() };
-                buf[i..i + 8].copy_from_slice(&word.to_ne_bytes());
-                i += 8;
-            } else {
-                // SAFETY: `src` is in bounds (see above); u8 has no alignment.
-                buf[i] = unsafe { src.read_volatile() };
-                i += 1;
-            }
+        let n = buf.len();
+        let lead = src.align_offset(8).min(n);
+        let words = (n - lead) / 8;
+        for (i, b) in buf[..lead].iter_mut().enumerate() {
+            // SAFETY: `i < lead <= n`: in bounds of the checked range; u8 has no
+            // alignment.
+            *b = unsafe { src.add(i).read_volatile() };
+        }
+        for w in 0..words {
+            let at = lead + 8 * w;
+            // SAFETY: `src + lead` is 8-aligned and `at + 8 <= lead + 8 * words <= n`:
+            // an aligned word inside the checked range.
+            let word = unsafe { src.add(at).cast::<u64>().read_volatile() };
+            buf[at..at + 8].copy_from_slice(&word.to_ne_bytes());
+        }
+        let done = lead + 8 * words;
+        for (i, b) in buf[done..].iter_mut().enumerate() {
+            // SAFETY: `done + i < n`: in bounds of the checked range.
+            *b = unsafe { src.add(done + i).read_volatile() };
         }
         Ok(())
     }
 
     /// Copies `buf` to `offset` with volatile writes (8 bytes at a time where the region
     /// address is 8-aligned; on x86-64 one `rep movsb` from [`BLOCK_COPY_MIN`] bytes up).
+    #[inline]
     pub fn write_bytes(&self, offset: usize, buf: &[u8]) -> Result<(), OutOfBounds> {
         self.check(offset, buf.len())?;
+        // SAFETY: `offset + buf.len() <= self.len` (checked above): the pointer stays
+        // inside (or one past the end of) the region.
+        let dst = unsafe { self.base.as_ptr().add(offset) };
         #[cfg(all(target_arch = "x86_64", not(miri)))]
         if buf.len() >= BLOCK_COPY_MIN {
-            // SAFETY: the destination range is in bounds (checked above), inside the
-            // region and valid for writes by `Region::new`'s contract; `buf` is a shared
-            // borrow of `buf.len()` readable bytes that cannot overlap the region.
-            unsafe { block_copy(self.base.as_ptr().add(offset), buf.as_ptr(), buf.len()) };
+            // SAFETY: `[dst, dst + buf.len())` is inside the region, valid for writes by
+            // `Region::new`'s contract; `buf` is a shared borrow of `buf.len()` readable
+            // bytes that cannot overlap the region.
+            unsafe { block_copy(dst, buf.as_ptr(), buf.len()) };
             return Ok(());
         }
-        let mut i = 0;
-        while i < buf.len() {
-            // SAFETY: `offset + i < offset + buf.len() <= self.len`: in bounds, so
-            // `dst` is inside the region, which `Region::new`'s contract makes valid
-            // for volatile writes.
-            let dst = unsafe { self.base.as_ptr().add(offset + i) };
-            if let (0, Some(chunk)) = (dst.addr() % 8, buf.get(i..i + 8)) {
-                let mut word = [0u8; 8];
-                word.copy_from_slice(chunk);
-                // SAFETY: `dst` is 8-aligned and the 8 bytes from it are in bounds
-                // (`i + 8 <= buf.len()`).
-                unsafe { dst.cast::<u64>().write_volatile(u64::from_ne_bytes(word)) };
-                i += 8;
-            } else {
-                // SAFETY: `dst` is in bounds (see above); u8 has no alignment.
-                unsafe { dst.write_volatile(buf[i]) };
-                i += 1;
-            }
+        let n = buf.len();
+        let lead = dst.align_offset(8).min(n);
+        let words = (n - lead) / 8;
+        for (i, &b) in buf[..lead].iter().enumerate() {
+            // SAFETY: `i < lead <= n`: in bounds of the checked range.
+            unsafe { dst.add(i).write_volatile(b) };
+        }
+        for w in 0..words {
+            let at = lead + 8 * w;
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&buf[at..at + 8]);
+            // SAFETY: `dst + lead` is 8-aligned and `at + 8 <= n`: an aligned word inside
+            // the checked range.
+            unsafe {
+                dst.add(at)
+                    .cast::<u64>()
+                    .write_volatile(u64::from_ne_bytes(word))
+            };
+        }
+        let done = lead + 8 * words;
+        for (i, &b) in buf[done..].iter().enumerate() {
+            // SAFETY: `done + i < n`: in bounds of the checked range.
+            unsafe { dst.add(done + i).write_volatile(b) };
         }
         Ok(())
     }
 
+    #[inline]
     fn aligned(&self, offset: usize, size: usize) -> Option<NonNull<u8>> {
         self.check(offset, size).ok()?;
         // SAFETY: `offset + size <= self.len`: the pointer stays inside the region.
@@ -193,6 +209,7 @@ impl Region {
 
     /// The 32-bit word at `offset` as an atomic, or `None` if it is out of bounds or the
     /// address is not 4-aligned.
+    #[inline]
     pub fn atomic_u32(&self, offset: usize) -> Option<&AtomicU32> {
         let p = self.aligned(offset, 4)?;
         // SAFETY: `p` is 4-aligned and `[p, p + 4)` is inside the region, which
@@ -205,6 +222,7 @@ impl Region {
 
     /// The 64-bit word at `offset` as an atomic, or `None` if it is out of bounds or the
     /// address is not 8-aligned.
+    #[inline]
     pub fn atomic_u64(&self, offset: usize) -> Option<&AtomicU64> {
         let p = self.aligned(offset, 8)?;
         // SAFETY: as in `atomic_u32`, with `p` 8-aligned and `[p, p + 8)` in bounds.
