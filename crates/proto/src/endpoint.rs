@@ -116,6 +116,35 @@ impl From<log::Error> for Error {
     }
 }
 
+/// Calls `attach` until the region's initialiser has finished: while it reports
+/// `NotInitialized`, calls `idle` (wait for the channel's event, or yield) and tries again.
+fn attach_once_initialised<T, E: Into<Error>>(
+    mut attach: impl FnMut() -> Result<T, E>,
+    mut idle: impl FnMut() -> Result<(), Errno>,
+) -> Result<T, Error> {
+    loop {
+        match attach().map_err(Into::into) {
+            Err(e) if e.is_not_initialized() => idle().map_err(Error::Event)?,
+            r => return r,
+        }
+    }
+}
+
+impl Error {
+    /// The region's initialiser has not finished yet (a protocol's attach reported
+    /// `HeaderError::NotInitialized`).
+    fn is_not_initialized(&self) -> bool {
+        use HeaderError::NotInitialized as N;
+        matches!(
+            self,
+            Error::Queue(queue::Error::Header(N))
+                | Error::Log(log::Error::Header(N))
+                | Error::Latest(latest::Error::Header(N))
+                | Error::Blob(blob::Error::Header(N))
+        )
+    }
+}
+
 /// Opens `name` and checks the manifest's protocol and this domain's role.
 fn open_typed<'p, P: Platform + ?Sized>(
     platform: &'p P,
@@ -290,15 +319,7 @@ impl<'p, P: Platform + ?Sized> QueueRx<'p, P> {
     /// attaches, blocking until the producer has initialised the region.
     pub fn open(platform: &'p P, name: &str) -> Result<Self, Error> {
         let ch = open_typed(platform, name, Protocol::Queue, Role::Consumer)?;
-        let q = loop {
-            match Consumer::attach(*ch.region()) {
-                Ok(q) => break q,
-                Err(queue::Error::Header(HeaderError::NotInitialized)) => {
-                    ch.wait().map_err(Error::Event)?;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        };
+        let q = attach_once_initialised(|| Consumer::attach(*ch.region()), || ch.wait().map(drop))?;
         Ok(QueueRx {
             ch,
             q,
@@ -510,15 +531,10 @@ impl<'p, P: Platform + ?Sized> LogReader<'p, P> {
     pub fn open(platform: &'p P, name: &str, start: log::Start) -> Result<Self, Error> {
         let ch = open_typed(platform, name, Protocol::Log, Role::Reader)?;
         let (readers, index) = (ch.info().readers as usize, ch.info().index as usize);
-        let r = loop {
-            match log::Reader::attach(*ch.region(), readers, index, start) {
-                Ok(r) => break r,
-                Err(log::Error::Header(HeaderError::NotInitialized)) => {
-                    ch.wait().map_err(Error::Event)?;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        };
+        let r = attach_once_initialised(
+            || log::Reader::attach(*ch.region(), readers, index, start),
+            || ch.wait().map(drop),
+        )?;
         Ok(LogReader {
             ch,
             r,
@@ -593,18 +609,12 @@ impl<'p, P: Platform + ?Sized> LatestWriter<'p, P> {
         let ch = open_typed(platform, name, Protocol::Latest, Role::Writer)?;
         let i = ch.info();
         let (writers, readers, index) = (i.writers as usize, i.readers as usize, i.index as usize);
-        let w = loop {
-            match latest::Writer::attach(*ch.region(), writers, readers, index, value_size) {
-                Ok(w) => break w,
-                Err(latest::Error::Header(HeaderError::NotInitialized)) => {
-                    // Writer 0 has not initialised yet. Writers share no event channel,
-                    // so poll, yielding the CPU (SCHEDOP_yield) between looks.
-                    staticbus_guest::ops::sched_yield(platform.hypercall())
-                        .map_err(Error::Event)?;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        };
+        // Writers share no event channel: while writer 0 has not initialised the region,
+        // poll, yielding the CPU (SCHEDOP_yield) between looks.
+        let w = attach_once_initialised(
+            || latest::Writer::attach(*ch.region(), writers, readers, index, value_size),
+            || staticbus_guest::ops::sched_yield(platform.hypercall()),
+        )?;
         let mut counters = Counters::default();
         notify_members(&ch, &mut counters.notifications, Wakeups(all_peers(&ch)))?;
         Ok(LatestWriter { ch, w, counters })
@@ -654,15 +664,10 @@ impl<'p, P: Platform + ?Sized> LatestReader<'p, P> {
         let ch = open_typed(platform, name, Protocol::Latest, Role::Reader)?;
         let i = ch.info();
         let (writers, readers, index) = (i.writers as usize, i.readers as usize, i.index as usize);
-        let r = loop {
-            match latest::Reader::attach(*ch.region(), writers, readers, index, value_size) {
-                Ok(r) => break r,
-                Err(latest::Error::Header(HeaderError::NotInitialized)) => {
-                    ch.wait().map_err(Error::Event)?;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        };
+        let r = attach_once_initialised(
+            || latest::Reader::attach(*ch.region(), writers, readers, index, value_size),
+            || ch.wait().map(drop),
+        )?;
         Ok(LatestReader {
             ch,
             r,
@@ -778,15 +783,10 @@ impl<'p, P: Platform + ?Sized> BlobReader<'p, P> {
     pub fn open(platform: &'p P, name: &str) -> Result<Self, Error> {
         let ch = open_typed(platform, name, Protocol::Blob, Role::Reader)?;
         let (readers, index) = (ch.info().readers as usize, ch.info().index as usize);
-        let r = loop {
-            match blob::Reader::attach(*ch.region(), readers, index) {
-                Ok(r) => break r,
-                Err(blob::Error::Header(HeaderError::NotInitialized)) => {
-                    ch.wait().map_err(Error::Event)?;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        };
+        let r = attach_once_initialised(
+            || blob::Reader::attach(*ch.region(), readers, index),
+            || ch.wait().map(drop),
+        )?;
         Ok(BlobReader {
             ch,
             r,
@@ -824,5 +824,56 @@ impl<'p, P: Platform + ?Sized> BlobReader<'p, P> {
     /// Wait-loop statistics.
     pub fn counters(&self) -> Counters {
         self.counters
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attach_waits_only_while_not_initialised() {
+        // Not initialised twice, then attached: two idle calls, the value returned.
+        let (mut tries, mut idles) = (0, 0);
+        let r = attach_once_initialised(
+            || {
+                tries += 1;
+                if tries < 3 {
+                    Err(blob::Error::Header(HeaderError::NotInitialized))
+                } else {
+                    Ok(tries)
+                }
+            },
+            || {
+                idles += 1;
+                Ok(())
+            },
+        );
+        assert_eq!(r.ok(), Some(3));
+        assert_eq!(idles, 2);
+
+        // Any other error ends the wait at once, as the protocol's error.
+        let mut idles = 0;
+        let r: Result<(), Error> = attach_once_initialised(
+            || Err(queue::Error::Header(HeaderError::BadRegion { len: 7 })),
+            || {
+                idles += 1;
+                Ok(())
+            },
+        );
+        assert!(matches!(
+            r,
+            Err(Error::Queue(queue::Error::Header(HeaderError::BadRegion {
+                len: 7
+            })))
+        ));
+        assert_eq!(idles, 0);
+
+        // A failing wait ends it too, as an event-channel error.
+        let r: Result<(), Error> = attach_once_initialised(
+            || Err(log::Error::Header(HeaderError::NotInitialized)),
+            || Err(Errno(-22)),
+        );
+        assert!(matches!(r, Err(Error::Event(Errno(-22)))));
     }
 }
