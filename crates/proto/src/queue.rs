@@ -857,9 +857,9 @@ impl Grant<'_> {
 }
 
 /// How far past the record it just committed the producer asks for a cache line for
-/// writing (a hint, [`Region::prefetch_write`]). When the consumer keeps up closely, its
-/// hardware prefetcher takes lines the producer is about to write; fetching them back
-/// ahead of the stores keeps the producer's store buffer moving (64 B messages: ~15 → ~23
+/// writing (a hint, [`Region::prefetch_write`]). When the consumer keeps up closely, the
+/// producer's stores stall, most likely because the consumer's hardware prefetcher takes
+/// lines the producer is about to write; fetching them back ahead of the stores helps (64 B messages: ~15 → ~23
 /// M msg/s in that regime, unchanged otherwise; BENCHMARKS.md).
 const PREFETCH_AHEAD: u64 = 512;
 
