@@ -791,29 +791,14 @@ fn dtc_agrees(name: &str, m: &DomainManifest) {
         eprintln!("print_dts/write_dtb not implemented yet: skipping the dtc comparison");
         return;
     }
-    if !have("dtc") {
-        eprintln!("dtc not found: skipping the dtc comparison");
-        return;
-    }
-    let dir = scratch(&format!("dt-{name}"));
-    std::fs::write(dir.join("m.dts"), &dts).unwrap();
-    let out = Command::new("dtc")
-        .current_dir(&dir)
-        .args(["-I", "dts", "-O", "dtb", "-o", "m.dtb", "m.dts"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "dtc failed:\n{}\n{dts}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.stderr.is_empty(),
-        "dtc warns:\n{}\n{dts}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let want = std::fs::read(dir.join("m.dtb")).unwrap();
-    assert!(want == dtb, "write_dtb differs from dtc for\n{dts}");
+    let oracle = staticbus_dtc_oracle::Oracle::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/dtc-recorded"
+    ));
+    let out = oracle.run(&format!("emit/{name}"), &[], &[("m.dts", dts.as_bytes())]);
+    assert!(out.accepted, "dtc failed:\n{}\n{dts}", out.stderr);
+    assert!(!out.warned, "dtc warns:\n{}\n{dts}", out.stderr);
+    assert!(out.dtb == dtb, "write_dtb differs from dtc for\n{dts}");
 }
 
 #[test]

@@ -5,6 +5,7 @@
 
 use staticbus_diag::Sources;
 use staticbus_dt::{parse_dts, write_dtb, DtsOptions, FsLoader, Node, Tree};
+use staticbus_dtc_oracle::Oracle;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -154,24 +155,50 @@ fn fixtures() -> Vec<PathBuf> {
     v
 }
 
-fn dtc_available() -> bool {
-    Command::new("dtc").arg("--version").output().is_ok()
+fn oracle() -> Oracle {
+    Oracle::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/dtc-recorded"))
 }
 
-fn dtc_blob(path: &Path, include: &Path) -> Vec<u8> {
-    let out = Command::new("dtc")
-        .args(["-q", "-I", "dts", "-O", "dtb", "-o", "-", "-i"])
-        .arg(include)
-        .arg(path)
-        .output()
-        .expect("run dtc");
+/// Every file under the fixture folder, relative to it: what dtc may read for a fixture.
+fn fixture_files() -> Vec<(String, Vec<u8>)> {
+    fn walk(dir: &Path, base: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, base, out);
+            } else {
+                let rel = p.strip_prefix(base).unwrap().to_str().unwrap().to_string();
+                out.push((rel, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&fixtures_dir(), &fixtures_dir(), &mut out);
+    out.sort();
+    out
+}
+
+/// dtc's blob of the fixture `path` (include path `inc`), live or recorded.
+fn dtc_blob(path: &Path) -> Vec<u8> {
+    let name = path.file_name().unwrap().to_str().unwrap();
+    let all = fixture_files();
+    let mut files: Vec<(&str, &[u8])> = vec![];
+    let main = all.iter().find(|(n, _)| n == name).expect("fixture");
+    files.push((&main.0, &main.1));
+    files.extend(
+        all.iter()
+            .filter(|(n, _)| n != name)
+            .map(|(n, b)| (n.as_str(), b.as_slice())),
+    );
+    let key = format!("fixtures/{}", name.trim_end_matches(".dts"));
+    let out = oracle().run(&key, &["-i", "inc"], &files);
     assert!(
-        out.status.success(),
+        out.accepted,
         "dtc failed on {}: {}",
         path.display(),
-        String::from_utf8_lossy(&out.stderr)
+        out.stderr
     );
-    out.stdout
+    out.dtb
 }
 
 fn parse_fixture(path: &Path) -> Tree {
@@ -218,16 +245,12 @@ fn first_difference(ours: &Flat, theirs: &Flat) -> String {
 
 #[test]
 fn fixtures_match_dtc() {
-    if !dtc_available() {
-        eprintln!("dtc not installed; skipping");
-        return;
-    }
     let list = fixtures();
     assert!(list.len() >= 8, "fixtures missing: {list:?}");
     let mut failures = Vec::new();
     for path in &list {
         let tree = parse_fixture(path);
-        let blob = dtc_blob(path, &fixtures_dir().join("inc"));
+        let blob = dtc_blob(path);
         let theirs = decode_fdt(&blob);
         let ours = flatten(&tree);
         if ours != theirs {
@@ -517,8 +540,7 @@ impl Gen {
 /// accept exactly what dtc accepts and build the same tree.
 #[test]
 fn random_programs_match_dtc() {
-    if !dtc_available() {
-        eprintln!("dtc not installed; skipping");
+    if !staticbus_dtc_oracle::live("random_programs_match_dtc") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -781,8 +803,7 @@ fn structured_value(r: &mut Rng, s: &mut String) {
 
 #[test]
 fn random_token_soup_matches_dtc() {
-    if !dtc_available() {
-        eprintln!("dtc not installed; skipping");
+    if !staticbus_dtc_oracle::live("random_token_soup_matches_dtc") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -950,21 +971,13 @@ const EDGE_CASES: &[&str] = &[
 
 #[test]
 fn edge_cases_match_dtc() {
-    if !dtc_available() {
-        eprintln!("dtc not installed; skipping");
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let mut failures = Vec::new();
     for (i, body) in EDGE_CASES.iter().enumerate() {
         let text = format!("/dts-v1/;\n{body}");
         let path = dir.path().join(format!("edge{i}.dts"));
         std::fs::write(&path, &text).unwrap();
-        let out = Command::new("dtc")
-            .args(["-q", "-I", "dts", "-O", "dtb", "-o", "-"])
-            .arg(&path)
-            .output()
-            .unwrap();
+        let out = oracle().run_by_content("edge", &[], &[("edge.dts", text.as_bytes())]);
         let mut sources = Sources::new();
         let (tree, diags) = parse_dts(
             &mut sources,
@@ -973,10 +986,10 @@ fn edge_cases_match_dtc() {
             &DtsOptions::default(),
             &FsLoader,
         );
-        match (out.status.success(), tree) {
+        match (out.accepted, tree) {
             (true, Some(tree)) => {
                 let ours = flatten(&tree);
-                let theirs = decode_fdt(&out.stdout);
+                let theirs = decode_fdt(&out.dtb);
                 if ours != theirs {
                     failures.push(format!(
                         "{body:?}: trees differ: {}",
@@ -984,7 +997,7 @@ fn edge_cases_match_dtc() {
                     ));
                 } else {
                     let written = write_dtb(&tree);
-                    if !written.is_empty() && written != out.stdout {
+                    if !written.is_empty() && written != out.dtb {
                         failures.push(format!("{body:?}: write_dtb differs from dtc"));
                     }
                 }
@@ -997,7 +1010,7 @@ fn edge_cases_match_dtc() {
             )),
             (false, Some(_)) => failures.push(format!(
                 "{body:?}: dtc rejects ({}), we accept",
-                String::from_utf8_lossy(&out.stderr).trim()
+                out.stderr.trim()
             )),
         }
     }

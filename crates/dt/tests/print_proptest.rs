@@ -316,15 +316,15 @@ proptest! {
         let back = read_dtb(&blob, FileId(0)).expect("own blob reads back");
         prop_assert_eq!(&back, &trees::strip(&tree));
         prop_assert_eq!(write_dtb(&back), blob.clone());
-        if trees::have_dtc() {
+        if trees::live_dtc("dtc_compiles_print_dts_to_write_dtb (random trees)") {
             let dts = print_dts(&tree);
             let b = (tree.boot_cpuid != dtc_guess(&tree)).then_some(tree.boot_cpuid);
-            let compiled = trees::dtc_compile(&dts, b);
+            let compiled = trees::dtc_compile_live(&dts, b);
             prop_assert!(compiled.is_ok(), "dtc failed: {:?}\n{}", compiled.err(), dts);
             prop_assert!(compiled.unwrap() == blob, "dtc output differs for\n{}", dts);
             // The tree read from the blob (no chunks, no labels) prints back too.
             let dts2 = print_dts(&back);
-            let compiled2 = trees::dtc_compile(&dts2, b);
+            let compiled2 = trees::dtc_compile_live(&dts2, b);
             prop_assert!(compiled2.as_ref().ok() == Some(&blob), "{:?}\n{}", compiled2.err(), dts2);
         }
     }
