@@ -26,6 +26,14 @@
 #       The source and build tree stay in the cache (src/), with the build log
 #       (build.log) and the final configuration (config).
 #
+# Pinned versions: by default each version fetches exactly the Debian version the boot tests
+# were proven with, checked against the SHA256 recorded below (PIN_*), so Debian moving its
+# index does not change what is tested. When the pinned files are no longer served, the
+# newest version apt knows is taken instead, checked against apt's own index, with a loud
+# warning. STATICBUS_XEN_417 / STATICBUS_XEN_420 override: `newest` (apt's newest, falling
+# back to the pin when it is not served) or an exact Debian version. The version used is
+# printed and written to <cache>/version.
+#
 # Cache: ${STATICBUS_CACHE:-$HOME/.cache/staticbus}/xen/<version>/{xen,version}. A cached
 # binary is reused; it is written atomically, and concurrent runs for one version wait for
 # each other (flock). Progress goes to stderr, the binary's path alone to stdout.
@@ -40,6 +48,20 @@ if [[ ${1:-} == -h || ${1:-} == --help ]]; then
 fi
 
 log() { echo "fetch-xen: $*" >&2; }
+
+# What the boot tests were proven with (Debian versions and the SHA256 of their files).
+PIN_417_VERSION=4.17.7+13-g2445b30a44-0+deb12u1
+PIN_417_DEB_SHA256=f76507aca2df2c1870d492406724e812f2b7ab822ee9a24c7634fc3e2cb1100e
+PIN_417_URL=http://deb.debian.org/debian-security/pool/updates/main/x/xen/xen-hypervisor-4.17-arm64_${PIN_417_VERSION}_arm64.deb
+PIN_420_VERSION=4.20.3+127-gc42374a105-0+deb13u1
+PIN_420_SUMS="df0831854a55a8f31cb3cb85036f2edc928e2ef098d77f815f5714bfafac68f3 4961352 xen_4.20.3+127-gc42374a105.orig.tar.xz
+b1f909d626f3d4ba6965ba291dd97b0dfbbe48bb8e2510913cbc1760c5e8cb3e 139540 xen_4.20.3+127-gc42374a105-0+deb13u1.debian.tar.xz"
+PIN_420_POOL=http://deb.debian.org/debian/pool/main/x/xen
+
+# The temporary folder of this run (global so the EXIT trap can see it under set -u).
+tmp_work=
+cleanup() { [[ -n $tmp_work ]] && rm -rf "$tmp_work"; return 0; }
+trap cleanup EXIT
 die() { echo "fetch-xen: error: $*" >&2; exit 1; }
 
 version=${1:-4.17}
@@ -85,14 +107,42 @@ fetch_417() {
     apt-cache show "$pkg" >/dev/null 2>&1 || die "apt knows no $pkg (is bookworm in the apt sources?)"
   fi
 
-  local work
-  work=$(mktemp -d "$cache/tmp.XXXXXX")
+  tmp_work=$(mktemp -d "$cache/tmp.XXXXXX")
+  local work=$tmp_work
   chmod 755 "$work"  # apt-get download runs as _apt
-  trap 'rm -rf "$work"' EXIT
-  log "downloading $pkg"
-  (cd "$work" && apt-get download -q "$pkg" >&2) || die "apt-get download $pkg failed"
+  local want=${STATICBUS_XEN_417:-$PIN_417_VERSION} got=
+  if [[ $want == newest ]]; then
+    log "downloading the newest $pkg (STATICBUS_XEN_417=newest)"
+    (cd "$work" && apt-get download -q "$pkg" >&2) && got=newest ||
+      log "warning: the newest $pkg cannot be downloaded; falling back to the pinned $PIN_417_VERSION"
+    want=$PIN_417_VERSION
+  fi
+  if [[ -z $got ]]; then
+    log "downloading $pkg=$want"
+    if (cd "$work" && apt-get download -q "$pkg=$want" >&2); then
+      got=$want
+    elif [[ $want == "$PIN_417_VERSION" ]]; then
+      log "apt no longer knows $want; fetching it from the pool: $PIN_417_URL"
+      if curl -fsSL -o "$work/pinned.deb.part" "$PIN_417_URL"; then
+        mv "$work/pinned.deb.part" "$work/$(basename "$PIN_417_URL")"
+        got=$want
+      else
+        log "warning: the pinned $want is not served any more; taking apt's newest $pkg" \
+          "(verified by apt, NOT the version the tests were proven with)"
+        (cd "$work" && apt-get download -q "$pkg" >&2) || die "apt-get download $pkg failed"
+        got=newest
+      fi
+    else
+      die "apt-get download $pkg=$want failed (STATICBUS_XEN_417=$want)"
+    fi
+  fi
   local deb
   deb=$(ls "$work"/*.deb)
+  if [[ $(dpkg-deb -f "$deb" Version) == "$PIN_417_VERSION" ]]; then
+    echo "$PIN_417_DEB_SHA256  $deb" | sha256sum -c --status - ||
+      die "$(basename "$deb"): SHA256 differs from the pinned $PIN_417_DEB_SHA256"
+    log "SHA256 of $(basename "$deb") matches the pin"
+  fi
   log "extracting $(basename "$deb")"
   dpkg-deb -x "$deb" "$work/root"
   local src=$work/root/boot/xen-4.17-arm64
@@ -101,6 +151,8 @@ fetch_417() {
   mv "$src" "$out.tmp"
   mv "$cache/version.tmp" "$cache/version"
   mv "$out.tmp" "$out"
+  rm -rf "$work"
+  tmp_work=
   log "Xen $(cat "$cache/version")"
 }
 
@@ -169,49 +221,92 @@ EOF
     die "apt knows no 4.20 version of source package xen even with $trixie_list"
 }
 
-fetch_420() {
-  ensure_build_tools
-  ensure_trixie_source
-  local ver
-  ver=$(xen_420_source_version)
-  log "Xen source package $ver (trixie)"
-  local para
+# Downloads the pinned 4.20 tarballs into $dl straight from Debian's pool (no index needed)
+# and checks them against the pinned SHA256; non-zero when they are not served.
+fetch_pinned_420() {
+  local sha size name
+  while read -r sha size name; do
+    if [[ -s $dl/$name ]] && echo "$sha  $dl/$name" | sha256sum -c --status -; then
+      continue
+    fi
+    log "downloading $PIN_420_POOL/$name"
+    curl -fsSL -o "$dl/$name.part" "$PIN_420_POOL/$name" || { rm -f "$dl/$name.part"; return 1; }
+    echo "$sha  $dl/$name.part" | sha256sum -c --status - ||
+      die "$PIN_420_POOL/$name: SHA256 differs from the pinned $sha"
+    mv "$dl/$name.part" "$dl/$name"
+  done <<<"$PIN_420_SUMS"
+}
+
+# Downloads source package xen version $1 as apt's Sources index names it into $dl and
+# sets `sums` to its "sha256 size name" lines; non-zero when its files are not served.
+fetch_indexed_420() {
+  local ver=$1 para
   para=$(xen_source_paragraph "$ver")
-  # "sha256 size name" of every file but the .dsc.
-  local sums
   sums=$(awk '/^Checksums-Sha256:/ { on = 1; next } on && /^ / { print $1, $2, $3; next } { on = 0 }' \
     <<<"$para" | grep -v '\.dsc$' || true)
   [[ -n $sums ]] || die "no Checksums-Sha256 for xen $ver in apt's Sources index"
-
-  local dl=$cache/dl
-  mkdir -p "$dl"
-  chmod 755 "$dl"  # apt-get source may download as _apt
   local missing=0 sha size name
   while read -r sha size name; do
     [[ -s $dl/$name ]] && echo "$sha  $dl/$name" | sha256sum -c --status - || missing=1
   done <<<"$sums"
-  if (( missing )); then
-    log "downloading the source (apt-get source --download-only xen=$ver)"
-    # The .dsc may 404 on the mirror; the tarballs are what we need.
-    if ! (cd "$dl" && apt-get source -q --download-only "xen=$ver" > "$dl/apt-source.log" 2>&1); then
-      log "apt-get source reported an error (trixie's .dsc may 404; $dl/apt-source.log);" \
-        "checking the tarballs"
-    fi
-    local uri
-    while read -r sha size name; do
-      [[ -s $dl/$name ]] && continue
-      uri=$(cd "$dl" && apt-get source -q --print-uris "xen=$ver" 2>/dev/null |
-        awk -v n="$name" '$2 == n { gsub(/\047/, "", $1); print $1 }')
-      [[ -n $uri ]] || die "apt-get source --print-uris gives no address for $name"
-      log "downloading $uri"
-      curl -fsSL -o "$dl/$name.part" "$uri" || die "download of $uri failed"
-      mv "$dl/$name.part" "$dl/$name"
-    done <<<"$sums"
+  (( missing )) || return 0
+  log "downloading the source (apt-get source --download-only xen=$ver)"
+  # The .dsc may 404 on the mirror; the tarballs are what we need.
+  if ! (cd "$dl" && apt-get source -q --download-only "xen=$ver" > "$dl/apt-source.log" 2>&1); then
+    log "apt-get source reported an error (trixie's .dsc may 404; $dl/apt-source.log);" \
+      "checking the tarballs"
   fi
+  local uri
+  while read -r sha size name; do
+    [[ -s $dl/$name ]] && continue
+    uri=$(cd "$dl" && apt-get source -q --print-uris "xen=$ver" 2>/dev/null |
+      awk -v n="$name" '$2 == n { gsub(/\047/, "", $1); print $1 }')
+    [[ -n $uri ]] || { log "apt-get source --print-uris gives no address for $name"; return 1; }
+    log "downloading $uri"
+    curl -fsSL -o "$dl/$name.part" "$uri" || { log "download of $uri failed"; rm -f "$dl/$name.part"; return 1; }
+    mv "$dl/$name.part" "$dl/$name"
+  done <<<"$sums"
+}
+
+fetch_420() {
+  ensure_build_tools
+  dl=$cache/dl
+  mkdir -p "$dl"
+  chmod 755 "$dl"  # apt-get source may download as _apt
+  local want=${STATICBUS_XEN_420:-$PIN_420_VERSION} ver=
+  sums=
+  if [[ $want == "$PIN_420_VERSION" ]]; then
+    log "Xen source package $PIN_420_VERSION (pinned)"
+    if fetch_pinned_420; then
+      ver=$PIN_420_VERSION
+      sums=$PIN_420_SUMS
+    else
+      log "warning: the pinned $PIN_420_VERSION is not served any more; taking the newest" \
+        "4.20 in trixie's index (verified by apt, NOT the version the tests were proven with)"
+      want=newest
+    fi
+  fi
+  if [[ -z $ver ]]; then
+    ensure_trixie_source
+    local target=$want
+    [[ $want == newest ]] && target=$(xen_420_source_version)
+    log "Xen source package $target (trixie's index)"
+    if fetch_indexed_420 "$target"; then
+      ver=$target
+    elif [[ $want == newest && ${STATICBUS_XEN_420:-} == newest ]]; then
+      log "warning: the newest $target is not served; falling back to the pinned $PIN_420_VERSION"
+      fetch_pinned_420 || die "neither $target nor the pinned $PIN_420_VERSION can be downloaded"
+      ver=$PIN_420_VERSION
+      sums=$PIN_420_SUMS
+    else
+      die "the files of xen $target cannot be downloaded"
+    fi
+  fi
+
   local orig= debian=
   while read -r sha size name; do
     echo "$sha  $dl/$name" | sha256sum -c --status - ||
-      die "$dl/$name: SHA256 differs from apt's Sources index ($sha); delete it and retry"
+      die "$dl/$name: SHA256 differs from the expected $sha; delete it and retry"
     case $name in
       *.orig.tar.*) orig=$name ;;
       *.debian.tar.*) debian=$name ;;
@@ -219,7 +314,7 @@ fetch_420() {
     esac
   done <<<"$sums"
   [[ -n $orig && -n $debian ]] || die "source package xen $ver lacks an orig or a debian tarball"
-  log "SHA256 of $orig and $debian match apt's Sources index"
+  log "SHA256 of $orig and $debian match"
 
   # Unpack into a fresh tree: upstream, then debian/, then the patches.
   rm -rf "$cache/src.tmp"
@@ -260,13 +355,23 @@ fetch_420() {
 
   local jobs=${XEN_JOBS:-$(nproc)} t0=$SECONDS
   log "building the hypervisor (make -j$jobs, log: $cache/build.log)"
-  make -C "$src/xen" "${make_args[@]}" -j"$jobs" >> "$cache/build.log" 2>&1 ||
-    { tail -n 30 "$cache/build.log" >&2; die "the Xen build failed (log: $cache/build.log)"; }
+  # Progress every 15 s while make runs (its output goes to the log).
+  ( while sleep 15; do
+      log "  ... $(find "$src/xen" -name '*.o' | wc -l) objects built, $((SECONDS - t0)) s"
+    done ) &
+  local ticker=$!
+  if ! make -C "$src/xen" "${make_args[@]}" -j"$jobs" >> "$cache/build.log" 2>&1; then
+    kill "$ticker" 2>/dev/null || true
+    tail -n 30 "$cache/build.log" >&2
+    die "the Xen build failed (log: $cache/build.log)"
+  fi
+  kill "$ticker" 2>/dev/null || true
+  wait "$ticker" 2>/dev/null || true
   [[ -s $src/xen/xen ]] || die "the build made no xen/xen"
   log "built in $((SECONDS - t0)) s"
 
   cp "$src/xen/.config" "$cache/config"
-  echo "$ver (trixie source; CONFIG_UNSUPPORTED CONFIG_STATIC_MEMORY CONFIG_STATIC_SHM)" > "$cache/version.tmp"
+  echo "$ver (Debian source; CONFIG_UNSUPPORTED CONFIG_STATIC_MEMORY CONFIG_STATIC_SHM)" > "$cache/version.tmp"
   cp "$src/xen/xen" "$out.tmp"
   mv "$cache/version.tmp" "$cache/version"
   mv "$out.tmp" "$out"
