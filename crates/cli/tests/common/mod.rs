@@ -3,6 +3,7 @@
 //! `.ci/run` installs all of it and sets `STATICBUS_XEN_TESTS=1`, which turns a missing
 //! piece into a failure; without that variable a test that lacks one says so and passes.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -33,7 +34,19 @@ pub fn xen(version: &str) -> Option<PathBuf> {
         .output()
         .is_ok_and(|o| o.status.success());
     match (qemu, path.is_file()) {
-        (true, true) => Some(path),
+        (true, true) => {
+            // Which Xen the boot tests ran on, on stderr directly (not captured by the
+            // harness), from the version the fetch script recorded beside the binary.
+            let recorded = std::fs::read_to_string(path.with_file_name("version"))
+                .unwrap_or_else(|_| "unknown (no version file beside it)".into());
+            let _ = writeln!(
+                std::io::stderr(),
+                "boot tests: Xen {version} is {} ({})",
+                recorded.trim(),
+                path.display()
+            );
+            Some(path)
+        }
         (false, _) => skip("qemu-system-aarch64"),
         (true, false) => skip(&format!(
             "{} (scripts/xen/fetch-xen.sh {version})",
