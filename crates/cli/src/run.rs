@@ -206,7 +206,9 @@ impl Runner {
         wire::inherit_fds(&mut cmd, keep);
         let mut child: Child = cmd.spawn().map_err(|e| {
             format!(
-                "cannot start `{}` for domain `{}`: {e}",
+                "cannot start `{}` for domain `{}`: {e} (a bare name is looked up next to the \
+                 description, next to the `staticbus` executable, where `cargo build --workspace` \
+                 puts the example programs, then on PATH)",
                 d.program.display(),
                 d.name
             )
@@ -284,7 +286,10 @@ pub fn run(sys: &System, base_dir: &Path, opts: &RunOptions) -> u8 {
     for d in &sys.domains {
         if d.emulate.is_none() {
             eprintln!(
-                "error: domain `{}` has no `emulate` program; add `emulate = {{ program = \"…\" }}` to it",
+                "error: domain `{}` has no `emulate` program, so this description cannot be run \
+                 in the emulator (it is for `staticbus check` and `build` only)\n  \
+                 help: add `emulate = {{ program = \"…\", args = [...] }}` to every [[domain]]; \
+                 examples/ping-pong/system.toml shows how",
                 d.name
             );
             return 2;
