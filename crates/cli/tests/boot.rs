@@ -98,6 +98,15 @@ fn boots(version: &str, desc: &str) -> Option<(String, tempfile::TempDir)> {
     Some((t, dir))
 }
 
+/// The boot-path smoke test: one domU prints hello and powers off.
+#[test]
+fn hello_passes_on_xen_4_17() {
+    let Some((t, _dir)) = boots("4.17", "examples/xen-hello/system.toml") else {
+        return;
+    };
+    assert!(t.contains("RESULT PASS hello"), "{t}");
+}
+
 #[test]
 fn ping_pong_over_a_channel_passes_on_xen_4_20() {
     let Some((t, _dir)) = boots("4.20", "examples/xen-ping-pong-420/system.toml") else {

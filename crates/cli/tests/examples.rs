@@ -5,8 +5,9 @@
 //!   folder) and must exit 0;
 //! - `staticbus run …`: the description must check clean and every domain's `emulate`
 //!   program must exist where `run` looks (next to the `staticbus` binary); the emulator
-//!   runs themselves are `tests/run.rs`;
-//! - `staticbus boot …`: the description must check clean; the boots are `tests/boot.rs`.
+//!   runs themselves are in `tests/run.rs`, which must name the example;
+//! - `staticbus boot …`: the description must check clean; the boots are in
+//!   `tests/boot.rs`, which must name the example.
 //!
 //! A configuration-only example (no `emulate` programs) must be refused by `run` with a
 //! message that says so.
@@ -131,6 +132,23 @@ fn every_example_header_command_works() {
                             "{rel}: `staticbus check {file}` (for `{shown}`) exits {:?}:\n{}",
                             o.status.code(),
                             String::from_utf8_lossy(&o.stderr)
+                        ));
+                    }
+                    let runner = if args[0] == "run" {
+                        "run.rs"
+                    } else {
+                        "boot.rs"
+                    };
+                    let tests = std::fs::read_to_string(
+                        Path::new(env!("CARGO_MANIFEST_DIR"))
+                            .join("tests")
+                            .join(runner),
+                    )
+                    .unwrap();
+                    let dir = rel.trim_end_matches("/system.toml");
+                    if !tests.contains(&format!("\"{dir}/")) {
+                        failures.push(format!(
+                            "{rel}: `staticbus {shown}` is run by no test in tests/{runner}"
                         ));
                     }
                     if args[0] == "run" {
