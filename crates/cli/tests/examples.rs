@@ -3,9 +3,9 @@
 //!
 //! - `staticbus check …` and `staticbus build …` run as written (`-o` goes to a temporary
 //!   folder) and must exit 0;
-//! - `staticbus run …`: the description must check clean and every domain's `emulate`
-//!   program must exist where `run` looks (next to the `staticbus` binary); the emulator
-//!   runs themselves are in `tests/run.rs`, which must name the example;
+//! - `staticbus run …`: the description must check clean and every domain must have an
+//!   `emulate` program; the emulator runs themselves are in `tests/run.rs` (which builds
+//!   the programs), and it must name the example;
 //! - `staticbus boot …`: the description must check clean; the boots are in
 //!   `tests/boot.rs`, which must name the example.
 //!
@@ -81,10 +81,6 @@ fn emulate_programs(desc: &Path) -> Vec<Option<String>> {
 
 #[test]
 fn every_example_header_command_works() {
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_staticbus"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
     let mut examples: Vec<PathBuf> = std::fs::read_dir(root().join("examples"))
         .unwrap()
         .map(|e| e.unwrap().path().join("system.toml"))
@@ -152,19 +148,10 @@ fn every_example_header_command_works() {
                         ));
                     }
                     if args[0] == "run" {
-                        for p in emulate_programs(&root().join(file)) {
-                            match p {
-                                None => failures.push(format!(
-                                    "{rel}: `staticbus {shown}` but a domain has no `emulate` program"
-                                )),
-                                Some(p) if !p.contains('/') && !bin_dir.join(&p).is_file() => {
-                                    failures.push(format!(
-                                        "{rel}: `staticbus {shown}`: program `{p}` is not in {}",
-                                        bin_dir.display()
-                                    ))
-                                }
-                                Some(_) => {}
-                            }
+                        if emulate_programs(&root().join(file)).contains(&None) {
+                            failures.push(format!(
+                                "{rel}: `staticbus {shown}` but a domain has no `emulate` program"
+                            ));
                         }
                     }
                 }
