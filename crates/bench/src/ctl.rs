@@ -1,8 +1,8 @@
 //! The shared memfd (control page + regions), the peer process, pinning, clocks and the
 //! futex-backed event bit.
 
+use staticbus_emu_wire::{inherit_fds, raw, SharedMem};
 use staticbus_guest::Region;
-use staticbus_guest_emu::wire::{inherit_fds, raw, SharedMem};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};

@@ -1,6 +1,6 @@
 //! `staticbus run`: the whole system on one Linux host. The hypervisor lives in this
 //! process (crate `staticbus-emu`); every domain is a child process attached through
-//! `staticbus-guest-emu`'s wire protocol.
+//! `staticbus-emu-wire`'s wire protocol.
 //!
 //! Per domain the runner creates one memfd (its `shared_info` page and its channel page),
 //! maps it, boots the hypervisor (static event channels bound as Xen binds them, so one end
@@ -14,7 +14,7 @@ use staticbus_config::emit;
 use staticbus_config::manifest::manifests;
 use staticbus_config::model::System;
 use staticbus_emu::{Console, DomId, DomainState, Hypervisor, Notify, PageMem, Policy};
-use staticbus_guest_emu::wire::{self, Control, SharedMem, ARG_MAX, DOMAIN_MEM_SIZE};
+use staticbus_emu_wire::{self as wire, Control, SharedMem, ARG_MAX, DOMAIN_MEM_SIZE};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::ExitStatusExt;

@@ -4,7 +4,7 @@
 //! [`EmuPlatform::connect`] maps what the runner handed the process — its own
 //! `shared_info` page and channel page (one memfd) and the memfds of exactly the shared
 //! regions its manifest lists — and loads its manifest. [`EmuHypercall`] implements
-//! [`staticbus_guest::Hypercall`] over the channel page (see [`wire`]), so the event-channel
+//! [`staticbus_guest::Hypercall`] over the channel page (see [`staticbus_emu_wire`]), so the event-channel
 //! driver and the protocols above it are the same code as on real Xen.
 //!
 //! Blocking (`SCHEDOP_block`, `SCHEDOP_poll`) is done here, in the guest process, by sleeping
@@ -15,20 +15,19 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod manifest_json;
-pub mod wire;
 
 use staticbus_abi::layout::{
     EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnPort, EvtchnStatus, SchedPoll,
 };
 use staticbus_abi::shared_info::SharedInfo;
 use staticbus_abi::{errno, evtchn, hypercall as hc, sched};
+use staticbus_emu_wire::{self as wire, Control, SharedMem, ARG_MAX, DOMAIN_MEM_SIZE};
 use staticbus_guest::{FiredSet, Hypercall, Platform, Region};
 use staticbus_manifest::Manifest;
 use std::collections::HashMap;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
-use wire::{Control, SharedMem, ARG_MAX, DOMAIN_MEM_SIZE};
 
 /// A failure to attach to the emulator.
 #[derive(Debug)]

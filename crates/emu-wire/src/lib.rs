@@ -1,4 +1,6 @@
 //! The wire protocol between a domain process and its hypervisor thread in `staticbus run`.
+//! Both ends use this crate: the guest transport (`staticbus-guest-emu`) and the emulator's
+//! runner (`staticbus-emu-runner`); neither imports the other.
 //!
 //! Each domain has one memfd of [`DOMAIN_MEM_SIZE`] bytes, mapped by the domain and by the
 //! hypervisor and by nobody else: page 0 is the domain's `shared_info` (Xen's layout), page
@@ -21,6 +23,8 @@
 //! `*_waiting` word before re-checking and sleeping; all four words use sequentially
 //! consistent atomics, so a wake-up is never lost). The hypervisor copies the request out of
 //! the page before looking at it: the guest may be hostile.
+
+#![deny(unsafe_op_in_unsafe_fn)]
 
 use core::sync::atomic::{AtomicU32, Ordering::SeqCst};
 
