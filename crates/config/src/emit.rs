@@ -9,6 +9,7 @@ use crate::manifest::{ChannelEntry, DomainManifest, EvtchnEntry, PeerEntry, Regi
 use staticbus_abi::domid::DOMID_IO;
 use staticbus_dt::print::DtsWriter;
 use staticbus_dt::{Node, Property, Tree};
+use staticbus_manifest::Protocol;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 
@@ -349,7 +350,7 @@ pub fn to_c_header(m: &DomainManifest) -> String {
     let _ = writeln!(o, "#define {guard}");
     o.push('\n');
     o.push_str("#include <stdint.h>\n\n");
-    o.push_str(C_TYPES);
+    push_c_types(&mut o);
     c_defines(m, &mut o);
     o.push('\n');
     c_tables(m, &mut o);
@@ -373,21 +374,39 @@ fn c_header_capacity(m: &DomainManifest) -> usize {
         .iter()
         .map(|e| 420 + 4 * e.remote_domain.len())
         .sum();
-    C_TYPES.len() + 1024 + channels + regions + evtchns
+    C_TYPES_CAPACITY + 1024 + channels + regions + evtchns
 }
 
-/// Types and constants shared by every manifest header (guarded so that headers of several
-/// domains could share a translation unit's type definitions).
-const C_TYPES: &str = "\
-#ifndef STATICBUS_MANIFEST_TYPES_V1
-#define STATICBUS_MANIFEST_TYPES_V1
+/// Appends the types and constants shared by every manifest header (guarded so that headers
+/// of several domains could share a translation unit's type definitions).
+///
+/// The block is [`C_TYPES_HEAD`], one `#define SB_PROTOCOL_<NAME> <id>` per protocol with
+/// the id of [`Protocol::id`] (the region header's numbering), then [`C_TYPES`].
+fn push_c_types(o: &mut String) {
+    o.push_str(C_TYPES_HEAD);
+    for p in Protocol::ALL {
+        o.push_str("#define SB_PROTOCOL_");
+        push_c_ident(o, p.as_str());
+        o.push(' ');
+        push_dec(o, u64::from(p.id()));
+        o.push('\n');
+    }
+    o.push_str(C_TYPES);
+}
 
-/* Channel protocols. */
-#define SB_PROTOCOL_QUEUE 0
-#define SB_PROTOCOL_LOG 1
-#define SB_PROTOCOL_LATEST 2
-#define SB_PROTOCOL_BLOB 3
+/// About the length of what [`push_c_types`] writes.
+const C_TYPES_CAPACITY: usize = C_TYPES_HEAD.len() + 32 * Protocol::ALL.len() + C_TYPES.len();
 
+/// The start of the shared types block, up to the protocol constants.
+const C_TYPES_HEAD: &str = "\
+#ifndef STATICBUS_MANIFEST_TYPES_V2
+#define STATICBUS_MANIFEST_TYPES_V2
+
+/* Channel protocols (the protocol ids of the shared-region header). */
+";
+
+/// The rest of the shared types block, after the protocol constants.
+const C_TYPES: &str = "
 /* Roles in a channel. */
 #define SB_ROLE_PRODUCER 0
 #define SB_ROLE_CONSUMER 1
@@ -469,11 +488,11 @@ struct sb_manifest {
 \tconst struct sb_evtchn *evtchns;
 };
 
-#endif /* STATICBUS_MANIFEST_TYPES_V1 */
+#endif /* STATICBUS_MANIFEST_TYPES_V2 */
 
 ";
 
-/// Macro names [`C_TYPES`] defines.
+/// Macro names [`push_c_types`] defines.
 const C_RESERVED: &[&str] = &[
     "SB_PROTOCOL_QUEUE",
     "SB_PROTOCOL_LOG",
@@ -1442,6 +1461,25 @@ mod tests {
         assert_eq!(rust_hex(0x1_0000), "0x1_0000");
         assert_eq!(rust_hex(0x8000_0000), "0x8000_0000");
         assert_eq!(rust_hex(u64::MAX), "0xffff_ffff_ffff_ffff");
+    }
+
+    #[test]
+    fn reserved_names_are_the_types_block_macros() {
+        let mut o = String::new();
+        push_c_types(&mut o);
+        assert!(o.len() <= C_TYPES_CAPACITY);
+        let mut defined: HashSet<&str> = o
+            .lines()
+            .filter_map(|l| l.strip_prefix("#define "))
+            .map(|l| l.split(' ').next().unwrap())
+            .collect();
+        assert!(defined.remove("STATICBUS_MANIFEST_TYPES_V2"));
+        let reserved: HashSet<&str> = C_RESERVED.iter().copied().collect();
+        assert_eq!(defined, reserved);
+        for p in Protocol::ALL {
+            let line = format!("#define SB_PROTOCOL_{} {}\n", c_ident(p.as_str()), p.id());
+            assert!(o.contains(&line), "{line}");
+        }
     }
 
     #[test]

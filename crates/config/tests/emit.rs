@@ -628,7 +628,7 @@ fn clashing_manifest() -> DomainManifest {
 /// in both branches of an `#if`).
 fn defines(header: &str) -> Vec<String> {
     let (_, after) = header
-        .split_once("#endif /* STATICBUS_MANIFEST_TYPES_V1 */")
+        .split_once("#endif /* STATICBUS_MANIFEST_TYPES_V2 */")
         .unwrap();
     after
         .lines()

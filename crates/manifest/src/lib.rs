@@ -85,6 +85,40 @@ impl Protocol {
         None
     }
 
+    /// The protocol id: the `protocol` word of the region header (docs/protocols.md §2),
+    /// 1 = queue, 2 = log, 3 = latest, 4 = blob.
+    ///
+    /// This numbering is on the wire: every shared region records it, so it never changes.
+    /// It is the one source of the ids `staticbus-proto` writes into region headers and of
+    /// the `SB_PROTOCOL_*` values of generated C manifests; 0 is never a protocol id.
+    ///
+    /// ```
+    /// # use staticbus_manifest::Protocol;
+    /// assert_eq!(Protocol::Queue.id(), 1);
+    /// assert_eq!(Protocol::from_id(Protocol::Blob.id()), Some(Protocol::Blob));
+    /// ```
+    pub const fn id(self) -> u32 {
+        match self {
+            Protocol::Queue => 1,
+            Protocol::Log => 2,
+            Protocol::Latest => 3,
+            Protocol::Blob => 4,
+        }
+    }
+
+    /// The protocol with this id ([`Protocol::id`]); `None` for any other value, 0
+    /// included.
+    pub const fn from_id(id: u32) -> Option<Protocol> {
+        let mut i = 0;
+        while i < Protocol::ALL.len() {
+            if Protocol::ALL[i].id() == id {
+                return Some(Protocol::ALL[i]);
+            }
+            i += 1;
+        }
+        None
+    }
+
     /// The roles of the writing and the reading side.
     pub const fn roles(self) -> (Role, Role) {
         match self {
@@ -566,5 +600,24 @@ mod tests {
         assert_eq!(Protocol::Blob.roles(), (Role::Writer, Role::Reader));
         assert!(Role::Producer.is_writer() && !Role::Reader.is_writer());
         assert_eq!(ShmRole::Borrower.as_str(), "borrower");
+    }
+
+    // The ids are usable in constants.
+    const QUEUE_ID: u32 = Protocol::Queue.id();
+    const FROM_4: Option<Protocol> = Protocol::from_id(4);
+
+    #[test]
+    fn protocol_ids_round_trip() {
+        for p in Protocol::ALL {
+            assert_eq!(Protocol::from_id(p.id()), Some(p), "{p}");
+        }
+        // The region header's numbering (on the wire).
+        let ids: [u32; 4] = Protocol::ALL.map(Protocol::id);
+        assert_eq!(ids, [1, 2, 3, 4]);
+        assert_eq!(QUEUE_ID, 1);
+        assert_eq!(FROM_4, Some(Protocol::Blob));
+        assert_eq!(Protocol::from_id(0), None);
+        assert_eq!(Protocol::from_id(5), None);
+        assert_eq!(Protocol::from_id(u32::MAX), None);
     }
 }

@@ -23,6 +23,7 @@
 use core::fmt;
 use core::sync::atomic::Ordering;
 use staticbus_guest::Region;
+use staticbus_manifest::Protocol;
 
 /// The magic number at offset 0: the bytes `"SBUSPRT1"` read as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SBUSPRT1");
@@ -59,14 +60,17 @@ pub const SIDE_EPOCH: usize = 0x08;
 /// Offset of the first protocol-defined field within a side line.
 pub const SIDE_PROTO: usize = 0x10;
 
-/// Protocol id of [`crate::queue`].
-pub const PROTO_QUEUE: u32 = 1;
-/// Protocol id of [`crate::log`].
-pub const PROTO_LOG: u32 = 2;
-/// Protocol id of [`crate::latest`].
-pub const PROTO_LATEST: u32 = 3;
-/// Protocol id of [`crate::blob`].
-pub const PROTO_BLOB: u32 = 4;
+// The protocol ids come from one place, `staticbus_manifest::Protocol::id`, which the C
+// manifests' `SB_PROTOCOL_*` values are generated from too.
+
+/// Protocol id of [`crate::queue`] ([`Protocol::Queue`]`.id()`, 1).
+pub const PROTO_QUEUE: u32 = Protocol::Queue.id();
+/// Protocol id of [`crate::log`] ([`Protocol::Log`]`.id()`, 2).
+pub const PROTO_LOG: u32 = Protocol::Log.id();
+/// Protocol id of [`crate::latest`] ([`Protocol::Latest`]`.id()`, 3).
+pub const PROTO_LATEST: u32 = Protocol::Latest.id();
+/// Protocol id of [`crate::blob`] ([`Protocol::Blob`]`.id()`, 4).
+pub const PROTO_BLOB: u32 = Protocol::Blob.id();
 
 /// One of the two sides of a region.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -551,6 +555,14 @@ pub fn collect_wakeups(region: &Region, first: usize, count: usize) -> Wakeups {
 mod tests {
     use super::*;
     use crate::testmem::Mem;
+
+    #[test]
+    fn protocol_ids_are_the_manifest_ids() {
+        let ids = [PROTO_QUEUE, PROTO_LOG, PROTO_LATEST, PROTO_BLOB];
+        assert_eq!(ids, Protocol::ALL.map(Protocol::id));
+        // On the wire: never renumbered.
+        assert_eq!(ids, [1, 2, 3, 4]);
+    }
 
     const FIELDS: &[Field] = &[Field {
         name: "x",
