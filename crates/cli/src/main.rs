@@ -119,6 +119,10 @@ enum Cmd {
         /// Restarts allowed per domain.
         #[arg(long, default_value_t = 1000)]
         max_restarts: u32,
+        /// Boot the outputs of an earlier `staticbus build FILE -o DIR` (its host.dtb and
+        /// manifests) instead of building afresh into a temporary folder.
+        #[arg(long, value_name = "DIR")]
+        built: Option<PathBuf>,
     },
     /// Boot the system on real Xen under qemu-system-aarch64: build the guests (modules
     /// with `cargo = { bin = … }`), merge the configuration into QEMU's board tree, load
@@ -335,6 +339,7 @@ fn run(cli: Cli) -> u8 {
             restart,
             restart_on_crash,
             max_restarts,
+            built,
         } => {
             let mut sources = Sources::new();
             let c = compile::check(&mut sources, &file, &Options::default());
@@ -362,9 +367,10 @@ fn run(cli: Cli) -> u8 {
                 restart,
                 restart_on_crash,
                 max_restarts,
+                built,
             };
-            let base = file.parent().unwrap_or(Path::new(".")).to_path_buf();
-            run::run(&sys, &base, &opts)
+            let base_dir = file.parent().unwrap_or(Path::new(".")).to_path_buf();
+            run::run(&sys, c.base, &base_dir, &opts)
         }
         Cmd::Boot {
             file,

@@ -439,3 +439,141 @@ fn the_summary_comes_after_all_domain_output() {
         "domain output after the summary:\n{all}"
     );
 }
+
+// ---------------------------------------------------------------- booting from the host DTB
+
+/// Builds `examples/ping-pong` into `dir`, lets `corrupt` change its host tree, and runs
+/// the result with `--built`.
+fn run_corrupted(dir: &Path, corrupt: impl FnOnce(&mut staticbus_dt::Node)) -> Output {
+    let desc = root().join("examples/ping-pong/system.toml");
+    let st = Command::new(env!("CARGO_BIN_EXE_staticbus"))
+        .arg("build")
+        .arg(&desc)
+        .arg("-o")
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "{}", text(&st).1);
+    let dtb = dir.join("host.dtb");
+    let mut tree =
+        staticbus_dt::read_dtb(&std::fs::read(&dtb).unwrap(), staticbus_diag::FileId(0)).unwrap();
+    corrupt(tree.root.child_mut("chosen").expect("/chosen"));
+    std::fs::write(&dtb, staticbus_dt::write_dtb(&tree)).unwrap();
+    run(&[
+        desc.to_str().unwrap(),
+        "--built",
+        dir.to_str().unwrap(),
+        "--timeout",
+        "60",
+    ])
+}
+
+#[test]
+fn built_outputs_run_as_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run_corrupted(dir.path(), |_| {});
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    assert!(out.contains("[ping] RESULT PASS"), "{out}");
+}
+
+#[test]
+fn a_host_tree_with_the_pair_order_swapped_does_not_start() {
+    // Swapping the two domain nodes swaps which end Xen binds first (and the domids):
+    // the manifests were written for the other order.
+    let dir = tempfile::tempdir().unwrap();
+    let o = run_corrupted(dir.path(), |chosen| {
+        let i = chosen
+            .children
+            .iter()
+            .position(|c| c.name == "ping")
+            .unwrap();
+        let j = chosen
+            .children
+            .iter()
+            .position(|c| c.name == "pong")
+            .unwrap();
+        chosen.children.swap(i, j);
+    });
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}\n{err}");
+    assert!(
+        err.contains("the host tree and the manifests disagree"),
+        "{err}"
+    );
+    assert!(
+        err.contains("`ping`: the host tree creates it as d2, its manifest says d1"),
+        "{err}"
+    );
+    assert!(
+        err.contains("`pong`: the host tree creates it as d1, its manifest says d2"),
+        "{err}"
+    );
+    assert!(
+        !out.contains("[ping]") && !out.contains("[pong]"),
+        "a domain ran: {out}"
+    );
+}
+
+#[test]
+fn a_host_tree_with_other_ports_or_roles_does_not_start() {
+    let dir = tempfile::tempdir().unwrap();
+    // pong's end on port 2 instead of 1.
+    let o = run_corrupted(dir.path(), |chosen| {
+        let ec = chosen
+            .child_mut("pong")
+            .and_then(|d| d.child_mut("evtchn@1"))
+            .unwrap();
+        let p = ec.prop_mut("xen,evtchn").unwrap();
+        p.value[..4].copy_from_slice(&2u32.to_be_bytes());
+    });
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}\n{err}");
+    assert!(
+        err.contains(
+            "`ping` port 1: in the host tree it is bound to d2:2, its manifest says bound to d2:1"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("`pong` port 1: in the host tree it is free"),
+        "{err}"
+    );
+    assert!(!out.contains("[ping]"), "{out}");
+
+    // Roles the manifests do not know.
+    let dir = tempfile::tempdir().unwrap();
+    let o = run_corrupted(dir.path(), |chosen| {
+        for (dom, role) in [("ping", "owner"), ("pong", "borrower")] {
+            let shm = chosen
+                .child_mut(dom)
+                .and_then(|d| d.child_mut("shared-mem@70000000"))
+                .unwrap();
+            shm.set_prop(staticbus_dt::Property::string("role", role));
+        }
+    });
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}\n{err}");
+    assert!(
+        err.contains(
+            "`ping` region `pingpong`: the host tree makes it owner, its manifest says no role"
+        ),
+        "{err}"
+    );
+    assert!(!out.contains("[ping]"), "{out}");
+}
+
+#[test]
+fn built_needs_a_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let desc = root().join("examples/ping-pong/system.toml");
+    let o = run(&[
+        desc.to_str().unwrap(),
+        "--built",
+        dir.path().to_str().unwrap(),
+    ]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("has no host.dtb"), "{err}");
+    assert!(err.contains("staticbus build"), "{err}");
+}

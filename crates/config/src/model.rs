@@ -47,6 +47,16 @@ impl XenVersion {
         }
     }
 
+    /// `(major, minor)`: `(4, 17)` … `(4, 20)`.
+    pub fn numbers(self) -> (u16, u16) {
+        match self {
+            XenVersion::V4_17 => (4, 17),
+            XenVersion::V4_18 => (4, 18),
+            XenVersion::V4_19 => (4, 19),
+            XenVersion::V4_20 => (4, 20),
+        }
+    }
+
     /// True for 4.19 and later (heap-form shm, separate shm bank table, STATIC_EVTCHN
     /// Kconfig).
     pub fn at_least_4_19(self) -> bool {

@@ -11,9 +11,10 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use staticbus_abi::layout::EvtchnPort;
 use staticbus_abi::{evtchn as ev, hypercall as hc};
-use staticbus_config::model::{Domain, EvtchnEnd, EvtchnPair, SourceKind, System};
-use staticbus_diag::Location;
-use staticbus_emu::{DomId, HeapPage, Hypervisor, Notify, PageMem, Policy, Quiet};
+use staticbus_emu::{
+    BootDomain, BootEnd, BootPair, BootSpec, DomId, HeapPage, Hypervisor, Notify, PageMem, Policy,
+    Quiet,
+};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -30,21 +31,22 @@ impl Notify for Bump {
 }
 
 fn rig() -> (Hypervisor, Arc<HeapPage>) {
-    let mut sys = System::new("bench", SourceKind::Description);
-    for (name, id) in [("a", 1), ("b", 2)] {
-        sys.domains.push(Domain::new(name, id, Location::None));
-    }
-    let end = |domain, port| EvtchnEnd {
-        domain,
-        port,
-        loc: Location::None,
-        port_loc: Location::None,
+    let domain = |name: &str, domid| BootDomain {
+        domid,
+        name: name.into(),
+        dom0: false,
+        xenstore: false,
+        max_port: 1023,
     };
-    sys.evtchns.push(EvtchnPair {
-        first: end(0, 5),
-        second: end(1, 7),
-        channel: None,
-    });
+    let sys = BootSpec {
+        static_evtchn: true,
+        domains: vec![domain("a", 1), domain("b", 2)],
+        evtchns: vec![BootPair {
+            first: BootEnd { domid: 1, port: 5 },
+            second: BootEnd { domid: 2, port: 7 },
+        }],
+        ..BootSpec::default()
+    };
     let hv = Hypervisor::new(Policy::Silo, Arc::new(Bump::default()), Arc::new(Quiet));
     let receiver = Arc::new(HeapPage::new());
     let pages: Vec<Arc<dyn PageMem>> = vec![Arc::new(HeapPage::new()), receiver.clone()];

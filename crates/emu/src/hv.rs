@@ -4,12 +4,12 @@
 use crate::errno::Errno;
 use crate::hypercall::dispatch;
 use crate::shm::{Regions, ShmError, ShmGrant};
+use crate::spec::BootSpec;
 use crate::state::{BoundPair, Dom, Effects, State};
 use crate::stats::{export_ports, Stats};
 use crate::{Console, DomId, DomainState, EvtchnStat, Notify, PageMem, Policy, PortState};
 use staticbus_abi::domid::DOMID_FIRST_RESERVED;
 use staticbus_abi::{evtchn as ev, hypercall as hc};
-use staticbus_config::model::System;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -48,7 +48,7 @@ pub enum BootError {
     /// A static pair names a domain index that does not exist (Xen: `evtchn: could not
     /// find domains`, `-EINVAL`).
     NoDomain {
-        /// Index in `System::evtchns`.
+        /// Index in `BootSpec::evtchns`.
         pair: usize,
     },
     /// `xen,enhanced = "enabled"` without dom0 (Xen 4.17–4.20: `At the moment, Xenstore
@@ -67,7 +67,7 @@ pub enum BootError {
     /// Binding a static pair failed (Xen: `... failure (Error -N)`, then `Could not set up
     /// domains evtchn`).
     Evtchn {
-        /// Index in `System::evtchns`.
+        /// Index in `BootSpec::evtchns`.
         pair: usize,
         /// Which step.
         step: BindStep,
@@ -186,15 +186,15 @@ impl Hypervisor {
     /// `sys.domains[i]`; each is zeroed), allocates xenstore ports, sets up the shared
     /// regions (backed by memfds) and binds every static event-channel pair in order
     /// (`alloc_static_evtchn`, spec §1.3): the second end starts pending and is woken.
-    pub fn boot(&self, sys: &System, pages: Vec<Arc<dyn PageMem>>) -> Result<(), BootError> {
+    pub fn boot(&self, sys: &BootSpec, pages: Vec<Arc<dyn PageMem>>) -> Result<(), BootError> {
         self.boot_inner(sys, pages, None)
     }
 
     /// [`Hypervisor::boot`] with regions built by the caller (e.g. with test backings,
-    /// [`Regions::from_system_with`]).
+    /// [`Regions::from_spec_with`]).
     pub fn boot_with_regions(
         &self,
-        sys: &System,
+        sys: &BootSpec,
         pages: Vec<Arc<dyn PageMem>>,
         regions: Regions,
     ) -> Result<(), BootError> {
@@ -203,7 +203,7 @@ impl Hypervisor {
 
     fn boot_inner(
         &self,
-        sys: &System,
+        sys: &BootSpec,
         pages: Vec<Arc<dyn PageMem>>,
         regions: Option<Regions>,
     ) -> Result<(), BootError> {
@@ -220,7 +220,7 @@ impl Hypervisor {
                 });
             }
             let mut new = State::new(st.policy);
-            new.xen = sys.target.xen;
+            new.xen = sys.xen;
             new.rejected = st.rejected;
             // create_dom0, create_domUs: domains, zeroed shared_info, port 0 reserved.
             for (d, page) in sys.domains.iter().zip(pages) {
@@ -232,14 +232,9 @@ impl Hypervisor {
                     new.index.resize(at + 1, 0);
                 }
                 new.index[at] = new.doms.len() as u32 + 1;
-                let xenstore = !d.dom0 && d.enhanced.xenstore();
+                let xenstore = !d.dom0 && d.xenstore;
                 new.doms.push(Dom::new(
-                    d.domid,
-                    &d.name,
-                    d.dom0,
-                    xenstore,
-                    d.max_port(),
-                    page,
+                    d.domid, &d.name, d.dom0, xenstore, d.max_port, page,
                 ));
             }
             // The xenstore event channel of `xen,enhanced = "enabled"` domUs (4.17–4.20:
@@ -257,16 +252,15 @@ impl Hypervisor {
             // process_shm.
             new.regions = match regions {
                 Some(r) => r,
-                None => Regions::from_system(sys)?,
+                None => Regions::from_spec(sys)?,
             };
             // alloc_static_evtchn.
-            if !sys.target.xen.at_least_4_19() || sys.target.static_evtchn {
+            if sys.static_evtchn {
                 for (k, p) in sys.evtchns.iter().enumerate() {
-                    let domid = |i: usize| sys.domains.get(i).map(|d| d.domid);
-                    let (Some(d1), Some(d2)) = (domid(p.first.domain), domid(p.second.domain))
-                    else {
+                    let (d1, d2) = (p.first.domid, p.second.domid);
+                    if new.slot(d1).is_none() || new.slot(d2).is_none() {
                         return Err(BootError::NoDomain { pair: k });
-                    };
+                    }
                     let fail = |step| move |err| BootError::Evtchn { pair: k, step, err };
                     let p1 = new
                         .alloc_unbound(None, d1, d2, p.first.port)

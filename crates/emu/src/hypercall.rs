@@ -309,13 +309,7 @@ fn console_io(st: &mut State, cur: usize, cmd: u32, arg: &mut [u8], fx: &mut Eff
 
 fn xen_version(st: &State, cmd: u32) -> i64 {
     match cmd {
-        XENVER_VERSION => {
-            let (major, minor) = match st.xen.as_str().split_once('.') {
-                Some((a, b)) => (a.parse::<i64>().unwrap_or(4), b.parse::<i64>().unwrap_or(0)),
-                None => (4, 0),
-            };
-            (major << 16) | minor
-        }
+        XENVER_VERSION => st.xen.xenver(),
         // The other XENVER_* sub-ops are not emulated.
         _ => Errno::ENOSYS.ret(),
     }

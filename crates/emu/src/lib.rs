@@ -128,11 +128,13 @@ mod errno;
 mod hv;
 mod hypercall;
 pub mod shm;
+mod spec;
 mod state;
 mod stats;
 
 pub use errno::Errno;
 pub use hv::{BindStep, BootError, Hypervisor};
+pub use spec::{BootDomain, BootEnd, BootPair, BootShm, BootSpec, ShmRole, XenRelease};
 pub use stats::{CallStats, PortStats, Stats, OTHER_CMD, OTHER_OP};
 
 use staticbus_abi::shared_info::{SharedInfo, PAGE_WORDS};

@@ -34,12 +34,12 @@
 //! zero-filled backing if it had been freed (a restarted owner whose borrowers are all
 //! gone too). Xen has no way to re-create or re-share a region after boot.
 
+use crate::spec::{BootSpec, ShmRole};
 use crate::DomId;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{MemfdFlags, SealFlags};
 use staticbus_abi::dt::MAX_SHM_ID_LENGTH;
 use staticbus_abi::PAGE_SIZE;
-use staticbus_config::model::{ShmRole, System};
 use std::fmt;
 use std::io;
 use std::sync::Arc;
@@ -295,28 +295,32 @@ impl Default for Regions {
     }
 }
 
+/// True if `[a, a+asz)` and `[b, b+bsz)` share a byte (empty ranges overlap nothing).
+fn overlaps(a: u64, asz: u64, b: u64, bsz: u64) -> bool {
+    asz != 0 && bsz != 0 && a < b.saturating_add(bsz) && b < a.saturating_add(asz)
+}
+
 fn aligned(x: u64) -> bool {
     x % PAGE_SIZE == 0
 }
 
 impl Regions {
     /// The regions of `sys`, each backed by a [`Memfd`].
-    pub fn from_system(sys: &System) -> Result<Regions, ShmError> {
-        Regions::from_system_with(sys, memfd_factory())
+    pub fn from_spec(sys: &BootSpec) -> Result<Regions, ShmError> {
+        Regions::from_spec_with(sys, memfd_factory())
     }
 
     /// The regions of `sys`, with backings made by `factory` (tests use backings without
     /// file descriptors to watch the reference counting).
-    pub fn from_system_with(sys: &System, factory: Factory) -> Result<Regions, ShmError> {
-        if !sys.shm.is_empty() && !sys.target.static_shm {
+    pub fn from_spec_with(sys: &BootSpec, factory: Factory) -> Result<Regions, ShmError> {
+        if !sys.shm.is_empty() && !sys.static_shm {
             return Err(ShmError::Disabled);
         }
         let mut regions: Vec<Region> = Vec::new();
         // Early parse: per node, then per id.
         for (i, n) in sys.shm.iter().enumerate() {
             let dom = sys
-                .domains
-                .get(n.domain)
+                .domain(n.domid)
                 .ok_or(ShmError::NoDomain { node: i })?
                 .domid;
             if n.id.is_empty() || n.id.len() >= MAX_SHM_ID_LENGTH || n.id.contains('\0') {
@@ -371,7 +375,7 @@ impl Regions {
         for (i, a) in regions.iter().enumerate() {
             for b in &regions[i + 1..] {
                 if let (Some(ha), Some(hb)) = (a.host, b.host) {
-                    if staticbus_config::model::overlaps(ha, a.size, hb, b.size) {
+                    if overlaps(ha, a.size, hb, b.size) {
                         return Err(ShmError::Overlap {
                             a: a.id.clone(),
                             b: b.id.clone(),
@@ -382,11 +386,7 @@ impl Regions {
         }
         // Domain build: ownership, in domain creation order.
         for d in &sys.domains {
-            for n in sys
-                .shm
-                .iter()
-                .filter(|n| sys.domains[n.domain].domid == d.domid)
-            {
+            for n in sys.shm.iter().filter(|n| n.domid == d.domid) {
                 let r = regions
                     .iter_mut()
                     .find(|r| r.id == n.id)
@@ -572,8 +572,7 @@ impl Regions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use staticbus_config::model::{Domain, ShmNode, SourceKind};
-    use staticbus_diag::Location;
+    use crate::spec::{BootDomain, BootShm};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A backing without fd whose drops are counted.
@@ -590,26 +589,29 @@ mod tests {
         }
     }
 
-    fn sys(nodes: &[(usize, &str, Option<ShmRole>)]) -> System {
-        let mut s = System::new("t", SourceKind::Description);
-        s.target.static_shm = true;
+    /// Four domUs (domids 1–4) and one 4 KiB node per `(domain index, id, role)`.
+    fn sys(nodes: &[(usize, &str, Option<ShmRole>)]) -> BootSpec {
+        let mut s = BootSpec {
+            static_shm: true,
+            ..BootSpec::default()
+        };
         for i in 0..4u16 {
-            s.domains
-                .push(Domain::new(format!("d{}", i + 1), i + 1, Location::None));
+            s.domains.push(BootDomain {
+                domid: i + 1,
+                name: format!("d{}", i + 1),
+                dom0: false,
+                xenstore: false,
+                max_port: 1023,
+            });
         }
         for (k, (d, id, role)) in nodes.iter().enumerate() {
-            s.shm.push(ShmNode {
-                domain: *d,
+            s.shm.push(BootShm {
+                domid: *d as u16 + 1,
                 id: id.to_string(),
-                id_loc: Location::None,
                 host: None,
                 guest: 0x800_0000 + 0x10_0000 * k as u64,
                 size: 0x1000,
                 role: *role,
-                loc: Location::None,
-                mem_loc: Location::None,
-                role_loc: Location::None,
-                channel: None,
             });
         }
         s
@@ -627,7 +629,7 @@ mod tests {
     fn owner_gone_borrowers_keep_it_last_one_frees_it() {
         let drops = Arc::new(AtomicUsize::new(0));
         let mut r =
-            Regions::from_system_with(&sys(&[(0, "r", O), (1, "r", B), (2, "r", B)]), fake(&drops))
+            Regions::from_spec_with(&sys(&[(0, "r", O), (1, "r", B), (2, "r", B)]), fake(&drops))
                 .unwrap();
         let refs = r.refs("r").unwrap();
         assert_eq!(refs.owner, Owner::Domain(1));
@@ -651,7 +653,7 @@ mod tests {
     fn borrowers_gone_owner_keeps_it() {
         let drops = Arc::new(AtomicUsize::new(0));
         let mut r =
-            Regions::from_system_with(&sys(&[(0, "r", O), (1, "r", B)]), fake(&drops)).unwrap();
+            Regions::from_spec_with(&sys(&[(0, "r", O), (1, "r", B)]), fake(&drops)).unwrap();
         r.release(2);
         assert!(r.refs("r").unwrap().live);
         r.release(1);
@@ -662,7 +664,7 @@ mod tests {
     #[test]
     fn dom_io_regions_live_until_the_regions_are_dropped() {
         let drops = Arc::new(AtomicUsize::new(0));
-        let mut r = Regions::from_system_with(
+        let mut r = Regions::from_spec_with(
             &sys(&[(0, "r", None), (1, "r", None), (2, "r", B)]),
             fake(&drops),
         )
@@ -684,7 +686,7 @@ mod tests {
     fn regrant_keeps_live_memory_and_recreates_freed_memory() {
         let drops = Arc::new(AtomicUsize::new(0));
         let mut r =
-            Regions::from_system_with(&sys(&[(0, "r", O), (1, "r", B)]), fake(&drops)).unwrap();
+            Regions::from_spec_with(&sys(&[(0, "r", O), (1, "r", B)]), fake(&drops)).unwrap();
         let before = r.backing("r").unwrap();
         r.release(1);
         r.regrant(1).unwrap();
@@ -707,7 +709,7 @@ mod tests {
     #[test]
     fn isolation_only_own_nodes() {
         let drops = Arc::new(AtomicUsize::new(0));
-        let r = Regions::from_system_with(
+        let r = Regions::from_spec_with(
             &sys(&[(0, "a", None), (1, "a", None), (1, "b", O), (2, "b", B)]),
             fake(&drops),
         )
@@ -729,7 +731,7 @@ mod tests {
     fn ownership_conflicts_fail_like_xen() {
         let drops = Arc::new(AtomicUsize::new(0));
         let err = |nodes: &[(usize, &str, Option<ShmRole>)]| {
-            Regions::from_system_with(&sys(nodes), fake(&drops)).unwrap_err()
+            Regions::from_spec_with(&sys(nodes), fake(&drops)).unwrap_err()
         };
         match err(&[(0, "r", O), (1, "r", O)]) {
             ShmError::Ownership { dom: 2, what, .. } => {
@@ -759,7 +761,7 @@ mod tests {
     fn only_borrowers_is_accepted_and_lives_while_borrowed() {
         let drops = Arc::new(AtomicUsize::new(0));
         let mut r =
-            Regions::from_system_with(&sys(&[(0, "r", B), (1, "r", B)]), fake(&drops)).unwrap();
+            Regions::from_spec_with(&sys(&[(0, "r", B), (1, "r", B)]), fake(&drops)).unwrap();
         assert_eq!(r.refs("r").unwrap().owner, Owner::Nobody);
         r.release(1);
         assert!(r.refs("r").unwrap().live);
@@ -773,38 +775,38 @@ mod tests {
         let mut s = sys(&[(0, "r", None), (1, "r", None)]);
         s.shm[1].size = 0x2000;
         assert!(matches!(
-            Regions::from_system_with(&s, fake(&drops)),
+            Regions::from_spec_with(&s, fake(&drops)),
             Err(ShmError::Mismatch { .. })
         ));
         let mut s = sys(&[(0, "0123456789abcdef", None)]);
         assert!(matches!(
-            Regions::from_system_with(&s, fake(&drops)),
+            Regions::from_spec_with(&s, fake(&drops)),
             Err(ShmError::InvalidId { .. })
         ));
         s.shm[0].id = "ok".into();
         s.shm[0].guest += 1;
         assert!(matches!(
-            Regions::from_system_with(&s, fake(&drops)),
+            Regions::from_spec_with(&s, fake(&drops)),
             Err(ShmError::Invalid { .. })
         ));
         let mut s = sys(&[(0, "r", None)]);
-        s.target.static_shm = false;
+        s.static_shm = false;
         assert!(matches!(
-            Regions::from_system_with(&s, fake(&drops)),
+            Regions::from_spec_with(&s, fake(&drops)),
             Err(ShmError::Disabled)
         ));
         let mut s = sys(&[(0, "a", None), (1, "b", None)]);
         s.shm[0].host = Some(0x7000_0000);
         s.shm[1].host = Some(0x7000_0000);
         assert!(matches!(
-            Regions::from_system_with(&s, fake(&drops)),
+            Regions::from_spec_with(&s, fake(&drops)),
             Err(ShmError::Overlap { .. })
         ));
     }
 
     #[test]
     fn memfd_backing_is_sized_sealed_and_shared() {
-        let r = Regions::from_system(&sys(&[(0, "r", O), (1, "r", B)])).unwrap();
+        let r = Regions::from_spec(&sys(&[(0, "r", O), (1, "r", B)])).unwrap();
         let h1 = r.handles_for(1);
         let h2 = r.handles_for(2);
         assert_eq!(h1.len(), 1);

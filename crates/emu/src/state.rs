@@ -3,11 +3,11 @@
 
 use crate::errno::Errno;
 use crate::shm::Regions;
+use crate::spec::XenRelease;
 use crate::stats::{CallTable, PortStats};
 use crate::{DomId, DomainState, EvtchnStat, PageMem, Policy, PortState};
 use staticbus_abi::domid::DOMID_SELF;
 use staticbus_abi::shared_info::{Delivery, SharedInfo};
-use staticbus_config::model::XenVersion;
 use std::sync::Arc;
 
 /// `EVTCHNS_PER_BUCKET`: `PAGE_SIZE / next_power_of_2(sizeof(struct evtchn))`, and
@@ -166,7 +166,7 @@ pub(crate) struct BoundPair {
 pub(crate) struct State {
     pub(crate) policy: Policy,
     pub(crate) booted: bool,
-    pub(crate) xen: XenVersion,
+    pub(crate) xen: XenRelease,
     pub(crate) doms: Vec<Dom>,
     /// `domid` → index + 1 into `doms` (0: none).
     pub(crate) index: Vec<u32>,
@@ -181,7 +181,7 @@ impl State {
         State {
             policy,
             booted: false,
-            xen: XenVersion::V4_20,
+            xen: XenRelease::V4_20,
             doms: Vec::new(),
             index: Vec::new(),
             pairs: Vec::new(),

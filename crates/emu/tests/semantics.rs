@@ -10,18 +10,13 @@ use staticbus_abi::layout::{
 };
 use staticbus_abi::shared_info::SharedInfo;
 use staticbus_abi::{console, evtchn as ev, hypercall as hc, memory, sched};
-use staticbus_config::desc::{read_description, Overrides};
-use staticbus_config::model::{
-    Domain, Enhanced, EvtchnEnd, EvtchnPair, ShmNode, ShmRole, SourceKind, System, XenVersion,
-};
-use staticbus_diag::{Location, Sources};
 use staticbus_emu::shm::Owner;
 use staticbus_emu::{
-    BindStep, BootError, Console, DomId, DomainState, Errno, EvtchnStat, HeapPage, Hypervisor,
-    Notify, PageMem, Policy, PortState,
+    BindStep, BootDomain, BootEnd, BootError, BootPair, BootShm, BootSpec, Console, DomId,
+    DomainState, Errno, EvtchnStat, HeapPage, Hypervisor, Notify, PageMem, Policy, PortState,
+    ShmRole, XenRelease,
 };
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use zerocopy::IntoBytes;
@@ -175,52 +170,50 @@ fn E(e: Errno) -> i64 {
 
 /// A system by hand: `doms` are `(name, domid)` (domid 0 is dom0); `pairs` are
 /// `(d1, port1, d2, port2)` in binding order (`d2`'s end starts pending).
-fn system(doms: &[(&str, DomId)], pairs: &[(DomId, u32, DomId, u32)]) -> System {
-    let mut s = System::new("t", SourceKind::Description);
-    s.target.static_shm = true;
+fn system(doms: &[(&str, DomId)], pairs: &[(DomId, u32, DomId, u32)]) -> BootSpec {
+    let mut s = BootSpec {
+        static_evtchn: true,
+        static_shm: true,
+        ..BootSpec::default()
+    };
     for &(name, id) in doms {
-        let mut d = Domain::new(name, id, Location::None);
-        d.dom0 = id == 0;
-        s.domains.push(d);
+        s.domains.push(BootDomain {
+            domid: id,
+            name: name.to_string(),
+            dom0: id == 0,
+            xenstore: false,
+            max_port: if id == 0 { 4095 } else { 1023 },
+        });
     }
-    let idx = |s: &System, id: DomId| s.domains.iter().position(|d| d.domid == id).unwrap();
     for &(d1, p1, d2, p2) in pairs {
-        let end = |domain, port| EvtchnEnd {
-            domain,
-            port,
-            loc: Location::None,
-            port_loc: Location::None,
-        };
-        let pair = EvtchnPair {
-            first: end(idx(&s, d1), p1),
-            second: end(idx(&s, d2), p2),
-            channel: None,
-        };
-        s.evtchns.push(pair);
+        s.evtchns.push(BootPair {
+            first: BootEnd {
+                domid: d1,
+                port: p1,
+            },
+            second: BootEnd {
+                domid: d2,
+                port: p2,
+            },
+        });
     }
     s
 }
 
-fn add_shm(s: &mut System, id: &str, users: &[(DomId, u64, Option<ShmRole>)]) {
-    for &(d, guest, role) in users {
-        let domain = s.domains.iter().position(|x| x.domid == d).unwrap();
-        s.shm.push(ShmNode {
-            domain,
+fn add_shm(s: &mut BootSpec, id: &str, users: &[(DomId, u64, Option<ShmRole>)]) {
+    for &(domid, guest, role) in users {
+        s.shm.push(BootShm {
+            domid,
             id: id.to_string(),
-            id_loc: Location::None,
             host: None,
             guest,
             size: 0x2000,
             role,
-            loc: Location::None,
-            mem_loc: Location::None,
-            role_loc: Location::None,
-            channel: None,
         });
     }
 }
 
-fn try_boot(policy: Policy, sys: &System) -> (Rig, Result<(), BootError>) {
+fn try_boot(policy: Policy, sys: &BootSpec) -> (Rig, Result<(), BootError>) {
     let rec = Arc::new(Rec::default());
     let hv = Hypervisor::new(policy, rec.clone(), rec.clone());
     let mut pages = BTreeMap::new();
@@ -236,19 +229,19 @@ fn try_boot(policy: Policy, sys: &System) -> (Rig, Result<(), BootError>) {
     (Rig { hv, rec, pages }, r)
 }
 
-fn boot(policy: Policy, sys: &System) -> Rig {
+fn boot(policy: Policy, sys: &BootSpec) -> Rig {
     let (rig, r) = try_boot(policy, sys);
     r.unwrap();
     rig.hv.check_invariants().unwrap();
     rig
 }
 
-fn boot_err(sys: &System) -> BootError {
+fn boot_err(sys: &BootSpec) -> BootError {
     try_boot(Policy::Silo, sys).1.unwrap_err()
 }
 
 /// Three domUs in a ring: 1:5↔2:7, 2:8↔3:9, 3:10↔1:11.
-fn ring() -> System {
+fn ring() -> BootSpec {
     system(
         &[("a", 1), ("b", 2), ("c", 3)],
         &[(1, 5, 2, 7), (2, 8, 3, 9), (3, 10, 1, 11)],
@@ -303,63 +296,6 @@ fn first_end_alone_is_not_pending() {
     assert!(rig.si(2).is_pending(130));
     assert_eq!(rig.si(2).pending_sel(), 1 << 2, "port 130 is in word 2");
     assert_eq!(rig.take_wakes(), [2]);
-}
-
-#[test]
-fn described_system_binds_the_earlier_domain_first() {
-    let text = r#"
-[target]
-xen = "4.20"
-static-shm = true
-
-[platform]
-ram = [{ base = 0x4000_0000, size = "2GiB" }]
-shm-pool = { base = 0x7000_0000, size = "64MiB" }
-
-[[domain]]
-name = "sensor"
-memory = "16MiB"
-kernel = { file = "sensor.bin", addr = 0x4a00_0000, size = "2MiB" }
-
-[[domain]]
-name = "aggregator"
-memory = "16MiB"
-kernel = { file = "agg.bin", addr = 0x4a40_0000, size = "2MiB" }
-
-[[evtchn]]
-a = "aggregator:12"
-b = "sensor:10"
-
-[[shm]]
-id = "raw"
-size = "64KiB"
-users = [
-  { domain = "sensor", guest = 0x0a00_0000, role = "owner" },
-  { domain = "aggregator", guest = 0x0a00_0000, role = "borrower" },
-]
-"#;
-    let mut sources = Sources::new();
-    let file = sources.add_text("t.toml", text);
-    let (sys, diags) = read_description(
-        file,
-        text,
-        "t",
-        Path::new("/nonexistent"),
-        &Overrides::default(),
-    );
-    let sys = sys.unwrap_or_else(|| panic!("{diags:?}"));
-    let pair = &sys.evtchns[0];
-    let (first, second) = (
-        &sys.domains[pair.first.domain],
-        &sys.domains[pair.second.domain],
-    );
-    assert_eq!((first.name.as_str(), pair.first.port), ("sensor", 10));
-    assert_eq!((second.name.as_str(), pair.second.port), ("aggregator", 12));
-    let rig = boot(Policy::Silo, &sys);
-    assert!(rig.si(second.domid).is_pending(12));
-    assert!(!rig.si(first.domid).is_pending(10));
-    assert_eq!(rig.hv.shm_grants(first.domid)[0].id, "raw");
-    assert_eq!(rig.hv.shm_grants(second.domid)[0].size, 0x10000);
 }
 
 // ---------------------------------------------------------------- §5.5 delivery
@@ -1343,7 +1279,10 @@ fn poll_checks_its_arguments() {
 #[test]
 fn xen_version_and_typed_calls() {
     let mut sys = system(&[("a", 1), ("b", 2)], &[(1, 5, 2, 7)]);
-    sys.target.xen = XenVersion::V4_17;
+    sys.xen = XenRelease {
+        major: 4,
+        minor: 17,
+    };
     let rig = boot(Policy::Silo, &sys);
     assert_eq!(rig.hc(1, hc::XEN_VERSION, 0, &mut []), 4 << 16 | 17);
     assert_eq!(rig.hv.evtchn_send(1, 5), Ok(()));
@@ -1368,7 +1307,7 @@ fn xen_version_and_typed_calls() {
 #[test]
 fn xenstore_takes_port_one_and_needs_dom0() {
     let mut sys = system(&[("dom0", 0), ("a", 1), ("b", 2)], &[(1, 2, 2, 3)]);
-    sys.domains[1].enhanced = Enhanced::Enabled;
+    sys.domains[1].xenstore = true;
     let rig = boot(Policy::Silo, &sys);
     assert_eq!(
         rig.hv.port_state(1, 1),
@@ -1387,7 +1326,7 @@ fn xenstore_takes_port_one_and_needs_dom0() {
     }
     // Without dom0: Xen 4.17–4.20 panics.
     let mut sys = system(&[("a", 1)], &[]);
-    sys.domains[0].enhanced = Enhanced::Enabled;
+    sys.domains[0].xenstore = true;
     assert!(matches!(
         boot_err(&sys),
         BootError::XenstoreNeedsDom0 { domid: 1 }
@@ -1395,15 +1334,15 @@ fn xenstore_takes_port_one_and_needs_dom0() {
 }
 
 #[test]
-fn static_evtchn_disabled_on_4_19_binds_nothing() {
+fn static_evtchn_disabled_binds_nothing() {
     let mut sys = ring();
-    sys.target.xen = XenVersion::V4_19;
-    sys.target.static_evtchn = false;
+    sys.static_evtchn = false;
     let rig = boot(Policy::Silo, &sys);
     assert_eq!(rig.hv.port_state(1, 5), Some(PortState::Free));
     assert!(!rig.si(2).upcall_pending());
-    // 4.17 has no such option: always bound.
-    sys.target.xen = XenVersion::V4_17;
+    // Before 4.19 there is no such option: whoever reads the tree sets the flag
+    // (staticbus-emu-runner's boot spec), and the pairs are bound.
+    sys.static_evtchn = true;
     let rig = boot(Policy::Silo, &sys);
     assert_eq!(rig.hv.port_state(1, 5), interdomain(2, 7));
 }
@@ -1445,7 +1384,7 @@ fn boot_errors() {
     assert!(matches!(boot_err(&shm), BootError::Shm(_)));
     shm.shm.clear();
     add_shm(&mut shm, "r", &[(1, 0x800_0000, None)]);
-    shm.target.static_shm = false;
+    shm.static_shm = false;
     assert!(matches!(boot_err(&shm), BootError::Shm(_)));
 }
 

@@ -14,8 +14,6 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
-pub mod manifest_json;
-
 use staticbus_abi::layout::{
     EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnPort, EvtchnStatus, SchedPoll,
 };
@@ -312,7 +310,7 @@ impl EmuPlatform {
         let manifest_path = var(wire::ENV_MANIFEST)?;
         let text = std::fs::read_to_string(&manifest_path)
             .map_err(|e| ConnectError(format!("{manifest_path}: {e}")))?;
-        let manifest = manifest_json::load(&text).map_err(ConnectError)?;
+        let manifest = staticbus_manifest::json::load(&text).map_err(ConnectError)?;
         let mut regions = HashMap::new();
         let spec = std::env::var(wire::ENV_REGIONS).unwrap_or_default();
         for item in spec.split(',').filter(|s| !s.is_empty()) {

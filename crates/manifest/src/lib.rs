@@ -35,6 +35,12 @@
 #![no_std]
 #![deny(unsafe_code)]
 
+#[cfg(feature = "json")]
+extern crate std;
+
+#[cfg(feature = "json")]
+pub mod json;
+
 /// The manifest layout version this crate reads ([`Manifest::format_version`]).
 pub const FORMAT_VERSION: u32 = 1;
 

@@ -1,8 +1,15 @@
-//! Loading a domain's JSON manifest (as written by `staticbus build`) into the `'static`
-//! `staticbus_manifest` types guests use. The data is leaked once per process.
+//! Loading a domain's JSON manifest (`domains/<name>/manifest.json`, as `staticbus build`
+//! writes it) into the `'static` types of this crate (feature `json`, needs `std`). The data
+//! is leaked once per load: a process loads its manifest once. The domain processes of
+//! `staticbus run` load theirs through this, and so does the runner, which checks them
+//! against what the host tree binds.
 
+use crate as m;
 use serde::Deserialize;
-use staticbus_manifest as m;
+use std::boxed::Box;
+use std::format;
+use std::string::String;
+use std::vec::Vec;
 
 #[derive(Deserialize)]
 struct JManifest {

@@ -1,0 +1,585 @@
+//! The process runner: domain memory, one serving thread per domain, processes, restarts.
+//!
+//! Per domain the runner creates one memfd (its `shared_info` page and its channel page,
+//! [`staticbus_emu_wire`]), maps it, boots the hypervisor from the [`BootSpec`] (static
+//! event channels bound as Xen binds them, so one end of each pair starts pending), checks
+//! the result against every domain's manifest ([`crate::check`]), starts the domain's
+//! program with exactly its own memfd and the memfds of the regions the hypervisor grants
+//! it (nothing else is inherited), and serves its hypercalls on a thread of its own. The
+//! run ends when every domain has exited, on the timeout, or when the interrupt flag is set.
+
+use crate::check::{self, Expected};
+use staticbus_abi::shared_info::SharedInfo;
+use staticbus_emu::{
+    BootError, BootSpec, Console, DomId, DomainState, Hypervisor, Notify, PageMem, Policy, Stats,
+};
+use staticbus_emu_wire::{self as wire, Control, SharedMem, ARG_MAX, DOMAIN_MEM_SIZE};
+use staticbus_manifest as m;
+use std::collections::HashMap;
+use std::fmt;
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::{mpsc, Arc, RwLock};
+use std::time::{Duration, Instant};
+
+/// What runs in one domain.
+#[derive(Clone, Debug)]
+pub struct DomainProgram {
+    /// The domain's name in the host tree.
+    pub name: String,
+    /// The executable.
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// The domain's `manifest.json` (as `staticbus build` writes it).
+    pub manifest: PathBuf,
+}
+
+/// How a run behaves.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Stop everything after this long.
+    pub timeout: Option<Duration>,
+    /// XSM policy.
+    pub policy: Policy,
+    /// Domains to re-create whenever they exit (beyond Xen).
+    pub restart: Vec<String>,
+    /// Re-create any domain that crashes (exits non-zero or dies on a signal).
+    pub restart_on_crash: bool,
+    /// Upper bound on restarts per domain.
+    pub max_restarts: u32,
+    /// Set (e.g. by a Ctrl-C handler) to stop every domain.
+    pub interrupt: Arc<AtomicBool>,
+    /// The status of domains stopped by the interrupt.
+    pub interrupt_status: String,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            timeout: None,
+            policy: Policy::Silo,
+            restart: Vec::new(),
+            restart_on_crash: false,
+            max_restarts: 1000,
+            interrupt: Arc::new(AtomicBool::new(false)),
+            interrupt_status: "stopped (interrupted)".into(),
+        }
+    }
+}
+
+/// Where domain output goes: one call per line, without its newline, from any thread.
+pub trait Output: Send + Sync {
+    /// A line domain `domain` wrote to its console, stdout or stderr.
+    fn line(&self, domain: &str, line: &str);
+
+    /// Something the runner itself has to say while the domains run (nothing by default).
+    fn note(&self, _text: &str) {}
+}
+
+/// How one domain ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DomainReport {
+    /// Name.
+    pub name: String,
+    /// Domain id.
+    pub domid: DomId,
+    /// Times it was re-created.
+    pub restarts: u32,
+    /// `exited 0`, `killed by signal 9`, `killed (timeout)`, …
+    pub status: String,
+    /// Exited with status 0.
+    pub ok: bool,
+}
+
+/// The outcome of a run.
+#[derive(Debug)]
+pub struct Report {
+    /// Every domain, in creation order.
+    pub domains: Vec<DomainReport>,
+    /// The hypervisor's counters at the end.
+    pub stats: Stats,
+    /// From the first start to the last exit.
+    pub elapsed: Duration,
+    /// The timeout stopped the run.
+    pub timed_out: bool,
+    /// The interrupt flag stopped the run.
+    pub interrupted: bool,
+}
+
+impl Report {
+    /// 0 when every domain exited 0, 130 when interrupted, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        if self.interrupted {
+            130
+        } else if self.timed_out || self.domains.iter().any(|d| !d.ok) {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+/// Why a run could not start.
+#[derive(Debug)]
+pub enum RunError {
+    /// The programs do not match the host tree's domains, or a restart names no domain.
+    Config(String),
+    /// A manifest could not be read.
+    Manifest(String),
+    /// Memory could not be created.
+    Io(String),
+    /// Xen would not boot this tree (it panics in every one of these cases).
+    Boot(BootError),
+    /// The host tree and the manifests disagree ([`crate::check`]).
+    Mismatch(Vec<String>),
+    /// A domain program could not be started.
+    Spawn(String),
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::Config(s) | RunError::Manifest(s) | RunError::Io(s) | RunError::Spawn(s) => {
+                f.write_str(s)
+            }
+            RunError::Boot(e) => write!(f, "Xen would not boot this system: {e}"),
+            RunError::Mismatch(v) => {
+                write!(
+                    f,
+                    "the host tree and the manifests disagree ({} {}):",
+                    v.len(),
+                    if v.len() == 1 { "fact" } else { "facts" }
+                )?;
+                for l in v {
+                    write!(f, "\n  {l}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+/// A domain's memory (shared_info page + channel page), mapped here and in the domain.
+struct DomainMem(SharedMem);
+
+impl DomainMem {
+    fn new(name: &str) -> std::io::Result<DomainMem> {
+        SharedMem::create(&format!("staticbus-{name}"), DOMAIN_MEM_SIZE).map(DomainMem)
+    }
+
+    fn control(&self) -> &Control {
+        self.0.control()
+    }
+}
+
+impl PageMem for DomainMem {
+    fn words(&self) -> &[AtomicU64; 512] {
+        self.0.shared_info_words()
+    }
+}
+
+/// Maps domain ids to their memory, for waking.
+#[derive(Default)]
+struct Mems(RwLock<HashMap<DomId, Arc<DomainMem>>>);
+
+impl Notify for Mems {
+    fn wake(&self, dom: DomId) {
+        if let Some(m) = self.0.read().unwrap_or_else(|e| e.into_inner()).get(&dom) {
+            m.control().notify_guest();
+        }
+    }
+}
+
+/// The hypervisor's console, as lines to an [`Output`].
+struct Lines(Arc<dyn Output>);
+
+impl Console for Lines {
+    fn write(&self, _dom: DomId, name: &str, bytes: &[u8]) {
+        let text = String::from_utf8_lossy(bytes);
+        for l in text.trim_end_matches('\n').split('\n') {
+            self.0.line(name, l);
+        }
+    }
+}
+
+/// Serves one domain's hypercalls until `stop`.
+fn serve(hv: Arc<Hypervisor>, dom: DomId, mem: Arc<DomainMem>, stop: Arc<AtomicBool>) {
+    let c = mem.control();
+    // Start from the last *answered* request: the domain may already have posted one
+    // before this thread started.
+    let mut last = c.done_seq.load(SeqCst);
+    let mut buf = [0u8; ARG_MAX];
+    loop {
+        let seq = loop {
+            let s = c.req_seq.load(SeqCst);
+            if s != last {
+                break s;
+            }
+            if stop.load(SeqCst) {
+                return;
+            }
+            c.hv_waiting.store(1, SeqCst);
+            if c.req_seq.load(SeqCst) == last {
+                wire::wait(&c.req_seq, last, Some(Duration::from_millis(50)));
+            }
+            c.hv_waiting.store(0, SeqCst);
+        };
+        // Copied out before use: the domain may change the page under us.
+        let (op, cmd, len) = mem.0.read_request(&mut buf);
+        let ret = hv.hypercall(dom, op, cmd, &mut buf[..len]);
+        mem.0.write_response(ret, &buf[..len]);
+        c.done_seq.store(seq, SeqCst);
+        if c.guest_waiting.load(SeqCst) != 0 {
+            wire::wake(&c.done_seq);
+        }
+        last = seq;
+    }
+}
+
+/// One running (or finished) domain.
+struct Dom {
+    domid: DomId,
+    prog: DomainProgram,
+    mem: Arc<DomainMem>,
+    stop: Arc<AtomicBool>,
+    server: Option<std::thread::JoinHandle<()>>,
+    pid: Option<u32>,
+    status: Option<String>,
+    ok: bool,
+    restarts: u32,
+}
+
+enum Event {
+    Exited(usize, u64, ExitStatus),
+}
+
+struct Runner {
+    hv: Arc<Hypervisor>,
+    mems: Arc<Mems>,
+    out: Arc<dyn Output>,
+    doms: Vec<Dom>,
+    tx: mpsc::Sender<Event>,
+    generation: Vec<u64>,
+    /// Threads copying domain output; joined before returning so the report comes last.
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Runner {
+    fn spawn(&mut self, i: usize) -> Result<(), String> {
+        let d = &mut self.doms[i];
+        let grants = self.hv.shm_grants(d.domid);
+        let mem_fd = wire::raw(d.mem.0.fd());
+        let mut keep = vec![mem_fd];
+        let mut regions = Vec::new();
+        for g in &grants {
+            if let Some(fd) = g.fd() {
+                keep.push(wire::raw(fd));
+                regions.push(format!("{}={}", g.id, wire::raw(fd)));
+            }
+        }
+        let mut cmd = Command::new(&d.prog.program);
+        cmd.args(&d.prog.args)
+            .env(wire::ENV_FD, mem_fd.to_string())
+            .env(wire::ENV_REGIONS, regions.join(","))
+            .env(wire::ENV_MANIFEST, &d.prog.manifest)
+            .env(wire::ENV_DOMAIN, &d.prog.name)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        wire::inherit_fds(&mut cmd, keep);
+        let mut child: Child = cmd.spawn().map_err(|e| {
+            format!(
+                "cannot start `{}` for domain `{}`: {e}",
+                d.prog.program.display(),
+                d.prog.name
+            )
+        })?;
+        drop(grants);
+        d.pid = Some(child.id());
+        d.status = None;
+        let streams = [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ];
+        for s in streams.into_iter().flatten() {
+            let out = self.out.clone();
+            let name = d.prog.name.clone();
+            self.readers.push(std::thread::spawn(move || {
+                for line in BufReader::new(s).lines().map_while(Result::ok) {
+                    out.line(&name, &line);
+                }
+            }));
+        }
+        let hv = self.hv.clone();
+        let (domid, mem, stop) = (d.domid, d.mem.clone(), d.stop.clone());
+        d.server = Some(std::thread::spawn(move || serve(hv, domid, mem, stop)));
+        let tx = self.tx.clone();
+        let gen = self.generation[i];
+        std::thread::spawn(move || {
+            if let Ok(st) = child.wait() {
+                let _ = tx.send(Event::Exited(i, gen, st));
+            }
+        });
+        Ok(())
+    }
+
+    fn stop_server(&mut self, i: usize) {
+        let d = &mut self.doms[i];
+        d.stop.store(true, SeqCst);
+        wire::wake(&d.mem.control().req_seq);
+        if let Some(h) = d.server.take() {
+            let _ = h.join();
+        }
+    }
+
+    fn kill_all(&mut self, why: &str) {
+        for d in &mut self.doms {
+            if d.status.is_none() {
+                if let Some(pid) = d.pid.and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                }
+                d.status = Some(why.to_string());
+                d.ok = false;
+            }
+        }
+    }
+
+    /// Re-creates domain `i` after it exited with `what`; false if that failed.
+    fn restart(&mut self, i: usize, what: &str) -> bool {
+        let (domid, name) = (self.doms[i].domid, self.doms[i].prog.name.clone());
+        let mem = match DomainMem::new(&name) {
+            Ok(m) => Arc::new(m),
+            Err(e) => {
+                self.out
+                    .line(&name, &format!("(cannot re-create the domain: {e})"));
+                return false;
+            }
+        };
+        self.mems
+            .0
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(domid, mem.clone());
+        if let Err(e) = self.hv.restart(domid, mem.clone()) {
+            self.out.line(&name, &format!("(cannot restart: {e})"));
+            return false;
+        }
+        let d = &mut self.doms[i];
+        d.mem = mem;
+        d.stop = Arc::new(AtomicBool::new(false));
+        d.restarts += 1;
+        self.generation[i] += 1;
+        let n = d.restarts;
+        self.out.line(&name, &format!("({what}; restarted, #{n})"));
+        if let Err(e) = self.spawn(i) {
+            self.out.note(&format!("error: {e}"));
+            self.doms[i].status = Some("restart failed".into());
+            return false;
+        }
+        true
+    }
+}
+
+fn describe(st: &ExitStatus) -> (String, bool) {
+    if let Some(c) = st.code() {
+        (format!("exited {c}"), c == 0)
+    } else if let Some(s) = st.signal() {
+        (format!("killed by signal {s}"), false)
+    } else {
+        ("exited".into(), false)
+    }
+}
+
+/// Boots `spec`, checks it against the manifests, runs one program per domain until they
+/// have all exited (or the timeout, or the interrupt), and reports how each ended.
+///
+/// `programs` must name every domain of `spec` once. Output lines go to `out`.
+pub fn run(
+    spec: &BootSpec,
+    programs: &[DomainProgram],
+    opts: &RunOptions,
+    out: Arc<dyn Output>,
+) -> Result<Report, RunError> {
+    let mut ordered = Vec::with_capacity(spec.domains.len());
+    for d in &spec.domains {
+        let p = programs.iter().find(|p| p.name == d.name).ok_or_else(|| {
+            RunError::Config(format!(
+                "the host tree creates domain `{}` (d{}), but no program is given for it",
+                d.name, d.domid
+            ))
+        })?;
+        ordered.push((d.domid, p.clone()));
+    }
+    if let Some(p) = programs
+        .iter()
+        .find(|p| spec.domains.iter().all(|d| d.name != p.name))
+    {
+        return Err(RunError::Config(format!(
+            "a program is given for domain `{}`, which the host tree does not create",
+            p.name
+        )));
+    }
+    if let Some(r) = opts
+        .restart
+        .iter()
+        .find(|r| spec.domains.iter().all(|d| &d.name != *r))
+    {
+        return Err(RunError::Config(format!("--restart names no domain `{r}`")));
+    }
+    let mut manifests: Vec<(String, &'static m::Manifest)> = Vec::new();
+    for (_, p) in &ordered {
+        let text = std::fs::read_to_string(&p.manifest).map_err(|e| {
+            RunError::Manifest(format!("cannot read {}: {e}", p.manifest.display()))
+        })?;
+        let man = m::json::load(&text)
+            .map_err(|e| RunError::Manifest(format!("{}: {e}", p.manifest.display())))?;
+        manifests.push((p.name.clone(), man));
+    }
+
+    let mems = Arc::new(Mems::default());
+    let hv = Arc::new(Hypervisor::new(
+        opts.policy,
+        mems.clone(),
+        Arc::new(Lines(out.clone())),
+    ));
+    let mut doms = Vec::new();
+    let mut pages: Vec<Arc<dyn PageMem>> = Vec::new();
+    for (domid, prog) in ordered {
+        let mem = DomainMem::new(&prog.name)
+            .map(Arc::new)
+            .map_err(|e| RunError::Io(format!("cannot create memory for `{}`: {e}", prog.name)))?;
+        mems.0
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(domid, mem.clone());
+        pages.push(mem.clone());
+        doms.push(Dom {
+            domid,
+            prog,
+            mem,
+            stop: Arc::new(AtomicBool::new(false)),
+            server: None,
+            pid: None,
+            status: None,
+            ok: false,
+            restarts: 0,
+        });
+    }
+    hv.boot(spec, pages).map_err(RunError::Boot)?;
+    let expected: Vec<Expected<'_>> = manifests
+        .iter()
+        .map(|(domain, manifest)| Expected { domain, manifest })
+        .collect();
+    let pending = |domid: DomId, port: u32| {
+        doms.iter()
+            .find(|d| d.domid == domid)
+            .is_some_and(|d| SharedInfo::new(d.mem.words()).is_pending(port))
+    };
+    let mismatches = check::against_manifests(&hv, spec, pending, &expected);
+    if !mismatches.is_empty() {
+        return Err(RunError::Mismatch(mismatches));
+    }
+
+    let (tx, rx) = mpsc::channel();
+    let n = doms.len();
+    let mut r = Runner {
+        hv: hv.clone(),
+        mems,
+        out,
+        doms,
+        tx,
+        generation: vec![0; n],
+        readers: Vec::new(),
+    };
+    let start = Instant::now();
+    for i in 0..n {
+        if let Err(e) = r.spawn(i) {
+            r.kill_all("not started");
+            for i in 0..n {
+                r.stop_server(i);
+            }
+            return Err(RunError::Spawn(e));
+        }
+    }
+    let (mut timed_out, mut interrupted) = (false, false);
+    loop {
+        if r.doms.iter().all(|d| d.status.is_some()) {
+            break;
+        }
+        if opts.interrupt.load(SeqCst) {
+            interrupted = true;
+            r.out.note("interrupted: stopping every domain");
+            r.kill_all(&opts.interrupt_status);
+            break;
+        }
+        if opts.timeout.is_some_and(|t| start.elapsed() >= t) {
+            timed_out = true;
+            r.kill_all("killed (timeout)");
+            break;
+        }
+        let Ok(Event::Exited(i, gen, st)) = rx.recv_timeout(Duration::from_millis(20)) else {
+            continue;
+        };
+        if gen != r.generation[i] {
+            continue;
+        }
+        let (what, ok) = describe(&st);
+        let domid = r.doms[i].domid;
+        let shut_down = matches!(r.hv.state(domid), Some(DomainState::Shutdown(_)));
+        if !ok && !shut_down {
+            r.hv.crash(domid);
+        }
+        r.stop_server(i);
+        r.hv.destroy(domid);
+        let want_restart = (opts.restart.contains(&r.doms[i].prog.name)
+            || (opts.restart_on_crash && !ok))
+            && r.doms[i].restarts < opts.max_restarts;
+        if want_restart {
+            if !r.restart(i, &what) {
+                r.doms[i].status.get_or_insert(what);
+                r.doms[i].ok = false;
+            }
+            continue;
+        }
+        r.doms[i].status = Some(what);
+        r.doms[i].ok = ok;
+    }
+    let elapsed = start.elapsed();
+    for i in 0..n {
+        r.stop_server(i);
+    }
+    // Every domain process has exited or been killed: their pipes close, so the output
+    // threads finish; join them so the report is not interleaved with late output.
+    for h in std::mem::take(&mut r.readers) {
+        let _ = h.join();
+    }
+    Ok(Report {
+        domains: r
+            .doms
+            .iter()
+            .map(|d| DomainReport {
+                name: d.prog.name.clone(),
+                domid: d.domid,
+                restarts: d.restarts,
+                status: d.status.clone().unwrap_or_else(|| "running".into()),
+                ok: d.ok,
+            })
+            .collect(),
+        stats: r.hv.stats(),
+        elapsed,
+        timed_out,
+        interrupted,
+    })
+}

@@ -1,0 +1,269 @@
+//! The runner boots from the host DTB a build wrote, and checks it against the manifests
+//! of the same build; the domain programs here are plain shell commands.
+
+use staticbus_config::compile::{self, Options};
+use staticbus_diag::Sources;
+use staticbus_emu::{BootPair, Hypervisor, PageMem, Policy, PortState, Quiet};
+use staticbus_emu_runner::{
+    check, read_host_dtb, run, DomainProgram, Output, RunError, RunOptions,
+};
+use staticbus_manifest as m;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+const DESC: &str = r#"
+[target]
+xen = "4.20"
+static-shm = true
+
+[platform]
+ram = [{ base = 0x4000_0000, size = "2GiB" }]
+shm-pool = { base = 0x7000_0000, size = "64MiB" }
+
+[[domain]]
+name = "sensor"
+memory = "16MiB"
+kernel = { size = "2MiB" }
+
+[[domain]]
+name = "aggregator"
+memory = "16MiB"
+kernel = { size = "2MiB" }
+
+[[evtchn]]
+a = "aggregator:12"
+b = "sensor:10"
+
+[[shm]]
+id = "raw"
+size = "64KiB"
+users = [
+  { domain = "sensor", guest = 0x0a00_0000, role = "owner" },
+  { domain = "aggregator", guest = 0x0a00_0000, role = "borrower" },
+]
+"#;
+
+/// Builds [`DESC`] into `dir` as `staticbus build` does; returns the description's model.
+fn build(dir: &Path) -> staticbus_config::System {
+    let desc = dir.join("system.toml");
+    std::fs::write(&desc, DESC).unwrap();
+    let mut sources = Sources::new();
+    let c = compile::check(&mut sources, &desc, &Options::default());
+    assert!(!c.diags.has_errors(), "{:?}", c.diags);
+    let sys = c.system.unwrap();
+    for f in compile::build_outputs(&sys, c.base) {
+        let p = dir.join(&f.path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, f.bytes).unwrap();
+    }
+    sys
+}
+
+fn manifest(dir: &Path, name: &str) -> &'static m::Manifest {
+    let p = dir.join("domains").join(name).join("manifest.json");
+    m::json::load(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+#[derive(Default)]
+struct Lines(Mutex<Vec<String>>);
+
+impl Output for Lines {
+    fn line(&self, domain: &str, line: &str) {
+        self.0.lock().unwrap().push(format!("[{domain}] {line}"));
+    }
+}
+
+fn programs(dir: &Path, script: &str) -> Vec<DomainProgram> {
+    ["sensor", "aggregator"]
+        .into_iter()
+        .map(|name| DomainProgram {
+            name: name.into(),
+            program: PathBuf::from("/bin/sh"),
+            args: vec!["-c".into(), script.into()],
+            manifest: dir.join("domains").join(name).join("manifest.json"),
+        })
+        .collect()
+}
+
+#[test]
+fn the_tree_binds_the_earlier_domain_first_as_xen_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let sys = build(dir.path());
+    let host = read_host_dtb(&dir.path().join("host.dtb"), &sys.target).unwrap();
+    // The description says `a = aggregator`, but sensor's node comes first in /chosen.
+    assert_eq!(
+        host.spec.evtchns,
+        [BootPair {
+            first: staticbus_emu::BootEnd { domid: 1, port: 10 },
+            second: staticbus_emu::BootEnd { domid: 2, port: 12 },
+        }]
+    );
+    let hv = Hypervisor::new(Policy::Silo, Arc::new(Quiet), Arc::new(Quiet));
+    let pages: Vec<Arc<staticbus_emu::HeapPage>> = (0..2)
+        .map(|_| Arc::new(staticbus_emu::HeapPage::new()))
+        .collect();
+    hv.boot(
+        &host.spec,
+        pages
+            .iter()
+            .map(|p| p.clone() as Arc<dyn PageMem>)
+            .collect(),
+    )
+    .unwrap();
+    assert!(pages[1].shared_info().is_pending(12));
+    assert!(!pages[0].shared_info().is_pending(10));
+    assert_eq!(hv.shm_grants(1)[0].id, "raw");
+    assert_eq!(hv.shm_grants(2)[0].size, 0x10000);
+    let pending = |d: u16, p: u32| pages[usize::from(d) - 1].shared_info().is_pending(p);
+    let expected = [
+        check::Expected {
+            domain: "sensor",
+            manifest: manifest(dir.path(), "sensor"),
+        },
+        check::Expected {
+            domain: "aggregator",
+            manifest: manifest(dir.path(), "aggregator"),
+        },
+    ];
+    assert_eq!(
+        check::against_manifests(&hv, &host.spec, pending, &expected),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn a_swapped_pair_is_caught_by_the_pending_bits() {
+    let dir = tempfile::tempdir().unwrap();
+    let sys = build(dir.path());
+    let mut spec = read_host_dtb(&dir.path().join("host.dtb"), &sys.target)
+        .unwrap()
+        .spec;
+    let p = &mut spec.evtchns[0];
+    std::mem::swap(&mut p.first, &mut p.second);
+    let hv = Hypervisor::new(Policy::Silo, Arc::new(Quiet), Arc::new(Quiet));
+    let pages: Vec<Arc<staticbus_emu::HeapPage>> = (0..2)
+        .map(|_| Arc::new(staticbus_emu::HeapPage::new()))
+        .collect();
+    hv.boot(
+        &spec,
+        pages
+            .iter()
+            .map(|p| p.clone() as Arc<dyn PageMem>)
+            .collect(),
+    )
+    .unwrap();
+    // Bound both ways the same: only which end starts pending differs.
+    assert_eq!(
+        hv.port_state(1, 10),
+        Some(PortState::Interdomain {
+            remote_dom: 2,
+            remote_port: 12
+        })
+    );
+    let pending = |d: u16, p: u32| pages[usize::from(d) - 1].shared_info().is_pending(p);
+    let expected = [
+        check::Expected {
+            domain: "sensor",
+            manifest: manifest(dir.path(), "sensor"),
+        },
+        check::Expected {
+            domain: "aggregator",
+            manifest: manifest(dir.path(), "aggregator"),
+        },
+    ];
+    assert_eq!(
+        check::against_manifests(&hv, &spec, pending, &expected),
+        [
+            "`sensor` port 10: starts pending (the host tree binds this end second), but its \
+             manifest says the other end does",
+            "`aggregator` port 12: its manifest says it starts pending, but the host tree binds \
+             this end first (pair order swapped?)",
+        ]
+    );
+}
+
+#[test]
+fn run_starts_every_domain_with_its_memory_and_reports_how_it_ended() {
+    let dir = tempfile::tempdir().unwrap();
+    let sys = build(dir.path());
+    let host = read_host_dtb(&dir.path().join("host.dtb"), &sys.target).unwrap();
+    // Each process sees its memfd, its one region and its manifest path.
+    let script = "echo fd=${STATICBUS_EMU_FD:+set} regions=${STATICBUS_EMU_REGIONS%%=*} \
+                  manifest=${STATICBUS_MANIFEST##*/domains/}; exit 0";
+    let out = Arc::new(Lines::default());
+    let report = run(
+        &host.spec,
+        &programs(dir.path(), script),
+        &RunOptions::default(),
+        out.clone(),
+    )
+    .unwrap();
+    assert_eq!(report.exit_code(), 0);
+    let mut lines = out.0.lock().unwrap().clone();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "[aggregator] fd=set regions=raw manifest=aggregator/manifest.json",
+            "[sensor] fd=set regions=raw manifest=sensor/manifest.json",
+        ]
+    );
+    assert!(report
+        .domains
+        .iter()
+        .all(|d| d.ok && d.status == "exited 0"));
+
+    // A failing domain, restarted twice, then left failed.
+    let opts = RunOptions {
+        restart_on_crash: true,
+        max_restarts: 2,
+        ..RunOptions::default()
+    };
+    let report = run(
+        &host.spec,
+        &programs(dir.path(), "exit 3"),
+        &opts,
+        Arc::new(Lines::default()),
+    )
+    .unwrap();
+    assert_eq!(report.exit_code(), 1);
+    for d in &report.domains {
+        assert_eq!(
+            (d.restarts, d.status.as_str(), d.ok),
+            (2, "exited 3", false)
+        );
+    }
+}
+
+#[test]
+fn run_refuses_programs_that_do_not_match_the_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let sys = build(dir.path());
+    let host = read_host_dtb(&dir.path().join("host.dtb"), &sys.target).unwrap();
+    let mut progs = programs(dir.path(), "exit 0");
+    progs.pop();
+    let e = run(
+        &host.spec,
+        &progs,
+        &RunOptions::default(),
+        Arc::new(Lines::default()),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, RunError::Config(s) if s.contains("`aggregator` (d2), but no program")),
+        "{e}"
+    );
+    let mut progs = programs(dir.path(), "exit 0");
+    progs[1].manifest = dir.path().join("nowhere.json");
+    let e = run(
+        &host.spec,
+        &progs,
+        &RunOptions::default(),
+        Arc::new(Lines::default()),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, RunError::Manifest(s) if s.contains("nowhere.json")),
+        "{e}"
+    );
+}
