@@ -1,5 +1,6 @@
-//! Build script: the linker script for bare-metal builds, and the table of manifests
-//! compiled in from `STATICBUS_MANIFEST_DIR` (see `src/manifests.rs`).
+//! Build script: the linker script for bare-metal images (handed to the image crates as
+//! `links` metadata), and the table of manifests compiled in from
+//! `STATICBUS_MANIFEST_DIR` (see `src/manifests.rs`).
 
 use std::env;
 use std::fmt::Write as _;
@@ -12,14 +13,12 @@ fn main() {
     let crate_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
 
-    // Bare-metal arm64: link the bins at 0x40000000 with our layout (Image header first).
-    let os = env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
-    let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
-    if os == "none" && arch == "aarch64" {
-        let script = crate_dir.join("link.ld");
-        println!("cargo:rerun-if-changed={}", script.display());
-        println!("cargo:rustc-link-arg-bins=-T{}", script.display());
-    }
+    // The images link at 0x40000000 with this layout (Image header first).
+    let script = crate_dir.join("link.ld");
+    println!("cargo:rerun-if-changed={}", script.display());
+    // For the image crates (`links` metadata): their build scripts read it as
+    // DEP_STATICBUS_XEN_GUEST_LINK_SCRIPT and pass it to their linker.
+    println!("cargo:link_script={}", script.display());
 
     println!("cargo:rerun-if-env-changed={MANIFEST_DIR_VAR}");
     let manifests = match env::var_os(MANIFEST_DIR_VAR) {

@@ -68,7 +68,7 @@ fn run_stops_every_domain_on_ctrl_c() {
     // The example programs sit next to the staticbus binary.
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let st = Command::new(cargo)
-        .args(["build", "-p", "staticbus-examples", "--bin", "ping-pong"])
+        .args(["build", "-p", "staticbus-emu-domains", "--bin", "ping-pong"])
         .current_dir(root())
         .status()
         .unwrap();

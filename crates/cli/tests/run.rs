@@ -1,5 +1,5 @@
 //! `staticbus run` end to end: the emulated hypervisor with real domain processes (the
-//! programs of crate `staticbus-examples`).
+//! programs of crate `staticbus-emu-domains`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -22,7 +22,7 @@ fn build_examples() {
             .to_path_buf();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-p", "staticbus-examples", "--bins"]);
+        cmd.args(["build", "-p", "staticbus-emu-domains", "--bins"]);
         if bin_dir.ends_with("release") {
             cmd.arg("--release");
         }
@@ -101,7 +101,7 @@ fn ping_pong_example_passes() {
     assert!(err.contains("exited 0"), "{err}");
 }
 
-/// The same program the bare-metal Xen guests run (`staticbus_apps::queue_check`).
+/// The same program the bare-metal Xen guests run (`staticbus_programs::queue_check`).
 #[test]
 fn queue_check_example_passes() {
     let o = run(&[
@@ -141,7 +141,7 @@ fn after<'a>(out: &'a str, prefix: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no line `{prefix}…`:\n{out}"))
 }
 
-/// The log check (`staticbus_apps::log_check`, the same program the bare-metal Xen guests
+/// The log check (`staticbus_programs::log_check`, the same program the bare-metal Xen guests
 /// run): 100,000 records over a ring of 256 slots. The paced phase loses nothing and the
 /// bursts lose exactly what they overwrite; the free run's losses depend on scheduling,
 /// but both sides agree on them and received + lost is the count.

@@ -20,10 +20,11 @@
 //! * **the vPL011 console** ([`pl011`], [`println!`]);
 //! * the **manifests** of the system the image was built for ([`manifests`]), picked at
 //!   boot by the `staticbus.domain=` argument on the guest's command line ([`bootargs`]);
-//! * a small read-only **device-tree reader** ([`fdt`]);
-//! * **[`app::run`]**: runs a `staticbus-apps` program (the same source the emulator
-//!   runs) as the guest's main, with the platform, the virtual counter as its clock, the
-//!   command line as its arguments and the vPL011 as its output.
+//! * a small read-only **device-tree reader** ([`fdt`]).
+//!
+//! The runtime knows nothing of the programs it runs: the bootable images (and the glue
+//! that runs a `staticbus-programs` program as a guest's main) are the crate
+//! `staticbus-xen-domains`.
 //!
 //! On other targets (the host workspace build) only the portable parts are compiled:
 //! the device-tree reader, the command-line parser, the memory map, the manifest table,
@@ -34,12 +35,12 @@
 //!
 //! ```text
 //! STATICBUS_MANIFEST_DIR=out/xen-ping-pong \
-//!   cargo build -p staticbus-guest-xen-aarch64 --bin xen-ping-pong \
+//!   cargo build -p staticbus-xen-domains --bin xen-ping-pong \
 //!   --target aarch64-unknown-none --release
 //! llvm-objcopy -O binary target/aarch64-unknown-none/release/xen-ping-pong xen-ping-pong.bin
 //! ```
 //!
-//! `build.rs` passes `link.ld` to the linker for `target_os = "none"` (linked at
+//! `build.rs` hands `link.ld` to the image crates (`links` metadata; linked at
 //! `0x40000000`, where Xen loads a 64-bit Image with `text_offset` 0) and compiles in the
 //! manifests `staticbus build -o DIR` wrote under `DIR/domains/*/manifest.rs` when
 //! `STATICBUS_MANIFEST_DIR=DIR` is set. `staticbus boot` does all of it.
@@ -66,8 +67,6 @@ mod hypercall;
 #[cfg(target_arch = "aarch64")]
 pub mod time;
 
-#[cfg(all(target_arch = "aarch64", target_os = "none"))]
-pub mod app;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub mod rt;
 

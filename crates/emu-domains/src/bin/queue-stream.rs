@@ -11,7 +11,7 @@
 //! queue's restart rules) and is skipped. Crashes alternate between "after the checkpoint,
 //! before `release`" and "after `release`". Run it with `staticbus run --restart-on-crash`.
 
-use staticbus_examples::{connect, count_arg, open, Ordering::SeqCst};
+use staticbus_emu_domains::{connect, count_arg, open, Ordering::SeqCst};
 use staticbus_guest::{Channel, Platform};
 use staticbus_proto::endpoint::{QueueRx, QueueTx};
 

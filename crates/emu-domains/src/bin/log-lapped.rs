@@ -12,7 +12,7 @@
 //! Record `seq` is 32 bytes: `seq` as 8 little-endian bytes, then 24 bytes
 //! `(seq + i) as u8`.
 
-use staticbus_examples::{connect, count_arg};
+use staticbus_emu_domains::{connect, count_arg};
 use staticbus_proto::endpoint::{Error, LogReader, LogWriter, QueueRx, QueueTx};
 use staticbus_proto::log::Start;
 

@@ -1,13 +1,13 @@
 //! `ping-pong ping|pong [ROUND_TRIPS]`: two domains bounce a counter over a channel's
 //! event pair and two words of its region; `ping` prints round-trip statistics. This is
-//! `staticbus_apps::ping_pong` (the code the bare-metal Xen guest `xen-ping-pong` runs)
+//! `staticbus_programs::ping_pong` (the code the bare-metal Xen guest `xen-ping-pong` runs)
 //! with `role=ping|pong rounds=ROUND_TRIPS`; `key=value` words after the role are passed
 //! on as well.
 //!
 //! `ping-pong flood|drain [COUNT]`: back-to-back sends, to measure hypercall throughput
 //! (emulator only).
 
-use staticbus_examples::{
+use staticbus_emu_domains::{
     connect, count_arg, open, wait_until, word, Ordering::SeqCst, READY, SEQ,
 };
 use std::time::Instant;
@@ -19,8 +19,8 @@ fn main() {
     if role == "ping" || role == "pong" {
         let mut app_args = vec![format!("role={role}"), format!("rounds={n}")];
         app_args.extend(args.iter().skip(2).filter(|a| a.contains('=')).cloned());
-        let passed = staticbus_examples::run_app(staticbus_apps::ping_pong::run, &app_args);
-        staticbus_examples::exit(passed)
+        let passed = staticbus_emu_domains::run_app(staticbus_programs::ping_pong::run, &app_args);
+        staticbus_emu_domains::exit(passed)
     }
     let p = connect();
     let ch = open(&p, "pingpong");

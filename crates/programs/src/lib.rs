@@ -1,7 +1,7 @@
 //! staticbus's example programs, written once against [`staticbus_guest::Platform`] and
 //! run unchanged by every transport: as processes under `staticbus run` (the emulator,
-//! thin wrappers in `staticbus-examples`) and as bare-metal arm64 domUs on real Xen (thin
-//! wrappers in `staticbus-guest-xen-aarch64`).
+//! thin wrappers in `staticbus-emu-domains`) and as bare-metal arm64 domUs on real Xen (thin
+//! wrappers in `staticbus-xen-domains`).
 //!
 //! A program is a function taking
 //!

@@ -1,4 +1,4 @@
-//! Two domains bounce a counter on real Xen: `staticbus_apps::ping_pong` (the same code
+//! Two domains bounce a counter on real Xen: `staticbus_programs::ping_pong` (the same code
 //! the emulator's `ping-pong` runs) as a bare-metal guest.
 //!
 //! One image serves both domains. Its command line (the kernel module's `bootargs` in the
@@ -19,12 +19,13 @@
 
 #[cfg(target_os = "none")]
 mod guest {
-    use staticbus_guest_xen_aarch64::{app, entry, rt};
+    use staticbus_guest_xen_aarch64::{entry, rt};
+    use staticbus_xen_domains::app;
 
     entry!(main);
 
     fn main(boot: rt::Boot) -> ! {
-        app::run(boot, staticbus_apps::ping_pong::run)
+        app::run(boot, staticbus_programs::ping_pong::run)
     }
 }
 

@@ -9,7 +9,7 @@
 //! matches its version (old or new, never a mix), and that it ends with reading NA from
 //! writer 0, reading NB from writer 1 and blob version V.
 
-use staticbus_examples::{connect, count_arg};
+use staticbus_emu_domains::{connect, count_arg};
 use staticbus_proto::endpoint::{BlobReader, BlobWriter, Error, LatestReader, LatestWriter};
 use staticbus_proto::{blob, latest};
 

@@ -3,7 +3,7 @@
 //! wakes the other side), no hypervisor in between. Prints the same statistics line as
 //! `ping-pong`.
 
-use staticbus_examples::{count_arg, Stats};
+use staticbus_emu_domains::{count_arg, Stats};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};

@@ -1,4 +1,4 @@
-//! The log check on real Xen: `staticbus_apps::log_check` (the same code the emulator's
+//! The log check on real Xen: `staticbus_programs::log_check` (the same code the emulator's
 //! `log-check` runs) as a bare-metal guest. The writer appends checksummed records of
 //! varying length to the `log` channel (static shared memory plus a static event-channel
 //! pair) without ever waiting on it: paced, then in bursts larger than the ring while the
@@ -16,12 +16,13 @@
 
 #[cfg(target_os = "none")]
 mod guest {
-    use staticbus_guest_xen_aarch64::{app, entry, rt};
+    use staticbus_guest_xen_aarch64::{entry, rt};
+    use staticbus_xen_domains::app;
 
     entry!(main);
 
     fn main(boot: rt::Boot) -> ! {
-        app::run(boot, staticbus_apps::log_check::run)
+        app::run(boot, staticbus_programs::log_check::run)
     }
 }
 

@@ -1,5 +1,5 @@
 //! Helpers shared by the example domain programs: attaching to the emulator, running a
-//! `staticbus-apps` program (the same source as the bare-metal Xen guests), a tiny
+//! `staticbus-programs` program (the same source as the bare-metal Xen guests), a tiny
 //! word-based mailbox on a channel's shared region (the real protocols come with the
 //! `proto` crate), and latency statistics.
 //!
@@ -95,7 +95,7 @@ impl Stats {
     }
 }
 
-/// Wall-clock time for `staticbus-apps` programs.
+/// Wall-clock time for `staticbus-programs` programs.
 #[derive(Debug)]
 pub struct StdClock(std::time::Instant);
 
@@ -112,13 +112,13 @@ impl Default for StdClock {
     }
 }
 
-impl staticbus_apps::Clock for StdClock {
+impl staticbus_programs::Clock for StdClock {
     fn now_ns(&self) -> u64 {
         u64::try_from(self.0.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 }
 
-/// Standard output as a `core::fmt::Write`, for `staticbus-apps` programs.
+/// Standard output as a `core::fmt::Write`, for `staticbus-programs` programs.
 #[derive(Debug, Default)]
 pub struct Stdout;
 
@@ -131,8 +131,8 @@ impl std::fmt::Write for Stdout {
     }
 }
 
-/// A `staticbus-apps` program: `run(platform, clock, args, out) -> passed`.
-pub type App = fn(&EmuPlatform, &StdClock, &staticbus_apps::Args<'_>, &mut Stdout) -> bool;
+/// A `staticbus-programs` program: `run(platform, clock, args, out) -> passed`.
+pub type App = fn(&EmuPlatform, &StdClock, &staticbus_programs::Args<'_>, &mut Stdout) -> bool;
 
 /// Attaches to the emulator and runs `app` with `args` (`key=value` words, as on a Xen
 /// guest's command line); returns whether it passed.
@@ -142,7 +142,7 @@ pub fn run_app(app: App, args: &[String]) -> bool {
     app(
         &p,
         &StdClock::new(),
-        &staticbus_apps::Args::new(&line),
+        &staticbus_programs::Args::new(&line),
         &mut Stdout,
     )
 }

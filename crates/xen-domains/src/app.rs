@@ -1,23 +1,23 @@
-//! Running a `staticbus-apps` program as a bare-metal Xen guest (`aarch64` +
+//! Running a `staticbus-programs` program as a bare-metal Xen guest (`aarch64` +
 //! `target_os = "none"` only).
 //!
 //! [`run`] does what every such guest does before and after the program: picks the
 //! domain's manifest by `staticbus.domain=` on the command line, maps `shared_info`
 //! ([`XenPlatform::new`]), prints where Xen mapped each of the manifest's shared regions
 //! (or why one is unusable), sets up how the domain blocks (`wait=poll|irq`, see
-//! [`crate::irq`]; with `irq` it enables the upcall PPI at the guest's GIC) and prints it
+//! [`staticbus_guest_xen_aarch64::irq`]; with `irq` it enables the upcall PPI at the guest's GIC) and prints it
 //! (`wait: irq (GICv3, PPI 31)`), runs the program with the virtual counter as its clock
 //! ([`CounterClock`]), the command line as its arguments and the vPL011 as its output
 //! ([`Output`]: with `wait=irq`, the interrupt counts are printed just before the
 //! program's `RESULT` line), then powers the domain off after a pass and crashes it after
 //! a failure. A setup failure prints `RESULT FAIL <reason>` itself.
 
-use crate::gic::{self, Gic};
-use crate::irq::{self, WaitMode};
-use crate::pl011::{self, Pl011};
-use crate::{manifests, println, rt, time, XenHypercall, XenPlatform};
 use core::fmt;
-use staticbus_apps::{Args, Clock};
+use staticbus_guest_xen_aarch64::gic::{self, Gic};
+use staticbus_guest_xen_aarch64::irq::{self, WaitMode};
+use staticbus_guest_xen_aarch64::pl011::{self, Pl011};
+use staticbus_guest_xen_aarch64::{manifests, println, rt, time, XenHypercall, XenPlatform};
+use staticbus_programs::{Args, Clock};
 
 /// The generic timer's virtual counter as a [`Clock`] (emulation time under QEMU TCG).
 #[derive(Clone, Copy, Debug, Default)]
@@ -32,7 +32,7 @@ impl Clock for CounterClock {
 /// The platform of a bare-metal domU.
 pub type Platform = XenPlatform<XenHypercall>;
 
-/// A `staticbus-apps` program: `run(platform, clock, args, out) -> passed`.
+/// A `staticbus-programs` program: `run(platform, clock, args, out) -> passed`.
 pub type App = fn(&Platform, &CounterClock, &Args<'_>, &mut Output) -> bool;
 
 /// Bytes of a program's output line [`Output`] holds back (longer lines are written in

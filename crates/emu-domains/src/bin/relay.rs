@@ -3,7 +3,7 @@
 //! `sink`, which checks order and sum. One word each way per message (a stop-and-wait
 //! mailbox; see the protocols for real queues).
 
-use staticbus_examples::{
+use staticbus_emu_domains::{
     connect, count_arg, open, wait_until, word, Ordering::SeqCst, ACK, READY, SEQ,
 };
 

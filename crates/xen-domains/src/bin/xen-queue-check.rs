@@ -1,4 +1,4 @@
-//! The queue check on real Xen: `staticbus_apps::queue_check` (the same code the
+//! The queue check on real Xen: `staticbus_programs::queue_check` (the same code the
 //! emulator's `queue-check` runs) as a bare-metal guest. The producer streams checksummed
 //! variable-length messages over the `stream` queue channel (static shared memory plus a
 //! static event-channel pair), the consumer verifies each one in order and reports its
@@ -15,12 +15,13 @@
 
 #[cfg(target_os = "none")]
 mod guest {
-    use staticbus_guest_xen_aarch64::{app, entry, rt};
+    use staticbus_guest_xen_aarch64::{entry, rt};
+    use staticbus_xen_domains::app;
 
     entry!(main);
 
     fn main(boot: rt::Boot) -> ! {
-        app::run(boot, staticbus_apps::queue_check::run)
+        app::run(boot, staticbus_programs::queue_check::run)
     }
 }
 

@@ -11,7 +11,7 @@
 //! Modes: `report` (report and exit 0), `crash` (report, then abort), `sleep MS` (report,
 //! sleep, exit 0), `exit CODE`.
 
-use staticbus_examples::connect;
+use staticbus_emu_domains::connect;
 use staticbus_guest::{ops, Platform};
 
 fn memfds() -> usize {

@@ -1,0 +1,15 @@
+//! Bootable bare-metal arm64 images for real Xen, one binary per program (`src/bin/`):
+//! `xen-hello`, and `xen-ping-pong`, `xen-queue-check`, `xen-log-check`, which run the
+//! `staticbus-programs` programs (the same source the emulator's domains run) over the
+//! runtime of `staticbus-guest-xen-aarch64`.
+//!
+//! `staticbus boot` builds them for `aarch64-unknown-none` with the system's manifests
+//! compiled in (`STATICBUS_MANIFEST_DIR`, read by the runtime's build script); the runtime's
+//! linker script comes through this crate's build script. On the host the binaries only say
+//! how to build them, and [`app`] is not compiled.
+
+#![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub mod app;
