@@ -10,12 +10,11 @@
 use libfuzzer_sys::fuzz_target;
 use staticbus_abi::domid::{DOMID_IO, DOMID_SELF};
 use staticbus_abi::{evtchn as ev, hypercall as hc};
-use staticbus_config::model::{
-    Domain, EvtchnEnd, EvtchnPair, ShmNode, ShmRole, SourceKind, System,
-};
-use staticbus_diag::Location;
 use staticbus_emu::shm::{Backing, Regions};
-use staticbus_emu::{BootError, DomId, DomainState, HeapPage, Hypervisor, PageMem, Policy, Quiet};
+use staticbus_emu::{
+    BootDomain, BootEnd, BootError, BootPair, BootShm, BootSpec, DomId, DomainState, HeapPage,
+    Hypervisor, PageMem, Policy, Quiet, ShmRole,
+};
 use std::os::fd::BorrowedFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -28,20 +27,21 @@ impl Backing for NoFd {
     }
 }
 
-fn system() -> System {
-    let mut s = System::new("fuzz", SourceKind::Description);
-    s.target.static_shm = true;
-    for (name, id) in [("dom0", 0), ("a", 1), ("b", 2)] {
-        let mut d = Domain::new(name, id, Location::None);
-        d.dom0 = id == 0;
-        s.domains.push(d);
-    }
-    let end = |domain, port| EvtchnEnd {
-        domain,
-        port,
-        loc: Location::None,
-        port_loc: Location::None,
+fn system() -> BootSpec {
+    let mut s = BootSpec {
+        static_evtchn: true,
+        static_shm: true,
+        ..BootSpec::default()
     };
+    for (name, id) in [("dom0", 0), ("a", 1), ("b", 2)] {
+        s.domains.push(BootDomain {
+            domid: id,
+            name: name.into(),
+            dom0: id == 0,
+            xenstore: false,
+            max_port: if id == 0 { 4095 } else { 1023 },
+        });
+    }
     for (d1, p1, d2, p2) in [
         (0, 3, 1, 5),
         (1, 6, 2, 7),
@@ -49,24 +49,24 @@ fn system() -> System {
         (1, 1023, 2, 64),
         (0, 4095, 2, 1),
     ] {
-        s.evtchns.push(EvtchnPair {
-            first: end(d1, p1),
-            second: end(d2, p2),
-            channel: None,
+        s.evtchns.push(BootPair {
+            first: BootEnd {
+                domid: d1,
+                port: p1,
+            },
+            second: BootEnd {
+                domid: d2,
+                port: p2,
+            },
         });
     }
-    let node = |domain, id: &str, role| ShmNode {
-        domain,
+    let node = |domid, id: &str, role| BootShm {
+        domid,
         id: id.to_string(),
-        id_loc: Location::None,
         host: None,
         guest: 0x800_0000,
         size: 0x1000,
         role,
-        loc: Location::None,
-        mem_loc: Location::None,
-        role_loc: Location::None,
-        channel: None,
     };
     s.shm.push(node(1, "own", Some(ShmRole::Owner)));
     s.shm.push(node(2, "own", Some(ShmRole::Borrower)));
@@ -125,7 +125,7 @@ fuzz_target!(|data: &[u8]| {
     let sys = system();
     let mut pages: Vec<Arc<HeapPage>> = (0..3).map(|_| Arc::new(HeapPage::new())).collect();
     let hv = Hypervisor::new(policy, Arc::new(Quiet), Arc::new(Quiet));
-    let regions = Regions::from_system_with(
+    let regions = Regions::from_spec_with(
         &sys,
         Box::new(|_, _| Ok(Arc::new(NoFd) as Arc<dyn Backing>)),
     )
