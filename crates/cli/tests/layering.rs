@@ -44,7 +44,13 @@ fn allowed() -> BTreeMap<String, BTreeSet<String>> {
 fn actual() -> BTreeMap<String, BTreeSet<String>> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
         .current_dir(root())
         .output()
         .expect("run cargo metadata");
@@ -79,7 +85,11 @@ fn actual() -> BTreeMap<String, BTreeSet<String>> {
 fn every_arrow_is_one_the_adr_allows() {
     let allowed = allowed();
     let actual = actual();
-    assert!(actual.len() >= 15, "cargo metadata saw {} crates", actual.len());
+    assert!(
+        actual.len() >= 15,
+        "cargo metadata saw {} crates",
+        actual.len()
+    );
     let mut wrong = Vec::new();
     for (krate, deps) in &actual {
         let Some(ok) = allowed.get(krate) else {
@@ -87,12 +97,16 @@ fn every_arrow_is_one_the_adr_allows() {
             continue;
         };
         for d in deps.difference(ok) {
-            wrong.push(format!("`{krate}` depends on `{d}`, which {ADR} does not allow"));
+            wrong.push(format!(
+                "`{krate}` depends on `{d}`, which {ADR} does not allow"
+            ));
         }
     }
     for krate in allowed.keys() {
         if !actual.contains_key(krate) {
-            wrong.push(format!("{ADR} has a row for `{krate}`, which is not in the workspace"));
+            wrong.push(format!(
+                "{ADR} has a row for `{krate}`, which is not in the workspace"
+            ));
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
@@ -103,7 +117,12 @@ fn runtime_crates_never_reach_the_tool_side() {
     // Whatever the table says: nothing a guest links may reach the compiler, the
     // diagnostics or the device-tree toolkit, even through another crate.
     let actual = actual();
-    let tool = ["staticbus-config", "staticbus-diag", "staticbus-dt", "staticbus"];
+    let tool = [
+        "staticbus-config",
+        "staticbus-diag",
+        "staticbus-dt",
+        "staticbus",
+    ];
     let runtime = [
         "staticbus-abi",
         "staticbus-manifest",

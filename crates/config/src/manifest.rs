@@ -2,119 +2,20 @@
 //! domain has, derived from the [`System`]. Both ends of every channel come from the same
 //! model, so they cannot disagree. [`crate::emit`] writes a manifest as JSON, Rust, C and a
 //! device-tree fragment.
+//!
+//! The manifest types are those of `staticbus-manifest` (its owned form,
+//! `staticbus_manifest::owned`): the compiler, the guests and the runner share one schema.
+//! The names below (`DomainManifest`, `ChannelEntry`, …) are the compiler's names for them.
 
 use crate::model::*;
-use serde::Serialize;
 use staticbus_abi::domid::DOMID_IO;
 use std::collections::HashMap;
 
-/// Format name written into every manifest.
-pub const FORMAT: &str = "staticbus-manifest";
-/// Manifest layout version.
-pub const VERSION: u32 = 1;
-
-/// Everything one domain needs to know about its static communication.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct DomainManifest {
-    /// Always [`FORMAT`].
-    pub format: &'static str,
-    /// Always [`VERSION`].
-    pub version: u32,
-    /// System name.
-    pub system: String,
-    /// Target Xen version.
-    pub xen: String,
-    /// Domain name.
-    pub domain: String,
-    /// Domain id Xen gives the domain.
-    pub domid: u16,
-    /// High-level channels the domain is a member of.
-    pub channels: Vec<ChannelEntry>,
-    /// Every shared region mapped into the domain.
-    pub regions: Vec<RegionEntry>,
-    /// Every static event-channel port the domain owns.
-    pub evtchns: Vec<EvtchnEntry>,
-}
-
-/// A channel as one member sees it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ChannelEntry {
-    /// Channel name.
-    pub name: String,
-    /// Protocol (`queue`, `log`, `latest`, `blob`).
-    pub protocol: &'static str,
-    /// This domain's role (`producer`/`consumer` for queues, `writer`/`reader` otherwise).
-    pub role: &'static str,
-    /// shm id of the channel's region.
-    pub shm_id: String,
-    /// Guest-physical address of the region in this domain.
-    pub guest_addr: u64,
-    /// Region size in bytes.
-    pub size: u64,
-    /// Index of this domain among the channel's writers (or readers), e.g. the slot of a
-    /// `latest` writer.
-    pub index: u32,
-    /// Number of writers.
-    pub writers: u32,
-    /// Number of readers.
-    pub readers: u32,
-    /// The peers this domain signals, one per event channel.
-    pub peers: Vec<PeerEntry>,
-}
-
-/// One event channel of a channel, seen from one end.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct PeerEntry {
-    /// Peer domain name.
-    pub domain: String,
-    /// Peer domid.
-    pub domid: u16,
-    /// Peer's role in the channel.
-    pub role: &'static str,
-    /// Local port (use it with `EVTCHNOP_send`).
-    pub local_port: u32,
-    /// Peer's port.
-    pub remote_port: u32,
-}
-
-/// A shared region mapped into the domain.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct RegionEntry {
-    /// `xen,shm-id`.
-    pub shm_id: String,
-    /// Guest-physical address in this domain.
-    pub guest_addr: u64,
-    /// Size in bytes.
-    pub size: u64,
-    /// Host-physical address (`None`: allocated by Xen from its heap).
-    pub host_addr: Option<u64>,
-    /// This domain's role: `owner`, `borrower`, or `none` (the region is owned by DOMID_IO).
-    pub role: &'static str,
-    /// Owner: a domain name, or `DOMID_IO`.
-    pub owner: String,
-    /// Owner domid (0x7FF1 for DOMID_IO).
-    pub owner_domid: u16,
-    /// The channel carried by the region, if any.
-    pub channel: Option<String>,
-}
-
-/// A static event-channel port owned by the domain.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct EvtchnEntry {
-    /// Local port.
-    pub local_port: u32,
-    /// Peer domain.
-    pub remote_domain: String,
-    /// Peer domid.
-    pub remote_domid: u16,
-    /// Peer port.
-    pub remote_port: u32,
-    /// True if Xen binds this end second: the port is already pending when the domain
-    /// starts (a protocol must clear it and handshake first).
-    pub initially_pending: bool,
-    /// The channel the port belongs to, if any.
-    pub channel: Option<String>,
-}
+pub use staticbus_manifest::owned::{
+    Channel as ChannelEntry, Evtchn as EvtchnEntry, Manifest as DomainManifest, Peer as PeerEntry,
+    Region as RegionEntry,
+};
+pub use staticbus_manifest::{owned::FORMAT, FORMAT_VERSION as VERSION};
 
 /// Builds the manifest of every domain, in domain order.
 pub fn manifests(sys: &System) -> Vec<DomainManifest> {
@@ -227,7 +128,7 @@ fn manifest_with(sys: &System, d: DomIdx, ix: &Index<'_>) -> DomainManifest {
                 Some(PeerEntry {
                     domain: od.name.clone(),
                     domid: od.domid,
-                    role: peer_role.as_str(),
+                    role: peer_role,
                     local_port: me.port,
                     remote_port: other.port,
                 })
@@ -235,8 +136,8 @@ fn manifest_with(sys: &System, d: DomIdx, ix: &Index<'_>) -> DomainManifest {
             .collect();
         channels.push(ChannelEntry {
             name: ch.name.clone(),
-            protocol: ch.protocol.as_str(),
-            role: role.as_str(),
+            protocol: ch.protocol,
+            role,
             shm_id: ch.shm_id.clone(),
             guest_addr: node.guest,
             size: ch.size,
@@ -256,7 +157,10 @@ fn manifest_with(sys: &System, d: DomIdx, ix: &Index<'_>) -> DomainManifest {
                 guest_addr: n.guest,
                 size: n.size,
                 host_addr: n.host,
-                role: n.role.map(ShmRole::as_str).unwrap_or("none"),
+                role: n.role.map(|r| match r {
+                    ShmRole::Owner => staticbus_manifest::ShmRole::Owner,
+                    ShmRole::Borrower => staticbus_manifest::ShmRole::Borrower,
+                }),
                 owner: owner
                     .map(|o| o.name.clone())
                     .unwrap_or_else(|| "DOMID_IO".into()),
@@ -287,8 +191,7 @@ fn manifest_with(sys: &System, d: DomIdx, ix: &Index<'_>) -> DomainManifest {
         })
         .collect();
     DomainManifest {
-        format: FORMAT,
-        version: VERSION,
+        format_version: VERSION,
         system: sys.name.clone(),
         xen: sys.target.xen.as_str().to_string(),
         domain: dom.name.clone(),
@@ -342,7 +245,7 @@ mod tests {
             assert_eq!(m.channels.len(), 1, "{m:?}");
             assert_eq!(
                 (m.channels[0].role, m.channels[0].index),
-                ("writer", d as u32)
+                (staticbus_manifest::Role::Writer, d as u32)
             );
             assert_eq!(m.regions.len(), 1);
             assert_eq!(m.regions[0].owner, "a");

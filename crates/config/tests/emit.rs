@@ -323,6 +323,29 @@ fn json_round_trips_the_facts() {
 }
 
 #[test]
+fn json_reads_back_into_the_same_manifest_the_guests_use() {
+    // One schema: what the compiler writes, `staticbus_manifest::json` reads back, equal
+    // field for field, in both the owned and the borrowed ('static) form.
+    for m in manifests() {
+        let text = emit::to_json(&m);
+        assert_eq!(staticbus_manifest::json::parse(&text).unwrap(), m);
+        let leaked = staticbus_manifest::json::load(&text).unwrap();
+        assert_eq!(staticbus_manifest::owned::Manifest::from_static(leaked), m);
+    }
+    // A manifest of another layout version, or with a misspelt field, is refused.
+    let text = emit::to_json(&by_name("sensor"));
+    let e = staticbus_manifest::json::parse(&text.replace("\"version\": 1", "\"version\": 2"))
+        .unwrap_err();
+    assert!(e.contains("version 2 is not supported"), "{e}");
+    let e = staticbus_manifest::json::parse(&text.replace("\"guest_addr\"", "\"guest_adr\""))
+        .unwrap_err();
+    assert!(e.contains("unknown field `guest_adr`"), "{e}");
+    let e =
+        staticbus_manifest::json::parse(&text.replace("staticbus-manifest", "other")).unwrap_err();
+    assert!(e.contains("staticbus-manifest"), "{e}");
+}
+
+#[test]
 fn json_keys_follow_the_struct_order() {
     let text = emit::to_json(&by_name("ctrl-plane"));
     let keys = [
@@ -547,8 +570,7 @@ fn c_headers_of_every_domain_compile() {
 /// A manifest with no channels, regions or ports.
 fn empty_manifest() -> DomainManifest {
     DomainManifest {
-        format: manifest::FORMAT,
-        version: manifest::VERSION,
+        format_version: manifest::VERSION,
         system: "s".into(),
         xen: "4.17".into(),
         domain: "lonely".into(),
@@ -577,7 +599,7 @@ fn peer(domain: &str, domid: u16, local_port: u32) -> PeerEntry {
     PeerEntry {
         domain: domain.into(),
         domid,
-        role: "reader",
+        role: staticbus_manifest::Role::Reader,
         local_port,
         remote_port: local_port + 100,
     }
@@ -586,8 +608,8 @@ fn peer(domain: &str, domid: u16, local_port: u32) -> PeerEntry {
 fn chan(name: &str, guest_addr: u64, peers: Vec<PeerEntry>) -> ChannelEntry {
     ChannelEntry {
         name: name.into(),
-        protocol: "blob",
-        role: "writer",
+        protocol: staticbus_manifest::Protocol::Blob,
+        role: staticbus_manifest::Role::Writer,
         shm_id: name.into(),
         guest_addr,
         size: 0x1000,
@@ -616,7 +638,7 @@ fn clashing_manifest() -> DomainManifest {
         guest_addr: 0x7000,
         size: 0x1000,
         host_addr: None,
-        role: "owner",
+        role: Some(staticbus_manifest::ShmRole::Owner),
         owner: "lonely".into(),
         owner_domid: 7,
         channel: None,

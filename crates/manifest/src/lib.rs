@@ -29,17 +29,23 @@
 //! assert_eq!(PORT, 10);
 //! ```
 //!
-//! The types mirror the compiler's `staticbus_config::manifest::DomainManifest` field for
-//! field, with enums instead of strings.
+//! This crate is the one schema of the manifest: the borrowed form here, the owned form
+//! in [`owned`] (feature `alloc`; the compiler builds manifests in it), `serde` for both
+//! behind feature `serde`, and [`json::load`] (feature `json`) for a process reading its
+//! `manifest.json`.
 
 #![no_std]
 #![deny(unsafe_code)]
 
+#[cfg(feature = "alloc")]
+extern crate alloc;
 #[cfg(feature = "json")]
 extern crate std;
 
 #[cfg(feature = "json")]
 pub mod json;
+#[cfg(feature = "alloc")]
+pub mod owned;
 
 /// The manifest layout version this crate reads ([`Manifest::format_version`]).
 pub const FORMAT_VERSION: u32 = 1;
@@ -49,6 +55,8 @@ pub const DOMID_IO: u16 = 0x7FF1;
 
 /// A channel protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum Protocol {
     /// Single-producer single-consumer message queue.
     Queue,
@@ -151,6 +159,8 @@ impl core::fmt::Display for Protocol {
 
 /// A domain's role in a channel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum Role {
     /// The writing side of a queue.
     Producer,
@@ -202,6 +212,8 @@ impl core::fmt::Display for Role {
 
 /// A domain's role in a static shared-memory region (Xen's `role` property).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum ShmRole {
     /// The region is assigned to this domain.
     Owner,
@@ -215,6 +227,15 @@ impl ShmRole {
         match self {
             ShmRole::Owner => "owner",
             ShmRole::Borrower => "borrower",
+        }
+    }
+
+    /// The manifest name of a region role: `"owner"`, `"borrower"`, or `"none"` for a
+    /// region owned by `DOMID_IO`.
+    pub const fn name_of(role: Option<ShmRole>) -> &'static str {
+        match role {
+            Some(r) => r.as_str(),
+            None => "none",
         }
     }
 }
