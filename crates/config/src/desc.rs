@@ -1322,7 +1322,7 @@ impl Builder<'_> {
             return;
         }
         let Some(pool) = self.sys.platform.shm_pool.clone() else {
-            if self.sys.target.xen.at_least_4_19() {
+            if self.sys.target.caps().heap_form_shm {
                 return; // heap form: Xen allocates
             }
             let (id, _, loc) = &need[0];

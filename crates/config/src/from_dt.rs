@@ -861,7 +861,7 @@ impl<'t> Reader<'t> {
                         "`xen,shared-mem` has {} bytes; with #address-cells = {a} and #size-cells = {s} Xen expects {} cells (host, guest, size){}",
                         mp.value.len(),
                         full,
-                        if self.sys.target.xen.at_least_4_19() { format!(" or {heap} cells (guest, size)") } else { String::new() }
+                        if self.sys.target.caps().heap_form_shm { format!(" or {heap} cells (guest, size)") } else { String::new() }
                     ),
                 )
                 .help("write `xen,shared-mem = <HOST GUEST SIZE>;` using the domain node's #address-cells and #size-cells"),

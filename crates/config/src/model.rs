@@ -57,11 +57,64 @@ impl XenVersion {
         }
     }
 
-    /// True for 4.19 and later (heap-form shm, separate shm bank table, STATIC_EVTCHN
-    /// Kconfig).
+    /// True for 4.19 and later. Prefer the named facts of [`XenVersion::capabilities`]
+    /// (heap-form shm, separate shm bank table, `CONFIG_STATIC_EVTCHN` Kconfig); this stays
+    /// for callers outside this crate until they switch.
     pub fn at_least_4_19(self) -> bool {
         self >= XenVersion::V4_19
     }
+
+    /// What this release does where releases differ. Adding a release is one entry here,
+    /// one line per capability.
+    pub const fn capabilities(self) -> Capabilities {
+        match self {
+            XenVersion::V4_17 => Capabilities {
+                heap_form_shm: false,
+                separate_shm_banks: false,
+                static_evtchn_kconfig: false,
+                shm_overlaps_itself_after_reserved: false,
+            },
+            XenVersion::V4_18 => Capabilities {
+                heap_form_shm: false,
+                separate_shm_banks: false,
+                static_evtchn_kconfig: false,
+                shm_overlaps_itself_after_reserved: true,
+            },
+            XenVersion::V4_19 => Capabilities {
+                heap_form_shm: true,
+                separate_shm_banks: true,
+                static_evtchn_kconfig: true,
+                shm_overlaps_itself_after_reserved: false,
+            },
+            XenVersion::V4_20 => Capabilities {
+                heap_form_shm: true,
+                separate_shm_banks: true,
+                static_evtchn_kconfig: true,
+                shm_overlaps_itself_after_reserved: false,
+            },
+        }
+    }
+}
+
+/// The facts that differ between Xen releases, by name (`shared/spec/xen-dom0less.md`).
+/// Rules ask for a capability, never for a version number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Capabilities {
+    /// `xen,shared-mem` may leave out the host address (the two-field "heap form"): Xen
+    /// allocates the region from its heap (4.19+, spec §2.1). Before, a region without a
+    /// host address panics the early FDT parse.
+    pub heap_form_shm: bool,
+    /// Shared-memory banks have a table of their own (`bootinfo.shmem`, `NR_SHMEM_BANKS`
+    /// regions in total and per domain; 4.19+, spec §2.3). Before, they share
+    /// `bootinfo.reserved_mem` (`NR_MEM_BANKS`) with every reserved range.
+    pub separate_shm_banks: bool,
+    /// Static event channels are behind the `CONFIG_STATIC_EVTCHN` Kconfig option (4.19+,
+    /// spec §1.2); a build without it silently ignores them. Before, they are always
+    /// built in.
+    pub static_evtchn_kconfig: bool,
+    /// A reserved range parsed before a region shared by several domains makes the
+    /// region's later nodes overlap its first one and Xen panics (4.18 only, spec §2.3).
+    pub shm_overlaps_itself_after_reserved: bool,
 }
 
 impl fmt::Display for XenVersion {
@@ -89,10 +142,25 @@ pub struct Target {
     pub static_shm: bool,
     /// Built with `CONFIG_STATIC_MEMORY` (implied by `static_shm`).
     pub static_memory: bool,
-    /// `CONFIG_STATIC_EVTCHN` (4.19+, default on).
+    /// `CONFIG_STATIC_EVTCHN` (default on). Only releases with
+    /// [`Capabilities::static_evtchn_kconfig`] have the option; see
+    /// [`Target::binds_static_evtchns`].
     pub static_evtchn: bool,
     /// Where the target was declared.
     pub loc: Location,
+}
+
+impl Target {
+    /// The capabilities of the target's Xen release.
+    pub const fn caps(&self) -> Capabilities {
+        self.xen.capabilities()
+    }
+
+    /// True if Xen binds the static event channels of the host tree at boot: always where
+    /// `CONFIG_STATIC_EVTCHN` does not exist, otherwise when the build has it on.
+    pub const fn binds_static_evtchns(&self) -> bool {
+        !self.caps().static_evtchn_kconfig || self.static_evtchn
+    }
 }
 
 impl Default for Target {
@@ -573,5 +641,67 @@ impl System {
             .iter()
             .enumerate()
             .flat_map(|(i, d)| d.modules.iter().map(move |m| (i, m)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The capability table, release by release, as shared/spec/xen-dom0less.md states it.
+    #[test]
+    fn capabilities_per_release() {
+        let row = |v: XenVersion| {
+            let c = v.capabilities();
+            (
+                c.heap_form_shm,
+                c.separate_shm_banks,
+                c.static_evtchn_kconfig,
+                c.shm_overlaps_itself_after_reserved,
+            )
+        };
+        assert_eq!(row(XenVersion::V4_17), (false, false, false, false));
+        assert_eq!(row(XenVersion::V4_18), (false, false, false, true));
+        assert_eq!(row(XenVersion::V4_19), (true, true, true, false));
+        assert_eq!(row(XenVersion::V4_20), (true, true, true, false));
+    }
+
+    /// `at_least_4_19` (kept for callers outside the crate) agrees with the capabilities
+    /// it used to stand for.
+    #[test]
+    fn at_least_4_19_matches_its_capabilities() {
+        for v in XenVersion::ALL {
+            let c = v.capabilities();
+            assert_eq!(v.at_least_4_19(), c.heap_form_shm, "{v}");
+            assert_eq!(v.at_least_4_19(), c.separate_shm_banks, "{v}");
+            assert_eq!(v.at_least_4_19(), c.static_evtchn_kconfig, "{v}");
+        }
+    }
+
+    #[test]
+    fn static_evtchns_are_bound_unless_the_kconfig_option_is_off() {
+        for v in XenVersion::ALL {
+            for on in [false, true] {
+                let t = Target {
+                    xen: v,
+                    static_evtchn: on,
+                    ..Target::default()
+                };
+                let expected = on || !v.capabilities().static_evtchn_kconfig;
+                assert_eq!(t.binds_static_evtchns(), expected, "{v} static-evtchn={on}");
+            }
+        }
+        assert!(!Target {
+            xen: XenVersion::V4_20,
+            static_evtchn: false,
+            ..Target::default()
+        }
+        .binds_static_evtchns());
+        assert!(Target {
+            xen: XenVersion::V4_17,
+            static_evtchn: false,
+            ..Target::default()
+        }
+        .binds_static_evtchns());
     }
 }

@@ -534,7 +534,7 @@ impl<'s> Validator<'s> {
     // ---- §1.6 static event channels ----
     fn evtchns(&mut self) {
         let sys = self.sys;
-        if !sys.evtchns.is_empty() && !sys.target.static_evtchn && sys.target.xen.at_least_4_19() {
+        if !sys.evtchns.is_empty() && !sys.target.binds_static_evtchns() {
             self.push(
                 Diagnostic::new(
                     EVTCHN_DISABLED,
@@ -671,7 +671,7 @@ impl<'s> Validator<'s> {
                 );
             }
             if n.host.is_none() {
-                if !sys.target.xen.at_least_4_19() {
+                if !sys.target.caps().heap_form_shm {
                     self.push(
                         Diagnostic::new(
                             SHM_HEAP_FORM_UNSUPPORTED,
@@ -811,7 +811,7 @@ impl<'s> Validator<'s> {
             self.host_range(a, ah);
         }
         // Bank limits.
-        let limit = if sys.target.xen.at_least_4_19() {
+        let limit = if sys.target.caps().separate_shm_banks {
             b::NR_SHMEM_BANKS
         } else {
             b::NR_MEM_BANKS.saturating_sub(sys.platform.reserved.len())
@@ -831,7 +831,7 @@ impl<'s> Validator<'s> {
                 .help("merge regions (one region can carry several channels)"),
             );
         }
-        if sys.target.xen.at_least_4_19() {
+        if sys.target.caps().separate_shm_banks {
             let mut per_dom: HashMap<DomIdx, usize> = HashMap::new();
             for n in &sys.shm {
                 let c = per_dom.entry(n.domain).or_default();
@@ -851,6 +851,8 @@ impl<'s> Validator<'s> {
                     );
                 }
             }
+        }
+        if sys.target.caps().heap_form_shm {
             let chunks: u32 = reps
                 .iter()
                 .filter(|n| n.host.is_none())
@@ -872,7 +874,8 @@ impl<'s> Validator<'s> {
                 );
             }
         }
-        if sys.target.xen == XenVersion::V4_18 && !sys.platform.reserved.is_empty() {
+        if sys.target.caps().shm_overlaps_itself_after_reserved && !sys.platform.reserved.is_empty()
+        {
             for g in &groups {
                 if g.len() > 1 && g[0].host.is_some() {
                     self.push(
