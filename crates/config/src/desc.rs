@@ -426,7 +426,7 @@ pub fn read_description(
             SourceKind::Description,
         ),
         diags: Diagnostics::new(),
-        port_req: Vec::new(),
+        given: Given::default(),
         base_platform: overrides.base_platform.clone(),
     };
     b.build(&desc, overrides);
@@ -458,15 +458,37 @@ fn duplicate_dom0(file: FileId, text: &str) -> Option<Diagnostic> {
     )
 }
 
-/// A port request: (pair index, is_first_end, explicit port).
+/// A port request: (pair index, is_first_end, port as given).
 type PortReq = (usize, bool, Option<u32>);
+
+/// The values of the model as the description gives them: `None` where it leaves a value
+/// open for the allocator. The model holds a placeholder (0) for every open value until
+/// the allocator fills it in, and the allocator asks this record, never the model, which
+/// values are open. A [`System`] the reader returns has every value filled in, so no
+/// rule sees a placeholder.
+#[derive(Default)]
+struct Given {
+    /// Event-channel ends, in the order they were declared.
+    ports: Vec<PortReq>,
+    /// Guest address of each shared-memory node, by index into [`System::shm`].
+    guest: Vec<Option<u64>>,
+    /// Load address of each module, by domain index and then module index.
+    module_addr: Vec<Vec<Option<u64>>>,
+}
+
+impl Given {
+    /// True if the description leaves the load address of module `i` of domain `d` open.
+    fn module_open(&self, d: DomIdx, i: usize) -> bool {
+        self.module_addr[d][i].is_none()
+    }
+}
 
 struct Builder<'a> {
     file: FileId,
     base_dir: &'a Path,
     sys: System,
     diags: Diagnostics,
-    port_req: Vec<PortReq>,
+    given: Given,
     base_platform: Option<Platform>,
 }
 
@@ -508,6 +530,8 @@ impl Builder<'_> {
         if self.diags.has_errors() {
             return;
         }
+        debug_assert_eq!(self.given.guest.len(), self.sys.shm.len());
+        debug_assert_eq!(self.given.module_addr.len(), self.sys.domains.len());
         self.alloc_ports();
         self.order_evtchns();
         self.alloc_host();
@@ -611,7 +635,13 @@ impl Builder<'_> {
         self.sys.platform = plat;
     }
 
-    fn module(&mut self, kind: ModuleKind, m: &Spanned<ModuleDesc>, dom: &str) -> Option<Module> {
+    /// The module, and its load address as given (`None`: to be allocated).
+    fn module(
+        &mut self,
+        kind: ModuleKind,
+        m: &Spanned<ModuleDesc>,
+        dom: &str,
+    ) -> Option<(Module, Option<u64>)> {
         let md = m.get_ref();
         let size = match (md.size, &md.file) {
             (Some(s), _) => s.0,
@@ -645,9 +675,10 @@ impl Builder<'_> {
                 return None;
             }
         };
-        Some(Module {
+        let addr = md.addr.map(|a| a.0);
+        let module = Module {
             kind,
-            addr: md.addr.map(|a| a.0).unwrap_or(u64::MAX),
+            addr: addr.unwrap_or_default(),
             size,
             path: md.file.clone(),
             cargo: md.cargo.as_ref().map(|c| CargoImage {
@@ -657,10 +688,17 @@ impl Builder<'_> {
             bootargs: None,
             bootargs_loc: Location::None,
             loc: self.loc(m),
-        })
+        };
+        Some((module, addr))
     }
 
-    fn domain(&mut self, dd: &Spanned<DomainDesc>, domid: u16, dom0: bool) -> Option<Domain> {
+    /// The domain, and the load addresses of its modules as given.
+    fn domain(
+        &mut self,
+        dd: &Spanned<DomainDesc>,
+        domid: u16,
+        dom0: bool,
+    ) -> Option<(Domain, Vec<Option<u64>>)> {
         let d = dd.get_ref();
         let (name, loc) = match (&d.name, dom0) {
             (Some(n), _) => (n.get_ref().clone(), self.loc(n)),
@@ -713,13 +751,14 @@ impl Builder<'_> {
             .as_ref()
             .map(|v| self.loc(v))
             .unwrap_or(dom.loc.clone());
+        let mut addrs = Vec::new();
         for (kind, m) in [
             (ModuleKind::Kernel, &d.kernel),
             (ModuleKind::Ramdisk, &d.ramdisk),
             (ModuleKind::DeviceTree, &d.dtb),
         ] {
             if let Some(m) = m {
-                if let Some(mut module) = self.module(kind, m, &name) {
+                if let Some((mut module, addr)) = self.module(kind, m, &name) {
                     if kind == ModuleKind::Kernel {
                         if let Some(b) = &d.bootargs {
                             module.bootargs = Some(b.get_ref().clone());
@@ -727,6 +766,7 @@ impl Builder<'_> {
                         }
                     }
                     dom.modules.push(module);
+                    addrs.push(addr);
                 }
             }
         }
@@ -764,20 +804,22 @@ impl Builder<'_> {
             program: e.program.clone(),
             args: e.args.clone(),
         });
-        Some(dom)
+        Some((dom, addrs))
     }
 
     fn domains(&mut self, desc: &Description) {
         if let Some(d0) = &desc.dom0 {
-            if let Some(d) = self.domain(d0, 0, true) {
+            if let Some((d, addrs)) = self.domain(d0, 0, true) {
                 self.sys.domains.push(d);
+                self.given.module_addr.push(addrs);
             }
         }
         let mut domid = 0u16;
         for dd in &desc.domain {
             domid = domid.saturating_add(1);
-            if let Some(d) = self.domain(dd, domid, false) {
+            if let Some((d, addrs)) = self.domain(dd, domid, false) {
                 self.sys.domains.push(d);
+                self.given.module_addr.push(addrs);
             }
         }
         if self.sys.domains.is_empty() {
@@ -842,8 +884,8 @@ impl Builder<'_> {
                     second: b2.clone(),
                     channel: None,
                 });
-                self.port_req.push((idx, true, Some(a.port)));
-                self.port_req.push((idx, false, Some(b2.port)));
+                self.given.ports.push((idx, true, Some(a.port)));
+                self.given.ports.push((idx, false, Some(b2.port)));
             }
         }
     }
@@ -875,12 +917,14 @@ impl Builder<'_> {
                     continue;
                 };
                 let role = self.role(&ud.role);
+                let guest = ud.guest.as_ref().map(|g| g.get_ref().0);
+                self.given.guest.push(guest);
                 self.sys.shm.push(ShmNode {
                     domain: d,
                     id: id.clone(),
                     id_loc: self.loc(&sd.id),
                     host: sd.host.as_ref().map(|h| h.get_ref().0),
-                    guest: ud.guest.as_ref().map(|g| g.get_ref().0).unwrap_or(u64::MAX),
+                    guest: guest.unwrap_or_default(),
                     size: sd.size.get_ref().0,
                     role,
                     loc: self.loc(u),
@@ -1075,6 +1119,7 @@ impl Builder<'_> {
             for &d in &members {
                 let guest = guest_for(d, self);
                 chan.shm.push(self.sys.shm.len());
+                self.given.guest.push(guest);
                 self.sys.shm.push(ShmNode {
                     domain: d,
                     id: shm_id.clone(),
@@ -1084,7 +1129,7 @@ impl Builder<'_> {
                         .map(|i| self.loc(i))
                         .unwrap_or(loc.clone()),
                     host: cd.host.as_ref().map(|h| h.get_ref().0),
-                    guest: guest.unwrap_or(u64::MAX),
+                    guest: guest.unwrap_or_default(),
                     size,
                     role: owner.map(|o| {
                         if o == d {
@@ -1153,20 +1198,20 @@ impl Builder<'_> {
                     self.sys.evtchns.push(EvtchnPair {
                         first: EvtchnEnd {
                             domain: w,
-                            port: pw.unwrap_or(0),
+                            port: pw.unwrap_or_default(),
                             loc: loc.clone(),
                             port_loc: lw,
                         },
                         second: EvtchnEnd {
                             domain: r,
-                            port: pr.unwrap_or(0),
+                            port: pr.unwrap_or_default(),
                             loc: loc.clone(),
                             port_loc: lr,
                         },
                         channel: Some(chan_idx),
                     });
-                    self.port_req.push((idx, true, pw));
-                    self.port_req.push((idx, false, pr));
+                    self.given.ports.push((idx, true, pw));
+                    self.given.ports.push((idx, false, pr));
                     chan.evtchns.push(idx);
                 }
             }
@@ -1196,7 +1241,7 @@ impl Builder<'_> {
                 used.entry(d).or_default().insert(1);
             }
         }
-        for &(pi, first, p) in &self.port_req {
+        for &(pi, first, p) in &self.given.ports {
             if let Some(p) = p {
                 let e = if first {
                     &self.sys.evtchns[pi].first
@@ -1206,7 +1251,7 @@ impl Builder<'_> {
                 used.entry(e.domain).or_default().insert(p);
             }
         }
-        let reqs = std::mem::take(&mut self.port_req);
+        let reqs = std::mem::take(&mut self.given.ports);
         for (pi, first, p) in reqs {
             if p.is_some() {
                 continue;
@@ -1277,12 +1322,13 @@ impl Builder<'_> {
                 .chain(p.xen_image.iter())
                 .map(|r| (r.base, r.size)),
         );
-        v.extend(
-            self.sys
-                .modules()
-                .filter(|(_, m)| m.addr != u64::MAX)
-                .map(|(_, m)| (m.addr, m.size)),
-        );
+        v.extend(self.sys.domains.iter().enumerate().flat_map(|(d, dom)| {
+            dom.modules
+                .iter()
+                .enumerate()
+                .filter(move |&(i, _)| !self.given.module_open(d, i))
+                .map(|(_, m)| (m.addr, m.size))
+        }));
         v.extend(
             self.sys
                 .domains
@@ -1371,9 +1417,9 @@ impl Builder<'_> {
         let wend = wb.saturating_add(ws);
         // Per domain: the window minus guest RAM and explicit guest ranges.
         let mut taken: HashMap<DomIdx, Vec<(u64, u64)>> = HashMap::new();
-        for n in &self.sys.shm {
-            if n.guest != u64::MAX {
-                taken.entry(n.domain).or_default().push((n.guest, n.size));
+        for (n, given) in self.sys.shm.iter().zip(&self.given.guest) {
+            if let Some(g) = *given {
+                taken.entry(n.domain).or_default().push((g, n.size));
             }
         }
         let mut free: HashMap<DomIdx, FreeList> = HashMap::new();
@@ -1386,7 +1432,7 @@ impl Builder<'_> {
         let mut groups: Vec<Vec<usize>> = Vec::new();
         let mut group_of: HashMap<&str, usize> = HashMap::new();
         for (i, n) in self.sys.shm.iter().enumerate() {
-            if n.guest != u64::MAX {
+            if self.given.guest[i].is_some() {
                 continue;
             }
             let g = *group_of.entry(n.id.as_str()).or_insert_with(|| {
@@ -1470,15 +1516,15 @@ impl Builder<'_> {
     fn alloc_modules(&mut self) {
         const ALIGN: u64 = 2 << 20;
         let open: Vec<(DomIdx, usize)> = self
-            .sys
-            .domains
+            .given
+            .module_addr
             .iter()
             .enumerate()
-            .flat_map(|(d, dom)| {
-                dom.modules
+            .flat_map(|(d, addrs)| {
+                addrs
                     .iter()
                     .enumerate()
-                    .filter(|(_, m)| m.addr == u64::MAX)
+                    .filter(|(_, a)| a.is_none())
                     .map(move |(i, _)| (d, i))
             })
             .collect();
@@ -1615,6 +1661,56 @@ mod tests {
         assert_eq!(parse_size("2GiB"), Some(2 << 30));
         assert_eq!(parse_size("12 parsecs"), None);
         assert_eq!(parse_size("99999999999999999999GiB"), None);
+    }
+
+    fn read(text: &str) -> (Option<System>, Diagnostics) {
+        read_description(FileId(0), text, "t", Path::new("."), &Overrides::default())
+    }
+
+    /// Every value the description gives is kept as given, even one that used to mark an
+    /// open value (u64::MAX addresses, port 0): only the values left out are allocated.
+    #[test]
+    fn given_values_are_kept_and_only_open_ones_allocated() {
+        let text = r#"
+            [target]
+            static-shm = true
+            [platform]
+            ram = [{ base = 0x4000_0000, size = "1GiB" }]
+            shm-pool = { base = 0x7000_0000, size = "16MiB" }
+            [[domain]]
+            name = "a"
+            memory = "16MiB"
+            kernel = { addr = "0xffffffffffffffff", size = 0x1000 }
+            [[domain]]
+            name = "b"
+            memory = "16MiB"
+            kernel = { size = 0x1000 }
+            [[shm]]
+            id = "r"
+            size = "4KiB"
+            users = [{ domain = "a", guest = "0xffffffffffffffff" }, { domain = "b" }]
+            [[evtchn]]
+            a = "a:0"
+            b = "b:7"
+            [[channel]]
+            name = "c"
+            protocol = "queue"
+            from = "a"
+            to = "b"
+            size = "4KiB"
+        "#;
+        let (sys, diags) = read(text);
+        let sys = sys.unwrap_or_else(|| panic!("{diags:?}"));
+        assert_eq!(sys.domains[0].modules[0].addr, u64::MAX);
+        assert_eq!(sys.domains[1].modules[0].addr, 0x4020_0000);
+        assert_eq!(sys.shm[0].guest, u64::MAX);
+        assert_eq!(sys.shm[1].guest, DEFAULT_GUEST_WINDOW.0);
+        let ports: Vec<(u32, u32)> = sys
+            .evtchns
+            .iter()
+            .map(|p| (p.first.port, p.second.port))
+            .collect();
+        assert_eq!(ports, [(0, 7), (1, 1)]);
     }
 
     #[test]
