@@ -1,0 +1,165 @@
+//! The TOML system description: schema, reader, expander and allocator.
+//!
+//! - `schema`: the description's tables as serde types (unknown keys, wrong types and
+//!   bad values become diagnostics with spans);
+//! - `read`: the reader, which turns the tables into the model and resolves domain
+//!   references;
+//! - `expand`: the expander, which turns high-level channels into shared regions and
+//!   event-channel pairs, and names the regions whose shm id is left open;
+//! - `alloc`: the allocator, which fills in the other values left open: event-channel
+//!   ports, host ranges from the shm pool, guest ranges clear of each guest's memory map
+//!   and module load addresses.
+//!
+//! Explicit values are used as given (the validator checks them); they are never changed.
+//! See `docs/system-description.md`.
+
+mod alloc;
+mod expand;
+mod read;
+mod schema;
+
+pub use alloc::{first_fit, FreeList, DEFAULT_GUEST_WINDOW};
+pub use read::{read_description, valid_node_name, Overrides};
+pub use schema::*;
+
+use crate::model::*;
+use staticbus_diag::{Diagnostic, Diagnostics, FileId, Location, Span};
+use std::path::Path;
+use toml::Spanned;
+
+/// A port request: (pair index, is_first_end, port as given).
+type PortReq = (usize, bool, Option<u32>);
+
+/// The values of the model as the description gives them: `None` where it leaves a value
+/// open for the allocator. The model holds a placeholder (0) for every open value until
+/// the allocator fills it in, and the allocator asks this record, never the model, which
+/// values are open. A [`System`] the reader returns has every value filled in, so no
+/// rule sees a placeholder.
+#[derive(Default)]
+struct Given {
+    /// Event-channel ends, in the order they were declared.
+    ports: Vec<PortReq>,
+    /// Guest address of each shared-memory node, by index into [`System::shm`].
+    guest: Vec<Option<u64>>,
+    /// Load address of each module, by domain index and then module index.
+    module_addr: Vec<Vec<Option<u64>>>,
+}
+
+impl Given {
+    /// True if the description leaves the load address of module `i` of domain `d` open.
+    fn module_open(&self, d: DomIdx, i: usize) -> bool {
+        self.module_addr[d][i].is_none()
+    }
+}
+
+struct Builder<'a> {
+    file: FileId,
+    base_dir: &'a Path,
+    sys: System,
+    diags: Diagnostics,
+    given: Given,
+    base_platform: Option<Platform>,
+}
+
+impl Builder<'_> {
+    fn loc<T>(&self, s: &Spanned<T>) -> Location {
+        let r = s.span();
+        Location::span(Span::new(self.file, r.start, r.end))
+    }
+
+    fn err(
+        &mut self,
+        code: staticbus_diag::Code,
+        loc: Location,
+        msg: impl Into<String>,
+        help: &str,
+    ) {
+        self.diags.push(Diagnostic::new(code, loc, msg).help(help));
+    }
+
+    fn range(&self, r: &Spanned<RangeDesc>) -> Range {
+        Range {
+            base: r.get_ref().base.0,
+            size: r.get_ref().size.0,
+            loc: self.loc(r),
+        }
+    }
+
+    fn build(&mut self, desc: &Description, ov: &Overrides) {
+        self.target(desc, ov);
+        self.platform(desc);
+        self.sys.xen_bootargs = desc.xen.bootargs.clone();
+        self.domains(desc);
+        if self.diags.has_errors() {
+            return;
+        }
+        self.evtchns(desc);
+        self.shm(desc);
+        self.channels(desc);
+        if self.diags.has_errors() {
+            return;
+        }
+        debug_assert_eq!(self.given.guest.len(), self.sys.shm.len());
+        debug_assert_eq!(self.given.module_addr.len(), self.sys.domains.len());
+        self.alloc_ports();
+        self.order_evtchns();
+        self.alloc_host();
+        self.alloc_guest();
+        self.alloc_modules();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str) -> (Option<System>, Diagnostics) {
+        read_description(FileId(0), text, "t", Path::new("."), &Overrides::default())
+    }
+
+    /// Every value the description gives is kept as given, even one that used to mark an
+    /// open value (u64::MAX addresses, port 0): only the values left out are allocated.
+    #[test]
+    fn given_values_are_kept_and_only_open_ones_allocated() {
+        let text = r#"
+            [target]
+            static-shm = true
+            [platform]
+            ram = [{ base = 0x4000_0000, size = "1GiB" }]
+            shm-pool = { base = 0x7000_0000, size = "16MiB" }
+            [[domain]]
+            name = "a"
+            memory = "16MiB"
+            kernel = { addr = "0xffffffffffffffff", size = 0x1000 }
+            [[domain]]
+            name = "b"
+            memory = "16MiB"
+            kernel = { size = 0x1000 }
+            [[shm]]
+            id = "r"
+            size = "4KiB"
+            users = [{ domain = "a", guest = "0xffffffffffffffff" }, { domain = "b" }]
+            [[evtchn]]
+            a = "a:0"
+            b = "b:7"
+            [[channel]]
+            name = "c"
+            protocol = "queue"
+            from = "a"
+            to = "b"
+            size = "4KiB"
+        "#;
+        let (sys, diags) = read(text);
+        let sys = sys.unwrap_or_else(|| panic!("{diags:?}"));
+        assert_eq!(sys.domains[0].modules[0].addr, u64::MAX);
+        assert_eq!(sys.domains[1].modules[0].addr, 0x4020_0000);
+        assert_eq!(sys.shm[0].guest, u64::MAX);
+        assert_eq!(sys.shm[1].guest, DEFAULT_GUEST_WINDOW.0);
+        let ports: Vec<(u32, u32)> = sys
+            .evtchns
+            .iter()
+            .map(|p| (p.first.port, p.second.port))
+            .collect();
+        assert_eq!(ports, [(0, 7), (1, 1)]);
+    }
+}

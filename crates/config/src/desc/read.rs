@@ -1,0 +1,515 @@
+//! The reader: a description's tables into the model (target, platform, domains and their
+//! modules, low-level event channels and shared regions), with domain references resolved.
+
+use super::schema::*;
+use super::{Builder, Given};
+use crate::codes::*;
+use crate::model::*;
+use serde::Deserialize;
+use staticbus_abi::PAGE_SIZE;
+use staticbus_diag::{Diagnostic, Diagnostics, FileId, Location, Span};
+use std::path::Path;
+use toml::Spanned;
+
+/// Settings that override the description (from the command line).
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// Replace the target Xen version.
+    pub xen: Option<XenVersion>,
+    /// Replace `static-shm`.
+    pub static_shm: Option<bool>,
+    /// Platform facts from a base device tree (`--base`): its RAM, reserved ranges and GIC
+    /// replace the description's RAM and add to its reserved ranges.
+    pub base_platform: Option<Platform>,
+}
+
+/// Reads a system description. `base_dir` is where relative module paths are resolved.
+/// Returns the model (when it could be built) and every diagnostic.
+pub fn read_description(
+    file: FileId,
+    text: &str,
+    name: &str,
+    base_dir: &Path,
+    overrides: &Overrides,
+) -> (Option<System>, Diagnostics) {
+    let mut diags = Diagnostics::new();
+    let desc: Description = match toml::from_str(text) {
+        Ok(d) => d,
+        Err(e) => {
+            if let Some(d) = duplicate_dom0(file, text) {
+                diags.push(d);
+                return (None, diags);
+            }
+            let span = e.span().unwrap_or(0..0);
+            let msg = e.message().trim().to_string();
+            let help = if msg.contains("unknown field") {
+                "see docs/system-description.md for the keys each table accepts"
+            } else if msg.contains("missing field") {
+                "add the missing key"
+            } else {
+                "fix the TOML syntax or value at this position"
+            };
+            diags.push(
+                Diagnostic::new(DESC_SYNTAX, Span::new(file, span.start, span.end), msg).help(help),
+            );
+            return (None, diags);
+        }
+    };
+    let mut b = Builder {
+        file,
+        base_dir,
+        sys: System::new(
+            desc.system.name.clone().unwrap_or_else(|| name.to_string()),
+            SourceKind::Description,
+        ),
+        diags: Diagnostics::new(),
+        given: Given::default(),
+        base_platform: overrides.base_platform.clone(),
+    };
+    b.build(&desc, overrides);
+    diags.extend(b.diags);
+    if diags.has_errors() {
+        (None, diags)
+    } else {
+        (Some(b.sys), diags)
+    }
+}
+
+/// `[[dom0]]` given more than once: several hardware domains, which the schema (one
+/// `[dom0]` table) cannot hold.
+fn duplicate_dom0(file: FileId, text: &str) -> Option<Diagnostic> {
+    #[derive(Deserialize)]
+    struct Probe {
+        dom0: Option<Vec<Spanned<toml::Table>>>,
+    }
+    let list = toml::from_str::<Probe>(text).ok()?.dom0?;
+    let second = list.get(1)?.span();
+    Some(
+        Diagnostic::new(
+            DESC_DUPLICATE_DOM0,
+            Span::new(file, second.start, second.end),
+            format!("{} hardware domains are declared", list.len()),
+        )
+        .label("a second `[[dom0]]`")
+        .help("declare dom0 once, as `[dom0]`; the other domains are `[[domain]]` tables"),
+    )
+}
+
+impl Builder<'_> {
+    pub(super) fn target(&mut self, desc: &Description, ov: &Overrides) {
+        let mut t = Target::default();
+        if let Some(td) = &desc.target {
+            t.loc = self.loc(td);
+            let td = td.get_ref();
+            if let Some(x) = &td.xen {
+                match XenVersion::parse(x.get_ref()) {
+                    Some(v) => t.xen = v,
+                    None => self.err(
+                        DESC_BAD_VALUE,
+                        self.loc(x),
+                        format!("unsupported Xen version `{}`", x.get_ref()),
+                        "use \"4.17\", \"4.18\", \"4.19\" or \"4.20\"",
+                    ),
+                }
+            }
+            t.static_shm = td.static_shm.unwrap_or(false);
+            t.static_memory = td.static_memory.unwrap_or(t.static_shm);
+            t.static_evtchn = td.static_evtchn.unwrap_or(true);
+            if let Some(g) = &td.gic {
+                match g.get_ref().as_str() {
+                    "v2" => self.sys.platform.gic = Some(GicVersion::V2),
+                    "v3" => self.sys.platform.gic = Some(GicVersion::V3),
+                    other => self.err(
+                        DESC_BAD_VALUE,
+                        self.loc(g),
+                        format!("unknown GIC version `{other}`"),
+                        "use \"v2\" or \"v3\"",
+                    ),
+                }
+            }
+        }
+        if let Some(x) = ov.xen {
+            t.xen = x;
+        }
+        if let Some(s) = ov.static_shm {
+            t.static_shm = s;
+            t.static_memory = t.static_memory || s;
+        }
+        self.sys.target = t;
+    }
+
+    pub(super) fn platform(&mut self, desc: &Description) {
+        let p = &desc.platform;
+        let mut plat = std::mem::take(&mut self.sys.platform);
+        plat.ram = p.ram.iter().map(|r| self.range(r)).collect();
+        plat.reserved = p
+            .reserved
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Reserved {
+                range: self.range(r),
+                kind: ReservedKind::Declared,
+                name: r
+                    .get_ref()
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("reserved #{i}")),
+            })
+            .collect();
+        plat.shm_pool = p.shm_pool.as_ref().map(|r| self.range(r));
+        plat.dtb = p.dtb.as_ref().map(|r| self.range(r));
+        plat.xen_image = p.xen.as_ref().map(|r| self.range(r));
+        plat.guest_shm_window = p.guest_shm_window.as_ref().map(|r| self.range(r));
+        if let Some(bp) = &self.base_platform {
+            if !bp.ram.is_empty() {
+                plat.ram = bp.ram.clone();
+            }
+            plat.reserved.extend(bp.reserved.iter().cloned());
+            plat.gic = plat.gic.or(bp.gic);
+        }
+        if let Some(pool) = &plat.shm_pool {
+            let bad = if pool.base % PAGE_SIZE != 0 || pool.size % PAGE_SIZE != 0 {
+                Some("is not 4 KiB aligned".to_string())
+            } else if !plat.ram.is_empty()
+                && !plat.ram.iter().any(|r| r.contains(pool.base, pool.size))
+            {
+                Some("is not inside RAM".to_string())
+            } else {
+                plat.reserved
+                    .iter()
+                    .find(|r| r.range.overlaps(pool))
+                    .map(|r| format!("overlaps reserved range `{}`", r.name))
+            };
+            if let Some(why) = bad {
+                self.err(
+                    ALLOC_POOL_INVALID,
+                    pool.loc.clone(),
+                    format!("the shm pool {why}"),
+                    "place the pool in free, 4 KiB aligned RAM",
+                );
+            }
+        }
+        self.sys.platform = plat;
+    }
+
+    /// The module, and its load address as given (`None`: to be allocated).
+    fn module(
+        &mut self,
+        kind: ModuleKind,
+        m: &Spanned<ModuleDesc>,
+        dom: &str,
+    ) -> Option<(Module, Option<u64>)> {
+        let md = m.get_ref();
+        let size = match (md.size, &md.file) {
+            (Some(s), _) => s.0,
+            (None, Some(f)) if md.cargo.is_none() => match std::fs::metadata(self.base_dir.join(f))
+            {
+                Ok(meta) => meta.len(),
+                Err(e) => {
+                    self.err(
+                        DESC_MODULE_SIZE,
+                        self.loc(m),
+                        format!("cannot read {} `{f}` of `{dom}`: {e}", kind.as_str()),
+                        "build the image first, or give `size` explicitly",
+                    );
+                    return None;
+                }
+            },
+            (None, _) => {
+                self.err(
+                    DESC_MODULE_SIZE,
+                    self.loc(m),
+                    format!(
+                        "the {} of `{dom}` has neither `file` nor `size`",
+                        kind.as_str()
+                    ),
+                    if md.cargo.is_some() {
+                        "an image built by `cargo` needs `size`: the room reserved for it in host memory"
+                    } else {
+                        "give `file = \"path\"` or `size = \"…\"`"
+                    },
+                );
+                return None;
+            }
+        };
+        let addr = md.addr.map(|a| a.0);
+        let module = Module {
+            kind,
+            addr: addr.unwrap_or_default(),
+            size,
+            path: md.file.clone(),
+            cargo: md.cargo.as_ref().map(|c| CargoImage {
+                package: c.package.clone(),
+                bin: c.bin.clone(),
+            }),
+            bootargs: None,
+            bootargs_loc: Location::None,
+            loc: self.loc(m),
+        };
+        Some((module, addr))
+    }
+
+    /// The domain, and the load addresses of its modules as given.
+    fn domain(
+        &mut self,
+        dd: &Spanned<DomainDesc>,
+        domid: u16,
+        dom0: bool,
+    ) -> Option<(Domain, Vec<Option<u64>>)> {
+        let d = dd.get_ref();
+        let (name, loc) = match (&d.name, dom0) {
+            (Some(n), _) => (n.get_ref().clone(), self.loc(n)),
+            (None, true) => ("dom0".to_string(), self.loc(dd)),
+            (None, false) => {
+                self.err(
+                    DESC_SYNTAX,
+                    self.loc(dd),
+                    "domain has no `name`",
+                    "add `name = \"…\"`",
+                );
+                return None;
+            }
+        };
+        if !valid_node_name(&name) {
+            self.err(
+                NODE_NAME_INVALID,
+                loc.clone(),
+                format!("`{name}` cannot be a device-tree node name"),
+                "use letters, digits and `,._+-`, starting with a letter, at most 31 characters",
+            );
+        }
+        let mut dom = Domain::new(name.clone(), domid, loc);
+        dom.dom0 = dom0;
+        match &d.memory {
+            Some(m) => {
+                dom.memory_loc = self.loc(m);
+                let bytes = m.get_ref().0;
+                if bytes % 1024 != 0 {
+                    self.err(
+                        DESC_BAD_VALUE,
+                        self.loc(m),
+                        format!("memory of `{name}` is not a whole number of KiB"),
+                        "Xen takes memory in KiB",
+                    );
+                }
+                dom.memory_kib = Some(bytes / 1024);
+            }
+            None if !dom0 => self.err(
+                DOMAIN_MEMORY,
+                dom.loc.clone(),
+                format!("domain `{name}` has no `memory`"),
+                "add e.g. `memory = \"64MiB\"`",
+            ),
+            None => {}
+        }
+        dom.vcpus = Some(d.vcpus.as_ref().map(|v| *v.get_ref()).unwrap_or(1));
+        dom.vcpus_loc = d
+            .vcpus
+            .as_ref()
+            .map(|v| self.loc(v))
+            .unwrap_or(dom.loc.clone());
+        let mut addrs = Vec::new();
+        for (kind, m) in [
+            (ModuleKind::Kernel, &d.kernel),
+            (ModuleKind::Ramdisk, &d.ramdisk),
+            (ModuleKind::DeviceTree, &d.dtb),
+        ] {
+            if let Some(m) = m {
+                if let Some((mut module, addr)) = self.module(kind, m, &name) {
+                    if kind == ModuleKind::Kernel {
+                        if let Some(b) = &d.bootargs {
+                            module.bootargs = Some(b.get_ref().clone());
+                            module.bootargs_loc = self.loc(b);
+                        }
+                    }
+                    dom.modules.push(module);
+                    addrs.push(addr);
+                }
+            }
+        }
+        dom.vpl011 = d.vpl011.unwrap_or(true);
+        dom.enhanced = match d.enhanced.as_ref().map(|e| e.get_ref()) {
+            None => {
+                if dom0 {
+                    Enhanced::Absent
+                } else {
+                    Enhanced::NoXenstore
+                }
+            }
+            Some(EnhancedDesc::Bool(false)) => Enhanced::Absent,
+            Some(EnhancedDesc::Bool(true)) => Enhanced::Enabled,
+            Some(EnhancedDesc::Str(s)) => match s.as_str() {
+                "enabled" | "" => Enhanced::Enabled,
+                "no-xenstore" => Enhanced::NoXenstore,
+                other => Enhanced::Unknown(other.to_string()),
+            },
+        };
+        dom.enhanced_loc = d
+            .enhanced
+            .as_ref()
+            .map(|e| self.loc(e))
+            .unwrap_or(dom.loc.clone());
+        dom.static_mem = d.static_mem.iter().map(|r| self.range(r)).collect();
+        if let Some(first) = d.static_mem.first() {
+            dom.static_mem_loc = self.loc(first);
+        }
+        if let Some(dm) = &d.direct_map {
+            dom.direct_map = *dm.get_ref();
+            dom.direct_map_loc = self.loc(dm);
+        }
+        dom.emulate = d.emulate.as_ref().map(|e| Emulate {
+            program: e.program.clone(),
+            args: e.args.clone(),
+        });
+        Some((dom, addrs))
+    }
+
+    pub(super) fn domains(&mut self, desc: &Description) {
+        if let Some(d0) = &desc.dom0 {
+            if let Some((d, addrs)) = self.domain(d0, 0, true) {
+                self.sys.domains.push(d);
+                self.given.module_addr.push(addrs);
+            }
+        }
+        let mut domid = 0u16;
+        for dd in &desc.domain {
+            domid = domid.saturating_add(1);
+            if let Some((d, addrs)) = self.domain(dd, domid, false) {
+                self.sys.domains.push(d);
+                self.given.module_addr.push(addrs);
+            }
+        }
+        if self.sys.domains.is_empty() {
+            self.err(
+                NO_DOMAINS,
+                Location::File { file: self.file },
+                "the description declares no domains",
+                "add a `[[domain]]` table",
+            );
+        }
+    }
+
+    pub(super) fn dom_ref(&mut self, name: &str, loc: Location) -> Option<DomIdx> {
+        let found = self.sys.domain_index(name);
+        if found.is_none() {
+            let known: Vec<&str> = self.sys.domains.iter().map(|d| d.name.as_str()).collect();
+            let msg = format!("no domain is named `{name}`");
+            let help = format!("declared domains: {}", known.join(", "));
+            self.diags
+                .push(Diagnostic::new(DESC_UNKNOWN_DOMAIN, loc, msg).help(help));
+        }
+        found
+    }
+
+    pub(super) fn evtchns(&mut self, desc: &Description) {
+        for e in &desc.evtchn {
+            let ed = e.get_ref();
+            let mut ends = Vec::new();
+            for s in [&ed.a, &ed.b] {
+                let loc = self.loc(s);
+                let Some((dn, port)) = s.get_ref().rsplit_once(':') else {
+                    self.err(
+                        DESC_BAD_VALUE,
+                        loc,
+                        format!("`{}` is not `domain:port`", s.get_ref()),
+                        "write e.g. \"ping:10\"",
+                    );
+                    continue;
+                };
+                let Some(port) = parse_int(port).and_then(|p| u32::try_from(p).ok()) else {
+                    self.err(
+                        DESC_BAD_VALUE,
+                        loc,
+                        format!("`{port}` is not a port number"),
+                        "write e.g. \"ping:10\"",
+                    );
+                    continue;
+                };
+                if let Some(d) = self.dom_ref(dn, loc.clone()) {
+                    ends.push(EvtchnEnd {
+                        domain: d,
+                        port,
+                        loc: loc.clone(),
+                        port_loc: loc,
+                    });
+                }
+            }
+            if let [a, b2] = &ends[..] {
+                let idx = self.sys.evtchns.len();
+                self.sys.evtchns.push(EvtchnPair {
+                    first: a.clone(),
+                    second: b2.clone(),
+                    channel: None,
+                });
+                self.given.ports.push((idx, true, Some(a.port)));
+                self.given.ports.push((idx, false, Some(b2.port)));
+            }
+        }
+    }
+
+    fn role(&mut self, r: &Option<Spanned<String>>) -> Option<ShmRole> {
+        let r = r.as_ref()?;
+        match r.get_ref().as_str() {
+            "owner" => Some(ShmRole::Owner),
+            "borrower" => Some(ShmRole::Borrower),
+            other => {
+                self.err(
+                    SHM_ROLE_INVALID,
+                    self.loc(r),
+                    format!("`role` is \"{other}\""),
+                    "use \"owner\" or \"borrower\", or leave it out for a region owned by DOMID_IO",
+                );
+                None
+            }
+        }
+    }
+
+    pub(super) fn shm(&mut self, desc: &Description) {
+        for s in &desc.shm {
+            let sd = s.get_ref();
+            let id = sd.id.get_ref().clone();
+            for u in &sd.users {
+                let ud = u.get_ref();
+                let Some(d) = self.dom_ref(ud.domain.get_ref(), self.loc(&ud.domain)) else {
+                    continue;
+                };
+                let role = self.role(&ud.role);
+                let guest = ud.guest.as_ref().map(|g| g.get_ref().0);
+                self.given.guest.push(guest);
+                self.sys.shm.push(ShmNode {
+                    domain: d,
+                    id: id.clone(),
+                    id_loc: self.loc(&sd.id),
+                    host: sd.host.as_ref().map(|h| h.get_ref().0),
+                    guest: guest.unwrap_or_default(),
+                    size: sd.size.get_ref().0,
+                    role,
+                    loc: self.loc(u),
+                    mem_loc: ud
+                        .guest
+                        .as_ref()
+                        .map(|g| self.loc(g))
+                        .or_else(|| sd.host.as_ref().map(|h| self.loc(h)))
+                        .unwrap_or_else(|| self.loc(u)),
+                    role_loc: ud
+                        .role
+                        .as_ref()
+                        .map(|r| self.loc(r))
+                        .unwrap_or_else(|| self.loc(u)),
+                    channel: None,
+                });
+            }
+        }
+    }
+}
+
+/// True if `name` is a valid device-tree node name (without unit address) that Xen can
+/// handle as a domain name.
+pub fn valid_node_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 31
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ",._+-".contains(c))
+}
