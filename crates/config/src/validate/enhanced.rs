@@ -1,0 +1,69 @@
+//! §3 `xen,enhanced`: xenstore without dom0, unknown values, event channels without it.
+
+use super::Validator;
+use crate::codes::*;
+use crate::model::*;
+use staticbus_diag::Diagnostic;
+
+impl<'s> Validator<'s> {
+    // ---- §3 xen,enhanced ----
+    pub(super) fn enhanced(&mut self, d: &Domain) {
+        let sys = self.sys;
+        match &d.enhanced {
+            // SB0301: xenstore (`"enabled"`) without dom0.
+            Enhanced::Enabled if sys.dom0().is_none() => self.push(
+                Diagnostic::new(
+                    ENHANCED_NEEDS_DOM0,
+                    d.enhanced_loc.clone(),
+                    format!(
+                        "domain `{}` asks for xenstore but the system has no dom0",
+                        d.name
+                    ),
+                )
+                .label("\"enabled\" (or an empty value) means xenstore")
+                .help("use `xen,enhanced = \"no-xenstore\"` in a dom0less system"),
+            ),
+            // SB0302: a value Xen does not know.
+            Enhanced::Unknown(s) => {
+                let extra = if s == "legacy" {
+                    " (\"legacy\" is new in Xen 4.21)"
+                } else if s == "disabled" {
+                    " (\"disabled\" has the same effect as leaving the property out)"
+                } else {
+                    ""
+                };
+                self.push(
+                    Diagnostic::new(
+                        ENHANCED_UNKNOWN,
+                        d.enhanced_loc.clone(),
+                        format!(
+                            "Xen {} does not know `xen,enhanced = \"{s}\"`{extra}",
+                            sys.target.xen
+                        ),
+                    )
+                    .label("treated as absent: no /hypervisor node, no xenstore")
+                    .help("use \"no-xenstore\", \"enabled\", or leave the property out"),
+                )
+            }
+            _ => {}
+        }
+        // SB0303: static event channels in a domain without `xen,enhanced`.
+        if d.enhanced == Enhanced::Absent {
+            let idx = sys.domains.iter().position(|x| std::ptr::eq(x, d));
+            let has_evtchn = sys
+                .evtchns
+                .iter()
+                .any(|p| Some(p.first.domain) == idx || Some(p.second.domain) == idx);
+            if has_evtchn {
+                self.push(
+                    Diagnostic::new(
+                        ENHANCED_RECOMMENDED,
+                        d.loc.clone(),
+                        format!("domain `{}` has static event channels but no `xen,enhanced`", d.name),
+                    )
+                    .help("add `xen,enhanced = \"no-xenstore\"` if the guest is Linux (it finds Xen through /hypervisor)"),
+                );
+            }
+        }
+    }
+}
