@@ -73,8 +73,19 @@ static int xen_shmem_mmap(struct file *f, struct vm_area_struct *vma)
 	/*
 	 * vm_page_prot is what mmap() derived from PROT_* for a shared mapping: Normal
 	 * write-back memory on arm64 (PAGE_SHARED and friends). It is kept as it is; no
-	 * pgprot_noncached/writecombine, which is what /dev/mem would choose here.
+	 * pgprot_noncached/writecombine, which is what /dev/mem would choose here. Checked,
+	 * so that a kernel that chose otherwise fails loudly instead of mapping Device memory.
 	 */
+#ifdef CONFIG_ARM64
+	if ((pgprot_val(vma->vm_page_prot) & PTE_ATTRINDX_MASK) != PTE_ATTRINDX(MT_NORMAL)) {
+		pr_err(DRV ": %s: mmap attributes %#llx are not Normal write-back; refused\n",
+		       r->id, (unsigned long long)pgprot_val(vma->vm_page_prot));
+		return -EINVAL;
+	}
+	pr_info_once(DRV ": %s: mapped at user %#lx as Normal write-back (AttrIndx %llu = MT_NORMAL)\n",
+		     r->id, vma->vm_start,
+		     (unsigned long long)((pgprot_val(vma->vm_page_prot) & PTE_ATTRINDX_MASK) >> 2));
+#endif
 	return remap_pfn_range(vma, vma->vm_start, PHYS_PFN(r->base) + off, len,
 			       vma->vm_page_prot);
 }
