@@ -8,7 +8,7 @@
 //! side). Every wait re-checks the word after each wake-up, so the bind-time pending bit
 //! and spurious events are harmless.
 
-use staticbus_guest::{Channel, Platform};
+use staticbus_guest::{Channel, Events, PlatformChannel};
 use staticbus_guest_emu::EmuPlatform;
 use std::sync::atomic::AtomicU64;
 
@@ -31,7 +31,7 @@ pub fn connect() -> EmuPlatform {
 }
 
 /// Opens a channel by name or exits with a message.
-pub fn open<'p>(p: &'p EmuPlatform, name: &str) -> Channel<'p, EmuPlatform> {
+pub fn open<'p>(p: &'p EmuPlatform, name: &str) -> PlatformChannel<'p, EmuPlatform> {
     match Channel::open(p, name) {
         Ok(c) => c,
         Err(e) => {
@@ -42,14 +42,14 @@ pub fn open<'p>(p: &'p EmuPlatform, name: &str) -> Channel<'p, EmuPlatform> {
 }
 
 /// The 64-bit word at `offset` of the channel's region.
-pub fn word<'a, P: Platform>(ch: &'a Channel<'_, P>, offset: usize) -> &'a AtomicU64 {
+pub fn word<'a, E: Events>(ch: &'a Channel<'_, E>, offset: usize) -> &'a AtomicU64 {
     ch.region()
         .atomic_u64(offset)
         .expect("the region holds the mailbox words")
 }
 
 /// Waits on the channel's event ports until `cond` holds (checked before every sleep).
-pub fn wait_until<P: Platform>(ch: &Channel<'_, P>, cond: impl Fn() -> bool) {
+pub fn wait_until<E: Events>(ch: &Channel<'_, E>, cond: impl Fn() -> bool) {
     while !cond() {
         if let Err(e) = ch.wait() {
             eprintln!("wait failed: {e}");

@@ -20,7 +20,9 @@ use staticbus_abi::layout::{
 use staticbus_abi::shared_info::SharedInfo;
 use staticbus_abi::{errno, evtchn, hypercall as hc, sched};
 use staticbus_emu_wire::{self as wire, Control, SharedMem, ARG_MAX, DOMAIN_MEM_SIZE};
-use staticbus_guest::{FiredSet, Hypercall, Platform, Region};
+use staticbus_guest::{
+    Errno, EventChannels, FiredSet, Hypercall, Platform, Region, TwoLevelTransport,
+};
 use staticbus_manifest::Manifest;
 use std::collections::HashMap;
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -347,7 +349,7 @@ impl EmuPlatform {
     }
 }
 
-impl Platform for EmuPlatform {
+impl TwoLevelTransport for EmuPlatform {
     type H = EmuHypercall;
 
     fn hypercall(&self) -> &EmuHypercall {
@@ -358,6 +360,19 @@ impl Platform for EmuPlatform {
         self.hc.shared_info()
     }
 
+    fn fired(&self) -> &FiredSet {
+        &self.fired
+    }
+}
+
+impl Platform for EmuPlatform {
+    type Events<'a> = EventChannels<'a, EmuHypercall>;
+
+    /// The 2-level driver over this transport ([`TwoLevelTransport::two_level_events`]).
+    fn events(&self) -> EventChannels<'_, EmuHypercall> {
+        self.two_level_events()
+    }
+
     fn region(&self, shm_id: &str) -> Option<Region> {
         let m = self.regions.get(shm_id)?;
         // SAFETY: the mapping is `len` bytes of shared memory that stays mapped as long as
@@ -365,11 +380,12 @@ impl Platform for EmuPlatform {
         unsafe { Region::new(m.as_ptr(), m.len()) }
     }
 
-    fn fired(&self) -> &FiredSet {
-        &self.fired
-    }
-
     fn manifest(&self) -> &Manifest {
         self.manifest
+    }
+
+    /// `SCHEDOP_yield` through the emulator.
+    fn yield_now(&self) -> Result<(), Errno> {
+        staticbus_guest::ops::sched_yield(&self.hc)
     }
 }

@@ -5,7 +5,10 @@ use crate::memmap;
 use core::fmt;
 use core::sync::atomic::AtomicU64;
 use staticbus_abi::shared_info::{SharedInfo, PAGE_WORDS};
-use staticbus_guest::{ops, Errno, FiredSet, Hypercall, Platform, Region, UpcallSleep};
+use staticbus_guest::{
+    ops, Errno, EventChannels, FiredSet, Hypercall, Platform, Region, TwoLevelTransport,
+    UpcallSleep,
+};
 use staticbus_manifest::Manifest;
 
 /// Why [`XenPlatform::new`] failed.
@@ -170,9 +173,9 @@ impl<H: Hypercall> XenPlatform<H> {
     }
 
     /// Makes the domain's waits sleep with `sleep` (until the upcall interrupt) instead
-    /// of `SCHEDOP_poll`, or poll again with `None`: what [`Platform::upcall_sleep`]
-    /// returns, so every driver handle made afterwards ([`Platform::events`],
-    /// `Channel::open`) uses it. On bare metal: `irq::WfiSleep`, after the GIC
+    /// of `SCHEDOP_poll`, or poll again with `None`: what
+    /// [`TwoLevelTransport::upcall_sleep`] returns, so every driver handle made afterwards
+    /// ([`Platform::events`], `Channel::open`) uses it. On bare metal: `irq::WfiSleep`, after the GIC
     /// enabled the upcall (`gic::Gic::enable_upcall`).
     pub fn set_upcall_sleep(&mut self, sleep: Option<&'static dyn UpcallSleep>) {
         self.upcall = sleep;
@@ -198,7 +201,7 @@ impl<H: Hypercall> XenPlatform<H> {
     }
 }
 
-impl<H: Hypercall> Platform for XenPlatform<H> {
+impl<H: Hypercall> TwoLevelTransport for XenPlatform<H> {
     type H = H;
 
     fn hypercall(&self) -> &H {
@@ -211,6 +214,24 @@ impl<H: Hypercall> Platform for XenPlatform<H> {
 
     fn fired(&self) -> &FiredSet {
         &self.fired
+    }
+
+    fn upcall_sleep(&self) -> Option<&dyn UpcallSleep> {
+        self.upcall
+    }
+}
+
+impl<H: Hypercall> Platform for XenPlatform<H> {
+    type Events<'a>
+        = EventChannels<'a, H>
+    where
+        Self: 'a;
+
+    /// The 2-level driver on this domain's `shared_info`
+    /// ([`TwoLevelTransport::two_level_events`]), sleeping as
+    /// [`XenPlatform::set_upcall_sleep`] said.
+    fn events(&self) -> EventChannels<'_, H> {
+        self.two_level_events()
     }
 
     /// The region `shm_id` of the manifest, if Xen mapped it (see
@@ -228,8 +249,9 @@ impl<H: Hypercall> Platform for XenPlatform<H> {
         self.manifest
     }
 
-    fn upcall_sleep(&self) -> Option<&dyn UpcallSleep> {
-        self.upcall
+    /// `SCHEDOP_yield`.
+    fn yield_now(&self) -> Result<(), Errno> {
+        ops::sched_yield(&self.h)
     }
 }
 

@@ -1,7 +1,8 @@
 //! A channel as one domain uses it: its region and the event channels to its peers,
 //! resolved from the manifest.
 
-use crate::evtchn::{EventChannels, MAX_POLL_PORTS};
+use crate::events::Events;
+use crate::evtchn::MAX_POLL_PORTS;
 use crate::hypercall::Errno;
 use crate::ops::PortState;
 use crate::platform::Platform;
@@ -91,19 +92,23 @@ impl fmt::Display for OpenError {
 impl core::error::Error for OpenError {}
 
 /// An open channel: the manifest entry, the mapped region and the event channels to the
-/// peers, over a [`Platform`].
+/// peers, over any [`Events`] implementation (the one a [`Platform`] hands out).
 ///
 /// Peers are addressed by their index in [`Channel::peers`] (the manifest's order).
-/// Every channel of a domain shares the domain's [`FiredSet`](crate::FiredSet), so a
-/// `wait` on one channel does not swallow another channel's events.
-pub struct Channel<'p, P: Platform + ?Sized> {
-    events: EventChannels<'p, P::H>,
+/// Every channel of a domain shares the domain's events (for the 2-level driver: its
+/// [`FiredSet`](crate::FiredSet)), so a `wait` on one channel does not swallow another
+/// channel's events.
+pub struct Channel<'p, E: Events> {
+    events: E,
     manifest: &'p manifest::Manifest,
     info: &'static manifest::Channel,
     region: Region,
 }
 
-impl<P: Platform + ?Sized> fmt::Debug for Channel<'_, P> {
+/// The channel type [`Channel::open`] returns for platform `P`.
+pub type PlatformChannel<'p, P> = Channel<'p, <P as Platform>::Events<'p>>;
+
+impl<E: Events> fmt::Debug for Channel<'_, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Channel")
             .field("info", self.info)
@@ -112,19 +117,34 @@ impl<P: Platform + ?Sized> fmt::Debug for Channel<'_, P> {
     }
 }
 
-impl<'p, P: Platform + ?Sized> Channel<'p, P> {
+impl<'p, E: Events> Channel<'p, E> {
     /// Opens channel `name`: looks it up in the platform's manifest, gets its region
     /// (whose size must match the manifest) and checks that every peer's port is one of
     /// the manifest's event channels. Makes no hypercall (see [`Channel::verify`]).
-    pub fn open(platform: &'p P, name: &str) -> Result<Self, OpenError> {
-        let manifest = platform.manifest();
+    pub fn open<P>(platform: &'p P, name: &str) -> Result<Self, OpenError>
+    where
+        P: Platform<Events<'p> = E> + ?Sized,
+    {
+        Self::with_events(platform.events(), platform.manifest(), name, |id| {
+            platform.region(id)
+        })
+    }
+
+    /// [`Channel::open`] from the parts a platform provides: `events`, the domain's
+    /// `manifest` and a way to map a region by `xen,shm-id`.
+    pub fn with_events(
+        events: E,
+        manifest: &'p manifest::Manifest,
+        name: &str,
+        region: impl FnOnce(&str) -> Option<Region>,
+    ) -> Result<Self, OpenError> {
         if !manifest.is_supported() {
             return Err(OpenError::UnsupportedManifest {
                 format_version: manifest.format_version,
             });
         }
         let info = manifest.channel(name).ok_or(OpenError::NoSuchChannel)?;
-        let region = platform.region(info.shm_id).ok_or(OpenError::NoRegion {
+        let region = region(info.shm_id).ok_or(OpenError::NoRegion {
             shm_id: info.shm_id,
         })?;
         if u64::try_from(region.len()) != Ok(info.size) {
@@ -142,7 +162,7 @@ impl<'p, P: Platform + ?Sized> Channel<'p, P> {
             return Err(OpenError::NoEvtchn { port: p.local_port });
         }
         Ok(Channel {
-            events: platform.events(),
+            events,
             manifest,
             info,
             region,
@@ -203,9 +223,9 @@ impl<'p, P: Platform + ?Sized> Channel<'p, P> {
         self.info.peers
     }
 
-    /// The domain's event-channel driver.
-    pub fn events(&self) -> EventChannels<'p, P::H> {
-        self.events
+    /// The domain's event channels.
+    pub fn events(&self) -> &E {
+        &self.events
     }
 
     /// Signals peer `peer_index` (`EVTCHNOP_send` on its local port). `ENOENT`, without a
@@ -226,7 +246,7 @@ impl<'p, P: Platform + ?Sized> Channel<'p, P> {
         result
     }
 
-    /// Consumes the bind-time pending bit (see [`EventChannels::clear_initial`]) on every
+    /// Consumes the bind-time pending bit (see [`Events::clear_initial`]) on every
     /// port of this channel the manifest marks `initially_pending`; returns whether any
     /// was set. Call once at start, before the protocol's handshake.
     pub fn clear_initial(&self) -> bool {
@@ -262,11 +282,16 @@ impl<'p, P: Platform + ?Sized> Channel<'p, P> {
     /// Consumes one fired peer event without blocking; returns the lowest index of a peer
     /// whose port fired.
     pub fn try_take(&self) -> Option<usize> {
-        self.events.collect();
-        self.info
-            .peers
-            .iter()
-            .position(|p| self.events.clear(p.local_port))
+        let mut ports = [0u32; MAX_POLL_PORTS];
+        for peers in self.info.peers.chunks(MAX_POLL_PORTS) {
+            for (slot, p) in ports.iter_mut().zip(peers) {
+                *slot = p.local_port;
+            }
+            if let Some(port) = self.events.try_take_any(&ports[..peers.len()]) {
+                return Some(self.index_of(port));
+            }
+        }
+        None
     }
 
     fn index_of(&self, port: u32) -> usize {
@@ -283,6 +308,7 @@ mod tests {
     use super::*;
     use crate::fake::{Backing, Call, FakePlatform, FakeWfi, FakeXen, Wake};
     use crate::ops;
+    use crate::platform::TwoLevelTransport;
     use staticbus_manifest::{Evtchn, Manifest, FORMAT_VERSION};
     use std::string::ToString;
     use std::vec;
@@ -610,5 +636,78 @@ mod tests {
             })
         );
         assert_eq!(qa.notify(0), Err(Errno::EINVAL));
+    }
+
+    /// Events with neither `shared_info` nor hypercalls (what a `/dev/xen/evtchn`
+    /// transport looks like from above): a list of fired ports and a log of sends.
+    #[derive(Default)]
+    struct Doorbells {
+        fired: core::cell::RefCell<std::vec::Vec<u32>>,
+        sent: core::cell::RefCell<std::vec::Vec<u32>>,
+    }
+
+    impl Events for Doorbells {
+        fn send(&self, port: u32) -> Result<(), Errno> {
+            self.sent.borrow_mut().push(port);
+            Ok(())
+        }
+
+        fn wait_any(&self, ports: &[u32]) -> Result<u32, Errno> {
+            self.try_take_any(ports).ok_or(Errno::EBUSY)
+        }
+
+        fn try_take_any(&self, ports: &[u32]) -> Option<u32> {
+            let mut fired = self.fired.borrow_mut();
+            let i = fired.iter().position(|p| ports.contains(p))?;
+            Some(fired.remove(i))
+        }
+
+        fn take_fired(&self) -> Option<u32> {
+            let mut fired = self.fired.borrow_mut();
+            (!fired.is_empty()).then(|| fired.remove(0))
+        }
+
+        fn is_pending(&self, port: u32) -> bool {
+            self.fired.borrow().contains(&port)
+        }
+
+        fn clear_initial(&self, port: u32) -> bool {
+            self.try_take_any(&[port]).is_some()
+        }
+
+        fn status(&self, port: u32) -> Result<ops::PortStatus, Errno> {
+            let e = B.evtchn(port).ok_or(Errno::EINVAL)?;
+            Ok(ops::PortStatus {
+                state: PortState::Interdomain {
+                    remote_dom: e.remote_domid,
+                    remote_port: e.remote_port,
+                },
+                vcpu: 0,
+            })
+        }
+    }
+
+    #[test]
+    fn a_channel_over_events_without_shared_info() {
+        let w = World::new();
+        let bells = Doorbells::default();
+        bells.fired.borrow_mut().extend([11, 21, 11]);
+        let q = Channel::with_events(&bells, &B, "q", |id| {
+            (id == "q-shm").then(|| w.q.region(0x1000))
+        })
+        .unwrap();
+        q.verify().unwrap();
+        // Only q's port: cfg's event stays for cfg.
+        assert!(q.clear_initial());
+        assert_eq!(q.try_take(), Some(0));
+        assert_eq!(q.try_take(), None);
+        assert_eq!(bells.fired.borrow().as_slice(), &[21]);
+        assert_eq!(q.wait(), Err(Errno::EBUSY));
+        q.notify_all().unwrap();
+        assert_eq!(bells.sent.borrow().as_slice(), &[11]);
+        assert_eq!(
+            Channel::with_events(&bells, &B, "cfg", |_| None).unwrap_err(),
+            OpenError::NoRegion { shm_id: "cfg" }
+        );
     }
 }

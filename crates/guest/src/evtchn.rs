@@ -23,7 +23,8 @@
 //!   overflow, nothing lost) and reported later by `take_fired`, `wait_any`, `clear` or
 //!   `drain`.
 //!
-//! The [`FiredSet`] belongs to the domain (the [`Platform`](crate::Platform) owns it), so
+//! The [`FiredSet`] belongs to the domain (the transport owns it:
+//! [`TwoLevelTransport::fired`](crate::TwoLevelTransport::fired)), so
 //! every `EventChannels` handle of a domain shares it. If an interrupt handler runs while
 //! other code waits, the handler should call [`EventChannels::collect`] (which records into
 //! the shared set) rather than `drain` with its own callback, or the waiter may not see
@@ -38,7 +39,7 @@
 //!   pending and otherwise wakes the vCPU when one becomes pending, masked or not. No
 //!   interrupt is involved; a guest may keep IRQs masked for good.
 //! * **the upcall interrupt**, when the transport installed an [`UpcallSleep`] (see
-//!   [`Platform::upcall_sleep`](crate::Platform::upcall_sleep)): the sleep lasts until Xen
+//!   [`TwoLevelTransport::upcall_sleep`](crate::TwoLevelTransport::upcall_sleep)): the sleep lasts until Xen
 //!   injects the upcall interrupt (PPI 31 on an Arm domU). Used only when none of the
 //!   ports is masked (a masked port raises no upcall); otherwise that wait polls.
 //!
@@ -68,6 +69,7 @@
 //! briefly so the handler acknowledges the interrupt (else the next `wfi` would return
 //! at once), masks them again and lets the driver check again.
 
+use crate::events::Events;
 use crate::hypercall::{Errno, Hypercall};
 use crate::ops::{self, PortStatus};
 use core::fmt;
@@ -192,7 +194,7 @@ pub struct EventChannels<'a, H: Hypercall + ?Sized> {
 
 /// A transport's way to sleep until the upcall interrupt, which
 /// [`EventChannels::wait_any`] uses instead of `SCHEDOP_poll` when the transport installs
-/// one (see [`Platform::upcall_sleep`](crate::Platform::upcall_sleep) and the module
+/// one (see [`TwoLevelTransport::upcall_sleep`](crate::TwoLevelTransport::upcall_sleep) and the module
 /// documentation's *Blocking*).
 ///
 /// The driver calls [`sleep_until_upcall`](UpcallSleep::sleep_until_upcall) right after
@@ -458,6 +460,43 @@ impl<'a, H: Hypercall + ?Sized> EventChannels<'a, H> {
                 _ => self.poll(ports, 0)?,
             }
         }
+    }
+}
+
+/// The 2-level driver as the [`Events`] seam: every method is the inherent method of the
+/// same name, with its exact semantics (and [`try_take_any`](EventChannels::try_take_any)
+/// and [`take_fired`](EventChannels::take_fired) collect from `shared_info` first).
+impl<H: Hypercall + ?Sized> Events for EventChannels<'_, H> {
+    fn send(&self, port: u32) -> Result<(), Errno> {
+        EventChannels::send(self, port)
+    }
+
+    fn wait_any(&self, ports: &[u32]) -> Result<u32, Errno> {
+        EventChannels::wait_any(self, ports)
+    }
+
+    fn wait(&self, port: u32) -> Result<(), Errno> {
+        EventChannels::wait(self, port)
+    }
+
+    fn try_take_any(&self, ports: &[u32]) -> Option<u32> {
+        EventChannels::try_take_any(self, ports)
+    }
+
+    fn take_fired(&self) -> Option<u32> {
+        EventChannels::take_fired(self)
+    }
+
+    fn is_pending(&self, port: u32) -> bool {
+        EventChannels::is_pending(self, port)
+    }
+
+    fn clear_initial(&self, port: u32) -> bool {
+        EventChannels::clear_initial(self, port)
+    }
+
+    fn status(&self, port: u32) -> Result<PortStatus, Errno> {
+        EventChannels::status(self, port)
     }
 }
 

@@ -2,9 +2,9 @@
 //! heap `shared_info` page, implementing [`Hypercall`] per domain with Xen's semantics
 //! (spec §1.3, §1.5, §5) and recording every call. No real syscalls: Miri-friendly.
 
-use crate::evtchn::{FiredSet, UpcallSleep};
+use crate::evtchn::{EventChannels, FiredSet, UpcallSleep};
 use crate::hypercall::{Errno, Hypercall};
-use crate::platform::Platform;
+use crate::platform::{Platform, TwoLevelTransport};
 use crate::region::Region;
 use core::cell::{Cell, RefCell};
 use core::sync::atomic::AtomicU64;
@@ -427,7 +427,7 @@ impl<'x> FakePlatform<'x> {
     }
 }
 
-impl<'x> Platform for FakePlatform<'x> {
+impl<'x> TwoLevelTransport for FakePlatform<'x> {
     type H = FakeDom<'x>;
 
     fn hypercall(&self) -> &FakeDom<'x> {
@@ -442,6 +442,21 @@ impl<'x> Platform for FakePlatform<'x> {
         &self.fired
     }
 
+    fn upcall_sleep(&self) -> Option<&dyn UpcallSleep> {
+        self.upcall
+    }
+}
+
+impl<'x> Platform for FakePlatform<'x> {
+    type Events<'a>
+        = EventChannels<'a, FakeDom<'x>>
+    where
+        Self: 'a;
+
+    fn events(&self) -> Self::Events<'_> {
+        self.two_level_events()
+    }
+
     fn region(&self, shm_id: &str) -> Option<Region> {
         self.regions
             .iter()
@@ -453,7 +468,7 @@ impl<'x> Platform for FakePlatform<'x> {
         self.manifest
     }
 
-    fn upcall_sleep(&self) -> Option<&dyn UpcallSleep> {
-        self.upcall
+    fn yield_now(&self) -> Result<(), Errno> {
+        crate::ops::sched_yield(&self.dom)
     }
 }

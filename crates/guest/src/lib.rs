@@ -1,14 +1,19 @@
 //! The guest side of staticbus: what a domain links to use Xen static event channels and
 //! static shared memory.
 //!
-//! One driver for every environment. Everything transport-specific sits behind two
+//! One driver for every environment. Everything transport-specific sits behind a few
 //! traits:
 //!
-//! * [`Hypercall`] — the four Xen hypercalls a guest issues (`event_channel_op`,
-//!   `memory_op`, `sched_op`, `console_io`) in Xen's raw form, so a bare-metal
-//!   `hvc #0xEA1` transport, a Linux transport and the staticbus emulator all fit;
-//! * [`Platform`] — a domain's hypercall transport, `shared_info` page, shared regions
-//!   and manifest.
+//! * [`Platform`] — a domain as the layers above see it: its [`Events`], its shared
+//!   regions and its manifest. [`Channel`], the protocols and the programs use only this.
+//! * [`Events`] — the event-channel seam: send, wait for any of a set of ports, take
+//!   what fired, clear the bind-time pending bit, port status (docs/adr/0004). A Linux
+//!   userspace transport over `/dev/xen/evtchn` implements it directly.
+//! * [`TwoLevelTransport`] — what the 2-level driver needs: raw [`Hypercall`]s (the four
+//!   Xen hypercalls a guest issues — `event_channel_op`, `memory_op`, `sched_op`,
+//!   `console_io` — so a bare-metal `hvc #0xEA1` transport and the staticbus emulator
+//!   both fit), the `shared_info` page, the domain's [`FiredSet`] and how it sleeps.
+//!   Those transports hand out [`EventChannels`] as their [`Events`].
 //!
 //! On top of them, shared by all transports:
 //!
@@ -43,6 +48,7 @@ extern crate std;
 
 mod channel;
 mod console;
+mod events;
 mod evtchn;
 mod hypercall;
 pub mod ops;
@@ -52,11 +58,12 @@ mod region;
 #[cfg(test)]
 mod fake;
 
-pub use channel::{Channel, OpenError};
+pub use channel::{Channel, OpenError, PlatformChannel};
 pub use console::{Console, CONSOLE_LINE};
+pub use events::Events;
 pub use evtchn::{EventChannels, FiredSet, UpcallSleep, MAX_DRAIN_ROUNDS, MAX_POLL_PORTS};
 pub use hypercall::{Errno, Hypercall};
-pub use platform::Platform;
+pub use platform::{Platform, TwoLevelTransport};
 pub use region::{OutOfBounds, Region, BLOCK_COPY_MIN};
 pub use staticbus_abi::shared_info::SharedInfo;
 pub use staticbus_manifest as manifest;

@@ -59,7 +59,7 @@ use crate::stats::{per_second, Nanos, Si};
 use crate::{u64_at, Clock};
 use core::fmt::{self, Write};
 use staticbus_guest::manifest::Role;
-use staticbus_guest::Platform;
+use staticbus_guest::{Events, Platform};
 use staticbus_proto::endpoint::{self, LogReader, LogWriter, QueueRx, QueueTx};
 use staticbus_proto::log::{self, Start, SLOT_PAYLOAD};
 
@@ -382,8 +382,8 @@ fn ep<T>(what: &'static str, r: Result<T, endpoint::Error>) -> Result<T, Fail<'s
 }
 
 /// Sends `tag` and `words` (at most 7) on `tx`.
-fn send<P: Platform + ?Sized>(
-    tx: &mut QueueTx<'_, P>,
+fn send<E: Events>(
+    tx: &mut QueueTx<'_, E>,
     tag: &[u8; 4],
     words: &[u64],
     what: &'static str,
@@ -399,8 +399,8 @@ fn send<P: Platform + ?Sized>(
 }
 
 /// Receives a `tag` message of `N` words on `rx`; anything else is `Protocol(what)`.
-fn recv<P: Platform + ?Sized, const N: usize>(
-    rx: &mut QueueRx<'_, P>,
+fn recv<E: Events, const N: usize>(
+    rx: &mut QueueRx<'_, E>,
     tag: &[u8; 4],
     what: &'static str,
 ) -> Result<[u64; N], Fail<'static>> {
@@ -526,8 +526,8 @@ where
 
 /// The writer's side of the AT handshake: the reader must be at `head`, having received
 /// or lost every record since `base`, and have lost exactly `lost` of them.
-fn at<P: Platform + ?Sized>(
-    ack: &mut QueueRx<'_, P>,
+fn at<E: Events>(
+    ack: &mut QueueRx<'_, E>,
     base: u64,
     head: u64,
     lost: u64,
@@ -558,8 +558,8 @@ fn at<P: Platform + ?Sized>(
 }
 
 /// Appends records `head..head + n`; returns the bytes appended.
-fn append<P: Platform + ?Sized>(
-    log: &mut LogWriter<'_, P>,
+fn append<E: Events>(
+    log: &mut LogWriter<'_, E>,
     n: u64,
     max: usize,
     buf: &mut [u8; MAX_PAYLOAD],
@@ -706,8 +706,8 @@ fn writer<P: Platform + ?Sized, C: Clock, W: Write>(
 }
 
 /// The reader's state.
-struct Read<'p, P: Platform + ?Sized> {
-    log: LogReader<'p, P>,
+struct Read<'p, E: Events> {
+    log: LogReader<'p, E>,
     acct: Account,
     max: usize,
     bytes: u64,
@@ -717,7 +717,7 @@ struct Read<'p, P: Platform + ?Sized> {
     want: [u8; MAX_PAYLOAD],
 }
 
-impl<P: Platform + ?Sized> Read<'_, P> {
+impl<E: Events> Read<'_, E> {
     /// Reads (waiting when there is nothing to read) until everything below `end` was
     /// received or reported lost, checking every record.
     fn until(&mut self, end: u64) -> Result<(), Fail<'static>> {
@@ -796,7 +796,7 @@ fn reader<P: Platform + ?Sized, C: Clock, W: Write>(
         plan.burst_sizes().count(),
         plan.free
     );
-    let report = |ack: &mut QueueTx<'_, P>, a: &Account| {
+    let report = |ack: &mut QueueTx<'_, P::Events<'_>>, a: &Account| {
         send(
             ack,
             TAG_AT,

@@ -47,7 +47,7 @@ use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use staticbus_guest::manifest::{Evtchn, Role as ChannelRole};
 use staticbus_guest::ops::PortState;
-use staticbus_guest::{Channel, Errno, EventChannels, Hypercall, OpenError, Platform};
+use staticbus_guest::{Channel, Errno, Events, OpenError, Platform};
 
 /// Round trips unless `rounds=` says otherwise.
 pub const DEFAULT_ROUNDS: u64 = 1000;
@@ -248,7 +248,7 @@ struct Words<'r> {
 }
 
 impl<'r> Words<'r> {
-    fn new<P: Platform + ?Sized>(ch: &'r Channel<'_, P>) -> Result<Self, Fail<'static>> {
+    fn new<E: Events>(ch: &'r Channel<'_, E>) -> Result<Self, Fail<'static>> {
         let r = ch.region();
         let word = |off| {
             r.atomic_u64(off)
@@ -264,8 +264,8 @@ impl<'r> Words<'r> {
 }
 
 /// Waits on the channel's events until `cond` holds (checked before every sleep).
-fn wait_until<P: Platform + ?Sized>(
-    ch: &Channel<'_, P>,
+fn wait_until<E: Events>(
+    ch: &Channel<'_, E>,
     cond: impl Fn() -> bool,
 ) -> Result<(), Fail<'static>> {
     while !cond() {
@@ -274,12 +274,12 @@ fn wait_until<P: Platform + ?Sized>(
     Ok(())
 }
 
-fn notify<P: Platform + ?Sized>(ch: &Channel<'_, P>) -> Result<(), Fail<'static>> {
+fn notify<E: Events>(ch: &Channel<'_, E>) -> Result<(), Fail<'static>> {
     ch.notify_all().map_err(|e| Fail::Event("notify", e))
 }
 
-fn channel_ping<P: Platform + ?Sized, C: Clock, W: Write>(
-    ch: &Channel<'_, P>,
+fn channel_ping<E: Events, C: Clock, W: Write>(
+    ch: &Channel<'_, E>,
     w: &Words<'_>,
     clock: &C,
     rounds: u64,
@@ -302,8 +302,8 @@ fn channel_ping<P: Platform + ?Sized, C: Clock, W: Write>(
     Ok(())
 }
 
-fn channel_pong<P: Platform + ?Sized>(
-    ch: &Channel<'_, P>,
+fn channel_pong<E: Events>(
+    ch: &Channel<'_, E>,
     w: &Words<'_>,
     rounds: u64,
 ) -> Result<(), Fail<'static>> {
@@ -358,18 +358,16 @@ fn sole_evtchn<'a, P: Platform + ?Sized>(
     }
 }
 
-type Ev<'a, H> = EventChannels<'a, H>;
-
-fn ev_send<H: Hypercall>(ev: &Ev<'_, H>, port: u32) -> Result<(), Fail<'static>> {
+fn ev_send<E: Events>(ev: &E, port: u32) -> Result<(), Fail<'static>> {
     ev.send(port).map_err(|e| Fail::Event("EVTCHNOP_send", e))
 }
 
-fn ev_wait<H: Hypercall>(ev: &Ev<'_, H>, port: u32) -> Result<(), Fail<'static>> {
+fn ev_wait<E: Events>(ev: &E, port: u32) -> Result<(), Fail<'static>> {
     ev.wait(port).map_err(|e| Fail::Event("wait", e))
 }
 
-fn events_ping<H: Hypercall, C: Clock, W: Write>(
-    ev: &Ev<'_, H>,
+fn events_ping<E: Events, C: Clock, W: Write>(
+    ev: &E,
     e: &Evtchn,
     clock: &C,
     rounds: u64,
@@ -393,7 +391,7 @@ fn events_ping<H: Hypercall, C: Clock, W: Write>(
     Ok(())
 }
 
-fn events_pong<H: Hypercall>(ev: &Ev<'_, H>, e: &Evtchn, rounds: u64) -> Result<(), Fail<'static>> {
+fn events_pong<E: Events>(ev: &E, e: &Evtchn, rounds: u64) -> Result<(), Fail<'static>> {
     let port = e.local_port;
     if e.initially_pending {
         ev.clear_initial(port);

@@ -25,7 +25,7 @@ use crate::queue::{self, Consumer, Msg, Producer};
 use crate::wait::{self, Spin, WaitStats};
 use core::fmt;
 use staticbus_guest::manifest::{Protocol, Role};
-use staticbus_guest::{Channel, Errno, OpenError, Platform};
+use staticbus_guest::{Channel, Errno, Events, OpenError, Platform};
 
 /// Why an endpoint operation failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,7 +151,7 @@ fn open_typed<'p, P: Platform + ?Sized>(
     name: &str,
     protocol: Protocol,
     role: Role,
-) -> Result<Channel<'p, P>, Error> {
+) -> Result<Channel<'p, P::Events<'p>>, Error> {
     let ch = Channel::open(platform, name)?;
     if ch.protocol() != protocol {
         return Err(Error::WrongProtocol {
@@ -172,8 +172,8 @@ fn open_typed<'p, P: Platform + ?Sized>(
 }
 
 /// Signals every peer of `ch` if `needed` (the protocol said the peer waits).
-fn notify_if<P: Platform + ?Sized>(
-    ch: &Channel<'_, P>,
+fn notify_if<E: Events>(
+    ch: &Channel<'_, E>,
     notifications: &mut u64,
     needed: bool,
 ) -> Result<(), Error> {
@@ -194,14 +194,14 @@ pub struct Counters {
 }
 
 /// The producer end of a `queue` channel.
-pub struct QueueTx<'p, P: Platform + ?Sized> {
-    ch: Channel<'p, P>,
+pub struct QueueTx<'p, E: Events> {
+    ch: Channel<'p, E>,
     q: Producer,
     spin: Spin,
     counters: Counters,
 }
 
-impl<P: Platform + ?Sized> fmt::Debug for QueueTx<'_, P> {
+impl<E: Events> fmt::Debug for QueueTx<'_, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("QueueTx")
             .field("channel", &self.ch.name())
@@ -211,11 +211,14 @@ impl<P: Platform + ?Sized> fmt::Debug for QueueTx<'_, P> {
     }
 }
 
-impl<'p, P: Platform + ?Sized> QueueTx<'p, P> {
+impl<'p, E: Events> QueueTx<'p, E> {
     /// Opens `name`, which must be a `queue` channel whose producer is this domain;
     /// attaches (initialising the region on first start, continuing from its state after
     /// a restart) and signals the consumer, which may be waiting for the initialisation.
-    pub fn open(platform: &'p P, name: &str) -> Result<Self, Error> {
+    pub fn open<P: Platform<Events<'p> = E> + ?Sized>(
+        platform: &'p P,
+        name: &str,
+    ) -> Result<Self, Error> {
         let ch = open_typed(platform, name, Protocol::Queue, Role::Producer)?;
         let q = Producer::attach(*ch.region())?;
         ch.notify_all().map_err(Error::Event)?;
@@ -291,20 +294,20 @@ impl<'p, P: Platform + ?Sized> QueueTx<'p, P> {
     }
 
     /// The underlying channel.
-    pub fn channel(&self) -> &Channel<'p, P> {
+    pub fn channel(&self) -> &Channel<'p, E> {
         &self.ch
     }
 }
 
 /// The consumer end of a `queue` channel.
-pub struct QueueRx<'p, P: Platform + ?Sized> {
-    ch: Channel<'p, P>,
+pub struct QueueRx<'p, E: Events> {
+    ch: Channel<'p, E>,
     q: Consumer,
     spin: Spin,
     counters: Counters,
 }
 
-impl<P: Platform + ?Sized> fmt::Debug for QueueRx<'_, P> {
+impl<E: Events> fmt::Debug for QueueRx<'_, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("QueueRx")
             .field("channel", &self.ch.name())
@@ -314,10 +317,13 @@ impl<P: Platform + ?Sized> fmt::Debug for QueueRx<'_, P> {
     }
 }
 
-impl<'p, P: Platform + ?Sized> QueueRx<'p, P> {
+impl<'p, E: Events> QueueRx<'p, E> {
     /// Opens `name`, which must be a `queue` channel whose consumer is this domain, and
     /// attaches, blocking until the producer has initialised the region.
-    pub fn open(platform: &'p P, name: &str) -> Result<Self, Error> {
+    pub fn open<P: Platform<Events<'p> = E> + ?Sized>(
+        platform: &'p P,
+        name: &str,
+    ) -> Result<Self, Error> {
         let ch = open_typed(platform, name, Protocol::Queue, Role::Consumer)?;
         let q = attach_once_initialised(|| Consumer::attach(*ch.region()), || ch.wait().map(drop))?;
         Ok(QueueRx {
@@ -420,14 +426,14 @@ impl<'p, P: Platform + ?Sized> QueueRx<'p, P> {
     }
 
     /// The underlying channel.
-    pub fn channel(&self) -> &Channel<'p, P> {
+    pub fn channel(&self) -> &Channel<'p, E> {
         &self.ch
     }
 }
 
 /// The bit set of every peer of `ch` (peers beyond 64 cannot exist: see
 /// [`crate::header::MAX_MEMBERS`]).
-fn all_peers<P: Platform + ?Sized>(ch: &Channel<'_, P>) -> u64 {
+fn all_peers<E: Events>(ch: &Channel<'_, E>) -> u64 {
     match ch.peers().len() {
         n if n >= 64 => u64::MAX,
         n => (1u64 << n) - 1,
@@ -435,8 +441,8 @@ fn all_peers<P: Platform + ?Sized>(ch: &Channel<'_, P>) -> u64 {
 }
 
 /// Signals the peers in `w` (a writer's peers are the readers, in index order).
-fn notify_members<P: Platform + ?Sized>(
-    ch: &Channel<'_, P>,
+fn notify_members<E: Events>(
+    ch: &Channel<'_, E>,
     notifications: &mut u64,
     w: Wakeups,
 ) -> Result<(), Error> {
@@ -448,13 +454,13 @@ fn notify_members<P: Platform + ?Sized>(
 }
 
 /// The writer end of a `log` channel: appends never wait for readers.
-pub struct LogWriter<'p, P: Platform + ?Sized> {
-    ch: Channel<'p, P>,
+pub struct LogWriter<'p, E: Events> {
+    ch: Channel<'p, E>,
     w: log::Writer,
     counters: Counters,
 }
 
-impl<P: Platform + ?Sized> fmt::Debug for LogWriter<'_, P> {
+impl<E: Events> fmt::Debug for LogWriter<'_, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LogWriter")
             .field("channel", &self.ch.name())
@@ -464,13 +470,17 @@ impl<P: Platform + ?Sized> fmt::Debug for LogWriter<'_, P> {
     }
 }
 
-impl<'p, P: Platform + ?Sized> LogWriter<'p, P> {
+impl<'p, E: Events> LogWriter<'p, E> {
     /// Opens `name`, which must be a `log` channel whose writer is this domain, and
     /// attaches with `slot_size`-byte slots (records of up to
     /// [`log::max_record`]`(slot_size)` bytes), initialising the region on first start
     /// and continuing the sequence after a restart; signals the readers, which may wait
     /// for the initialisation.
-    pub fn open(platform: &'p P, name: &str, slot_size: usize) -> Result<Self, Error> {
+    pub fn open<P: Platform<Events<'p> = E> + ?Sized>(
+        platform: &'p P,
+        name: &str,
+        slot_size: usize,
+    ) -> Result<Self, Error> {
         let ch = open_typed(platform, name, Protocol::Log, Role::Writer)?;
         let readers = ch.info().readers as usize;
         let w = log::Writer::attach(*ch.region(), readers, slot_size)?;
@@ -501,20 +511,20 @@ impl<'p, P: Platform + ?Sized> LogWriter<'p, P> {
     }
 
     /// The underlying channel.
-    pub fn channel(&self) -> &Channel<'p, P> {
+    pub fn channel(&self) -> &Channel<'p, E> {
         &self.ch
     }
 }
 
 /// A reader end of a `log` channel.
-pub struct LogReader<'p, P: Platform + ?Sized> {
-    ch: Channel<'p, P>,
+pub struct LogReader<'p, E: Events> {
+    ch: Channel<'p, E>,
     r: log::Reader,
     spin: Spin,
     counters: Counters,
 }
 
-impl<P: Platform + ?Sized> fmt::Debug for LogReader<'_, P> {
+impl<E: Events> fmt::Debug for LogReader<'_, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LogReader")
             .field("channel", &self.ch.name())
@@ -524,11 +534,15 @@ impl<P: Platform + ?Sized> fmt::Debug for LogReader<'_, P> {
     }
 }
 
-impl<'p, P: Platform + ?Sized> LogReader<'p, P> {
+impl<'p, E: Events> LogReader<'p, E> {
     /// Opens `name`, which must be a `log` channel this domain reads, and attaches as
     /// the reader index the manifest gives it, starting at `start`; blocks until the
     /// writer has initialised the region.
-    pub fn open(platform: &'p P, name: &str, start: log::Start) -> Result<Self, Error> {
+    pub fn open<P: Platform<Events<'p> = E> + ?Sized>(
+        platform: &'p P,
+        name: &str,
+        start: log::Start,
+    ) -> Result<Self, Error> {
         let ch = open_typed(platform, name, Protocol::Log, Role::Reader)?;
         let (readers, index) = (ch.info().readers as usize, ch.info().index as usize);
         let r = attach_once_initialised(
@@ -578,19 +592,19 @@ impl<'p, P: Platform + ?Sized> LogReader<'p, P> {
     }
 
     /// The underlying channel.
-    pub fn channel(&self) -> &Channel<'p, P> {
+    pub fn channel(&self) -> &Channel<'p, E> {
         &self.ch
     }
 }
 
 /// A writer end of a `latest` channel: its own slot, publishes never wait.
-pub struct LatestWriter<'p, P: Platform + ?Sized> {
-    ch: Channel<'p, P>,
+pub struct LatestWriter<'p, E: Events> {
+    ch: Channel<'p, E>,
     w: latest::Writer,
     counters: Counters,
 }
 
-impl<P: Platform + ?Sized> fmt::Debug for LatestWriter<'_, P> {
+impl<E: Events> fmt::Debug for LatestWriter<'_, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LatestWriter")
             .field("channel", &self.ch.name())
@@ -600,20 +614,24 @@ impl<P: Platform + ?Sized> fmt::Debug for LatestWriter<'_, P> {
     }
 }
 
-impl<'p, P: Platform + ?Sized> LatestWriter<'p, P> {
+impl<'p, E: Events> LatestWriter<'p, E> {
     /// Opens `name`, which must be a `latest` channel this domain writes, and attaches
     /// to the slot of the writer index the manifest gives it, for values of
     /// `value_size` bytes. Writer 0 initialises the region; the others block until it
     /// has. Signals the readers, which may wait for the initialisation.
-    pub fn open(platform: &'p P, name: &str, value_size: usize) -> Result<Self, Error> {
+    pub fn open<P: Platform<Events<'p> = E> + ?Sized>(
+        platform: &'p P,
+        name: &str,
+        value_size: usize,
+    ) -> Result<Self, Error> {
         let ch = open_typed(platform, name, Protocol::Latest, Role::Writer)?;
         let i = ch.info();
         let (writers, readers, index) = (i.writers as usize, i.readers as usize, i.index as usize);
         // Writers share no event channel: while writer 0 has not initialised the region,
-        // poll, yielding the CPU (SCHEDOP_yield) between looks.
+        // poll, yielding the CPU (`Platform::yield_now`) between looks.
         let w = attach_once_initialised(
             || latest::Writer::attach(*ch.region(), writers, readers, index, value_size),
-            || staticbus_guest::ops::sched_yield(platform.hypercall()),
+            || platform.yield_now(),
         )?;
         let mut counters = Counters::default();
         notify_members(&ch, &mut counters.notifications, Wakeups(all_peers(&ch)))?;
@@ -640,14 +658,14 @@ impl<'p, P: Platform + ?Sized> LatestWriter<'p, P> {
 }
 
 /// A reader end of a `latest` channel.
-pub struct LatestReader<'p, P: Platform + ?Sized> {
-    ch: Channel<'p, P>,
+pub struct LatestReader<'p, E: Events> {
+    ch: Channel<'p, E>,
     r: latest::Reader,
     spin: Spin,
     counters: Counters,
 }
 
-impl<P: Platform + ?Sized> fmt::Debug for LatestReader<'_, P> {
+impl<E: Events> fmt::Debug for LatestReader<'_, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LatestReader")
             .field("channel", &self.ch.name())
@@ -657,10 +675,14 @@ impl<P: Platform + ?Sized> fmt::Debug for LatestReader<'_, P> {
     }
 }
 
-impl<'p, P: Platform + ?Sized> LatestReader<'p, P> {
+impl<'p, E: Events> LatestReader<'p, E> {
     /// Opens `name`, which must be a `latest` channel this domain reads, for values of
     /// `value_size` bytes; blocks until writer 0 has initialised the region.
-    pub fn open(platform: &'p P, name: &str, value_size: usize) -> Result<Self, Error> {
+    pub fn open<P: Platform<Events<'p> = E> + ?Sized>(
+        platform: &'p P,
+        name: &str,
+        value_size: usize,
+    ) -> Result<Self, Error> {
         let ch = open_typed(platform, name, Protocol::Latest, Role::Reader)?;
         let i = ch.info();
         let (writers, readers, index) = (i.writers as usize, i.readers as usize, i.index as usize);
@@ -710,13 +732,13 @@ impl<'p, P: Platform + ?Sized> LatestReader<'p, P> {
 }
 
 /// The writer end of a `blob` channel.
-pub struct BlobWriter<'p, P: Platform + ?Sized> {
-    ch: Channel<'p, P>,
+pub struct BlobWriter<'p, E: Events> {
+    ch: Channel<'p, E>,
     w: blob::Writer,
     counters: Counters,
 }
 
-impl<P: Platform + ?Sized> fmt::Debug for BlobWriter<'_, P> {
+impl<E: Events> fmt::Debug for BlobWriter<'_, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BlobWriter")
             .field("channel", &self.ch.name())
@@ -726,12 +748,15 @@ impl<P: Platform + ?Sized> fmt::Debug for BlobWriter<'_, P> {
     }
 }
 
-impl<'p, P: Platform + ?Sized> BlobWriter<'p, P> {
+impl<'p, E: Events> BlobWriter<'p, E> {
     /// Opens `name`, which must be a `blob` channel this domain writes, and attaches
     /// (initialising the region on first start; after a restart the current blob stays
     /// visible and versions continue). Signals the readers, which may wait for the
     /// initialisation.
-    pub fn open(platform: &'p P, name: &str) -> Result<Self, Error> {
+    pub fn open<P: Platform<Events<'p> = E> + ?Sized>(
+        platform: &'p P,
+        name: &str,
+    ) -> Result<Self, Error> {
         let ch = open_typed(platform, name, Protocol::Blob, Role::Writer)?;
         let w = blob::Writer::attach(*ch.region(), ch.info().readers as usize)?;
         let mut counters = Counters::default();
@@ -759,14 +784,14 @@ impl<'p, P: Platform + ?Sized> BlobWriter<'p, P> {
 }
 
 /// A reader end of a `blob` channel.
-pub struct BlobReader<'p, P: Platform + ?Sized> {
-    ch: Channel<'p, P>,
+pub struct BlobReader<'p, E: Events> {
+    ch: Channel<'p, E>,
     r: blob::Reader,
     spin: Spin,
     counters: Counters,
 }
 
-impl<P: Platform + ?Sized> fmt::Debug for BlobReader<'_, P> {
+impl<E: Events> fmt::Debug for BlobReader<'_, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BlobReader")
             .field("channel", &self.ch.name())
@@ -776,11 +801,14 @@ impl<P: Platform + ?Sized> fmt::Debug for BlobReader<'_, P> {
     }
 }
 
-impl<'p, P: Platform + ?Sized> BlobReader<'p, P> {
+impl<'p, E: Events> BlobReader<'p, E> {
     /// Opens `name`, which must be a `blob` channel this domain reads, and attaches as
     /// the reader index the manifest gives it; blocks until the writer has initialised
     /// the region.
-    pub fn open(platform: &'p P, name: &str) -> Result<Self, Error> {
+    pub fn open<P: Platform<Events<'p> = E> + ?Sized>(
+        platform: &'p P,
+        name: &str,
+    ) -> Result<Self, Error> {
         let ch = open_typed(platform, name, Protocol::Blob, Role::Reader)?;
         let (readers, index) = (ch.info().readers as usize, ch.info().index as usize);
         let r = attach_once_initialised(

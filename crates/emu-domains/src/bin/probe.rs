@@ -12,7 +12,7 @@
 //! sleep, exit 0), `exit CODE`.
 
 use staticbus_emu_domains::connect;
-use staticbus_guest::{ops, Platform};
+use staticbus_guest::{ops, Platform, TwoLevelTransport};
 
 fn memfds() -> usize {
     std::fs::read_dir("/proc/self/fd")

@@ -12,7 +12,7 @@
 //! before `release`" and "after `release`". Run it with `staticbus run --restart-on-crash`.
 
 use staticbus_emu_domains::{connect, count_arg, open, Ordering::SeqCst};
-use staticbus_guest::{Channel, Platform};
+use staticbus_guest::{Channel, Events};
 use staticbus_proto::endpoint::{QueueRx, QueueTx};
 
 fn fail(msg: &str) -> ! {
@@ -27,7 +27,7 @@ fn message(seq: u64, buf: &mut Vec<u8>) {
     buf.extend((0..len).map(|i| (seq as usize + i) as u8));
 }
 
-fn wait<P: Platform>(ch: &Channel<'_, P>) {
+fn wait<E: Events>(ch: &Channel<'_, E>) {
     if let Err(e) = ch.wait() {
         fail(&format!("wait: {e}"));
     }
