@@ -215,8 +215,8 @@ fn run(t0: Instant) -> Result<String, Fail> {
     let xen = read_trim("/sys/hypervisor/type");
     if xen.as_deref() != Some("xen") {
         return Err(format!(
-            "Linux does not see Xen (/sys/hypervisor/type: {xen:?}): the domain needs \
-             xen,enhanced (the /hypervisor node) to have event channels"
+            "Linux does not see Xen (/sys/hypervisor/type: {xen:?}): no xen,enhanced in its domain? \
+             (the /hypervisor node)"
         ));
     }
     let ver = format!(
