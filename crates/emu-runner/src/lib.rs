@@ -18,6 +18,7 @@
 pub mod check;
 pub mod host_tree;
 mod runner;
+pub mod sandbox;
 
 pub use host_tree::{boot_spec, read_host_dtb, HostTree, HostTreeError};
 pub use runner::{run, DomainProgram, DomainReport, Output, Report, RunError, RunOptions};

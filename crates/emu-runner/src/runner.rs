@@ -5,10 +5,13 @@
 //! event channels bound as Xen binds them, so one end of each pair starts pending), checks
 //! the result against every domain's manifest ([`crate::check`]), starts the domain's
 //! program with exactly its own memfd and the memfds of the regions the hypervisor grants
-//! it (nothing else is inherited), and serves its hypercalls on a thread of its own. The
-//! run ends when every domain has exited, on the timeout, or when the interrupt flag is set.
+//! it (nothing else is inherited; with a [`Sandbox`], through the launcher that cuts every
+//! other way to the runner and the other domains), and serves its hypercalls on a thread of
+//! its own. The run ends when every domain has exited, on the timeout, or when the
+//! interrupt flag is set.
 
 use crate::check::{self, Expected};
+use crate::sandbox::{self, Sandbox};
 use staticbus_abi::shared_info::SharedInfo;
 use staticbus_emu::{
     BootError, BootSpec, Console, DomId, DomainState, Hypervisor, Notify, PageMem, Policy, Stats,
@@ -55,6 +58,9 @@ pub struct RunOptions {
     pub interrupt: Arc<AtomicBool>,
     /// The status of domains stopped by the interrupt.
     pub interrupt_status: String,
+    /// Start every domain through the sandbox ([`crate::sandbox`]); `None` runs them as
+    /// plain child processes, which any of them can use to reach the others.
+    pub sandbox: Option<Sandbox>,
 }
 
 impl Default for RunOptions {
@@ -67,6 +73,7 @@ impl Default for RunOptions {
             max_restarts: 1000,
             interrupt: Arc::new(AtomicBool::new(false)),
             interrupt_status: "stopped (interrupted)".into(),
+            sandbox: None,
         }
     }
 }
@@ -138,6 +145,8 @@ pub enum RunError {
     Mismatch(Vec<String>),
     /// A domain program could not be started.
     Spawn(String),
+    /// The sandbox cannot work on this machine, or cannot reach a program.
+    Sandbox(String),
 }
 
 impl fmt::Display for RunError {
@@ -146,6 +155,7 @@ impl fmt::Display for RunError {
             RunError::Config(s) | RunError::Manifest(s) | RunError::Io(s) | RunError::Spawn(s) => {
                 f.write_str(s)
             }
+            RunError::Sandbox(s) => write!(f, "domain sandbox: {s}"),
             RunError::Boot(e) => write!(f, "Xen would not boot this system: {e}"),
             RunError::Mismatch(v) => {
                 write!(
@@ -260,6 +270,7 @@ enum Event {
 }
 
 struct Runner {
+    sandbox: Option<Sandbox>,
     hv: Arc<Hypervisor>,
     mems: Arc<Mems>,
     out: Arc<dyn Output>,
@@ -283,9 +294,19 @@ impl Runner {
                 regions.push(format!("{}={}", g.id, wire::raw(fd)));
             }
         }
-        let mut cmd = Command::new(&d.prog.program);
-        cmd.args(&d.prog.args)
-            .env(wire::ENV_FD, mem_fd.to_string())
+        let mut cmd = match &self.sandbox {
+            Some(s) => {
+                let mut c = Command::new(&s.launcher);
+                c.args(s.args(d.domid, &d.prog.program, &d.prog.args));
+                c
+            }
+            None => {
+                let mut c = Command::new(&d.prog.program);
+                c.args(&d.prog.args);
+                c
+            }
+        };
+        cmd.env(wire::ENV_FD, mem_fd.to_string())
             .env(wire::ENV_REGIONS, regions.join(","))
             .env(wire::ENV_MANIFEST, &d.prog.manifest)
             .env(wire::ENV_DOMAIN, &d.prog.name)
@@ -438,6 +459,17 @@ pub fn run(
     {
         return Err(RunError::Config(format!("--restart names no domain `{r}`")));
     }
+    if let Some(s) = &opts.sandbox {
+        sandbox::check(s).map_err(RunError::Sandbox)?;
+        for (domid, p) in &ordered {
+            // A bare name is found on PATH by the launcher; only paths can be checked here.
+            if p.program.components().count() > 1 {
+                sandbox::check_reachable(&p.program, s.uid_for(*domid))
+                    .map_err(|e| RunError::Sandbox(format!("domain `{}`: {e}", p.name)))?;
+            }
+        }
+        sandbox::protect_runner();
+    }
     let mut manifests: Vec<(String, &'static m::Manifest)> = Vec::new();
     for (_, p) in &ordered {
         let text = std::fs::read_to_string(&p.manifest).map_err(|e| {
@@ -495,6 +527,7 @@ pub fn run(
     let (tx, rx) = mpsc::channel();
     let n = doms.len();
     let mut r = Runner {
+        sandbox: opts.sandbox.clone(),
         hv: hv.clone(),
         mems,
         out,

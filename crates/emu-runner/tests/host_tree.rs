@@ -267,3 +267,109 @@ fn run_refuses_programs_that_do_not_match_the_tree() {
         "{e}"
     );
 }
+
+fn sandbox() -> staticbus_emu_runner::sandbox::Sandbox {
+    staticbus_emu_runner::sandbox::Sandbox {
+        launcher: PathBuf::from(env!("CARGO_BIN_EXE_staticbus-sandbox")),
+        uid_base: rustix::process::geteuid()
+            .is_root()
+            .then_some(staticbus_emu_runner::sandbox::UID_BASE),
+    }
+}
+
+#[test]
+fn sandboxed_domains_get_their_memory_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let sys = build(dir.path());
+    let host = read_host_dtb(&dir.path().join("host.dtb"), &sys.target).unwrap();
+    let opts = RunOptions {
+        sandbox: Some(sandbox()),
+        ..RunOptions::default()
+    };
+    // The honest path: the domain's memfd and region are there, as without the sandbox.
+    let script = "echo fd=${STATICBUS_EMU_FD:+set} regions=${STATICBUS_EMU_REGIONS%%=*} \
+                  pid=$$ memfds=$(ls -l /proc/self/fd | grep -c memfd:); exit 0";
+    let out = Arc::new(Lines::default());
+    let report = run(
+        &host.spec,
+        &programs(dir.path(), script),
+        &opts,
+        out.clone(),
+    )
+    .unwrap();
+    assert_eq!(report.exit_code(), 0, "{:?}", out.0.lock().unwrap());
+    let mut lines = out.0.lock().unwrap().clone();
+    lines.sort();
+    // pid 2 of its own namespace, holding two memfds: its own memory and its one region.
+    assert_eq!(
+        lines,
+        [
+            "[aggregator] fd=set regions=raw pid=2 memfds=2",
+            "[sensor] fd=set regions=raw pid=2 memfds=2",
+        ]
+    );
+
+    // A domain killed by a signal is reported so, through the launcher.
+    let report = run(
+        &host.spec,
+        &programs(dir.path(), "kill -9 $$"),
+        &opts,
+        Arc::new(Lines::default()),
+    )
+    .unwrap();
+    for d in &report.domains {
+        assert_eq!((d.status.as_str(), d.ok), ("killed by signal 9", false));
+    }
+}
+
+#[test]
+fn hostile_domains_cannot_reach_the_runner_or_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let sys = build(dir.path());
+    let host = read_host_dtb(&dir.path().join("host.dtb"), &sys.target).unwrap();
+    // A file only root may read (as root, the domains run under uids of their own).
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "runner's").unwrap();
+    std::fs::set_permissions(
+        &secret,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+    )
+    .unwrap();
+    let me = std::process::id().to_string();
+    let mut args = vec![me];
+    if rustix::process::geteuid().is_root() {
+        args.push(secret.display().to_string());
+    }
+    let progs: Vec<DomainProgram> = ["sensor", "aggregator"]
+        .into_iter()
+        .map(|name| DomainProgram {
+            name: name.into(),
+            program: PathBuf::from(env!("CARGO_BIN_EXE_sandbox-probe")),
+            args: args.clone(),
+            manifest: dir.path().join("domains").join(name).join("manifest.json"),
+        })
+        .collect();
+    let opts = RunOptions {
+        sandbox: Some(sandbox()),
+        timeout: Some(std::time::Duration::from_secs(30)),
+        ..RunOptions::default()
+    };
+    let out = Arc::new(Lines::default());
+    let report = run(&host.spec, &progs, &opts, out.clone()).unwrap();
+    let lines = out.0.lock().unwrap().clone();
+    assert_eq!(report.exit_code(), 0, "{}", lines.join("\n"));
+    for dom in ["sensor", "aggregator"] {
+        let mine: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.starts_with(&format!("[{dom}]")))
+            .collect();
+        assert!(
+            mine.iter()
+                .any(|l| l.ends_with("RESULT PASS every way out was blocked")),
+            "{mine:?}"
+        );
+        assert!(!mine.iter().any(|l| l.contains("] OPEN ")), "{mine:?}");
+        // Every attempt was made and reported.
+        assert!(mine.len() >= 11, "{mine:?}");
+    }
+}
