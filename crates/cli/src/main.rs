@@ -123,6 +123,10 @@ enum Cmd {
         /// manifests) instead of building afresh into a temporary folder.
         #[arg(long, value_name = "DIR")]
         built: Option<PathBuf>,
+        /// Run the domains without the sandbox (for debugging only: any domain can then
+        /// read every other domain's memory through /proc or ptrace).
+        #[arg(long)]
+        no_sandbox: bool,
     },
     /// Boot the system on real Xen under qemu-system-aarch64: build the guests (modules
     /// with `cargo = { bin = … }`), merge the configuration into QEMU's board tree, load
@@ -340,6 +344,7 @@ fn run(cli: Cli) -> u8 {
             restart_on_crash,
             max_restarts,
             built,
+            no_sandbox,
         } => {
             let mut sources = Sources::new();
             let c = compile::check(&mut sources, &file, &Options::default());
@@ -368,6 +373,7 @@ fn run(cli: Cli) -> u8 {
                 restart_on_crash,
                 max_restarts,
                 built,
+                sandbox: !no_sandbox,
             };
             let base_dir = file.parent().unwrap_or(Path::new(".")).to_path_buf();
             run::run(&sys, c.base, &base_dir, &opts)

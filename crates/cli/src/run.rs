@@ -35,6 +35,8 @@ pub struct RunOptions {
     pub max_restarts: u32,
     /// Boot from the outputs of an earlier `staticbus build` in this folder.
     pub built: Option<PathBuf>,
+    /// Start the domains in the sandbox (`staticbus_emu_runner::sandbox`).
+    pub sandbox: bool,
 }
 
 /// Console output, each line prefixed with the domain's name.
@@ -164,6 +166,20 @@ fn run_built(sys: &System, base_dir: &Path, opts: &RunOptions, dir: &Path) -> u8
             manifest: dir.join("domains").join(&d.name).join("manifest.json"),
         });
     }
+    let sandbox = if opts.sandbox {
+        match runner::sandbox::Sandbox::next_to_current_exe() {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("error: domain sandbox: {e}");
+                return 2;
+            }
+        }
+    } else {
+        eprintln!(
+            "warning: --no-sandbox: the domains run as plain processes; any of them can read              every other domain's memory (/proc/<pid>/fd, ptrace)"
+        );
+        None
+    };
     let interrupt = Arc::new(AtomicBool::new(false));
     {
         let flag = interrupt.clone();
@@ -177,6 +193,7 @@ fn run_built(sys: &System, base_dir: &Path, opts: &RunOptions, dir: &Path) -> u8
         max_restarts: opts.max_restarts,
         interrupt,
         interrupt_status: "stopped (Ctrl-C)".into(),
+        sandbox,
     };
     let out = Arc::new(Prefixed {
         out: Mutex::new(()),
@@ -192,6 +209,10 @@ fn run_built(sys: &System, base_dir: &Path, opts: &RunOptions, dir: &Path) -> u8
                     "error: {e} (a bare name is looked up next to the description, next to the \
                      `staticbus` executable, where `cargo build --workspace` puts the example \
                      programs, then on PATH)"
+                ),
+                RunError::Sandbox(_) => eprintln!(
+                    "error: {e}\n  help: `staticbus run --no-sandbox` runs the domains without \
+                     it (for debugging only)"
                 ),
                 RunError::Mismatch(_) => eprintln!(
                     "error: {e}\n  help: the host tree ({}) is not the one its manifests were \

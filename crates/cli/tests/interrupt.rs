@@ -65,10 +65,20 @@ fn read_until(r: &mut impl BufRead, marker: &str) -> String {
 
 #[test]
 fn run_stops_every_domain_on_ctrl_c() {
-    // The example programs sit next to the staticbus binary.
+    // The example programs and the sandbox launcher sit next to the staticbus binary.
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let st = Command::new(cargo)
-        .args(["build", "-p", "staticbus-emu-domains", "--bin", "ping-pong"])
+        .args([
+            "build",
+            "-p",
+            "staticbus-emu-domains",
+            "--bin",
+            "ping-pong",
+            "-p",
+            "staticbus-emu-runner",
+            "--bin",
+            "staticbus-sandbox",
+        ])
         .current_dir(root())
         .status()
         .unwrap();
@@ -91,13 +101,22 @@ fn run_stops_every_domain_on_ctrl_c() {
         .unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
     read_until(&mut out, "[ping]");
-    assert_eq!(
+    // Both domains run (the second may still be starting through its sandbox launcher).
+    let domains = || {
         processes_with(rounds)
             .iter()
-            .filter(|p| p.contains("ping-pong"))
-            .count(),
+            .filter(|p| p.contains("ping-pong") && !p.contains("staticbus-sandbox"))
+            .count()
+    };
+    let t0 = std::time::Instant::now();
+    while domains() < 2 && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        domains(),
         2,
-        "both domains run"
+        "both domains run: {:?}",
+        processes_with(rounds)
     );
     sigint(&child);
     let code = wait_exit(&mut child, Duration::from_secs(20));
@@ -110,6 +129,7 @@ fn run_stops_every_domain_on_ctrl_c() {
         .into_iter()
         .filter(|p| p.contains("ping-pong"))
         .collect();
+    // Neither a domain nor its sandbox launcher is left.
     assert!(left.is_empty(), "domains left running: {left:?}");
 }
 

@@ -22,7 +22,15 @@ fn build_examples() {
             .to_path_buf();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-p", "staticbus-emu-domains", "--bins"]);
+        // The domain programs, and the sandbox launcher `staticbus run` starts them through.
+        cmd.args([
+            "build",
+            "-p",
+            "staticbus-emu-domains",
+            "-p",
+            "staticbus-emu-runner",
+            "--bins",
+        ]);
         if bin_dir.ends_with("release") {
             cmd.arg("--release");
         }

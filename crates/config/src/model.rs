@@ -57,13 +57,6 @@ impl XenVersion {
         }
     }
 
-    /// True for 4.19 and later. Prefer the named facts of [`XenVersion::capabilities`]
-    /// (heap-form shm, separate shm bank table, `CONFIG_STATIC_EVTCHN` Kconfig); this stays
-    /// for callers outside this crate until they switch.
-    pub fn at_least_4_19(self) -> bool {
-        self >= XenVersion::V4_19
-    }
-
     /// What this release does where releases differ. Adding a release is one entry here,
     /// one line per capability.
     pub const fn capabilities(self) -> Capabilities {
@@ -664,18 +657,6 @@ mod tests {
         assert_eq!(row(XenVersion::V4_18), (false, false, false, true));
         assert_eq!(row(XenVersion::V4_19), (true, true, true, false));
         assert_eq!(row(XenVersion::V4_20), (true, true, true, false));
-    }
-
-    /// `at_least_4_19` (kept for callers outside the crate) agrees with the capabilities
-    /// it used to stand for.
-    #[test]
-    fn at_least_4_19_matches_its_capabilities() {
-        for v in XenVersion::ALL {
-            let c = v.capabilities();
-            assert_eq!(v.at_least_4_19(), c.heap_form_shm, "{v}");
-            assert_eq!(v.at_least_4_19(), c.separate_shm_banks, "{v}");
-            assert_eq!(v.at_least_4_19(), c.static_evtchn_kconfig, "{v}");
-        }
     }
 
     #[test]

@@ -70,8 +70,8 @@ pub fn boot_spec(sys: &System) -> BootSpec {
     let domid = |i: usize| sys.domains[i].domid;
     BootSpec {
         xen: XenRelease { major, minor },
-        // CONFIG_STATIC_EVTCHN exists from 4.19 on; before, pairs are always bound.
-        static_evtchn: !sys.target.xen.at_least_4_19() || sys.target.static_evtchn,
+        // Before 4.19 pairs are always bound; from 4.19 on, with CONFIG_STATIC_EVTCHN.
+        static_evtchn: sys.target.binds_static_evtchns(),
         static_shm: sys.target.static_shm,
         domains: sys
             .domains

@@ -69,12 +69,9 @@ fn main() {
             Ok(format!("visible: {}", others.join(" ")))
         },
     );
-    // SAFETY (all calls below): raw syscalls with integer arguments or pointers to live
-    // local buffers; each is expected to fail.
-    report(
-        "ptrace(ATTACH, runner)",
-        os(unsafe { libc::ptrace(libc::PTRACE_ATTACH, runner, 0, 0) }),
-    );
+    // SAFETY: ptrace with integer arguments; expected to fail.
+    let r = unsafe { libc::ptrace(libc::PTRACE_ATTACH, runner, 0, 0) };
+    report("ptrace(ATTACH, runner)", os(r));
     let mut buf = [0u8; 8];
     let local = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
@@ -84,34 +81,30 @@ fn main() {
         iov_base: 0x1000 as *mut libc::c_void,
         iov_len: buf.len(),
     };
-    report(
-        "process_vm_readv(runner)",
-        os(unsafe { libc::process_vm_readv(runner, &local, 1, &remote, 1, 0) as i64 }),
-    );
-    report(
-        "kill(runner, 0)",
-        os(unsafe { libc::kill(runner, 0) } as i64),
-    );
-    report(
-        "pidfd_open(runner)",
-        os(unsafe { libc::syscall(libc::SYS_pidfd_open, runner, 0) }),
-    );
-    report(
-        "unshare(CLONE_NEWUSER)",
-        os(unsafe { libc::unshare(libc::CLONE_NEWUSER) } as i64),
-    );
-    report(
-        "mount(tmpfs)",
-        os(unsafe {
-            libc::mount(
-                c"none".as_ptr(),
-                c"/tmp".as_ptr(),
-                c"tmpfs".as_ptr(),
-                0,
-                std::ptr::null(),
-            )
-        } as i64),
-    );
+    // SAFETY: one local iovec over a live buffer; the remote one is only an address in
+    // another process. Expected to fail.
+    let r = unsafe { libc::process_vm_readv(runner, &local, 1, &remote, 1, 0) };
+    report("process_vm_readv(runner)", os(r as i64));
+    // SAFETY: kill with signal 0 only checks for existence.
+    let r = unsafe { libc::kill(runner, 0) };
+    report("kill(runner, 0)", os(r.into()));
+    // SAFETY: pidfd_open takes integers.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_open, runner, 0) };
+    report("pidfd_open(runner)", os(r));
+    // SAFETY: unshare takes flags only; expected to fail.
+    let r = unsafe { libc::unshare(libc::CLONE_NEWUSER) };
+    report("unshare(CLONE_NEWUSER)", os(r.into()));
+    // SAFETY: NUL-terminated literals and a null data pointer; expected to fail.
+    let r = unsafe {
+        libc::mount(
+            c"none".as_ptr(),
+            c"/tmp".as_ptr(),
+            c"tmpfs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    report("mount(tmpfs)", os(r.into()));
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let cap_eff = status
         .lines()
