@@ -1,6 +1,21 @@
-//! A fake Xen for unit tests: two domains with static event-channel pairs, each with a
-//! heap `shared_info` page, implementing [`Hypercall`] per domain with Xen's semantics
-//! (spec §1.3, §1.5, §5) and recording every call. No real syscalls: Miri-friendly.
+//! Fakes for tests, here and in other crates (cargo feature `fake`, as rust-vmm
+//! virtio-queue's `mock`). No real syscalls: Miri-friendly.
+//!
+//! * [`FakeXen`] — a fake Xen: two domains with static event-channel pairs, each with a
+//!   heap `shared_info` page, implementing [`Hypercall`] per domain with Xen's semantics
+//!   (spec §1.3, §1.5, §5) and recording every call; [`FakePlatform`] is one of its
+//!   domains as a [`Platform`] with the real 2-level driver. Single-threaded: a sleep runs
+//!   the next scripted [`Wake`].
+//! * [`Bus`] — event channels between domains running as threads, an [`Events`]
+//!   implementation without `shared_info` or hypercalls, bound from manifests
+//!   ([`two_domains`] makes a pair); [`BusPlatform`] is one of its domains as a
+//!   [`Platform`]. Waits that nobody can end return [`DEADLOCK`].
+//! * [`Faulty`] — any [`Events`] with spurious, coalesced or dropped events injected,
+//!   deterministically from a seed ([`Faults`]); [`FaultyPlatform`] wraps any
+//!   [`Platform`].
+//! * [`Backing`] — heap memory standing in for a shared region.
+//!
+//! [`Events`]: crate::Events
 
 use crate::evtchn::{EventChannels, FiredSet, UpcallSleep};
 use crate::hypercall::{Errno, Hypercall};
@@ -16,25 +31,46 @@ use std::boxed::Box;
 use std::collections::VecDeque;
 use std::vec::Vec;
 
+mod bus;
+mod faulty;
+mod manifests;
+
+pub use bus::{Bus, BusDomain, BusPlatform, DEADLOCK};
+pub use faulty::{Chance, FaultState, FaultStats, Faults, Faulty, FaultyPlatform};
+pub use manifests::{pair_ports, two_domains, PAIR_DOMIDS};
+
 /// Domain ids of the two fake domains (index 0 and 1).
 pub const DOMIDS: [u16; 2] = [1, 2];
 
 /// A recorded hypercall.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Call {
+    /// `EVTCHNOP_send` on the port.
     Send(u32),
+    /// `EVTCHNOP_status` of the port.
     Status(u32),
+    /// `EVTCHNOP_unmask` of the port.
     Unmask(u32),
+    /// `EVTCHNOP_close` of the port.
     Close(u32),
+    /// `SCHEDOP_yield`.
     Yield,
+    /// `SCHEDOP_block`.
     Block,
+    /// `SCHEDOP_poll`.
     Poll {
+        /// The ports polled.
         ports: Vec<u32>,
+        /// The absolute timeout (0: none).
         timeout: u64,
     },
+    /// `SCHEDOP_shutdown` with the reason.
     Shutdown(u32),
+    /// `CONSOLEIO_write` of the bytes.
     Console(Vec<u8>),
+    /// `XENMEM_add_to_physmap` of `shared_info` at the frame.
     MapSharedInfo(u64),
+    /// A command the fake does not implement (`ENOSYS`).
     Unknown,
     /// Not a hypercall: the guest slept in `wfi` ([`FakeXen::wfi`]).
     Wfi,
@@ -148,14 +184,17 @@ impl FakeXen {
         self.ppi[idx].set(false);
     }
 
+    /// Domain `idx` (0 or 1) as its hypercall transport.
     pub fn dom(&self, idx: usize) -> FakeDom<'_> {
         FakeDom { xen: self, idx }
     }
 
+    /// Domain `idx`'s `shared_info` page.
     pub fn shared_info(&self, idx: usize) -> SharedInfo<'_> {
         SharedInfo::new(&self.pages[idx])
     }
 
+    /// The hypercalls domain `idx` made so far.
     pub fn calls(&self, idx: usize) -> Vec<Call> {
         self.calls[idx].borrow().clone()
     }
@@ -165,6 +204,7 @@ impl FakeXen {
         self.script[idx].borrow_mut().extend(wakes);
     }
 
+    /// What `CONSOLEIO_write` returns from now on.
     pub fn set_console_ret(&self, ret: i64) {
         self.console_ret.set(ret);
     }
@@ -327,7 +367,9 @@ impl FakeXen {
 /// One domain of a [`FakeXen`], as its hypercall transport.
 #[derive(Clone, Copy)]
 pub struct FakeDom<'x> {
+    /// The fake hypervisor.
     pub xen: &'x FakeXen,
+    /// The domain's index (0 or 1).
     pub idx: usize,
 }
 
@@ -366,22 +408,36 @@ impl Hypercall for FakeDom<'_> {
     }
 }
 
-/// Heap memory standing in for a shared region; both fake domains map the same one.
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+struct Line([u64; 8]);
+
+/// Heap memory standing in for a shared region, zeroed and 64-byte aligned; every fake
+/// domain maps the same one. `Sync`, so domains running as threads can each make their
+/// own [`Region`] over it.
 pub struct Backing {
-    ptr: *mut [u64],
+    ptr: *mut [Line],
 }
 
+// SAFETY: `Backing` is an owned heap allocation reached only through `Region`s (volatile
+// copies and atomics, the way two domains share memory), never through references; the
+// regions must not outlive it, which its users guarantee (e.g. `std::thread::scope`).
+unsafe impl Send for Backing {}
+// SAFETY: as above: `&Backing` only hands out `Region`s.
+unsafe impl Sync for Backing {}
+
 impl Backing {
+    /// `len` bytes (rounded up to 64).
     pub fn new(len: usize) -> Self {
-        let words = std::vec![0u64; len.div_ceil(8)].into_boxed_slice();
+        let lines = std::vec![Line([0; 8]); len.div_ceil(64)].into_boxed_slice();
         Backing {
-            ptr: Box::into_raw(words),
+            ptr: Box::into_raw(lines),
         }
     }
 
-    /// A region over the first `len` bytes.
+    /// A region over the first `len` bytes. Panics if `len` is larger than the memory.
     pub fn region(&self, len: usize) -> Region {
-        assert!(len <= self.ptr.len() * 8);
+        assert!(len <= self.ptr.len() * 64);
         // SAFETY: the allocation lives until `self` is dropped, which the tests do only
         // after their last use of the region; nothing takes references into it.
         unsafe { Region::new(self.ptr.cast::<u8>(), len) }.expect("non-null")
@@ -397,6 +453,7 @@ impl Drop for Backing {
 
 /// The upcall sleep of a fake domain: [`FakeXen::wfi`].
 pub struct FakeWfi<'x> {
+    /// The domain that sleeps.
     pub dom: FakeDom<'x>,
 }
 
@@ -406,16 +463,23 @@ impl UpcallSleep for FakeWfi<'_> {
     }
 }
 
-/// One fake domain as a [`Platform`].
+/// One fake domain as a [`Platform`] (and [`TwoLevelTransport`]: its events are the
+/// real 2-level driver on the fake `shared_info`).
 pub struct FakePlatform<'x> {
+    /// The domain's hypercall transport.
     pub dom: FakeDom<'x>,
+    /// The domain's fired set.
     pub fired: FiredSet,
+    /// The domain's manifest.
     pub manifest: &'static Manifest,
+    /// The regions by `xen,shm-id`.
     pub regions: Vec<(&'static str, Region)>,
+    /// The upcall sleep, if any (`None`: `SCHEDOP_poll`).
     pub upcall: Option<&'x dyn UpcallSleep>,
 }
 
 impl<'x> FakePlatform<'x> {
+    /// Domain `dom` with `manifest`, no regions and no upcall sleep.
     pub fn new(dom: FakeDom<'x>, manifest: &'static Manifest) -> Self {
         FakePlatform {
             dom,

@@ -43,7 +43,7 @@
 
 #![no_std]
 
-#[cfg(test)]
+#[cfg(any(test, feature = "fake"))]
 extern crate std;
 
 mod channel;
@@ -55,8 +55,8 @@ pub mod ops;
 mod platform;
 mod region;
 
-#[cfg(test)]
-mod fake;
+#[cfg(any(test, feature = "fake"))]
+pub mod fake;
 
 pub use channel::{Channel, OpenError, PlatformChannel};
 pub use console::{Console, CONSOLE_LINE};
