@@ -66,7 +66,7 @@ fn bank_of(v: u64) -> usize {
 
 /// What a reader returned must be what memory says (single-threaded: nothing moved).
 fn check_against_memory(r: &Region, version: u64, got: &[u8]) {
-    let cur = r.atomic_u64(OFF_CURRENT).unwrap().load(Ordering::SeqCst);
+    let cur = r.atomic::<u64>(OFF_CURRENT).unwrap().load(Ordering::SeqCst);
     assert_eq!(
         u64::from_le(cur),
         version,
@@ -74,17 +74,17 @@ fn check_against_memory(r: &Region, version: u64, got: &[u8]) {
     );
     let bank = bank_of(version);
     let stamp = u64::from_le(
-        r.atomic_u64(bank + BANK_STAMP)
+        r.atomic::<u64>(bank + BANK_STAMP)
             .unwrap()
             .load(Ordering::SeqCst),
     );
     let len = u32::from_le(
-        r.atomic_u32(bank + BANK_LEN)
+        r.atomic::<u32>(bank + BANK_LEN)
             .unwrap()
             .load(Ordering::SeqCst),
     );
     let crc = u32::from_le(
-        r.atomic_u32(bank + BANK_CRC)
+        r.atomic::<u32>(bank + BANK_CRC)
             .unwrap()
             .load(Ordering::SeqCst),
     );
@@ -117,7 +117,7 @@ impl Model {
 /// The correct writer (re-)attaches. If a hostile write zeroed the magic, it initialises
 /// the region afresh, which also clears every reader line (and so their wait flags).
 fn writer_attach(r: &Region, m: &mut Model) -> Result<Writer, Error> {
-    let magic = r.atomic_u64(0).unwrap().load(Ordering::SeqCst);
+    let magic = r.atomic::<u64>(0).unwrap().load(Ordering::SeqCst);
     let w = Writer::attach(*r, READERS)?;
     if magic == 0 {
         assert!(!m.clean);
@@ -170,7 +170,7 @@ fuzz_target!(|data: &[u8]| {
                         .wrapping_add(input.u8() as u64)
                         .wrapping_sub(8),
                 };
-                r.atomic_u64(OFF_CURRENT)
+                r.atomic::<u64>(OFF_CURRENT)
                     .unwrap()
                     .store(v.to_le(), Ordering::SeqCst);
             }
@@ -187,12 +187,12 @@ fuzz_target!(|data: &[u8]| {
                 let bank = bank_of(input.u8() as u64);
                 if input.u8() & 1 == 0 {
                     let v = m.latest_version().wrapping_add(input.u8() as u64 % 4);
-                    r.atomic_u64(bank + BANK_STAMP)
+                    r.atomic::<u64>(bank + BANK_STAMP)
                         .unwrap()
                         .store(v.to_le(), Ordering::SeqCst);
                 } else {
                     let l = u32::from_le_bytes(input.bytes());
-                    r.atomic_u32(bank + BANK_LEN)
+                    r.atomic::<u32>(bank + BANK_LEN)
                         .unwrap()
                         .store(l.to_le(), Ordering::SeqCst);
                 }
@@ -313,12 +313,12 @@ fuzz_target!(|data: &[u8]| {
                 // The correct writer dies half-way through its next publish, then restarts.
                 let v = writer.version().wrapping_add(1);
                 let bank = bank_of(v);
-                r.atomic_u64(bank + BANK_STAMP)
+                r.atomic::<u64>(bank + BANK_STAMP)
                     .unwrap()
                     .store(BUSY, Ordering::SeqCst);
                 let bytes: [u8; 16] = input.bytes();
                 r.write_bytes(bank + BANK_PAYLOAD, &bytes).unwrap();
-                r.atomic_u32(bank + BANK_LEN)
+                r.atomic::<u32>(bank + BANK_LEN)
                     .unwrap()
                     .store((input.u8() as u32).to_le(), Ordering::SeqCst);
                 match writer_attach(&r, &mut m) {

@@ -74,11 +74,11 @@ fn value(c: u64) -> [u8; VS] {
 }
 
 fn load64(r: &Region, off: usize) -> u64 {
-    u64::from_le(r.atomic_u64(off).unwrap().load(Ordering::SeqCst))
+    u64::from_le(r.atomic::<u64>(off).unwrap().load(Ordering::SeqCst))
 }
 
 fn store64(r: &Region, off: usize, v: u64) {
-    r.atomic_u64(off)
+    r.atomic::<u64>(off)
         .unwrap()
         .store(v.to_le(), Ordering::SeqCst);
 }

@@ -63,11 +63,11 @@ fn slot(seq: u64) -> usize {
 }
 
 fn put64(r: &Region, off: usize, v: u64) {
-    r.atomic_u64(off).unwrap().store(v.to_le(), Ordering::SeqCst);
+    r.atomic::<u64>(off).unwrap().store(v.to_le(), Ordering::SeqCst);
 }
 
 fn get64(r: &Region, off: usize) -> u64 {
-    u64::from_le(r.atomic_u64(off).unwrap().load(Ordering::SeqCst))
+    u64::from_le(r.atomic::<u64>(off).unwrap().load(Ordering::SeqCst))
 }
 
 /// The correct reader's expected view while the ring is only written correctly.
@@ -143,7 +143,7 @@ fuzz_target!(|data: &[u8]| {
                 let off = (input.u8() as usize % (0xc0 / 8)) * 8;
                 put64(&r, off, input.u64());
                 if input.u8() & 1 == 0 {
-                    r.atomic_u32(OFF_SLOT_SIZE)
+                    r.atomic::<u32>(OFF_SLOT_SIZE)
                         .unwrap()
                         .store(1 << (input.u8() % 12), Ordering::SeqCst);
                 }

@@ -74,7 +74,7 @@ fuzz_target!(|data: &[u8]| {
         match input.u8() % 13 {
             0 => {
                 clean = false;
-                r.atomic_u64(OFF_HEAD)
+                r.atomic::<u64>(OFF_HEAD)
                     .unwrap()
                     .store(input.u64(), std::sync::atomic::Ordering::Release);
             }
@@ -152,7 +152,7 @@ fuzz_target!(|data: &[u8]| {
             8 => {
                 clean = false;
                 let off = OFF_PRODUCER_FLAGS - 4 + (input.u8() as usize % 3) * 4;
-                r.atomic_u32(off).unwrap().store(
+                r.atomic::<u32>(off).unwrap().store(
                     u32::from_le_bytes(input.bytes()),
                     std::sync::atomic::Ordering::Release,
                 );
@@ -175,7 +175,7 @@ fuzz_target!(|data: &[u8]| {
                 // A header with the right stamp for an index near the (published) tail.
                 clean = false;
                 let tail = r
-                    .atomic_u64(OFF_TAIL)
+                    .atomic::<u64>(OFF_TAIL)
                     .unwrap()
                     .load(std::sync::atomic::Ordering::Acquire);
                 // (Header scribbles may have misaligned the tail word itself.)
@@ -186,7 +186,7 @@ fuzz_target!(|data: &[u8]| {
                     _ => u32::from(input.u16()) % (CAP as u32),
                 };
                 let word = u64::from(len) | u64::from(stamp(at)) << 32;
-                r.atomic_u64(DATA_OFFSET + (at as usize & (CAP - 1)))
+                r.atomic::<u64>(DATA_OFFSET + (at as usize & (CAP - 1)))
                     .unwrap()
                     .store(word.to_le(), std::sync::atomic::Ordering::Release);
             }

@@ -69,14 +69,14 @@ impl Shm {
     /// The control word `w` as a u64 atomic.
     pub fn word(&self, w: Word) -> &AtomicU64 {
         self.all
-            .atomic_u64(w as usize * BLOCK)
+            .atomic::<u64>(w as usize * BLOCK)
             .expect("control word in the control page")
     }
 
     /// The control word `w` as a u32 atomic (futex words).
     pub fn word32(&self, w: Word) -> &AtomicU32 {
         self.all
-            .atomic_u32(w as usize * BLOCK)
+            .atomic::<u32>(w as usize * BLOCK)
             .expect("control word in the control page")
     }
 

@@ -315,10 +315,10 @@ impl RawRing {
         }
     }
     fn tail(&self) -> &std::sync::atomic::AtomicU64 {
-        self.r.atomic_u64(0).expect("index word")
+        self.r.atomic::<u64>(0).expect("index word")
     }
     fn head(&self) -> &std::sync::atomic::AtomicU64 {
-        self.r.atomic_u64(128).expect("index word")
+        self.r.atomic::<u64>(128).expect("index word")
     }
     fn slot(&self, i: u64) -> staticbus_guest::Region {
         let at = 4096 + (i % self.slots) as usize * self.size;

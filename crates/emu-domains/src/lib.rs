@@ -44,7 +44,7 @@ pub fn open<'p>(p: &'p EmuPlatform, name: &str) -> PlatformChannel<'p, EmuPlatfo
 /// The 64-bit word at `offset` of the channel's region.
 pub fn word<'a, E: Events>(ch: &'a Channel<'_, E>, offset: usize) -> &'a AtomicU64 {
     ch.region()
-        .atomic_u64(offset)
+        .atomic::<u64>(offset)
         .expect("the region holds the mailbox words")
 }
 

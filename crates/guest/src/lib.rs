@@ -64,6 +64,6 @@ pub use events::Events;
 pub use evtchn::{EventChannels, FiredSet, UpcallSleep, MAX_DRAIN_ROUNDS, MAX_POLL_PORTS};
 pub use hypercall::{Errno, Hypercall};
 pub use platform::{Platform, TwoLevelTransport};
-pub use region::{OutOfBounds, Region, BLOCK_COPY_MIN};
+pub use region::{OutOfBounds, Region, Word, BLOCK_COPY_MIN};
 pub use staticbus_abi::shared_info::SharedInfo;
 pub use staticbus_manifest as manifest;

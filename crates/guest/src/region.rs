@@ -3,15 +3,16 @@
 
 use core::fmt;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU32, AtomicU64};
+use core::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 /// A static shared-memory region mapped into this domain: a base pointer and a length.
 ///
 /// The memory is shared with other domains that may be buggy or hostile and may change it
 /// at any moment, so it is never seen through a Rust reference to plain data: bytes are
-/// copied in and out with volatile accesses, and protocol header words are reached as
-/// atomics. Every access is bounds- and alignment-checked and fails with an error (never a
-/// panic) when it does not fit.
+/// copied in and out with volatile accesses, and fields are reached as atomics of one
+/// typed vocabulary for every [`Word`] (`u8`, `u16`, `u32`, `u64`): [`Region::atomic`],
+/// [`Region::load_le`], [`Region::store_le`]. Every access is bounds- and
+/// alignment-checked and fails with an error (never a panic) when it does not fit.
 ///
 /// A `Region` is a plain handle (`Copy`): the transport that creates it promises the
 /// memory outlives every copy (see [`Region::new`]). It is neither `Send` nor `Sync`,
@@ -65,7 +66,7 @@ impl Region {
     /// it, or any reference obtained from one, is used:
     ///
     /// * `[base, base + len)` is mapped, readable and writable, and valid for volatile and
-    ///   atomic accesses of 1, 4 and 8 bytes (on bare metal: Normal write-back
+    ///   atomic accesses of 1, 2, 4 and 8 bytes (on bare metal: Normal write-back
     ///   inner-shareable memory, spec §5.1); it is never unmapped or freed;
     /// * this program accesses that memory only through `Region`s and raw-pointer
     ///   volatile or atomic accesses — never through Rust references to non-atomic data
@@ -224,28 +225,117 @@ impl Region {
         (p.as_ptr().addr() % size == 0).then_some(p)
     }
 
-    /// The 32-bit word at `offset` as an atomic, or `None` if it is out of bounds or the
-    /// address is not 4-aligned.
+    /// The `T` at `offset` as an atomic (`AtomicU8` … `AtomicU64`), or `None` if it is
+    /// out of bounds or the address is not aligned to `T`'s size. The value is in native
+    /// byte order; read-modify-write operations (`fetch_or`, `compare_exchange`, …) go
+    /// through it.
     #[inline]
-    pub fn atomic_u32(&self, offset: usize) -> Option<&AtomicU32> {
-        let p = self.aligned(offset, 4)?;
-        // SAFETY: `p` is 4-aligned and `[p, p + 4)` is inside the region, which
-        // `Region::new`'s contract keeps valid for atomic accesses for as long as `self`
-        // (and thus the returned reference) is used, and never accesses non-atomically
-        // through references. Byte copies of the same memory are volatile accesses by
-        // this same handle, which is not `Sync`.
-        Some(unsafe { AtomicU32::from_ptr(p.as_ptr().cast::<u32>()) })
+    pub fn atomic<T: Word>(&self, offset: usize) -> Option<&T::Atomic> {
+        let p = self.aligned(offset, T::SIZE)?;
+        // SAFETY: `p` is aligned to `T::SIZE` (which is the atomic's alignment) and
+        // `[p, p + T::SIZE)` is inside the region, which `Region::new`'s contract keeps
+        // valid for atomic accesses for as long as `self` (and thus the returned
+        // reference) is used, and never accesses non-atomically through references. Byte
+        // copies of the same memory are volatile accesses by this same handle, which is
+        // not `Sync`.
+        Some(unsafe { T::atomic_at(p.as_ptr()) })
     }
 
-    /// The 64-bit word at `offset` as an atomic, or `None` if it is out of bounds or the
-    /// address is not 8-aligned.
+    /// Loads the little-endian `T` field at `offset` with one atomic load of `order`
+    /// (`None`: out of bounds or misaligned, as [`Region::atomic`]).
     #[inline]
-    pub fn atomic_u64(&self, offset: usize) -> Option<&AtomicU64> {
-        let p = self.aligned(offset, 8)?;
-        // SAFETY: as in `atomic_u32`, with `p` 8-aligned and `[p, p + 8)` in bounds.
-        Some(unsafe { AtomicU64::from_ptr(p.as_ptr().cast::<u64>()) })
+    pub fn load_le<T: Word>(&self, offset: usize, order: Ordering) -> Option<T> {
+        Some(T::from_le(T::load(self.atomic::<T>(offset)?, order)))
+    }
+
+    /// Stores `value` as the little-endian `T` field at `offset` with one atomic store of
+    /// `order` (`None`: out of bounds or misaligned, nothing stored).
+    #[inline]
+    pub fn store_le<T: Word>(&self, offset: usize, value: T, order: Ordering) -> Option<()> {
+        T::store(self.atomic::<T>(offset)?, T::to_le(value), order);
+        Some(())
     }
 }
+
+mod sealed {
+    /// Keeps [`Word`](super::Word) to the four types below.
+    pub trait Sealed {}
+}
+
+/// An unsigned integer a [`Region`] accesses as one naturally aligned atomic: `u8`, `u16`,
+/// `u32` or `u64` (sealed). Protocol fields are little-endian ([`Region::load_le`],
+/// [`Region::store_le`]); [`Region::atomic`] gives the atomic itself.
+pub trait Word: sealed::Sealed + Copy + Eq + fmt::Debug + 'static {
+    /// The atomic type of the same size and alignment.
+    type Atomic;
+    /// Size in bytes, also the required alignment.
+    const SIZE: usize;
+
+    /// The atomic at `p`.
+    ///
+    /// # Safety
+    ///
+    /// `p` is aligned to [`Word::SIZE`] and valid for atomic reads and writes of that many
+    /// bytes for `'a`, accessed only atomically (or by volatile copies of one
+    /// non-`Sync` handle) meanwhile.
+    #[doc(hidden)]
+    unsafe fn atomic_at<'a>(p: *mut u8) -> &'a Self::Atomic;
+    /// `atomic.load(order)`.
+    #[doc(hidden)]
+    fn load(atomic: &Self::Atomic, order: Ordering) -> Self;
+    /// `atomic.store(value, order)`.
+    #[doc(hidden)]
+    fn store(atomic: &Self::Atomic, value: Self, order: Ordering);
+    /// The value of little-endian bytes read natively (`u32::from_le` …).
+    #[doc(hidden)]
+    fn from_le(raw: Self) -> Self;
+    /// The native value whose bytes are `self` little-endian (`u32::to_le` …).
+    #[doc(hidden)]
+    fn to_le(self) -> Self;
+}
+
+macro_rules! word {
+    ($t:ty, $atomic:ty) => {
+        impl sealed::Sealed for $t {}
+
+        impl Word for $t {
+            type Atomic = $atomic;
+            const SIZE: usize = core::mem::size_of::<$t>();
+
+            #[inline]
+            unsafe fn atomic_at<'a>(p: *mut u8) -> &'a $atomic {
+                // SAFETY: forwarded from the caller: aligned, valid for atomic accesses
+                // for `'a`, and only accessed atomically meanwhile.
+                unsafe { <$atomic>::from_ptr(p.cast::<$t>()) }
+            }
+
+            #[inline]
+            fn load(atomic: &$atomic, order: Ordering) -> $t {
+                atomic.load(order)
+            }
+
+            #[inline]
+            fn store(atomic: &$atomic, value: $t, order: Ordering) {
+                atomic.store(value, order)
+            }
+
+            #[inline]
+            fn from_le(raw: $t) -> $t {
+                <$t>::from_le(raw)
+            }
+
+            #[inline]
+            fn to_le(self) -> $t {
+                <$t>::to_le(self)
+            }
+        }
+    };
+}
+
+word!(u8, AtomicU8);
+word!(u16, AtomicU16);
+word!(u32, AtomicU32);
+word!(u64, AtomicU64);
 
 /// Copies of at least this many bytes between a [`Region`] and private memory use the
 /// CPU's block-copy instruction where it has one (x86-64's `rep movsb`, which moves whole
@@ -391,19 +481,96 @@ mod tests {
     fn atomics_check_bounds_and_alignment() {
         let mem = Backing::new(32);
         let r = mem.region(32);
-        r.atomic_u32(4).unwrap().store(0x0403_0201, SeqCst);
-        r.atomic_u64(8).unwrap().store(u64::MAX, SeqCst);
+        r.atomic::<u32>(4).unwrap().store(0x0403_0201, SeqCst);
+        r.atomic::<u64>(8).unwrap().store(u64::MAX, SeqCst);
         let mut b = [0u8; 12];
         r.read_bytes(4, &mut b).unwrap();
         assert_eq!(&b[..4], &0x0403_0201u32.to_ne_bytes());
         assert_eq!(&b[4..], &[0xff; 8]);
-        assert!(r.atomic_u32(2).is_none());
-        assert!(r.atomic_u64(4).is_none());
-        assert!(r.atomic_u32(28).is_some());
-        assert!(r.atomic_u32(32).is_none());
-        assert!(r.atomic_u64(24).is_some());
-        assert!(r.atomic_u64(32).is_none());
-        assert!(r.atomic_u64(usize::MAX - 3).is_none());
+        assert!(r.atomic::<u32>(2).is_none());
+        assert!(r.atomic::<u64>(4).is_none());
+        assert!(r.atomic::<u32>(28).is_some());
+        assert!(r.atomic::<u32>(32).is_none());
+        assert!(r.atomic::<u64>(24).is_some());
+        assert!(r.atomic::<u64>(32).is_none());
+        assert!(r.atomic::<u64>(usize::MAX - 3).is_none());
+    }
+
+    #[test]
+    fn u16_words_check_alignment_and_bounds() {
+        let mem = Backing::new(64);
+        let r = mem.region(64);
+        // Aligned offsets inside the region only: a u16 needs 2-alignment, not 4.
+        assert!(r.atomic::<u16>(2).is_some() && r.atomic::<u16>(62).is_some());
+        assert!(r.atomic::<u16>(1).is_none() && r.atomic::<u16>(63).is_none());
+        assert!(r.atomic::<u16>(64).is_none());
+        assert!(r.atomic::<u16>(usize::MAX - 1).is_none());
+        assert_eq!(r.load_le::<u16>(3, SeqCst), None);
+        assert_eq!(r.store_le::<u16>(64, 1, SeqCst), None);
+        // Alignment is checked on the address: an odd sub-region shifts it.
+        let odd = r.sub(1, 16).unwrap();
+        assert!(odd.atomic::<u16>(0).is_none() && odd.atomic::<u16>(1).is_some());
+        assert!(odd.atomic::<u16>(15).is_none(), "one byte left");
+        // u8 has no alignment, only bounds.
+        assert!(r.atomic::<u8>(63).is_some() && r.atomic::<u8>(64).is_none());
+    }
+
+    #[test]
+    fn u16_fields_are_little_endian_and_atomic() {
+        let mem = Backing::new(64);
+        let r = mem.region(64);
+        r.store_le::<u16>(6, 0xbeef, SeqCst).unwrap();
+        let mut b = [0u8; 4];
+        r.read_bytes(5, &mut b).unwrap();
+        assert_eq!(b, [0, 0xef, 0xbe, 0], "little-endian, exactly two bytes");
+        assert_eq!(r.load_le::<u16>(6, SeqCst), Some(0xbeef));
+        r.write_bytes(10, &[0x34, 0x12]).unwrap();
+        assert_eq!(r.load_le::<u16>(10, SeqCst), Some(0x1234));
+        // Read-modify-write through the atomic, wrapping at 16 bits (a virtio ring index).
+        let idx = r.atomic::<u16>(12).unwrap();
+        idx.store(u16::MAX, SeqCst);
+        assert_eq!(idx.fetch_add(2, SeqCst), u16::MAX);
+        assert_eq!(idx.load(SeqCst), 1);
+        assert_eq!(idx.compare_exchange(1, 7, SeqCst, SeqCst), Ok(1));
+        assert_eq!(idx.compare_exchange(1, 9, SeqCst, SeqCst), Err(7));
+        assert_eq!(idx.swap(3, SeqCst), 7);
+        assert_eq!(
+            r.load_le::<u16>(14, SeqCst),
+            Some(0),
+            "the next word untouched"
+        );
+        // Other widths through the same vocabulary.
+        r.store_le::<u8>(20, 0xa5, SeqCst).unwrap();
+        r.store_le::<u32>(24, 0x0403_0201, SeqCst).unwrap();
+        r.store_le::<u64>(32, 0x0807_0605_0403_0201, SeqCst)
+            .unwrap();
+        let mut all = [0u8; 16];
+        r.read_bytes(24, &mut all).unwrap();
+        assert_eq!(all, [1, 2, 3, 4, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(r.load_le::<u8>(20, SeqCst), Some(0xa5));
+        assert_eq!(<u16 as Word>::SIZE, 2);
+    }
+
+    #[test]
+    fn u16_atomics_across_threads() {
+        // Two threads, as two domains, bump one shared u16 counter.
+        let mem = Backing::new(64);
+        let n = if cfg!(miri) { 50 } else { 10_000 };
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    let r = mem.region(64);
+                    let c = r.atomic::<u16>(2).unwrap();
+                    for _ in 0..n {
+                        c.fetch_add(1, SeqCst);
+                    }
+                });
+            }
+        });
+        assert_eq!(
+            mem.region(64).load_le::<u16>(2, SeqCst),
+            Some((2 * n) as u16)
+        );
     }
 
     #[test]
@@ -417,13 +584,13 @@ mod tests {
         r.read_bytes(16, &mut b).unwrap();
         assert_eq!(&b, b"abcd");
         assert!(s.write_bytes(13, b"abcd").is_err());
-        assert!(s.atomic_u64(8).is_some());
+        assert!(s.atomic::<u64>(8).is_some());
         assert!(r.sub(60, 8).is_none());
         assert!(r.sub(usize::MAX, 2).is_none());
         assert!(r.sub(64, 0).unwrap().is_empty());
         // Misaligned sub-region: alignment is checked on the address, not the offset.
         let odd = r.sub(1, 16).unwrap();
-        assert!(odd.atomic_u32(0).is_none());
-        assert!(odd.atomic_u32(3).is_some());
+        assert!(odd.atomic::<u32>(0).is_none());
+        assert!(odd.atomic::<u32>(3).is_some());
     }
 }

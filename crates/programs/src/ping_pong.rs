@@ -251,7 +251,7 @@ impl<'r> Words<'r> {
     fn new<E: Events>(ch: &'r Channel<'_, E>) -> Result<Self, Fail<'static>> {
         let r = ch.region();
         let word = |off| {
-            r.atomic_u64(off)
+            r.atomic::<u64>(off)
                 .ok_or(Fail::Setup("the channel's region is smaller than 80 bytes"))
         };
         Ok(Words {

@@ -53,9 +53,8 @@
 //! value after reading it once; a violation makes the handle [`Error::PeerBroken`] (sticky).
 
 use crate::header::{
-    self, field, load_u32, load_u64, store_u32, store_u64, Field, HeaderError, Layout, Side,
-    SideStatus, State, Wakeups, DATA_MIN_OFFSET, LINE, MAX_MEMBERS, NEED_WAKEUP, PROTO_BLOB,
-    SIDE_FLAGS,
+    self, field, Field, HeaderError, Layout, Side, SideStatus, State, Wakeups, DATA_MIN_OFFSET,
+    LINE, MAX_MEMBERS, NEED_WAKEUP, PROTO_BLOB, SIDE_FLAGS,
 };
 use core::fmt;
 use core::sync::atomic::{fence, Ordering};
@@ -362,7 +361,7 @@ fn scan_payload(
     let mut done = 0;
     while done < len {
         let word = region
-            .atomic_u64(bank + BANK_PAYLOAD + done)
+            .atomic::<u64>(bank + BANK_PAYLOAD + done)
             .map_or(0, |a| a.load(Ordering::Relaxed));
         let bytes = word.to_ne_bytes();
         let n = (len - done).min(8);
@@ -435,7 +434,7 @@ impl Writer {
             r => r?,
         }
         let version = Self::check_own(&region, &geo).ok_or(HeaderError::BadOwnField)?;
-        store_u32(&region, OFF_WRITER_FLAGS, 0, Ordering::Relaxed);
+        region.store_le::<u32>(OFF_WRITER_FLAGS, 0, Ordering::Relaxed);
         let epoch = header::announce(&region, Side::Writer)?;
         Ok(Writer {
             region,
@@ -447,7 +446,7 @@ impl Writer {
 
     /// Validates `current` and its bank; returns `current`.
     fn check_own(region: &Region, geo: &Geometry) -> Option<u64> {
-        let cur = load_u64(region, OFF_CURRENT, Ordering::Acquire)?;
+        let cur = region.load_le::<u64>(OFF_CURRENT, Ordering::Acquire)?;
         if cur == 0 {
             return Some(0);
         }
@@ -455,9 +454,9 @@ impl Writer {
             return None;
         }
         let bank = geo.bank_of(cur);
-        let stamp = load_u64(region, bank + BANK_STAMP, Ordering::Acquire)?;
-        let len = load_u32(region, bank + BANK_LEN, Ordering::Relaxed)?;
-        let crc = load_u32(region, bank + BANK_CRC, Ordering::Relaxed)?;
+        let stamp = region.load_le::<u64>(bank + BANK_STAMP, Ordering::Acquire)?;
+        let len = region.load_le::<u32>(bank + BANK_LEN, Ordering::Relaxed)?;
+        let crc = region.load_le::<u32>(bank + BANK_CRC, Ordering::Relaxed)?;
         if stamp != cur || len as usize > geo.cap {
             return None;
         }
@@ -494,8 +493,12 @@ impl Writer {
         let line = reader_line(index);
         Some(ReaderStatus {
             status: header::line_status(&self.region, line)?,
-            flags: load_u32(&self.region, line + SIDE_FLAGS, Ordering::Relaxed)?,
-            last_read: load_u64(&self.region, line + READER_LAST_READ, Ordering::Relaxed)?,
+            flags: self
+                .region
+                .load_le::<u32>(line + SIDE_FLAGS, Ordering::Relaxed)?,
+            last_read: self
+                .region
+                .load_le::<u64>(line + READER_LAST_READ, Ordering::Relaxed)?,
         })
     }
 
@@ -523,19 +526,19 @@ impl Writer {
         let bank = self.geo.bank_of(v);
         // Release: a reader that sees BUSY here also sees the `current` that moved off
         // this bank (docs: BankStamp); the fence orders the stores below after BUSY.
-        store_u64(r, bank + BANK_STAMP, BUSY, Ordering::Release);
+        r.store_le::<u64>(bank + BANK_STAMP, BUSY, Ordering::Release);
         fence(Ordering::Release);
-        store_u32(r, bank + BANK_LEN, len as u32, Ordering::Relaxed);
-        store_u32(r, bank + BANK_CRC, crc, Ordering::Relaxed);
+        r.store_le::<u32>(bank + BANK_LEN, len as u32, Ordering::Relaxed);
+        r.store_le::<u32>(bank + BANK_CRC, crc, Ordering::Relaxed);
         for (i, chunk) in blob.chunks(8).enumerate() {
             let mut word = [0u8; 8];
             word[..chunk.len()].copy_from_slice(chunk);
-            if let Some(a) = r.atomic_u64(bank + BANK_PAYLOAD + 8 * i) {
+            if let Some(a) = r.atomic::<u64>(bank + BANK_PAYLOAD + 8 * i) {
                 a.store(u64::from_ne_bytes(word), Ordering::Relaxed);
             }
         }
-        store_u64(r, bank + BANK_STAMP, v, Ordering::Release);
-        store_u64(r, OFF_CURRENT, v, Ordering::Release);
+        r.store_le::<u64>(bank + BANK_STAMP, v, Ordering::Release);
+        r.store_le::<u64>(OFF_CURRENT, v, Ordering::Release);
         self.version = v;
         let wake = header::collect_wakeups(r, READERS_OFFSET, self.geo.readers);
         Ok((v, wake))
@@ -602,8 +605,8 @@ impl Reader {
         }
         header::validate(&region, &geo.layout())?;
         let line = reader_line(index);
-        store_u32(&region, line + SIDE_FLAGS, 0, Ordering::SeqCst);
-        store_u64(&region, line + READER_LAST_READ, 0, Ordering::Relaxed);
+        region.store_le::<u32>(line + SIDE_FLAGS, 0, Ordering::SeqCst);
+        region.store_le::<u64>(line + READER_LAST_READ, 0, Ordering::Relaxed);
         let epoch = header::announce_line(&region, line)?;
         Ok(Reader {
             region,
@@ -683,14 +686,18 @@ impl Reader {
     fn clear_wait(&mut self) {
         if self.waiting {
             self.waiting = false;
-            store_u32(&self.region, self.line() + SIDE_FLAGS, 0, Ordering::SeqCst);
+            self.region
+                .store_le::<u32>(self.line() + SIDE_FLAGS, 0, Ordering::SeqCst);
         }
     }
 
     /// Loads `current` once (acquire) and validates it: not [`BUSY`], not below what this
     /// handle saw before.
     fn current(&mut self) -> Result<u64, Error> {
-        let cur = load_u64(&self.region, OFF_CURRENT, Ordering::Acquire).unwrap_or(BUSY);
+        let cur = self
+            .region
+            .load_le::<u64>(OFF_CURRENT, Ordering::Acquire)
+            .unwrap_or(BUSY);
         if cur == BUSY {
             return self.fail(Broken::BadCurrent(cur));
         }
@@ -704,7 +711,9 @@ impl Reader {
     /// The bank's stamp, loaded after an acquire fence: the end of a seqlock read.
     fn stamp_after(&self, bank: usize) -> u64 {
         fence(Ordering::Acquire);
-        load_u64(&self.region, bank + BANK_STAMP, Ordering::Relaxed).unwrap_or(BUSY)
+        self.region
+            .load_le::<u64>(bank + BANK_STAMP, Ordering::Relaxed)
+            .unwrap_or(BUSY)
     }
 
     fn attempt(&mut self, buf: &mut [u8]) -> Result<Attempt, Error> {
@@ -714,7 +723,9 @@ impl Reader {
         }
         let r = self.region;
         let bank = self.geo.bank_of(cur);
-        let stamp = load_u64(&r, bank + BANK_STAMP, Ordering::Acquire).unwrap_or(BUSY);
+        let stamp = r
+            .load_le::<u64>(bank + BANK_STAMP, Ordering::Acquire)
+            .unwrap_or(BUSY);
         if stamp != cur {
             // Legitimately only if the writer has moved `current` on since (it reuses a
             // bank only after making the other one current).
@@ -724,8 +735,12 @@ impl Reader {
                 Ok(Attempt::Retry)
             };
         }
-        let len = load_u32(&r, bank + BANK_LEN, Ordering::Relaxed).unwrap_or(u32::MAX);
-        let crc = load_u32(&r, bank + BANK_CRC, Ordering::Relaxed).unwrap_or(0);
+        let len = r
+            .load_le::<u32>(bank + BANK_LEN, Ordering::Relaxed)
+            .unwrap_or(u32::MAX);
+        let crc = r
+            .load_le::<u32>(bank + BANK_CRC, Ordering::Relaxed)
+            .unwrap_or(0);
         let n = len as usize;
         if n > self.geo.cap || n > buf.len() {
             if self.stamp_after(bank) != cur {
@@ -747,7 +762,7 @@ impl Reader {
             });
         }
         self.last = cur;
-        store_u64(&r, self.line() + READER_LAST_READ, cur, Ordering::Relaxed);
+        r.store_le::<u64>(self.line() + READER_LAST_READ, cur, Ordering::Relaxed);
         Ok(Attempt::Done(Some(Blob {
             version: cur,
             len: n,
@@ -791,12 +806,8 @@ impl Reader {
     /// `changed_since`: every publish meanwhile asks for a notification (coalesce them).
     pub fn prepare_wait(&mut self) -> Result<bool, Error> {
         self.check()?;
-        store_u32(
-            &self.region,
-            self.line() + SIDE_FLAGS,
-            NEED_WAKEUP,
-            Ordering::SeqCst,
-        );
+        self.region
+            .store_le::<u32>(self.line() + SIDE_FLAGS, NEED_WAKEUP, Ordering::SeqCst);
         self.waiting = true;
         fence(Ordering::SeqCst);
         if self.current()? > self.last {
@@ -809,7 +820,8 @@ impl Reader {
 
     /// Marks this reader detached (state `Reset`, flags cleared).
     pub fn detach(self) {
-        store_u32(&self.region, self.line() + SIDE_FLAGS, 0, Ordering::SeqCst);
+        self.region
+            .store_le::<u32>(self.line() + SIDE_FLAGS, 0, Ordering::SeqCst);
         header::set_line_state(&self.region, self.line(), State::Reset);
     }
 }

@@ -290,28 +290,6 @@ impl fmt::Display for HeaderError {
 
 impl core::error::Error for HeaderError {}
 
-/// Loads a little-endian u32 field (`None`: out of bounds or misaligned).
-pub fn load_u32(region: &Region, off: usize, order: Ordering) -> Option<u32> {
-    Some(u32::from_le(region.atomic_u32(off)?.load(order)))
-}
-
-/// Stores a little-endian u32 field (`None`: out of bounds or misaligned).
-pub fn store_u32(region: &Region, off: usize, v: u32, order: Ordering) -> Option<()> {
-    region.atomic_u32(off)?.store(v.to_le(), order);
-    Some(())
-}
-
-/// Loads a little-endian u64 field (`None`: out of bounds or misaligned).
-pub fn load_u64(region: &Region, off: usize, order: Ordering) -> Option<u64> {
-    Some(u64::from_le(region.atomic_u64(off)?.load(order)))
-}
-
-/// Stores a little-endian u64 field (`None`: out of bounds or misaligned).
-pub fn store_u64(region: &Region, off: usize, v: u64, order: Ordering) -> Option<()> {
-    region.atomic_u64(off)?.store(v.to_le(), order);
-    Some(())
-}
-
 /// Checks that the region can hold the header and `layout`'s data area, and that its
 /// header words are reachable as atomics (8-aligned base).
 fn check_region(region: &Region, layout: &Layout) -> Result<(), HeaderError> {
@@ -324,7 +302,7 @@ fn check_region(region: &Region, layout: &Layout) -> Result<(), HeaderError> {
     {
         return Err(bad);
     }
-    if region.atomic_u64(0).is_none() {
+    if region.atomic::<u64>(0).is_none() {
         return Err(bad);
     }
     Ok(())
@@ -339,7 +317,9 @@ fn check_region(region: &Region, layout: &Layout) -> Result<(), HeaderError> {
 pub fn init(region: &Region, layout: &Layout) -> Result<(), HeaderError> {
     check_region(region, layout)?;
     let bad = HeaderError::BadRegion { len: region.len() };
-    store_u64(region, OFF_MAGIC, 0, Ordering::SeqCst).ok_or(bad)?;
+    region
+        .store_le::<u64>(OFF_MAGIC, 0, Ordering::SeqCst)
+        .ok_or(bad)?;
     region
         .write_bytes(COMMON_OFFSET + 8, &[0u8; DATA_MIN_OFFSET - 8])
         .map_err(|_| bad)?;
@@ -356,7 +336,9 @@ pub fn init(region: &Region, layout: &Layout) -> Result<(), HeaderError> {
     region
         .write_bytes(COMMON_OFFSET + 8, &common[8..])
         .map_err(|_| bad)?;
-    store_u64(region, OFF_MAGIC, MAGIC, Ordering::Release).ok_or(bad)?;
+    region
+        .store_le::<u64>(OFF_MAGIC, MAGIC, Ordering::Release)
+        .ok_or(bad)?;
     Ok(())
 }
 
@@ -366,7 +348,9 @@ pub fn validate(region: &Region, layout: &Layout) -> Result<(), HeaderError> {
     check_region(region, layout)?;
     let bad = HeaderError::BadRegion { len: region.len() };
     // The magic first, with acquire: pairs with `init`'s release store.
-    let magic = load_u64(region, OFF_MAGIC, Ordering::Acquire).ok_or(bad)?;
+    let magic = region
+        .load_le::<u64>(OFF_MAGIC, Ordering::Acquire)
+        .ok_or(bad)?;
     if magic == 0 {
         return Err(HeaderError::NotInitialized);
     }
@@ -433,24 +417,19 @@ pub fn announce(region: &Region, side: Side) -> Result<u64, HeaderError> {
 /// their own area (docs/protocols.md §2.2).
 pub fn announce_line(region: &Region, line: usize) -> Result<u64, HeaderError> {
     let bad = HeaderError::BadRegion { len: region.len() };
-    store_u32(
-        region,
-        line + SIDE_STATE,
-        State::Init as u32,
-        Ordering::SeqCst,
-    )
-    .ok_or(bad)?;
-    let epoch = load_u64(region, line + SIDE_EPOCH, Ordering::Relaxed)
+    region
+        .store_le::<u32>(line + SIDE_STATE, State::Init as u32, Ordering::SeqCst)
+        .ok_or(bad)?;
+    let epoch = region
+        .load_le::<u64>(line + SIDE_EPOCH, Ordering::Relaxed)
         .ok_or(bad)?
         .wrapping_add(1);
-    store_u64(region, line + SIDE_EPOCH, epoch, Ordering::SeqCst).ok_or(bad)?;
-    store_u32(
-        region,
-        line + SIDE_STATE,
-        State::Ready as u32,
-        Ordering::Release,
-    )
-    .ok_or(bad)?;
+    region
+        .store_le::<u64>(line + SIDE_EPOCH, epoch, Ordering::SeqCst)
+        .ok_or(bad)?;
+    region
+        .store_le::<u32>(line + SIDE_STATE, State::Ready as u32, Ordering::Release)
+        .ok_or(bad)?;
     Ok(epoch)
 }
 
@@ -462,7 +441,7 @@ pub fn set_state(region: &Region, side: Side, state: State) {
 
 /// [`set_state`] for the member line at byte offset `line`.
 pub fn set_line_state(region: &Region, line: usize, state: State) {
-    let _ = store_u32(region, line + SIDE_STATE, state as u32, Ordering::Release);
+    let _ = region.store_le::<u32>(line + SIDE_STATE, state as u32, Ordering::Release);
 }
 
 /// A snapshot of one side's state word and epoch.
@@ -484,8 +463,8 @@ pub fn side_status(region: &Region, side: Side) -> Option<SideStatus> {
 
 /// [`side_status`] for the member line at byte offset `line`.
 pub fn line_status(region: &Region, line: usize) -> Option<SideStatus> {
-    let raw_state = load_u32(region, line + SIDE_STATE, Ordering::Acquire)?;
-    let epoch = load_u64(region, line + SIDE_EPOCH, Ordering::Acquire)?;
+    let raw_state = region.load_le::<u32>(line + SIDE_STATE, Ordering::Acquire)?;
+    let epoch = region.load_le::<u64>(line + SIDE_EPOCH, Ordering::Acquire)?;
     Some(SideStatus {
         state: State::from_raw(raw_state),
         raw_state,
@@ -543,7 +522,9 @@ pub fn collect_wakeups(region: &Region, first: usize, count: usize) -> Wakeups {
     core::sync::atomic::fence(Ordering::SeqCst);
     let mut w = 0u64;
     for i in 0..count.min(MAX_MEMBERS) {
-        let flags = load_u32(region, first + i * LINE + SIDE_FLAGS, Ordering::Relaxed).unwrap_or(0);
+        let flags = region
+            .load_le::<u32>(first + i * LINE + SIDE_FLAGS, Ordering::Relaxed)
+            .unwrap_or(0);
         if flags & NEED_WAKEUP != 0 {
             w |= 1 << i;
         }
@@ -643,7 +624,7 @@ mod tests {
             validate(&r, &l),
             Err(HeaderError::WrongRegionSize { .. })
         ));
-        store_u64(&r, 0, 5, Ordering::SeqCst).unwrap();
+        r.store_le::<u64>(0, 5, Ordering::SeqCst).unwrap();
         assert_eq!(validate(&r, &l), Err(HeaderError::BadMagic(5)));
         assert!(std::format!("{}", HeaderError::BadMagic(5)).contains("magic"));
     }
@@ -673,28 +654,17 @@ mod tests {
         let mem = Mem::new(DATA_MIN_OFFSET + 4 * LINE);
         let r = mem.region();
         assert!(collect_wakeups(&r, DATA_MIN_OFFSET, 4).is_empty());
-        store_u32(
-            &r,
+        r.store_le::<u32>(
             DATA_MIN_OFFSET + LINE + SIDE_FLAGS,
             NEED_WAKEUP,
             Ordering::SeqCst,
         )
         .unwrap();
         // Unknown bits alone do not ask for a wake-up.
-        store_u32(
-            &r,
-            DATA_MIN_OFFSET + 2 * LINE + SIDE_FLAGS,
-            6,
-            Ordering::SeqCst,
-        )
-        .unwrap();
-        store_u32(
-            &r,
-            DATA_MIN_OFFSET + 3 * LINE + SIDE_FLAGS,
-            7,
-            Ordering::SeqCst,
-        )
-        .unwrap();
+        r.store_le::<u32>(DATA_MIN_OFFSET + 2 * LINE + SIDE_FLAGS, 6, Ordering::SeqCst)
+            .unwrap();
+        r.store_le::<u32>(DATA_MIN_OFFSET + 3 * LINE + SIDE_FLAGS, 7, Ordering::SeqCst)
+            .unwrap();
         let w = collect_wakeups(&r, DATA_MIN_OFFSET, 4);
         assert_eq!(w, Wakeups(0b1010));
         assert_eq!(w.iter().collect::<std::vec::Vec<_>>(), [1, 3]);

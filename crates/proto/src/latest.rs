@@ -59,8 +59,8 @@
 //! [`Writer::publish`] returns the readers to notify: those whose NEED_WAKEUP flag was set.
 
 use crate::header::{
-    self, field, load_u32, load_u64, store_u32, store_u64, Field, HeaderError, Layout, SideStatus,
-    State, Wakeups, DATA_MIN_OFFSET, LINE, MAX_MEMBERS, NEED_WAKEUP, PROTO_LATEST, SIDE_FLAGS,
+    self, field, Field, HeaderError, Layout, SideStatus, State, Wakeups, DATA_MIN_OFFSET, LINE,
+    MAX_MEMBERS, NEED_WAKEUP, PROTO_LATEST, SIDE_FLAGS,
 };
 use core::fmt;
 use core::sync::atomic::{fence, Ordering};
@@ -364,7 +364,11 @@ enum Found {
 /// initialiser's release store), then the whole line once.
 fn read_params(region: &Region) -> Result<Found, Error> {
     let bad = HeaderError::BadRegion { len: region.len() };
-    if load_u32(region, OFF_WRITERS, Ordering::Acquire).ok_or(bad)? == 0 {
+    if region
+        .load_le::<u32>(OFF_WRITERS, Ordering::Acquire)
+        .ok_or(bad)?
+        == 0
+    {
         return Ok(Found::Unset);
     }
     let mut l = [0u8; LINE];
@@ -400,15 +404,15 @@ fn init(region: &Region, p: &Params) -> Result<(), Error> {
         region.write_bytes(off, &zero).map_err(|_| bad)?;
         off += LINE;
     }
-    store_u32(
-        region,
-        OFF_VALUE_SIZE,
-        p.value_size as u32,
-        Ordering::Relaxed,
-    )
-    .ok_or(bad)?;
-    store_u32(region, OFF_READERS, p.readers as u32, Ordering::Relaxed).ok_or(bad)?;
-    store_u32(region, OFF_WRITERS, p.writers as u32, Ordering::Release).ok_or(bad)?;
+    region
+        .store_le::<u32>(OFF_VALUE_SIZE, p.value_size as u32, Ordering::Relaxed)
+        .ok_or(bad)?;
+    region
+        .store_le::<u32>(OFF_READERS, p.readers as u32, Ordering::Relaxed)
+        .ok_or(bad)?;
+    region
+        .store_le::<u32>(OFF_WRITERS, p.writers as u32, Ordering::Release)
+        .ok_or(bad)?;
     Ok(())
 }
 
@@ -497,14 +501,18 @@ impl Writer {
         attach_region(&region, &params, index == 0)?;
         let slot = params.writer_slot(index);
         let bad = HeaderError::BadRegion { len: region.len() };
-        let own = load_u64(&region, slot + SLOT_SEQ, Ordering::Acquire).ok_or(bad)?;
+        let own = region
+            .load_le::<u64>(slot + SLOT_SEQ, Ordering::Acquire)
+            .ok_or(bad)?;
         if own >= SEQ_LIMIT {
             return Err(Error::Header(HeaderError::BadOwnField));
         }
         // An odd value: the previous incarnation died mid-publish. Count that publish as
         // used (its value is lost) and leave the slot odd until the next publish.
         let seq = own + (own & 1);
-        store_u32(&region, slot + SLOT_FLAGS, 0, Ordering::Relaxed).ok_or(bad)?;
+        region
+            .store_le::<u32>(slot + SLOT_FLAGS, 0, Ordering::Relaxed)
+            .ok_or(bad)?;
         let epoch = header::announce_line(&region, slot)?;
         Ok(Writer {
             region,
@@ -559,16 +567,16 @@ impl Writer {
         let r = &self.region;
         let seq = self.slot + SLOT_SEQ;
         // All offsets are inside the data area, which attach checked fits the region.
-        let _ = store_u64(r, seq, self.seq + 1, Ordering::Relaxed);
+        let _ = r.store_le::<u64>(seq, self.seq + 1, Ordering::Relaxed);
         fence(Ordering::Release);
-        let _ = store_u64(r, self.slot + SLOT_STAMP, stamp, Ordering::Relaxed);
+        let _ = r.store_le::<u64>(self.slot + SLOT_STAMP, stamp, Ordering::Relaxed);
         for (i, chunk) in value.chunks(8).enumerate() {
             let mut w = [0u8; 8];
             w[..chunk.len()].copy_from_slice(chunk);
             let off = self.slot + SLOT_VALUE + i * 8;
-            let _ = store_u64(r, off, u64::from_le_bytes(w), Ordering::Relaxed);
+            let _ = r.store_le::<u64>(off, u64::from_le_bytes(w), Ordering::Relaxed);
         }
-        let _ = store_u64(r, seq, next, Ordering::Release);
+        let _ = r.store_le::<u64>(seq, next, Ordering::Release);
         self.seq = next;
         Ok(header::collect_wakeups(
             r,
@@ -674,7 +682,9 @@ impl Reader {
         attach_region(&region, &params, false)?;
         let line = params.reader_line(index);
         let bad = HeaderError::BadRegion { len: region.len() };
-        store_u32(&region, line + SIDE_FLAGS, 0, Ordering::SeqCst).ok_or(bad)?;
+        region
+            .store_le::<u32>(line + SIDE_FLAGS, 0, Ordering::SeqCst)
+            .ok_or(bad)?;
         let epoch = header::announce_line(&region, line)?;
         Ok(Reader {
             region,
@@ -744,7 +754,9 @@ impl Reader {
     fn clear_wait(&mut self) {
         if self.waiting {
             self.waiting = false;
-            let _ = store_u32(&self.region, self.line + SIDE_FLAGS, 0, Ordering::SeqCst);
+            let _ = self
+                .region
+                .store_le::<u32>(self.line + SIDE_FLAGS, 0, Ordering::SeqCst);
         }
     }
 
@@ -768,7 +780,9 @@ impl Reader {
         let n = self.params.value_size;
         let mut i = 0;
         while i < n {
-            let word = load_u64(&self.region, slot + SLOT_VALUE + i, Ordering::Relaxed);
+            let word = self
+                .region
+                .load_le::<u64>(slot + SLOT_VALUE + i, Ordering::Relaxed);
             let b = word.unwrap_or(0).to_le_bytes();
             let k = (n - i).min(8);
             buf[i..i + k].copy_from_slice(&b[..k]);
@@ -786,7 +800,10 @@ impl Reader {
             if attempt > 0 {
                 core::hint::spin_loop();
             }
-            let s1 = load_u64(&self.region, slot + SLOT_SEQ, Ordering::Acquire).unwrap_or(0);
+            let s1 = self
+                .region
+                .load_le::<u64>(slot + SLOT_SEQ, Ordering::Acquire)
+                .unwrap_or(0);
             if !self.observe(w, s1) {
                 return Slot::Broken;
             }
@@ -801,12 +818,18 @@ impl Reader {
                 }
                 continue;
             }
-            let stamp = load_u64(&self.region, slot + SLOT_STAMP, Ordering::Relaxed).unwrap_or(0);
+            let stamp = self
+                .region
+                .load_le::<u64>(slot + SLOT_STAMP, Ordering::Relaxed)
+                .unwrap_or(0);
             if let Some(b) = buf.as_deref_mut() {
                 self.copy_value(slot, b);
             }
             fence(Ordering::Acquire);
-            let s2 = load_u64(&self.region, slot + SLOT_SEQ, Ordering::Relaxed).unwrap_or(0);
+            let s2 = self
+                .region
+                .load_le::<u64>(slot + SLOT_SEQ, Ordering::Relaxed)
+                .unwrap_or(0);
             if !self.observe(w, s2) {
                 return Slot::Broken;
             }
@@ -962,7 +985,10 @@ impl Reader {
                 continue;
             }
             let slot = self.params.writer_slot(w);
-            let s = load_u64(&self.region, slot + SLOT_SEQ, Ordering::Acquire).unwrap_or(0);
+            let s = self
+                .region
+                .load_le::<u64>(slot + SLOT_SEQ, Ordering::Acquire)
+                .unwrap_or(0);
             let was_contended = self.last_contended & bit(w) != 0;
             let was_last = self.last.is_some_and(|l| l.writer == w);
             if !self.observe(w, s) {
@@ -1011,12 +1037,9 @@ impl Reader {
     /// a full fence and re-checks with [`Reader::changed`]. `true`: nothing new, block
     /// until notified (then read again); `false`: something changed (flag cleared).
     pub fn prepare_wait(&mut self) -> bool {
-        let _ = store_u32(
-            &self.region,
-            self.line + SIDE_FLAGS,
-            NEED_WAKEUP,
-            Ordering::SeqCst,
-        );
+        let _ = self
+            .region
+            .store_le::<u32>(self.line + SIDE_FLAGS, NEED_WAKEUP, Ordering::SeqCst);
         self.waiting = true;
         fence(Ordering::SeqCst);
         if self.changed() {

@@ -46,9 +46,8 @@
 //! only if it returns `true`; any wake-up may be spurious or coalesced.
 
 use crate::header::{
-    self, field, load_u32, load_u64, store_u32, store_u64, Field, HeaderError, Layout, Side,
-    SideStatus, State, Wakeups, DATA_MIN_OFFSET, LINE, MAX_MEMBERS, NEED_WAKEUP, PROTO_LOG,
-    SIDE_FLAGS, SIDE_STATE,
+    self, field, Field, HeaderError, Layout, Side, SideStatus, State, Wakeups, DATA_MIN_OFFSET,
+    LINE, MAX_MEMBERS, NEED_WAKEUP, PROTO_LOG, SIDE_FLAGS, SIDE_STATE,
 };
 use core::fmt;
 use core::sync::atomic::{fence, Ordering};
@@ -331,20 +330,6 @@ fn zero_lines(region: &Region, off: usize, lines: usize) {
     }
 }
 
-/// Stores 8 payload bytes, in memory order, as one relaxed atomic word.
-fn store_bytes8(region: &Region, off: usize, bytes: [u8; 8]) {
-    if let Some(a) = region.atomic_u64(off) {
-        a.store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
-    }
-}
-
-/// Loads 8 payload bytes, in memory order, as one relaxed atomic word.
-fn load_bytes8(region: &Region, off: usize) -> [u8; 8] {
-    region
-        .atomic_u64(off)
-        .map_or([0; 8], |a| a.load(Ordering::Relaxed).to_ne_bytes())
-}
-
 /// The writer of a log.
 pub struct Writer {
     region: Region,
@@ -387,22 +372,27 @@ impl Writer {
             Err(e) => return Err(e),
             Ok(()) => false,
         };
-        let own = load_u32(&region, OFF_SLOT_SIZE, Ordering::Acquire).ok_or(bad)? as usize;
+        let own = region
+            .load_le::<u32>(OFF_SLOT_SIZE, Ordering::Acquire)
+            .ok_or(bad)? as usize;
         let head = if fresh || own == 0 {
             // Fresh region, or a writer died while initialising (no reader attaches
             // before the slot size is published): (re)do the protocol's part of init.
-            store_u64(&region, OFF_HEAD, 0, Ordering::Relaxed).ok_or(bad)?;
+            region
+                .store_le::<u64>(OFF_HEAD, 0, Ordering::Relaxed)
+                .ok_or(bad)?;
             zero_lines(&region, READERS_OFFSET, readers);
             let slots = layout.data_size / slot_size;
             for i in 0..slots {
-                let _ = store_u64(
-                    &region,
+                let _ = region.store_le::<u64>(
                     layout.data_offset + i * slot_size + SLOT_STAMP,
                     0,
                     Ordering::Relaxed,
                 );
             }
-            store_u32(&region, OFF_SLOT_SIZE, slot_size as u32, Ordering::Release).ok_or(bad)?;
+            region
+                .store_le::<u32>(OFF_SLOT_SIZE, slot_size as u32, Ordering::Release)
+                .ok_or(bad)?;
             0
         } else {
             if !slot_size_ok(own, layout.data_size) {
@@ -414,13 +404,17 @@ impl Writer {
                     requested: slot_size,
                 });
             }
-            let head = load_u64(&region, OFF_HEAD, Ordering::Acquire).ok_or(bad)?;
+            let head = region
+                .load_le::<u64>(OFF_HEAD, Ordering::Acquire)
+                .ok_or(bad)?;
             if head > MAX_HEAD {
                 return Err(HeaderError::BadOwnField.into());
             }
             head
         };
-        store_u32(&region, OFF_WRITER_FLAGS, 0, Ordering::Relaxed).ok_or(bad)?;
+        region
+            .store_le::<u32>(OFF_WRITER_FLAGS, 0, Ordering::Relaxed)
+            .ok_or(bad)?;
         let epoch = header::announce(&region, Side::Writer)?;
         Ok(Writer {
             region,
@@ -486,17 +480,21 @@ impl Writer {
         let r = &self.region;
         // Mark busy; the fence orders this store before every payload store below, so a
         // reader that reads any of the new bytes sees a changed stamp afterwards.
-        let _ = store_u64(r, slot + SLOT_STAMP, stamp_busy(seq), Ordering::Release);
+        let _ = r.store_le::<u64>(slot + SLOT_STAMP, stamp_busy(seq), Ordering::Release);
         fence(Ordering::Release);
-        let _ = store_u64(r, slot + SLOT_LEN, payload.len() as u64, Ordering::Relaxed);
+        let _ = r.store_le::<u64>(slot + SLOT_LEN, payload.len() as u64, Ordering::Relaxed);
         for (k, chunk) in payload.chunks(8).enumerate() {
             let mut w = [0u8; 8];
             w[..chunk.len()].copy_from_slice(chunk);
-            store_bytes8(r, slot + SLOT_PAYLOAD + 8 * k, w);
+            let _ = r.store_le(
+                slot + SLOT_PAYLOAD + 8 * k,
+                u64::from_le_bytes(w),
+                Ordering::Relaxed,
+            );
         }
-        let _ = store_u64(r, slot + SLOT_STAMP, stamp_done(seq), Ordering::Release);
+        let _ = r.store_le::<u64>(slot + SLOT_STAMP, stamp_done(seq), Ordering::Release);
         self.head = seq + 1;
-        let _ = store_u64(r, OFF_HEAD, self.head, Ordering::Release);
+        let _ = r.store_le::<u64>(OFF_HEAD, self.head, Ordering::Release);
         Ok(header::collect_wakeups(r, READERS_OFFSET, self.readers))
     }
 
@@ -577,7 +575,9 @@ impl Reader {
         }
         validate(&region, &layout, readers)?;
         let bad = HeaderError::BadRegion { len: region.len() };
-        let raw = load_u32(&region, OFF_SLOT_SIZE, Ordering::Acquire).ok_or(bad)?;
+        let raw = region
+            .load_le::<u32>(OFF_SLOT_SIZE, Ordering::Acquire)
+            .ok_or(bad)?;
         if raw == 0 {
             return Err(HeaderError::NotInitialized.into());
         }
@@ -602,7 +602,9 @@ impl Reader {
         }
         rd.mask = (layout.data_size / slot_size) as u64 - 1;
         rd.max = max_record(slot_size);
-        let saved = load_u64(&region, line + READER_CURSOR, Ordering::Relaxed).ok_or(bad)?;
+        let saved = region
+            .load_le::<u64>(line + READER_CURSOR, Ordering::Relaxed)
+            .ok_or(bad)?;
         if saved > MAX_HEAD {
             return Err(HeaderError::BadOwnField.into());
         }
@@ -613,7 +615,7 @@ impl Reader {
             Start::Resume if saved > head => return rd.fail(Broken::HeadWentBack(head)),
             Start::Resume => saved,
         };
-        let _ = store_u64(&region, line + READER_CURSOR, rd.cursor, Ordering::Relaxed);
+        let _ = region.store_le::<u64>(line + READER_CURSOR, rd.cursor, Ordering::Relaxed);
         rd.set_flags(0);
         rd.epoch = header::announce_line(&region, line)?;
         Ok(rd)
@@ -662,8 +664,7 @@ impl Reader {
     fn fail<T>(&mut self, b: Broken) -> Result<T, Error> {
         if self.broken.is_none() {
             self.broken = Some(b);
-            let _ = store_u32(
-                &self.region,
+            let _ = self.region.store_le::<u32>(
                 self.line + SIDE_STATE,
                 State::Broken as u32,
                 Ordering::Release,
@@ -680,7 +681,9 @@ impl Reader {
     }
 
     fn set_flags(&mut self, v: u32) {
-        let _ = store_u32(&self.region, self.line + SIDE_FLAGS, v, Ordering::SeqCst);
+        let _ = self
+            .region
+            .store_le::<u32>(self.line + SIDE_FLAGS, v, Ordering::SeqCst);
     }
 
     fn clear_wait(&mut self) {
@@ -693,7 +696,7 @@ impl Reader {
     /// Loads the head once (acquire) and checks `seen_head <= head <= MAX_HEAD`
     /// (`seen_head` is never below the cursor).
     fn head(&mut self) -> Result<u64, Error> {
-        let Some(h) = load_u64(&self.region, OFF_HEAD, Ordering::Acquire) else {
+        let Some(h) = self.region.load_le::<u64>(OFF_HEAD, Ordering::Acquire) else {
             return self.fail(Broken::HeadOutOfRange(0));
         };
         if h > MAX_HEAD {
@@ -711,7 +714,9 @@ impl Reader {
     }
 
     fn word(&self, off: usize) -> u64 {
-        load_u64(&self.region, off, Ordering::Relaxed).unwrap_or(0)
+        self.region
+            .load_le::<u64>(off, Ordering::Relaxed)
+            .unwrap_or(0)
     }
 
     /// Copies the next record into `buf` and returns it, or `Ok(None)` if there is none
@@ -736,7 +741,10 @@ impl Reader {
             }
             let seq = self.cursor;
             let slot = self.slot(seq);
-            let Some(stamp) = load_u64(&self.region, slot + SLOT_STAMP, Ordering::Acquire) else {
+            let Some(stamp) = self
+                .region
+                .load_le::<u64>(slot + SLOT_STAMP, Ordering::Acquire)
+            else {
                 return self.fail(Broken::BadStamp { seq, stamp: 0 });
             };
             if stamp == stamp_done(seq) {
@@ -747,7 +755,10 @@ impl Reader {
                 if copied {
                     let dst = &mut buf[..len as usize];
                     for (k, chunk) in dst.chunks_mut(8).enumerate() {
-                        let w = load_bytes8(&self.region, slot + SLOT_PAYLOAD + 8 * k);
+                        let w = self
+                            .region
+                            .load_le::<u64>(slot + SLOT_PAYLOAD + 8 * k, Ordering::Relaxed)
+                            .map_or([0; 8], u64::to_le_bytes);
                         chunk.copy_from_slice(&w[..chunk.len()]);
                     }
                 }
@@ -769,8 +780,7 @@ impl Reader {
                 }
                 self.cursor = seq + 1;
                 let missed = core::mem::take(&mut self.pending);
-                let _ = store_u64(
-                    &self.region,
+                let _ = self.region.store_le::<u64>(
                     self.line + READER_CURSOR,
                     self.cursor,
                     Ordering::Relaxed,

@@ -68,8 +68,7 @@
 //! re-check the queue after every one.
 
 use crate::header::{
-    self, field, load_u32, load_u64, store_u32, store_u64, Field, HeaderError, Layout, Side,
-    SideStatus, State, DATA_MIN_OFFSET, PROTO_QUEUE,
+    self, field, Field, HeaderError, Layout, Side, SideStatus, State, DATA_MIN_OFFSET, PROTO_QUEUE,
 };
 use core::fmt;
 use core::sync::atomic::{fence, Ordering};
@@ -270,7 +269,9 @@ fn data_at(cap: u64, index: u64) -> usize {
 /// Loads the header at byte index `index` (acquire): `(length, stamp)`. A header that
 /// cannot be read (impossible once attached) reads as zero, i.e. not committed.
 fn load_header(region: &Region, cap: u64, index: u64) -> (u32, u32) {
-    let w = load_u64(region, data_at(cap, index), Ordering::Acquire).unwrap_or(0);
+    let w = region
+        .load_le::<u64>(data_at(cap, index), Ordering::Acquire)
+        .unwrap_or(0);
     (w as u32, (w >> 32) as u32)
 }
 
@@ -424,7 +425,9 @@ impl Core {
     }
 
     fn set_own_flags(&mut self, v: u32) {
-        let _ = store_u32(&self.region, self.own_flags(), v, Ordering::SeqCst);
+        let _ = self
+            .region
+            .store_le::<u32>(self.own_flags(), v, Ordering::SeqCst);
     }
 
     fn clear_wait(&mut self) {
@@ -437,7 +440,7 @@ impl Core {
     /// Reads the peer's index once and checks it is aligned, within `lo..=hi` and, if
     /// `seen` is in that window too, not behind `seen` (all wrapping, relative to `lo`).
     fn peer_index(&mut self, off: usize, lo: u64, seen: u64, hi: u64) -> Result<u64, Error> {
-        let Some(idx) = load_u64(&self.region, off, Ordering::Acquire) else {
+        let Some(idx) = self.region.load_le::<u64>(off, Ordering::Acquire) else {
             return self.fail(Broken::IndexOutOfRange(0));
         };
         if idx % RECORD_ALIGN as u64 != 0 {
@@ -456,7 +459,10 @@ impl Core {
     /// Full fence, then the peer's NEED_WAKEUP flag (validated).
     fn peer_wants_wakeup(&mut self) -> Result<bool, Error> {
         fence(Ordering::SeqCst);
-        let flags = load_u32(&self.region, self.peer_flags(), Ordering::Relaxed).unwrap_or(0);
+        let flags = self
+            .region
+            .load_le::<u32>(self.peer_flags(), Ordering::Relaxed)
+            .unwrap_or(0);
         if flags & !NEED_WAKEUP != 0 {
             return self.fail(Broken::BadFlags(flags));
         }
@@ -495,7 +501,8 @@ impl Core {
     /// Stores the own index `idx` (release), without the wake-up check (that follows at
     /// the next flush).
     fn publish(&mut self, idx: u64) {
-        store_u64(&self.region, self.own_index(), idx, Ordering::Release);
+        self.region
+            .store_le::<u64>(self.own_index(), idx, Ordering::Release);
         self.published = idx;
         self.unchecked = true;
     }
@@ -521,7 +528,10 @@ impl Core {
             return Ok(false);
         }
         if self.side == Side::Reader {
-            let wake = load_u64(&self.region, OFF_WAKE_TAIL, Ordering::Relaxed).unwrap_or(0);
+            let wake = self
+                .region
+                .load_le::<u64>(OFF_WAKE_TAIL, Ordering::Relaxed)
+                .unwrap_or(0);
             return Ok((idx.wrapping_sub(wake) as i64) >= 0);
         }
         Ok(true)
@@ -572,7 +582,9 @@ impl Producer {
     /// previous incarnation committed but did not publish (`QueueTx::open` does).
     pub fn attach(region: Region) -> Result<Producer, Error> {
         let mut core = Core::attach(region, Side::Writer)?;
-        let published = load_u64(&region, OFF_HEAD, Ordering::Acquire).unwrap_or(u64::MAX);
+        let published = region
+            .load_le::<u64>(OFF_HEAD, Ordering::Acquire)
+            .unwrap_or(u64::MAX);
         if published % RECORD_ALIGN as u64 != 0 {
             return Err(Error::Header(HeaderError::BadOwnField));
         }
@@ -594,7 +606,7 @@ impl Producer {
             let _ = region.write_bytes(data_at(cap, head), &[0; RECORD_HEADER]);
         }
         if head != published {
-            store_u64(&region, OFF_HEAD, head, Ordering::Release);
+            region.store_le::<u64>(OFF_HEAD, head, Ordering::Release);
         }
         core.published = head;
         core.set_own_flags(0);
@@ -742,7 +754,9 @@ impl Producer {
         // Hysteresis: ask to be woken only once half the queue is free, so a slow
         // consumer sends one notification per half queue rather than one per message.
         let wake = self.head.wrapping_sub(self.core.cap / 2);
-        store_u64(&self.core.region, OFF_WAKE_TAIL, wake, Ordering::Relaxed);
+        self.core
+            .region
+            .store_le::<u64>(OFF_WAKE_TAIL, wake, Ordering::Relaxed);
         self.core.set_own_flags(NEED_WAKEUP);
         self.core.waiting = true;
         fence(Ordering::SeqCst);
@@ -830,8 +844,7 @@ impl Grant<'_> {
         let len = self.len as u32;
         // All three writes are in bounds (positions below `cap`, 8-aligned).
         if self.skip > 0 {
-            let _ = store_u64(
-                &r,
+            let _ = r.store_le::<u64>(
                 data_at(cap, at),
                 header_word(len, stamp(at)),
                 Ordering::Relaxed,
@@ -844,8 +857,7 @@ impl Grant<'_> {
         // nightlies (atomic store after a partial payload write over an earlier header).
         let _ = r.write_bytes(data_at(cap, end), &[0; RECORD_HEADER]);
         let first = if self.skip > 0 { WRAP } else { len };
-        let _ = store_u64(
-            &r,
+        let _ = r.store_le::<u64>(
             data_at(cap, head),
             header_word(first, stamp(head)),
             Ordering::Release,
@@ -900,7 +912,9 @@ impl Consumer {
     /// the tail in shared memory (consumer restart).
     pub fn attach(region: Region) -> Result<Consumer, Error> {
         let mut core = Core::attach(region, Side::Reader)?;
-        let tail = load_u64(&region, OFF_TAIL, Ordering::Acquire).unwrap_or(u64::MAX);
+        let tail = region
+            .load_le::<u64>(OFF_TAIL, Ordering::Acquire)
+            .unwrap_or(u64::MAX);
         if tail % RECORD_ALIGN as u64 != 0 {
             return Err(Error::Header(HeaderError::BadOwnField));
         }

@@ -44,7 +44,7 @@ fn producer(n: u64) {
         tx.send(&buf)
             .unwrap_or_else(|e| fail(&format!("send {seq}: {e}")));
     }
-    let done = progress.region().atomic_u64(8).expect("progress word");
+    let done = progress.region().atomic::<u64>(8).expect("progress word");
     while done.load(SeqCst) == 0 {
         wait(&progress);
     }
@@ -69,8 +69,8 @@ fn consumer(n: u64, crash_every: u64) {
     let p = connect();
     let progress = open(&p, "progress");
     progress.clear_initial();
-    let checkpoint = progress.region().atomic_u64(0).expect("progress word");
-    let done = progress.region().atomic_u64(8).expect("progress word");
+    let checkpoint = progress.region().atomic::<u64>(0).expect("progress word");
+    let done = progress.region().atomic::<u64>(8).expect("progress word");
     // Blocks until the producer has initialised the queue.
     let mut rx = QueueRx::open(&p, "stream").unwrap_or_else(|e| fail(&format!("open: {e}")));
     let mut expect = checkpoint.load(SeqCst) + 1;

@@ -39,7 +39,7 @@ fn bank_off(r: &Region, readers: usize, v: u64) -> usize {
 }
 
 fn put64(r: &Region, off: usize, v: u64) {
-    store_u64(r, off, v, Ordering::SeqCst).unwrap();
+    r.store_le::<u64>(off, v, Ordering::SeqCst).unwrap();
 }
 
 /// The size of the atomic the protocol uses for the word at `off`: 4 for state and flags
@@ -72,7 +72,7 @@ fn poke(r: &Region, readers: usize, off: usize, bytes: &[u8]) {
         let word = at & !(size - 1);
         let mut b = [0u8; 8];
         if size == 4 {
-            let a = r.atomic_u32(word).unwrap();
+            let a = r.atomic::<u32>(word).unwrap();
             b[..4].copy_from_slice(&a.load(Ordering::SeqCst).to_ne_bytes());
             while i < bytes.len() && off + i < word + 4 {
                 b[off + i - word] = bytes[i];
@@ -83,7 +83,7 @@ fn poke(r: &Region, readers: usize, off: usize, bytes: &[u8]) {
                 Ordering::SeqCst,
             );
         } else {
-            let a = r.atomic_u64(word).unwrap();
+            let a = r.atomic::<u64>(word).unwrap();
             b.copy_from_slice(&a.load(Ordering::SeqCst).to_ne_bytes());
             while i < bytes.len() && off + i < word + 8 {
                 b[off + i - word] = bytes[i];
@@ -274,13 +274,16 @@ fn publish_read_versions_and_sizes() {
     assert_eq!(&small_buf[..5], b"short");
     // The bank layout: version v in bank v mod 2, with the documented checksum.
     let bank = bank_off(&r, READERS, 43);
-    assert_eq!(load_u64(&r, bank + BANK_STAMP, Ordering::SeqCst), Some(43));
-    assert_eq!(load_u32(&r, bank + BANK_LEN, Ordering::SeqCst), Some(5));
     assert_eq!(
-        load_u32(&r, bank + BANK_CRC, Ordering::SeqCst),
+        r.load_le::<u64>(bank + BANK_STAMP, Ordering::SeqCst),
+        Some(43)
+    );
+    assert_eq!(r.load_le::<u32>(bank + BANK_LEN, Ordering::SeqCst), Some(5));
+    assert_eq!(
+        r.load_le::<u32>(bank + BANK_CRC, Ordering::SeqCst),
         checksum(43, b"short")
     );
-    assert_eq!(load_u64(&r, OFF_CURRENT, Ordering::SeqCst), Some(43));
+    assert_eq!(r.load_le::<u64>(OFF_CURRENT, Ordering::SeqCst), Some(43));
     let mut p = [0u8; 8];
     r.read_bytes(bank + BANK_PAYLOAD, &mut p).unwrap();
     assert_eq!(&p, b"short\0\0\0", "the last word is zero-padded");
@@ -291,9 +294,9 @@ fn publish_read_versions_and_sizes() {
 fn half_write(r: &Region, readers: usize, v: u64, data: &[u8]) {
     let bank = bank_off(r, readers, v);
     put64(r, bank + BANK_STAMP, BUSY);
-    store_u32(r, bank + BANK_LEN, data.len() as u32, Ordering::SeqCst).unwrap();
-    store_u32(
-        r,
+    r.store_le::<u32>(bank + BANK_LEN, data.len() as u32, Ordering::SeqCst)
+        .unwrap();
+    r.store_le::<u32>(
         bank + BANK_CRC,
         checksum(v, data).unwrap(),
         Ordering::SeqCst,
@@ -411,9 +414,9 @@ fn versions_exhausted() {
     // Forge a restart at the last usable version (an even one lives in bank 0).
     let last = BUSY - 1;
     let bank = bank_off(&r, READERS, last);
-    store_u32(&r, bank + BANK_LEN, 0, Ordering::SeqCst).unwrap();
-    store_u32(
-        &r,
+    r.store_le::<u32>(bank + BANK_LEN, 0, Ordering::SeqCst)
+        .unwrap();
+    r.store_le::<u32>(
         bank + BANK_CRC,
         checksum(last, b"").unwrap(),
         Ordering::SeqCst,
@@ -476,14 +479,20 @@ fn hostile_writer_cases() {
     });
     // The checksum covers the length: a shorter length with the old checksum fails.
     corrupt_reader_view(
-        |r| store_u32(r, b0 + BANK_LEN, 99, Ordering::SeqCst).unwrap(),
+        |r| {
+            r.store_le::<u32>(b0 + BANK_LEN, 99, Ordering::SeqCst)
+                .unwrap()
+        },
         Broken::Checksum {
             stored: checksum(2, &blob(2, 100)).unwrap(),
             computed: checksum(2, &blob(2, 100)[..99]).unwrap(),
         },
     );
     corrupt_reader_view(
-        |r| store_u32(r, b0 + BANK_LEN, CAP as u32 + 1, Ordering::SeqCst).unwrap(),
+        |r| {
+            r.store_le::<u32>(b0 + BANK_LEN, CAP as u32 + 1, Ordering::SeqCst)
+                .unwrap()
+        },
         Broken::BadLength(CAP as u32 + 1),
     );
     corrupt_reader_view(|r| put64(r, b0 + BANK_STAMP, BUSY), Broken::BankStamp(BUSY));
@@ -521,7 +530,8 @@ fn hostile_reader_costs_only_spurious_wakeups() {
         "spurious wake-up of reader 1 only"
     );
     // Undefined flag bits alone ask for nothing.
-    store_u32(&r, reader_line(1) + SIDE_FLAGS, 6, Ordering::SeqCst).unwrap();
+    r.store_le::<u32>(reader_line(1) + SIDE_FLAGS, 6, Ordering::SeqCst)
+        .unwrap();
     assert!(w.publish(b"cfg2").unwrap().1.is_empty());
     let mut buf = [0u8; 8];
     assert_eq!(good.read(&mut buf).unwrap().unwrap().version, 2);
@@ -870,7 +880,7 @@ fn worked_example_from_the_spec() {
     assert_eq!(&c[0x28..0x30], &0x5a72_0051_6604_0e0du64.to_le_bytes());
     let mut rd = Reader::attach(r, 2, 1).unwrap();
     assert_eq!(
-        load_u32(&r, 0x100, Ordering::SeqCst),
+        r.load_le::<u32>(0x100, Ordering::SeqCst),
         Some(State::Ready as u32)
     );
     assert_eq!(w.publish(b"123456789").unwrap().0, 1);
@@ -881,16 +891,20 @@ fn worked_example_from_the_spec() {
         &[1, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0xe0, 0x6a, 0x1c, 0x28]
     );
     assert_eq!(&bank1[0x40..], b"123456789\0\0\0\0\0\0\0");
-    assert_eq!(load_u64(&r, 0x50, Ordering::SeqCst), Some(1));
+    assert_eq!(r.load_le::<u64>(0x50, Ordering::SeqCst), Some(1));
     let mut buf = [0u8; 16];
     assert_eq!(
         rd.read(&mut buf).unwrap().unwrap(),
         Blob { version: 1, len: 9 }
     );
-    assert_eq!(load_u64(&r, 0x110, Ordering::SeqCst), Some(1), "last_read");
+    assert_eq!(
+        r.load_le::<u64>(0x110, Ordering::SeqCst),
+        Some(1),
+        "last_read"
+    );
     w.publish(b"two").unwrap();
     assert_eq!(
-        load_u64(&r, 0x140, Ordering::SeqCst),
+        r.load_le::<u64>(0x140, Ordering::SeqCst),
         Some(2),
         "bank 0 stamp"
     );

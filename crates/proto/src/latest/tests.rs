@@ -37,11 +37,13 @@ fn region_for(writers: usize, readers: usize, value_size: usize) -> Mem {
 }
 
 fn seq_of(r: &Region, p: &Params, w: usize) -> u64 {
-    load_u64(r, p.writer_slot(w) + SLOT_SEQ, Ordering::SeqCst).unwrap()
+    r.load_le::<u64>(p.writer_slot(w) + SLOT_SEQ, Ordering::SeqCst)
+        .unwrap()
 }
 
 fn set_seq(r: &Region, p: &Params, w: usize, s: u64) {
-    store_u64(r, p.writer_slot(w) + SLOT_SEQ, s, Ordering::SeqCst).unwrap();
+    r.store_le::<u64>(p.writer_slot(w) + SLOT_SEQ, s, Ordering::SeqCst)
+        .unwrap();
 }
 
 #[test]
@@ -131,9 +133,9 @@ fn init_attach_and_param_mismatch() {
     );
     assert_eq!(rd.params(), w1.params());
     // The parameter line holds what writer 0 recorded.
-    assert_eq!(load_u32(&r, OFF_VALUE_SIZE, Ordering::SeqCst), Some(8));
-    assert_eq!(load_u32(&r, OFF_WRITERS, Ordering::SeqCst), Some(2));
-    assert_eq!(load_u32(&r, OFF_READERS, Ordering::SeqCst), Some(3));
+    assert_eq!(r.load_le::<u32>(OFF_VALUE_SIZE, Ordering::SeqCst), Some(8));
+    assert_eq!(r.load_le::<u32>(OFF_WRITERS, Ordering::SeqCst), Some(2));
+    assert_eq!(r.load_le::<u32>(OFF_READERS, Ordering::SeqCst), Some(3));
     // Another value size: another data area, reported as a parameter mismatch.
     let want = Params::new(2, 3, 8).unwrap();
     assert_eq!(
@@ -198,7 +200,7 @@ fn initialiser_died_before_parameters() {
     let mut w0 = Writer::attach(r, 2, 1, 0, 8).unwrap();
     w0.publish(5, &[5; 8]).unwrap();
     // As if writer 0 died after the header but before the parameters.
-    store_u32(&r, OFF_WRITERS, 0, Ordering::SeqCst).unwrap();
+    r.store_le::<u32>(OFF_WRITERS, 0, Ordering::SeqCst).unwrap();
     let nini = Error::Header(HeaderError::NotInitialized);
     assert_eq!(Reader::attach(r, 2, 1, 0, 8).unwrap_err(), nini);
     assert_eq!(Writer::attach(r, 2, 1, 1, 8).unwrap_err(), nini);
@@ -236,7 +238,7 @@ fn publish_and_read() {
     // In memory: seq, stamp, value, zero padding.
     assert_eq!(seq_of(&r, &p, 0), 2);
     assert_eq!(
-        load_u64(&r, p.writer_slot(0) + SLOT_STAMP, Ordering::SeqCst),
+        r.load_le::<u64>(p.writer_slot(0) + SLOT_STAMP, Ordering::SeqCst),
         Some(100)
     );
     let mut raw = [0u8; 16];
@@ -375,15 +377,11 @@ fn die_mid_write(r: &Region, p: &Params, w: usize, garbage: &[u8]) {
     // Whole words (as the writer stores them), the first half of the value.
     for (i, word) in garbage.chunks_exact(8).take(garbage.len() / 16).enumerate() {
         let v = u64::from_le_bytes(word.try_into().unwrap());
-        store_u64(
-            r,
-            p.writer_slot(w) + SLOT_VALUE + 8 * i,
-            v,
-            Ordering::SeqCst,
-        )
-        .unwrap();
+        r.store_le::<u64>(p.writer_slot(w) + SLOT_VALUE + 8 * i, v, Ordering::SeqCst)
+            .unwrap();
     }
-    store_u64(r, p.writer_slot(w) + SLOT_STAMP, u64::MAX, Ordering::SeqCst).unwrap();
+    r.store_le::<u64>(p.writer_slot(w) + SLOT_STAMP, u64::MAX, Ordering::SeqCst)
+        .unwrap();
 }
 
 #[test]
@@ -532,9 +530,11 @@ fn wakeups_only_when_a_reader_waits() {
     assert!(w1.publish(16, &[8; 8]).unwrap().is_empty());
     // Hostile readers can only cause spurious notifications: unknown bits are ignored.
     let p = w0.params();
-    store_u32(&r, p.reader_line(1) + SIDE_FLAGS, 6, Ordering::SeqCst).unwrap();
+    r.store_le::<u32>(p.reader_line(1) + SIDE_FLAGS, 6, Ordering::SeqCst)
+        .unwrap();
     assert!(w0.publish(17, &[9; 8]).unwrap().is_empty());
-    store_u32(&r, p.reader_line(1) + SIDE_FLAGS, 7, Ordering::SeqCst).unwrap();
+    r.store_le::<u32>(p.reader_line(1) + SIDE_FLAGS, 7, Ordering::SeqCst)
+        .unwrap();
     assert_eq!(w0.publish(18, &[9; 8]).unwrap(), Wakeups(0b010));
 }
 
@@ -585,13 +585,8 @@ fn sequence_going_back_marks_the_writer_broken() {
     assert_eq!(rd.read_latest(&mut buf).unwrap().unwrap().writer, 1);
     // Hostile writer 1 rewinds its sequence word (and puts a huge stamp in).
     set_seq(&r, &p, 1, 2);
-    store_u64(
-        &r,
-        p.writer_slot(1) + SLOT_STAMP,
-        u64::MAX,
-        Ordering::SeqCst,
-    )
-    .unwrap();
+    r.store_le::<u64>(p.writer_slot(1) + SLOT_STAMP, u64::MAX, Ordering::SeqCst)
+        .unwrap();
     let why = Broken::SeqWentBack { seen: 4, found: 2 };
     assert!(rd.changed(), "the last sample's writer broke");
     let s = rd.read_latest(&mut buf).unwrap().unwrap();
@@ -853,15 +848,15 @@ proptest! {
         for (op, target, x, at) in steps {
             // The hostile writer scribbles on its own slot.
             match target {
-                0 => { store_u64(&r, hslot + SLOT_SEQ, x, Ordering::SeqCst); }
-                1 => { store_u64(&r, hslot + SLOT_SEQ, x & 0xff, Ordering::SeqCst); }
-                2 => { store_u64(&r, hslot + SLOT_STAMP, x, Ordering::SeqCst); }
+                0 => { r.store_le::<u64>(hslot + SLOT_SEQ, x, Ordering::SeqCst); }
+                1 => { r.store_le::<u64>(hslot + SLOT_SEQ, x & 0xff, Ordering::SeqCst); }
+                2 => { r.store_le::<u64>(hslot + SLOT_STAMP, x, Ordering::SeqCst); }
                 3 => { r.write_bytes(hslot + scribble_at(at, p.slot_stride() - 7), &x.to_le_bytes()).unwrap(); }
                 4 => { let _ = ws[hostile].publish(x, &value(hostile, x, VS)); }
                 5 => {
                     // The u32 state and flags words (natively also u32 halves of the epoch).
                     let off = if cfg!(miri) { (at % 2) * 4 } else { (at % 4) * 4 };
-                    store_u32(&r, hslot + off, x as u32, Ordering::SeqCst);
+                    r.store_le::<u32>(hslot + off, x as u32, Ordering::SeqCst);
                 }
                 _ => {}
             }
@@ -899,7 +894,7 @@ proptest! {
                             prop_assert!(s.contended.0 & !(1 << hostile) == 0);
                             // The hostile slot was left out, or empty, or ranks below.
                             let hs = seq_of(&r, &p, hostile);
-                            let st = load_u64(&r, hslot + SLOT_STAMP, Ordering::SeqCst).unwrap();
+                            let st = r.load_le::<u64>(hslot + SLOT_STAMP, Ordering::SeqCst).unwrap();
                             prop_assert!(
                                 s.contended.contains(hostile)
                                     || rd.broken(hostile).is_some()
@@ -912,7 +907,7 @@ proptest! {
                             // The hostile slot's current content, consistently read.
                             prop_assert_eq!(s.seq, seq_of(&r, &p, hostile));
                             prop_assert_eq!(s.seq & 1, 0);
-                            let st = load_u64(&r, hslot + SLOT_STAMP, Ordering::SeqCst).unwrap();
+                            let st = r.load_le::<u64>(hslot + SLOT_STAMP, Ordering::SeqCst).unwrap();
                             prop_assert_eq!(s.stamp, st);
                             let mut raw = [0u8; VS];
                             r.read_bytes(hslot + SLOT_VALUE, &mut raw).unwrap();

@@ -40,7 +40,7 @@ fn slot_off(seq: u64) -> usize {
 }
 
 fn put64(r: &Region, off: usize, v: u64) {
-    store_u64(r, off, v, Ordering::SeqCst).unwrap();
+    r.store_le::<u64>(off, v, Ordering::SeqCst).unwrap();
 }
 
 #[test]
@@ -101,11 +101,7 @@ fn append_read_in_order_across_wraps() {
     assert_eq!(r0.position(), 99);
     // The saved cursor is in the reader's line.
     assert_eq!(
-        load_u64(
-            &mem.region(),
-            reader_line(0) + READER_CURSOR,
-            Ordering::SeqCst
-        ),
+        (mem.region()).load_le::<u64>(reader_line(0) + READER_CURSOR, Ordering::SeqCst),
         Some(99)
     );
     // Slot layout: stamp, length, payload at the documented offsets.
@@ -354,7 +350,8 @@ fn wakeups_only_for_waiting_readers() {
     let line = reader_line(2);
     reg.write_bytes(line, &[0xff; 64]).unwrap();
     assert_eq!(w.append(b"h"), Ok(Wakeups(0b100)));
-    store_u32(&reg, line + 4, 0xfffe, Ordering::SeqCst).unwrap();
+    reg.store_le::<u32>(line + 4, 0xfffe, Ordering::SeqCst)
+        .unwrap();
     assert_eq!(w.append(b"i"), Ok(Wakeups(0)));
 }
 
@@ -413,7 +410,8 @@ fn attach_errors() {
         }
     );
     // Own fields corrupt.
-    store_u32(&reg, OFF_SLOT_SIZE, 96, Ordering::SeqCst).unwrap();
+    reg.store_le::<u32>(OFF_SLOT_SIZE, 96, Ordering::SeqCst)
+        .unwrap();
     assert_eq!(
         Writer::attach(reg, READERS, SLOT).unwrap_err(),
         Error::Header(HeaderError::BadOwnField)
@@ -427,7 +425,8 @@ fn attach_errors() {
         header::line_status(&reg, reader_line(0)).unwrap().state,
         Some(State::Broken)
     );
-    store_u32(&reg, OFF_SLOT_SIZE, SLOT as u32, Ordering::SeqCst).unwrap();
+    reg.store_le::<u32>(OFF_SLOT_SIZE, SLOT as u32, Ordering::SeqCst)
+        .unwrap();
     put64(&reg, OFF_HEAD, MAX_HEAD + 1);
     assert_eq!(
         Writer::attach(reg, READERS, SLOT).unwrap_err(),
@@ -467,7 +466,7 @@ fn writer_died_while_initialising() {
         Error::Header(HeaderError::NotInitialized)
     );
     let mut w = writer(&mem);
-    assert_eq!(load_u64(&reg, slot_off(3), Ordering::SeqCst), Some(0));
+    assert_eq!(reg.load_le::<u64>(slot_off(3), Ordering::SeqCst), Some(0));
     let mut r = reader(&mem, 0, Start::Resume);
     assert_eq!((r.position(), r.epoch()), (0, 1));
     w.append(b"ok").unwrap();
@@ -724,12 +723,12 @@ proptest! {
             // The hostile writer scribbles on memory it owns: its line, the header, the
             // ring (stamps, lengths, payload).
             let slot = data_offset(READERS) + (at & !7);
-            let head = load_u64(&reg, OFF_HEAD, Ordering::SeqCst).unwrap();
+            let head = reg.load_le::<u64>(OFF_HEAD, Ordering::SeqCst).unwrap();
             match target {
                 0 => put64(&reg, OFF_HEAD, value),
                 1 => put64(&reg, OFF_HEAD, head.wrapping_add(value % 24)),
                 2 => put64(&reg, OFF_HEAD, head.wrapping_sub(value % 4)),
-                3 => { store_u32(&reg, OFF_SLOT_SIZE, value as u32, Ordering::SeqCst); }
+                3 => { reg.store_le::<u32>(OFF_SLOT_SIZE, value as u32, Ordering::SeqCst); }
                 4 => reg.write_bytes(0x40 + ((at % 64) & !7), &value.to_le_bytes()).unwrap(),
                 5 => reg.write_bytes((value % 0x40) as usize & !7, &value.to_le_bytes()).unwrap(),
                 6 | 7 => {
@@ -904,13 +903,13 @@ fn worked_example() {
             0
         ]
     );
-    assert_eq!(load_u64(&reg, 0x50, Ordering::SeqCst), Some(10));
-    assert_eq!(load_u64(&reg, 0x180, Ordering::SeqCst), Some(6));
+    assert_eq!(reg.load_le::<u64>(0x50, Ordering::SeqCst), Some(10));
+    assert_eq!(reg.load_le::<u64>(0x180, Ordering::SeqCst), Some(6));
     let mut r = Reader::attach(reg, 1, 0, Start::Resume).unwrap();
     let mut buf = [0u8; 48];
     let g = r.read(&mut buf).unwrap().unwrap();
     assert_eq!((g.seq, g.missed), (2, 2));
-    assert_eq!(load_u64(&reg, 0xd0, Ordering::SeqCst), Some(3));
+    assert_eq!(reg.load_le::<u64>(0xd0, Ordering::SeqCst), Some(3));
     let mut returned = 1;
     while let Some(g) = r.read(&mut buf).unwrap() {
         assert_eq!(g.missed, 0);

@@ -30,11 +30,15 @@ fn data8(mem: &Mem, pos: usize) -> [u8; 8] {
 }
 
 fn shared_head(mem: &Mem) -> u64 {
-    load_u64(&mem.region(), OFF_HEAD, Ordering::SeqCst).unwrap()
+    (mem.region())
+        .load_le::<u64>(OFF_HEAD, Ordering::SeqCst)
+        .unwrap()
 }
 
 fn shared_tail(mem: &Mem) -> u64 {
-    load_u64(&mem.region(), OFF_TAIL, Ordering::SeqCst).unwrap()
+    (mem.region())
+        .load_le::<u64>(OFF_TAIL, Ordering::SeqCst)
+        .unwrap()
 }
 
 fn msg(n: u32, len: usize) -> Vec<u8> {
@@ -147,7 +151,7 @@ fn wrap_marker_is_written_and_skipped() {
     let r = c.recv(&mut buf).unwrap().unwrap();
     assert_eq!(&buf[..r.len], &[3; 40]);
     assert_eq!(
-        load_u64(&mem.region(), OFF_TAIL, Ordering::SeqCst),
+        (mem.region()).load_le::<u64>(OFF_TAIL, Ordering::SeqCst),
         Some(256 + 48)
     );
 }
@@ -276,7 +280,7 @@ fn attach_errors() {
     let m2 = Mem::new(SMALL);
     let r2 = m2.region();
     Producer::attach(r2).unwrap();
-    store_u64(&r2, OFF_TAIL, 3, Ordering::SeqCst).unwrap();
+    r2.store_le::<u64>(OFF_TAIL, 3, Ordering::SeqCst).unwrap();
     assert_eq!(
         Consumer::attach(r2).unwrap_err(),
         Error::Header(HeaderError::BadOwnField)
@@ -334,7 +338,7 @@ fn put_header(pos: usize, len: u32, index: u64) -> impl FnOnce(&Region) {
 #[test]
 fn hostile_producer_cases() {
     let put =
-        |off: usize, v: u64| move |r: &Region| store_u64(r, off, v, Ordering::SeqCst).unwrap();
+        |off: usize, v: u64| move |r: &Region| r.store_le::<u64>(off, v, Ordering::SeqCst).unwrap();
     // Record headers carrying the right stamp but malformed.
     corrupt_consumer_view(put_header(0, 121, 0), Broken::BadRecord(121));
     // Past the published head the consumer has seen (16 bytes).
@@ -390,7 +394,9 @@ fn hostile_producer_cases() {
         let (mut p, mut c) = pair(&mem);
         p.send(b"hello").unwrap();
         c.recv(&mut [0u8; 8]).unwrap().unwrap();
-        store_u64(&mem.region(), OFF_HEAD, v, Ordering::SeqCst).unwrap();
+        (mem.region())
+            .store_le::<u64>(OFF_HEAD, v, Ordering::SeqCst)
+            .unwrap();
         // `recv` does not read the head ...
         assert_eq!(c.recv(&mut [0u8; 8]), Ok(None));
         // ... `prepare_wait` does, when no stamp is at the tail.
@@ -414,7 +420,9 @@ fn hostile_producer_cases() {
     p.send(b"x").unwrap();
     p.send(b"y").unwrap();
     let mut c = Consumer::attach(mem.region()).unwrap(); // sees head 32
-    store_u64(&mem.region(), OFF_HEAD, 16, Ordering::SeqCst).unwrap();
+    (mem.region())
+        .store_le::<u64>(OFF_HEAD, 16, Ordering::SeqCst)
+        .unwrap();
     // The records are consumed by their stamps; the regression is found when the
     // consumer next looks at the head (no stamp at its tail).
     c.recv(&mut [0u8; 8]).unwrap().unwrap();
@@ -430,7 +438,9 @@ fn hostile_producer_cases() {
     // Undefined flag bits from the consumer, seen by the producer.
     let mem = Mem::new(SMALL);
     let (mut p, _c) = pair(&mem);
-    store_u32(&mem.region(), OFF_CONSUMER_FLAGS, 6, Ordering::SeqCst).unwrap();
+    (mem.region())
+        .store_le::<u32>(OFF_CONSUMER_FLAGS, 6, Ordering::SeqCst)
+        .unwrap();
     assert_eq!(p.send(b"z"), Err(Error::PeerBroken(Broken::BadFlags(6))));
     assert_eq!(
         p.reserve(1).unwrap_err(),
@@ -441,7 +451,9 @@ fn hostile_producer_cases() {
     let mem = Mem::new(SMALL);
     let (mut p, _c) = pair(&mem);
     p.send(b"z").unwrap();
-    store_u64(&mem.region(), OFF_TAIL, 24, Ordering::SeqCst).unwrap();
+    (mem.region())
+        .store_le::<u64>(OFF_TAIL, 24, Ordering::SeqCst)
+        .unwrap();
     // The producer re-reads the tail only when its last view says "full", and always in
     // `prepare_wait`.
     assert_eq!(
@@ -459,7 +471,9 @@ fn hostile_producer_cases() {
     c.recv(&mut [0; 8]).unwrap();
     p.send(b"z").unwrap();
     assert_eq!(p.prepare_wait(1), Ok(false)); // sees tail 16
-    store_u64(&mem.region(), OFF_TAIL, 0, Ordering::SeqCst).unwrap();
+    (mem.region())
+        .store_le::<u64>(OFF_TAIL, 0, Ordering::SeqCst)
+        .unwrap();
     assert_eq!(
         p.prepare_wait(1),
         Err(Error::PeerBroken(Broken::IndexWentBack(0)))
@@ -613,7 +627,7 @@ fn a_producer_waiting_for_space_is_woken_once_half_the_queue_is_free() {
     assert_eq!(p.send(b"x"), Err(Error::Full));
     assert_eq!(p.prepare_wait(1), Ok(true));
     assert_eq!(
-        load_u64(&mem.region(), OFF_WAKE_TAIL, Ordering::SeqCst),
+        (mem.region()).load_le::<u64>(OFF_WAKE_TAIL, Ordering::SeqCst),
         Some(240 - 128)
     );
     let mut buf = [0u8; 8];
@@ -743,7 +757,9 @@ fn a_producer_dying_between_commit_and_publication_loses_and_repeats_nothing() {
         let mut buf = [0u8; 128];
         p.send(b"a").unwrap();
         p.send(b"b").unwrap();
-        store_u64(&mem.region(), OFF_HEAD, 16, Ordering::SeqCst).unwrap();
+        (mem.region())
+            .store_le::<u64>(OFF_HEAD, 16, Ordering::SeqCst)
+            .unwrap();
         drop(p);
         let mut got = Vec::new();
         if consume_first {
@@ -841,7 +857,9 @@ fn hostile_consumer_against_the_producer_walk() {
     let mem = Mem::new(SMALL);
     let (mut p, _c) = pair(&mem);
     p.send(b"a").unwrap();
-    store_u64(&mem.region(), OFF_TAIL, 32, Ordering::SeqCst).unwrap();
+    (mem.region())
+        .store_le::<u64>(OFF_TAIL, 32, Ordering::SeqCst)
+        .unwrap();
     assert_eq!(
         Producer::attach(mem.region()).unwrap_err(),
         Error::PeerBroken(Broken::IndexOutOfRange(32))
@@ -850,13 +868,17 @@ fn hostile_consumer_against_the_producer_walk() {
         (4, Broken::IndexMisaligned(4)),
         (16 + 256, Broken::IndexOutOfRange(272)),
     ] {
-        store_u64(&mem.region(), OFF_TAIL, tail, Ordering::SeqCst).unwrap();
+        (mem.region())
+            .store_le::<u64>(OFF_TAIL, tail, Ordering::SeqCst)
+            .unwrap();
         assert_eq!(
             Producer::attach(mem.region()).unwrap_err(),
             Error::PeerBroken(want)
         );
     }
-    store_u64(&mem.region(), OFF_TAIL, 0, Ordering::SeqCst).unwrap();
+    (mem.region())
+        .store_le::<u64>(OFF_TAIL, 0, Ordering::SeqCst)
+        .unwrap();
     // A stamped but malformed header where the chain ends: cleared at attach.
     let r = mem.region();
     r.write_bytes(DATA_OFFSET + 16, &header_bytes(500, 16))
@@ -1114,17 +1136,17 @@ proptest! {
         for (op, target, value, at) in steps {
             // The hostile peer scribbles on a peer-owned field or the data area.
             match target {
-                0 => { store_u64(&r, OFF_HEAD, value, Ordering::SeqCst); }
-                1 => { store_u64(&r, OFF_TAIL, value, Ordering::SeqCst); }
-                2 => { store_u32(&r, OFF_PRODUCER_FLAGS, value as u32, Ordering::SeqCst); }
-                3 => { store_u32(&r, OFF_CONSUMER_FLAGS, value as u32, Ordering::SeqCst); }
+                0 => { r.store_le::<u64>(OFF_HEAD, value, Ordering::SeqCst); }
+                1 => { r.store_le::<u64>(OFF_TAIL, value, Ordering::SeqCst); }
+                2 => { r.store_le::<u32>(OFF_PRODUCER_FLAGS, value as u32, Ordering::SeqCst); }
+                3 => { r.store_le::<u32>(OFF_CONSUMER_FLAGS, value as u32, Ordering::SeqCst); }
                 4 => { r.write_bytes(DATA_OFFSET + (at & !7), &value.to_le_bytes()).unwrap(); }
                 5 => { r.write_bytes(DATA_OFFSET + (at & !7), &(value & 0xff).to_le_bytes()).unwrap(); }
                 6 => { r.write_bytes((value % DATA_OFFSET as u64) as usize & !7, &value.to_le_bytes()).unwrap(); }
                 // Headers that carry the right stamp for their index (near the published
                 // tail), with any length or a wrap marker: committed-looking garbage.
                 7 | 8 => {
-                    let tail = load_u64(&r, OFF_TAIL, Ordering::SeqCst).unwrap();
+                    let tail = r.load_le::<u64>(OFF_TAIL, Ordering::SeqCst).unwrap();
                     let at = (tail & !7).wrapping_add(8 * (at as u64 % 40));
                     let len = match value % 4 {
                         0 => WRAP,
@@ -1136,9 +1158,9 @@ proptest! {
                 }
                 // A plausible head: near the tail, aligned.
                 9 => {
-                    let tail = load_u64(&r, OFF_TAIL, Ordering::SeqCst).unwrap();
+                    let tail = r.load_le::<u64>(OFF_TAIL, Ordering::SeqCst).unwrap();
                     let h = (tail & !7).wrapping_add(8 * (at as u64 % 64)).wrapping_sub(256);
-                    store_u64(&r, OFF_HEAD, h, Ordering::SeqCst);
+                    r.store_le::<u64>(OFF_HEAD, h, Ordering::SeqCst);
                 }
                 _ => {}
             }
