@@ -53,8 +53,8 @@
 //! value after reading it once; a violation makes the handle [`Error::PeerBroken`] (sticky).
 
 use crate::header::{
-    self, field, Field, HeaderError, Layout, Side, SideStatus, State, Wakeups, DATA_MIN_OFFSET,
-    LINE, MAX_MEMBERS, NEED_WAKEUP, PROTO_BLOB, SIDE_FLAGS,
+    self, Field, HeaderError, Layout, Side, SideStatus, State, Wakeups, LINE, MAX_MEMBERS,
+    NEED_WAKEUP, PROTO_BLOB, SIDE_FLAGS,
 };
 use core::fmt;
 use core::sync::atomic::{fence, Ordering};
@@ -62,23 +62,59 @@ use staticbus_guest::Region;
 
 /// Layout version of the blob protocol.
 pub const VERSION: u32 = 1;
+/// The blob protocol's fields as byte ranges (smoltcp's `mod field`): the offsets the
+/// code uses and the hashed [`FIELDS`] table are both built from these. Reader fields are
+/// relative to a reader line, bank fields relative to a bank.
+pub mod field {
+    use crate::header::field::{at, span, SIDE0, SIDE_EPOCH, SIDE_FLAGS, SIDE_STATE};
+    use crate::header::{DATA_MIN_OFFSET, LINE};
+    use core::ops::Range;
+
+    /// Writer's u32 state word.
+    pub const WRITER_STATE: Range<usize> = at(SIDE0, SIDE_STATE);
+    /// Writer's u32 flags word (always 0).
+    pub const WRITER_FLAGS: Range<usize> = at(SIDE0, SIDE_FLAGS);
+    /// Writer's u64 epoch.
+    pub const WRITER_EPOCH: Range<usize> = at(SIDE0, SIDE_EPOCH);
+    /// Writer's u64 `current`.
+    pub const CURRENT: Range<usize> = span(SIDE0 + 0x10, 8);
+    /// The reader table (one line per reader: 0 in the table).
+    pub const READERS: Range<usize> = span(DATA_MIN_OFFSET, 0);
+    /// A reader's u32 state word, within its line.
+    pub const READER_STATE: Range<usize> = SIDE_STATE;
+    /// A reader's u32 flags word (NEED_WAKEUP), within its line.
+    pub const READER_FLAGS: Range<usize> = SIDE_FLAGS;
+    /// A reader's u64 epoch, within its line.
+    pub const READER_EPOCH: Range<usize> = SIDE_EPOCH;
+    /// A reader's u64 `last_read`, within its line.
+    pub const READER_LAST_READ: Range<usize> = span(0x10, 8);
+    /// A bank's u64 stamp.
+    pub const BANK_STAMP: Range<usize> = span(0x00, 8);
+    /// A bank's u32 payload length.
+    pub const BANK_LEN: Range<usize> = span(0x08, 4);
+    /// A bank's u32 CRC-32C.
+    pub const BANK_CRC: Range<usize> = span(0x0c, 4);
+    /// A bank's payload, after the bank's header line (0 in the table).
+    pub const BANK_PAYLOAD: Range<usize> = span(LINE, 0);
+}
+
 /// Offset of the writer's u32 flags word (always 0: no flag is defined for the writer).
-pub const OFF_WRITER_FLAGS: usize = 0x44;
+pub const OFF_WRITER_FLAGS: usize = field::WRITER_FLAGS.start;
 /// Offset of the writer's u64 `current`: the version of the newest complete blob (0: none).
-pub const OFF_CURRENT: usize = 0x50;
+pub const OFF_CURRENT: usize = field::CURRENT.start;
 /// Offset of the reader table: reader `i`'s line is at `READERS_OFFSET + 64 * i`.
-pub const READERS_OFFSET: usize = DATA_MIN_OFFSET;
+pub const READERS_OFFSET: usize = field::READERS.start;
 /// Offset of a reader's u64 `last_read` within its line (the version it last read;
 /// informational, nobody relies on it).
-pub const READER_LAST_READ: usize = 0x10;
+pub const READER_LAST_READ: usize = field::READER_LAST_READ.start;
 /// Offset of a bank's u64 stamp within the bank.
-pub const BANK_STAMP: usize = 0x00;
+pub const BANK_STAMP: usize = field::BANK_STAMP.start;
 /// Offset of a bank's u32 payload length within the bank.
-pub const BANK_LEN: usize = 0x08;
+pub const BANK_LEN: usize = field::BANK_LEN.start;
 /// Offset of a bank's u32 CRC-32C within the bank.
-pub const BANK_CRC: usize = 0x0c;
+pub const BANK_CRC: usize = field::BANK_CRC.start;
 /// Offset of a bank's payload within the bank (the bank header is one line).
-pub const BANK_PAYLOAD: usize = LINE;
+pub const BANK_PAYLOAD: usize = field::BANK_PAYLOAD.start;
 /// Stamp value of a bank that is being written.
 pub const BUSY: u64 = u64::MAX;
 /// Smallest payload capacity.
@@ -92,19 +128,19 @@ pub const READ_TRIES: u32 = 4;
 ///
 /// These follow [`header::COMMON_FIELDS`] in the hashed table.
 pub const FIELDS: &[Field] = &[
-    field("writer.state", 0x40, 4),
-    field("writer.flags", 0x44, 4),
-    field("writer.epoch", 0x48, 8),
-    field("writer.current", 0x50, 8),
-    field("readers", 0xc0, 0),
-    field("reader.state", 0x00, 4),
-    field("reader.flags", 0x04, 4),
-    field("reader.epoch", 0x08, 8),
-    field("reader.last_read", 0x10, 8),
-    field("bank.stamp", 0x00, 8),
-    field("bank.len", 0x08, 4),
-    field("bank.crc", 0x0c, 4),
-    field("bank.payload", 0x40, 0),
+    Field::new("writer.state", field::WRITER_STATE),
+    Field::new("writer.flags", field::WRITER_FLAGS),
+    Field::new("writer.epoch", field::WRITER_EPOCH),
+    Field::new("writer.current", field::CURRENT),
+    Field::new("readers", field::READERS),
+    Field::new("reader.state", field::READER_STATE),
+    Field::new("reader.flags", field::READER_FLAGS),
+    Field::new("reader.epoch", field::READER_EPOCH),
+    Field::new("reader.last_read", field::READER_LAST_READ),
+    Field::new("bank.stamp", field::BANK_STAMP),
+    Field::new("bank.len", field::BANK_LEN),
+    Field::new("bank.crc", field::BANK_CRC),
+    Field::new("bank.payload", field::BANK_PAYLOAD),
 ];
 
 /// The blob protocol's layout hash.

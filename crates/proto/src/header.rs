@@ -32,33 +32,84 @@ pub const LINE: usize = 64;
 /// Offset of the common line.
 pub const COMMON_OFFSET: usize = 0;
 /// Offsets of the two side lines, indexed by [`Side`] (`SIDE_OFFSET[side as usize]`).
-pub const SIDE_OFFSET: [usize; 2] = [0x40, 0x80];
+pub const SIDE_OFFSET: [usize; 2] = [field::SIDE0, field::SIDE1];
 /// Smallest data offset: right after the two side lines.
 pub const DATA_MIN_OFFSET: usize = 0xc0;
 
+/// Every field of the region header as a byte range (smoltcp's `mod field`): the code
+/// reads and writes through these (or the `OFF_*` offsets derived from them), and
+/// [`COMMON_FIELDS`] and the protocols' field tables are built from them, so moving a
+/// field moves its entry in the layout hash.
+pub mod field {
+    use core::ops::Range;
+
+    /// u64 magic ([`MAGIC`](super::MAGIC), 0 until initialised).
+    pub const MAGIC: Range<usize> = 0x00..0x08;
+    /// u32 protocol id.
+    pub const PROTOCOL: Range<usize> = 0x08..0x0c;
+    /// u32 layout version.
+    pub const VERSION: Range<usize> = 0x0c..0x10;
+    /// u64 region size.
+    pub const REGION_SIZE: Range<usize> = 0x10..0x18;
+    /// u64 data offset.
+    pub const DATA_OFFSET: Range<usize> = 0x18..0x20;
+    /// u64 data size.
+    pub const DATA_SIZE: Range<usize> = 0x20..0x28;
+    /// u64 layout hash.
+    pub const LAYOUT_HASH: Range<usize> = 0x28..0x30;
+    /// Reserved bytes of the common line (zero). Not in the hashed table (it never was:
+    /// adding it would change every protocol's hash).
+    pub const RESERVED: Range<usize> = 0x30..0x40;
+
+    /// A side's (or member's) u32 state word, within its line.
+    pub const SIDE_STATE: Range<usize> = 0x00..0x04;
+    /// A side's u32 flags word, within its line.
+    pub const SIDE_FLAGS: Range<usize> = 0x04..0x08;
+    /// A side's u64 epoch, within its line.
+    pub const SIDE_EPOCH: Range<usize> = 0x08..0x10;
+    /// The protocol-defined rest of a side line.
+    pub const SIDE_PROTO: Range<usize> = 0x10..0x40;
+
+    /// Side 0's line (writer / producer).
+    pub const SIDE0: usize = 0x40;
+    /// Side 1's line (reader / consumer).
+    pub const SIDE1: usize = 0x80;
+
+    /// `range` moved by `base` (a field of a side line, a member line, a slot or a record
+    /// placed at `base`).
+    pub const fn at(base: usize, range: Range<usize>) -> Range<usize> {
+        base + range.start..base + range.end
+    }
+
+    /// `len` bytes at `offset`.
+    pub const fn span(offset: usize, len: usize) -> Range<usize> {
+        offset..offset + len
+    }
+}
+
 /// Offset of the u64 magic within the common line.
-pub const OFF_MAGIC: usize = 0x00;
+pub const OFF_MAGIC: usize = field::MAGIC.start;
 /// Offset of the u32 protocol id.
-pub const OFF_PROTOCOL: usize = 0x08;
+pub const OFF_PROTOCOL: usize = field::PROTOCOL.start;
 /// Offset of the u32 layout version.
-pub const OFF_VERSION: usize = 0x0c;
+pub const OFF_VERSION: usize = field::VERSION.start;
 /// Offset of the u64 region size.
-pub const OFF_REGION_SIZE: usize = 0x10;
+pub const OFF_REGION_SIZE: usize = field::REGION_SIZE.start;
 /// Offset of the u64 data offset.
-pub const OFF_DATA_OFFSET: usize = 0x18;
+pub const OFF_DATA_OFFSET: usize = field::DATA_OFFSET.start;
 /// Offset of the u64 data size.
-pub const OFF_DATA_SIZE: usize = 0x20;
+pub const OFF_DATA_SIZE: usize = field::DATA_SIZE.start;
 /// Offset of the u64 layout hash.
-pub const OFF_LAYOUT_HASH: usize = 0x28;
+pub const OFF_LAYOUT_HASH: usize = field::LAYOUT_HASH.start;
 
 /// Offset of a side's u32 state word within its side line.
-pub const SIDE_STATE: usize = 0x00;
+pub const SIDE_STATE: usize = field::SIDE_STATE.start;
 /// Offset of a side's u32 flags word within its side line (protocol-defined).
-pub const SIDE_FLAGS: usize = 0x04;
+pub const SIDE_FLAGS: usize = field::SIDE_FLAGS.start;
 /// Offset of a side's u64 epoch within its side line.
-pub const SIDE_EPOCH: usize = 0x08;
+pub const SIDE_EPOCH: usize = field::SIDE_EPOCH.start;
 /// Offset of the first protocol-defined field within a side line.
-pub const SIDE_PROTO: usize = 0x10;
+pub const SIDE_PROTO: usize = field::SIDE_PROTO.start;
 
 // The protocol ids come from one place, `staticbus_manifest::Protocol::id`, which the C
 // manifests' `SB_PROTOCOL_*` values are generated from too.
@@ -149,20 +200,28 @@ const fn fnv_bytes(mut h: u64, bytes: &[u8]) -> u64 {
     h
 }
 
-/// A field-table entry (for the `const` tables of the protocols).
-pub const fn field(name: &'static str, offset: u32, size: u32) -> Field {
-    Field { name, offset, size }
+impl Field {
+    /// The table entry for the field `name` occupying `range` (from one of the `field`
+    /// modules: the same constant the code uses).
+    pub const fn new(name: &'static str, range: core::ops::Range<usize>) -> Field {
+        assert!(range.start <= range.end && range.end <= u32::MAX as usize);
+        Field {
+            name,
+            offset: range.start as u32,
+            size: (range.end - range.start) as u32,
+        }
+    }
 }
 
 /// The common line's fields: the first entries of every protocol's field table.
 pub const COMMON_FIELDS: &[Field] = &[
-    field("magic", 0x00, 8),
-    field("protocol", 0x08, 4),
-    field("version", 0x0c, 4),
-    field("region_size", 0x10, 8),
-    field("data_offset", 0x18, 8),
-    field("data_size", 0x20, 8),
-    field("layout_hash", 0x28, 8),
+    Field::new("magic", field::MAGIC),
+    Field::new("protocol", field::PROTOCOL),
+    Field::new("version", field::VERSION),
+    Field::new("region_size", field::REGION_SIZE),
+    Field::new("data_offset", field::DATA_OFFSET),
+    Field::new("data_size", field::DATA_SIZE),
+    Field::new("layout_hash", field::LAYOUT_HASH),
 ];
 
 const fn hash_fields(mut h: u64, fields: &[Field]) -> u64 {
@@ -321,20 +380,17 @@ pub fn init(region: &Region, layout: &Layout) -> Result<(), HeaderError> {
         .store_le::<u64>(OFF_MAGIC, 0, Ordering::SeqCst)
         .ok_or(bad)?;
     region
-        .write_bytes(COMMON_OFFSET + 8, &[0u8; DATA_MIN_OFFSET - 8])
+        .write_bytes(field::MAGIC.end, &[0u8; DATA_MIN_OFFSET - field::MAGIC.end])
         .map_err(|_| bad)?;
     let mut common = [0u8; LINE];
-    common[OFF_PROTOCOL..OFF_PROTOCOL + 4].copy_from_slice(&layout.protocol.to_le_bytes());
-    common[OFF_VERSION..OFF_VERSION + 4].copy_from_slice(&layout.version.to_le_bytes());
-    common[OFF_REGION_SIZE..OFF_REGION_SIZE + 8]
-        .copy_from_slice(&(region.len() as u64).to_le_bytes());
-    common[OFF_DATA_OFFSET..OFF_DATA_OFFSET + 8]
-        .copy_from_slice(&(layout.data_offset as u64).to_le_bytes());
-    common[OFF_DATA_SIZE..OFF_DATA_SIZE + 8]
-        .copy_from_slice(&(layout.data_size as u64).to_le_bytes());
-    common[OFF_LAYOUT_HASH..OFF_LAYOUT_HASH + 8].copy_from_slice(&layout.hash.to_le_bytes());
+    common[field::PROTOCOL].copy_from_slice(&layout.protocol.to_le_bytes());
+    common[field::VERSION].copy_from_slice(&layout.version.to_le_bytes());
+    common[field::REGION_SIZE].copy_from_slice(&(region.len() as u64).to_le_bytes());
+    common[field::DATA_OFFSET].copy_from_slice(&(layout.data_offset as u64).to_le_bytes());
+    common[field::DATA_SIZE].copy_from_slice(&(layout.data_size as u64).to_le_bytes());
+    common[field::LAYOUT_HASH].copy_from_slice(&layout.hash.to_le_bytes());
     region
-        .write_bytes(COMMON_OFFSET + 8, &common[8..])
+        .write_bytes(field::MAGIC.end, &common[field::MAGIC.end..])
         .map_err(|_| bad)?;
     region
         .store_le::<u64>(OFF_MAGIC, MAGIC, Ordering::Release)
@@ -400,7 +456,7 @@ pub fn validate(region: &Region, layout: &Layout) -> Result<(), HeaderError> {
             expected: layout.hash,
         });
     }
-    if c[0x30..LINE].iter().any(|&b| b != 0) {
+    if c[field::RESERVED].iter().any(|&b| b != 0) {
         return Err(HeaderError::Reserved);
     }
     Ok(())
@@ -559,6 +615,28 @@ mod tests {
             data_size: 256,
             hash: layout_hash(FIELDS),
         }
+    }
+
+    #[test]
+    fn common_table_is_built_from_the_constants_the_code_uses() {
+        // The side-line fields are hashed in each protocol's table (at their line); the
+        // reserved bytes never were.
+        crate::fieldcheck::check(
+            include_str!("header.rs"),
+            "pub const COMMON_FIELDS",
+            &[
+                "RESERVED",
+                "SIDE_STATE",
+                "SIDE_FLAGS",
+                "SIDE_EPOCH",
+                "SIDE_PROTO",
+            ],
+        );
+        // The hashes on the wire (docs/protocols.md §2.3, §3.6, §4.8, §5, §6).
+        assert_eq!(crate::queue::LAYOUT_HASH, 0xe2c7_bbe0_28e1_c8ff);
+        assert_eq!(crate::log::LAYOUT_HASH, 0x60d3_3b3e_d243_8e90);
+        assert_eq!(crate::latest::LAYOUT_HASH, 0x565f_7641_ca5c_ca00);
+        assert_eq!(crate::blob::LAYOUT_HASH, 0x5a72_0051_6604_0e0d);
     }
 
     #[test]

@@ -59,8 +59,8 @@
 //! [`Writer::publish`] returns the readers to notify: those whose NEED_WAKEUP flag was set.
 
 use crate::header::{
-    self, field, Field, HeaderError, Layout, SideStatus, State, Wakeups, DATA_MIN_OFFSET, LINE,
-    MAX_MEMBERS, NEED_WAKEUP, PROTO_LATEST, SIDE_FLAGS,
+    self, Field, HeaderError, Layout, SideStatus, State, Wakeups, LINE, MAX_MEMBERS, NEED_WAKEUP,
+    PROTO_LATEST, SIDE_FLAGS,
 };
 use core::fmt;
 use core::sync::atomic::{fence, Ordering};
@@ -68,29 +68,68 @@ use staticbus_guest::Region;
 
 /// Layout version of `latest`.
 pub const VERSION: u32 = 1;
+/// The fields of `latest` as byte ranges (smoltcp's `mod field`): the offsets the code
+/// uses and the hashed [`FIELDS`] table are both built from these. Slot fields are
+/// relative to a writer slot, reader fields to a reader line.
+pub mod field {
+    use crate::header::field::{span, SIDE0, SIDE_EPOCH, SIDE_FLAGS, SIDE_STATE};
+    use crate::header::DATA_MIN_OFFSET;
+    use core::ops::Range;
+
+    /// The parameter line (the header's side 0 line; only the three words below are
+    /// non-zero, so only they are in the table).
+    pub const PARAMS: Range<usize> = span(SIDE0, 0x40);
+    /// u32 value size.
+    pub const VALUE_SIZE: Range<usize> = span(SIDE0 + 0x10, 4);
+    /// u32 writer count (0: not initialised).
+    pub const WRITERS: Range<usize> = span(SIDE0 + 0x14, 4);
+    /// u32 reader count.
+    pub const READERS: Range<usize> = span(SIDE0 + 0x18, 4);
+    /// The writer slots, then the reader lines.
+    pub const DATA: Range<usize> = span(DATA_MIN_OFFSET, 0);
+    /// A writer slot's u32 state word.
+    pub const SLOT_STATE: Range<usize> = SIDE_STATE;
+    /// A writer slot's u32 flags word (always 0).
+    pub const SLOT_FLAGS: Range<usize> = SIDE_FLAGS;
+    /// A writer slot's u64 epoch.
+    pub const SLOT_EPOCH: Range<usize> = SIDE_EPOCH;
+    /// A writer slot's u64 sequence word.
+    pub const SLOT_SEQ: Range<usize> = span(0x10, 8);
+    /// A writer slot's u64 stamp.
+    pub const SLOT_STAMP: Range<usize> = span(0x18, 8);
+    /// A writer slot's value (`value_size` bytes: 0 in the table).
+    pub const SLOT_VALUE: Range<usize> = span(0x20, 0);
+    /// A reader's u32 state word, within its line.
+    pub const READER_STATE: Range<usize> = SIDE_STATE;
+    /// A reader's u32 flags word (NEED_WAKEUP), within its line.
+    pub const READER_FLAGS: Range<usize> = SIDE_FLAGS;
+    /// A reader's u64 epoch, within its line.
+    pub const READER_EPOCH: Range<usize> = SIDE_EPOCH;
+}
+
 /// Offset of the parameter line (the header's side 0 line).
-pub const OFF_PARAMS: usize = 0x40;
+pub const OFF_PARAMS: usize = field::PARAMS.start;
 /// Offset of the u32 value size (bytes).
-pub const OFF_VALUE_SIZE: usize = 0x50;
+pub const OFF_VALUE_SIZE: usize = field::VALUE_SIZE.start;
 /// Offset of the u32 writer count; written last at initialisation (release): zero means
 /// "not initialised yet".
-pub const OFF_WRITERS: usize = 0x54;
+pub const OFF_WRITERS: usize = field::WRITERS.start;
 /// Offset of the u32 reader count.
-pub const OFF_READERS: usize = 0x58;
+pub const OFF_READERS: usize = field::READERS.start;
 /// Offset of the first writer slot.
-pub const DATA_OFFSET: usize = DATA_MIN_OFFSET;
+pub const DATA_OFFSET: usize = field::DATA.start;
 /// Offset of a writer slot's u32 state word within the slot.
-pub const SLOT_STATE: usize = 0x00;
+pub const SLOT_STATE: usize = field::SLOT_STATE.start;
 /// Offset of a writer slot's u32 flags word within the slot (always 0).
-pub const SLOT_FLAGS: usize = 0x04;
+pub const SLOT_FLAGS: usize = field::SLOT_FLAGS.start;
 /// Offset of a writer slot's u64 epoch within the slot.
-pub const SLOT_EPOCH: usize = 0x08;
+pub const SLOT_EPOCH: usize = field::SLOT_EPOCH.start;
 /// Offset of a writer slot's u64 sequence word within the slot.
-pub const SLOT_SEQ: usize = 0x10;
+pub const SLOT_SEQ: usize = field::SLOT_SEQ.start;
 /// Offset of a writer slot's u64 stamp within the slot.
-pub const SLOT_STAMP: usize = 0x18;
+pub const SLOT_STAMP: usize = field::SLOT_STAMP.start;
 /// Offset of a writer slot's value within the slot.
-pub const SLOT_VALUE: usize = 0x20;
+pub const SLOT_VALUE: usize = field::SLOT_VALUE.start;
 /// Largest value size in bytes.
 pub const MAX_VALUE_SIZE: usize = 1 << 20;
 /// Default number of attempts a reader makes on one slot before reporting it contended.
@@ -102,19 +141,19 @@ pub const SEQ_LIMIT: u64 = 1 << 63;
 ///
 /// These follow [`header::COMMON_FIELDS`] in the hashed table.
 pub const FIELDS: &[Field] = &[
-    field("params.value_size", 0x50, 4),
-    field("params.writers", 0x54, 4),
-    field("params.readers", 0x58, 4),
-    field("data", 0xc0, 0),
-    field("slot.state", 0x00, 4),
-    field("slot.flags", 0x04, 4),
-    field("slot.epoch", 0x08, 8),
-    field("slot.seq", 0x10, 8),
-    field("slot.stamp", 0x18, 8),
-    field("slot.value", 0x20, 0),
-    field("reader.state", 0x00, 4),
-    field("reader.flags", 0x04, 4),
-    field("reader.epoch", 0x08, 8),
+    Field::new("params.value_size", field::VALUE_SIZE),
+    Field::new("params.writers", field::WRITERS),
+    Field::new("params.readers", field::READERS),
+    Field::new("data", field::DATA),
+    Field::new("slot.state", field::SLOT_STATE),
+    Field::new("slot.flags", field::SLOT_FLAGS),
+    Field::new("slot.epoch", field::SLOT_EPOCH),
+    Field::new("slot.seq", field::SLOT_SEQ),
+    Field::new("slot.stamp", field::SLOT_STAMP),
+    Field::new("slot.value", field::SLOT_VALUE),
+    Field::new("reader.state", field::READER_STATE),
+    Field::new("reader.flags", field::READER_FLAGS),
+    Field::new("reader.epoch", field::READER_EPOCH),
 ];
 
 /// The layout hash of `latest`.

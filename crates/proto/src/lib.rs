@@ -42,4 +42,6 @@ pub mod queue;
 pub mod wait;
 
 #[cfg(test)]
+mod fieldcheck;
+#[cfg(test)]
 mod testmem;

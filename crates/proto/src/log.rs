@@ -46,8 +46,8 @@
 //! only if it returns `true`; any wake-up may be spurious or coalesced.
 
 use crate::header::{
-    self, field, Field, HeaderError, Layout, Side, SideStatus, State, Wakeups, DATA_MIN_OFFSET,
-    LINE, MAX_MEMBERS, NEED_WAKEUP, PROTO_LOG, SIDE_FLAGS, SIDE_STATE,
+    self, Field, HeaderError, Layout, Side, SideStatus, State, Wakeups, LINE, MAX_MEMBERS,
+    NEED_WAKEUP, PROTO_LOG, SIDE_FLAGS, SIDE_STATE,
 };
 use core::fmt;
 use core::sync::atomic::{fence, Ordering};
@@ -55,26 +55,64 @@ use staticbus_guest::Region;
 
 /// Layout version of the log.
 pub const VERSION: u32 = 1;
+/// The log's fields as byte ranges (smoltcp's `mod field`): the offsets the code uses and
+/// the hashed [`FIELDS`] table are both built from these. Reader fields are relative to a
+/// reader line, slot fields relative to a slot.
+pub mod field {
+    use crate::header::field::{at, span, SIDE0, SIDE_EPOCH, SIDE_FLAGS, SIDE_STATE};
+    use crate::header::{DATA_MIN_OFFSET, LINE};
+    use core::ops::Range;
+
+    /// Writer's u32 state word.
+    pub const WRITER_STATE: Range<usize> = at(SIDE0, SIDE_STATE);
+    /// Writer's u32 flags word (always 0).
+    pub const WRITER_FLAGS: Range<usize> = at(SIDE0, SIDE_FLAGS);
+    /// Writer's u64 epoch.
+    pub const WRITER_EPOCH: Range<usize> = at(SIDE0, SIDE_EPOCH);
+    /// Writer's u64 head.
+    pub const HEAD: Range<usize> = span(SIDE0 + 0x10, 8);
+    /// Writer's u32 slot size.
+    pub const SLOT_SIZE: Range<usize> = span(SIDE0 + 0x18, 4);
+    /// The reader table: one line per reader from here (one line in the table).
+    pub const READERS: Range<usize> = span(DATA_MIN_OFFSET, LINE);
+    /// A reader's u32 state word, within its line.
+    pub const READER_STATE: Range<usize> = SIDE_STATE;
+    /// A reader's u32 flags word (NEED_WAKEUP), within its line.
+    pub const READER_FLAGS: Range<usize> = SIDE_FLAGS;
+    /// A reader's u64 epoch, within its line.
+    pub const READER_EPOCH: Range<usize> = SIDE_EPOCH;
+    /// A reader's u64 cursor, within its line.
+    pub const READER_CURSOR: Range<usize> = span(0x10, 8);
+    /// A slot's u64 stamp.
+    pub const SLOT_STAMP: Range<usize> = span(0x00, 8);
+    /// A slot's u32 record length.
+    pub const SLOT_LEN: Range<usize> = span(0x08, 4);
+    /// A slot's u32 reserved word (zero).
+    pub const SLOT_RESERVED: Range<usize> = span(0x0c, 4);
+    /// A slot's payload (the rest of the slot: 0 in the table).
+    pub const SLOT_PAYLOAD: Range<usize> = span(0x10, 0);
+}
+
 /// Offset of the writer's u32 flags word (always 0: the writer never waits).
-pub const OFF_WRITER_FLAGS: usize = 0x44;
+pub const OFF_WRITER_FLAGS: usize = field::WRITER_FLAGS.start;
 /// Offset of the writer's u64 head: the number of records published, which is also the
 /// sequence number the next record gets.
-pub const OFF_HEAD: usize = 0x50;
+pub const OFF_HEAD: usize = field::HEAD.start;
 /// Offset of the writer's u32 slot size (0 until the writer has finished initialising).
-pub const OFF_SLOT_SIZE: usize = 0x58;
+pub const OFF_SLOT_SIZE: usize = field::SLOT_SIZE.start;
 /// Offset of the first reader line (reader `i` at `READERS_OFFSET + 64 * i`).
-pub const READERS_OFFSET: usize = DATA_MIN_OFFSET;
+pub const READERS_OFFSET: usize = field::READERS.start;
 /// Offset of the reader's u64 cursor within its line: the sequence number of the next
 /// record it will read (saved each time it returns a record).
-pub const READER_CURSOR: usize = 0x10;
+pub const READER_CURSOR: usize = field::READER_CURSOR.start;
 /// Offset of the u64 stamp within a slot.
-pub const SLOT_STAMP: usize = 0x00;
+pub const SLOT_STAMP: usize = field::SLOT_STAMP.start;
 /// Offset of the u32 record length within a slot.
-pub const SLOT_LEN: usize = 0x08;
+pub const SLOT_LEN: usize = field::SLOT_LEN.start;
 /// Offset of the u32 reserved word within a slot (zero).
-pub const SLOT_RESERVED: usize = 0x0c;
+pub const SLOT_RESERVED: usize = field::SLOT_RESERVED.start;
 /// Offset of the payload within a slot (also the slot header size).
-pub const SLOT_PAYLOAD: usize = 0x10;
+pub const SLOT_PAYLOAD: usize = field::SLOT_PAYLOAD.start;
 /// Smallest slot size.
 pub const MIN_SLOT_SIZE: usize = 32;
 /// Largest slot size.
@@ -93,20 +131,20 @@ pub const MAX_ATTEMPTS: usize = 16;
 ///
 /// These follow [`header::COMMON_FIELDS`] in the hashed table.
 pub const FIELDS: &[Field] = &[
-    field("writer.state", 0x40, 4),
-    field("writer.flags", 0x44, 4),
-    field("writer.epoch", 0x48, 8),
-    field("writer.head", 0x50, 8),
-    field("writer.slot_size", 0x58, 4),
-    field("readers", 0xc0, 0x40),
-    field("reader.state", 0x00, 4),
-    field("reader.flags", 0x04, 4),
-    field("reader.epoch", 0x08, 8),
-    field("reader.cursor", 0x10, 8),
-    field("slot.stamp", 0x00, 8),
-    field("slot.len", 0x08, 4),
-    field("slot.reserved", 0x0c, 4),
-    field("slot.payload", 0x10, 0),
+    Field::new("writer.state", field::WRITER_STATE),
+    Field::new("writer.flags", field::WRITER_FLAGS),
+    Field::new("writer.epoch", field::WRITER_EPOCH),
+    Field::new("writer.head", field::HEAD),
+    Field::new("writer.slot_size", field::SLOT_SIZE),
+    Field::new("readers", field::READERS),
+    Field::new("reader.state", field::READER_STATE),
+    Field::new("reader.flags", field::READER_FLAGS),
+    Field::new("reader.epoch", field::READER_EPOCH),
+    Field::new("reader.cursor", field::READER_CURSOR),
+    Field::new("slot.stamp", field::SLOT_STAMP),
+    Field::new("slot.len", field::SLOT_LEN),
+    Field::new("slot.reserved", field::SLOT_RESERVED),
+    Field::new("slot.payload", field::SLOT_PAYLOAD),
 ];
 
 /// The log's layout hash.

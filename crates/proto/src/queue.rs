@@ -68,7 +68,7 @@
 //! re-check the queue after every one.
 
 use crate::header::{
-    self, field, Field, HeaderError, Layout, Side, SideStatus, State, DATA_MIN_OFFSET, PROTO_QUEUE,
+    self, Field, HeaderError, Layout, Side, SideStatus, State, DATA_MIN_OFFSET, PROTO_QUEUE,
 };
 use core::fmt;
 use core::sync::atomic::{fence, Ordering};
@@ -76,25 +76,62 @@ use staticbus_guest::Region;
 
 /// Layout version of the queue.
 pub const VERSION: u32 = 2;
+/// The queue's fields as byte ranges (smoltcp's `mod field`): the `OFF_*` offsets the
+/// code uses and the hashed [`FIELDS`] table are both built from these. Record fields
+/// are relative to the record.
+pub mod field {
+    use crate::header::field::{at, span, SIDE0, SIDE1, SIDE_EPOCH, SIDE_FLAGS, SIDE_STATE};
+    use core::ops::Range;
+
+    /// Producer's u32 state word.
+    pub const PRODUCER_STATE: Range<usize> = at(SIDE0, SIDE_STATE);
+    /// Producer's u32 flags word (NEED_WAKEUP).
+    pub const PRODUCER_FLAGS: Range<usize> = at(SIDE0, SIDE_FLAGS);
+    /// Producer's u64 epoch.
+    pub const PRODUCER_EPOCH: Range<usize> = at(SIDE0, SIDE_EPOCH);
+    /// Producer's u64 wake-up threshold.
+    pub const WAKE_TAIL: Range<usize> = span(SIDE0 + 0x10, 8);
+    /// Consumer's u32 state word.
+    pub const CONSUMER_STATE: Range<usize> = at(SIDE1, SIDE_STATE);
+    /// Consumer's u32 flags word (NEED_WAKEUP).
+    pub const CONSUMER_FLAGS: Range<usize> = at(SIDE1, SIDE_FLAGS);
+    /// Consumer's u64 epoch.
+    pub const CONSUMER_EPOCH: Range<usize> = at(SIDE1, SIDE_EPOCH);
+    /// Producer's u64 published head, alone on its line.
+    pub const HEAD: Range<usize> = span(0xc0, 8);
+    /// Consumer's u64 tail, alone on its line.
+    pub const TAIL: Range<usize> = span(0x100, 8);
+    /// The data area (its length is the region's: 0 in the table).
+    pub const DATA: Range<usize> = span(0x140, 0);
+    /// A record's u32 length (or WRAP).
+    pub const RECORD_LEN: Range<usize> = span(0, 4);
+    /// A record's u32 commit stamp.
+    pub const RECORD_STAMP: Range<usize> = span(4, 4);
+    /// A record's payload.
+    pub const RECORD_PAYLOAD: Range<usize> = span(8, 0);
+}
+
 /// Offset of the producer's u32 flags word.
-pub const OFF_PRODUCER_FLAGS: usize = 0x44;
+pub const OFF_PRODUCER_FLAGS: usize = field::PRODUCER_FLAGS.start;
 /// Offset of the producer's u64 wake-up threshold: while the producer's NEED_WAKEUP
 /// flag is set, the consumer notifies it only once the tail has reached this index.
-pub const OFF_WAKE_TAIL: usize = 0x50;
+pub const OFF_WAKE_TAIL: usize = field::WAKE_TAIL.start;
 /// Offset of the consumer's u32 flags word.
-pub const OFF_CONSUMER_FLAGS: usize = 0x84;
+pub const OFF_CONSUMER_FLAGS: usize = field::CONSUMER_FLAGS.start;
 /// Offset of the producer's u64 head index, alone on its cache line (0xc0..0x100).
-pub const OFF_HEAD: usize = 0xc0;
+pub const OFF_HEAD: usize = field::HEAD.start;
 /// Offset of the consumer's u64 tail index, alone on its cache line (0x100..0x140).
-pub const OFF_TAIL: usize = 0x100;
+pub const OFF_TAIL: usize = field::TAIL.start;
 /// Offset of the data area, after the two index lines.
-pub const DATA_OFFSET: usize = DATA_MIN_OFFSET + 2 * header::LINE;
+pub const DATA_OFFSET: usize = field::DATA.start;
+const _: () = assert!(DATA_OFFSET == DATA_MIN_OFFSET + 2 * header::LINE);
 /// Flag bit 0: this side is about to block and wants a notification.
 pub const NEED_WAKEUP: u32 = 1;
 /// Record header size (u32 length, u32 [`stamp`]). The producer also keeps this many
 /// bytes free after its last record: the next record's header position, which it clears
 /// before each commit.
-pub const RECORD_HEADER: usize = 8;
+pub const RECORD_HEADER: usize = field::RECORD_PAYLOAD.start;
+const _: () = assert!(field::RECORD_LEN.start == 0 && field::RECORD_STAMP.end == RECORD_HEADER);
 /// Record alignment (records and padding are multiples of this).
 pub const RECORD_ALIGN: usize = 8;
 /// Record length value marking a wrap: the rest of the data area is skipped.
@@ -108,19 +145,19 @@ pub const MAX_MESSAGE_LIMIT: usize = 1 << 30;
 ///
 /// These follow [`header::COMMON_FIELDS`] in the hashed table.
 pub const FIELDS: &[Field] = &[
-    field("producer.state", 0x40, 4),
-    field("producer.flags", 0x44, 4),
-    field("producer.epoch", 0x48, 8),
-    field("producer.wake_tail", 0x50, 8),
-    field("consumer.state", 0x80, 4),
-    field("consumer.flags", 0x84, 4),
-    field("consumer.epoch", 0x88, 8),
-    field("producer.head", 0xc0, 8),
-    field("consumer.tail", 0x100, 8),
-    field("data", 0x140, 0),
-    field("record.len", 0, 4),
-    field("record.stamp", 4, 4),
-    field("record.payload", 8, 0),
+    Field::new("producer.state", field::PRODUCER_STATE),
+    Field::new("producer.flags", field::PRODUCER_FLAGS),
+    Field::new("producer.epoch", field::PRODUCER_EPOCH),
+    Field::new("producer.wake_tail", field::WAKE_TAIL),
+    Field::new("consumer.state", field::CONSUMER_STATE),
+    Field::new("consumer.flags", field::CONSUMER_FLAGS),
+    Field::new("consumer.epoch", field::CONSUMER_EPOCH),
+    Field::new("producer.head", field::HEAD),
+    Field::new("consumer.tail", field::TAIL),
+    Field::new("data", field::DATA),
+    Field::new("record.len", field::RECORD_LEN),
+    Field::new("record.stamp", field::RECORD_STAMP),
+    Field::new("record.payload", field::RECORD_PAYLOAD),
 ];
 
 /// The queue's layout hash.

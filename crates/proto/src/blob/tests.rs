@@ -912,3 +912,9 @@ fn worked_example_from_the_spec() {
     r.read_bytes(0x180, &mut p).unwrap();
     assert_eq!(&p, b"two");
 }
+
+#[test]
+fn field_table_is_built_from_the_constants_the_code_uses() {
+    crate::fieldcheck::check(include_str!("../blob.rs"), "pub const FIELDS", &[]);
+    crate::fieldcheck::hash_covers(FIELDS, LAYOUT_HASH);
+}

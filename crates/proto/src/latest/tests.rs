@@ -1027,3 +1027,14 @@ fn threads_never_torn_never_backwards() {
     assert_eq!(s.stamp, clock.load(Ordering::SeqCst) - 1);
     assert_eq!(&buf[..], &value(s.writer, s.stamp, VS)[..]);
 }
+
+#[test]
+fn field_table_is_built_from_the_constants_the_code_uses() {
+    // PARAMS is the whole parameter line; only its three words are hashed.
+    crate::fieldcheck::check(
+        include_str!("../latest.rs"),
+        "pub const FIELDS",
+        &["PARAMS"],
+    );
+    crate::fieldcheck::hash_covers(FIELDS, LAYOUT_HASH);
+}

@@ -944,3 +944,9 @@ fn sequence_numbers_end_at_max_head() {
     assert_eq!((g.seq, &buf[..g.len]), (MAX_HEAD - 1, &b"last"[..]));
     assert_eq!(r.read(&mut buf), Ok(None));
 }
+
+#[test]
+fn field_table_is_built_from_the_constants_the_code_uses() {
+    crate::fieldcheck::check(include_str!("../log.rs"), "pub const FIELDS", &[]);
+    crate::fieldcheck::hash_covers(FIELDS, LAYOUT_HASH);
+}

@@ -1291,3 +1291,9 @@ fn two_threads_stream_with_unpublished_commits_and_producer_restarts() {
         });
     });
 }
+
+#[test]
+fn field_table_is_built_from_the_constants_the_code_uses() {
+    crate::fieldcheck::check(include_str!("../queue.rs"), "pub const FIELDS", &[]);
+    crate::fieldcheck::hash_covers(FIELDS, LAYOUT_HASH);
+}
