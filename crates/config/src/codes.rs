@@ -252,8 +252,8 @@ codes! {
         "a channel connects a domain to itself",
         "nothing is generated";
     CHANNEL_SIZE = "SB0507", Error,
-        "channel size is zero, not a multiple of 4 KiB, or too small for the protocol",
-        "Xen requires 4 KiB-aligned sizes (`fdt: size … is not suitably aligned`)";
+        "channel size is zero, not a multiple of 4 KiB, or too small for the protocol with its declared parameters",
+        "Xen requires 4 KiB-aligned sizes (`fdt: size … is not suitably aligned`); a region too small for its protocol makes the endpoints fail to attach";
     DESC_MODULE_SIZE = "SB0508", Error,
         "a module has neither a readable file nor an explicit size",
         "the boot loader cannot know how much to load";

@@ -144,6 +144,8 @@ fn manifest_with(sys: &System, d: DomIdx, ix: &Index<'_>) -> DomainManifest {
             index: index as u32,
             writers: ch.writers.len() as u32,
             readers: ch.readers.len() as u32,
+            slot_size: ch.slot_size,
+            value_size: ch.value_size,
             peers,
         });
     }
@@ -236,6 +238,8 @@ mod tests {
             writers: vec![0, 1],
             readers: vec![0, 1, 0],
             size: 0x1000,
+            slot_size: None,
+            value_size: Some(8),
             shm_id: "c".into(),
             shm: vec![0, 1],
             evtchns: vec![],

@@ -547,6 +547,10 @@ pub struct Channel {
     pub readers: Vec<DomIdx>,
     /// Region size in bytes.
     pub size: u64,
+    /// A log's slot size in bytes (`None` for the other protocols).
+    pub slot_size: Option<u32>,
+    /// A latest channel's value size in bytes (`None` for the other protocols).
+    pub value_size: Option<u32>,
     /// The region's shm id.
     pub shm_id: String,
     /// The region's nodes (one per member domain), indices into [`System::shm`].

@@ -68,6 +68,9 @@ fn channel(
         writers,
         readers,
         size,
+        // What a description must declare for these protocols.
+        slot_size: (protocol == Protocol::Log).then_some(64),
+        value_size: (protocol == Protocol::Latest).then_some(16),
         shm_id: name.into(),
         shm,
         evtchns,
@@ -274,7 +277,7 @@ fn json_round_trips_the_facts() {
     assert_eq!(text, emit::to_json(&m), "deterministic");
     let v: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["format"], "staticbus-manifest");
-    assert_eq!(v["version"], 1);
+    assert_eq!(v["version"], 2);
     assert_eq!(v["system"], SYSTEM);
     assert_eq!(v["xen"], "4.20");
     assert_eq!(v["domain"], "sensor");
@@ -334,9 +337,9 @@ fn json_reads_back_into_the_same_manifest_the_guests_use() {
     }
     // A manifest of another layout version, or with a misspelt field, is refused.
     let text = emit::to_json(&by_name("sensor"));
-    let e = staticbus_manifest::json::parse(&text.replace("\"version\": 1", "\"version\": 2"))
+    let e = staticbus_manifest::json::parse(&text.replace("\"version\": 2", "\"version\": 3"))
         .unwrap_err();
-    assert!(e.contains("version 2 is not supported"), "{e}");
+    assert!(e.contains("version 3 is not supported"), "{e}");
     let e = staticbus_manifest::json::parse(&text.replace("\"guest_addr\"", "\"guest_adr\""))
         .unwrap_err();
     assert!(e.contains("unknown field `guest_adr`"), "{e}");
@@ -361,7 +364,7 @@ fn json_keys_follow_the_struct_order() {
     ];
     let pos: Vec<usize> = keys.iter().map(|k| text.find(k).unwrap()).collect();
     assert!(pos.windows(2).all(|w| w[0] < w[1]), "{pos:?}");
-    assert!(text.starts_with("{\n  \"format\": \"staticbus-manifest\",\n  \"version\": 1,\n"));
+    assert!(text.starts_with("{\n  \"format\": \"staticbus-manifest\",\n  \"version\": 2,\n"));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -488,7 +491,7 @@ fn c_header_compiles_with_the_right_values() {
 #include "manifest.h"
 #include <string.h>
 
-_Static_assert(SB_FORMAT_VERSION == 1, "version");
+_Static_assert(SB_FORMAT_VERSION == 2, "version");
 _Static_assert(SB_DOMID == 1, "domid");
 _Static_assert(SB_CHANNEL_COUNT == 2, "channels");
 _Static_assert(SB_REGION_COUNT == 4, "regions");
@@ -616,6 +619,8 @@ fn chan(name: &str, guest_addr: u64, peers: Vec<PeerEntry>) -> ChannelEntry {
         index: 0,
         writers: 1,
         readers: peers.len() as u32,
+        slot_size: None,
+        value_size: None,
         peers,
     }
 }
@@ -715,7 +720,7 @@ fn dt_fragment_nodes_and_properties() {
     assert_eq!(str_prop(sb, "domain"), "sensor");
     assert_eq!(str_prop(sb, "xen"), "4.20");
     assert_eq!(u32s_prop(sb, "domid"), [1]);
-    assert_eq!(u32s_prop(sb, "format-version"), [1]);
+    assert_eq!(u32s_prop(sb, "format-version"), [2]);
 
     let chans = t.find("/staticbus/channels").unwrap();
     assert_eq!(u32s_prop(chans, "#address-cells"), [2]);

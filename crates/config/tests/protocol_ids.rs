@@ -39,6 +39,12 @@ kernel = { size = "2MiB" }
         t.push_str(&format!(
             "\n[[channel]]\nname = \"ch-{p}\"\nprotocol = \"{p}\"\nfrom = \"a\"\nto = \"b\"\nsize = \"16KiB\"\n"
         ));
+        // The parameters the two ends must agree on.
+        match p {
+            Protocol::Log => t.push_str("slot-size = 64\n"),
+            Protocol::Latest => t.push_str("value-size = 8\n"),
+            _ => {}
+        }
     }
     t
 }

@@ -1377,6 +1377,31 @@ fn sb0507_channel_size() {
 }
 
 #[test]
+fn sb0507_channel_size_protocol() {
+    // The region is checked with the protocol crate's own layout and the declared slot size.
+    Case::toml("sb0507_channel_size_protocol.toml", CHANNEL_SIZE)
+        .at("size = |\"4KiB\"\nslot-size")
+        .fix("size = \"4KiB\"\nslot-size", "size = \"16KiB\"\nslot-size")
+        .run();
+}
+
+#[test]
+fn sb0503_desc_missing_param() {
+    Case::toml("sb0503_desc_missing_param.toml", DESC_BAD_VALUE)
+        .at("protocol = |\"latest\"")
+        .fix("size = \"4KiB\"\n", "size = \"4KiB\"\nvalue-size = 16\n")
+        .run();
+}
+
+#[test]
+fn sb0503_desc_misplaced_param() {
+    Case::toml("sb0503_desc_misplaced_param.toml", DESC_BAD_VALUE)
+        .at("slot-size = |64")
+        .fix("slot-size = 64\n", "")
+        .run();
+}
+
+#[test]
 fn sb0508_desc_module_size() {
     Case::toml("sb0508_desc_module_size.toml", DESC_MODULE_SIZE)
         .at("kernel = |{ addr = 0x4a40_0000")

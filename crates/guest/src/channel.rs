@@ -331,6 +331,8 @@ mod tests {
             index: 0,
             writers: 1,
             readers: 1,
+            slot_size: None,
+            value_size: None,
             peers,
         }
     }

@@ -19,6 +19,7 @@
 //! #     channels: &[Channel {
 //! #         name: "q", protocol: Protocol::Queue, role: Role::Producer, shm_id: "q",
 //! #         guest_addr: 0x7fe0_0000, size: 0x1000, index: 0, writers: 1, readers: 1,
+//! #         slot_size: None, value_size: None,
 //! #         peers: &[Peer { domain: "b", domid: 2, role: Role::Consumer, local_port: 10,
 //! #                         remote_port: 11 }],
 //! #     }],
@@ -48,7 +49,7 @@ pub mod json;
 pub mod owned;
 
 /// The manifest layout version this crate reads ([`Manifest::format_version`]).
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// `DOMID_IO`, the owner of a shared region no domain owns ([`Region::owner_domid`]).
 pub const DOMID_IO: u16 = 0x7FF1;
@@ -328,6 +329,12 @@ pub struct Channel {
     pub writers: u32,
     /// Number of readers.
     pub readers: u32,
+    /// A log's slot size in bytes (`slot-size` in the description; `None` for the other
+    /// protocols). Writer and readers attach with this size.
+    pub slot_size: Option<u32>,
+    /// A latest channel's value size in bytes (`value-size`; `None` for the other
+    /// protocols). Writers and readers attach with this size.
+    pub value_size: Option<u32>,
     /// The peers this domain signals, one per event channel.
     pub peers: &'static [Peer],
 }
@@ -461,6 +468,8 @@ mod tests {
                 index: 0,
                 writers: 1,
                 readers: 1,
+                slot_size: None,
+                value_size: None,
                 peers: &[Peer {
                     domain: "b",
                     domid: 2,
@@ -479,6 +488,8 @@ mod tests {
                 index: 0,
                 writers: 1,
                 readers: 2,
+                slot_size: None,
+                value_size: None,
                 peers: &[
                     Peer {
                         domain: "b",

@@ -76,6 +76,10 @@ pub struct Channel {
     pub writers: u32,
     /// Number of readers.
     pub readers: u32,
+    /// A log's slot size in bytes (`None` for the other protocols).
+    pub slot_size: Option<u32>,
+    /// A latest channel's value size in bytes (`None` for the other protocols).
+    pub value_size: Option<u32>,
     /// The peers this domain signals, one per event channel.
     pub peers: Vec<Peer>,
 }
@@ -212,6 +216,8 @@ impl Channel {
             index,
             writers,
             readers,
+            slot_size,
+            value_size,
             peers,
         } = self;
         crate::Channel {
@@ -224,6 +230,8 @@ impl Channel {
             index,
             writers,
             readers,
+            slot_size,
+            value_size,
             peers: leak_slice(peers.into_iter().map(Peer::leak).collect()),
         }
     }
@@ -239,6 +247,8 @@ impl Channel {
             index,
             writers,
             readers,
+            slot_size,
+            value_size,
             peers,
         } = *c;
         Channel {
@@ -251,6 +261,8 @@ impl Channel {
             index,
             writers,
             readers,
+            slot_size,
+            value_size,
             peers: peers.iter().map(Peer::from_static).collect(),
         }
     }

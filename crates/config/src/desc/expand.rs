@@ -110,6 +110,11 @@ impl Builder<'_> {
                 );
                 continue;
             }
+            let Some((slot_size, value_size)) =
+                self.channel_params(cd, protocol, size, writers.len(), readers.len(), &name)
+            else {
+                continue;
+            };
             let shm_id = match &cd.shm_id {
                 Some(i) => i.get_ref().clone(),
                 None => {
@@ -157,6 +162,8 @@ impl Builder<'_> {
                 writers: writers.clone(),
                 readers: readers.clone(),
                 size,
+                slot_size,
+                value_size,
                 shm_id: shm_id.clone(),
                 shm: Vec::new(),
                 evtchns: Vec::new(),
@@ -299,5 +306,184 @@ impl Builder<'_> {
             }
             self.sys.channels.push(chan);
         }
+    }
+}
+
+/// Whether a region of `size` bytes holds `protocol` with these parameters, by the protocol
+/// crate's own layout rules (the ones the endpoints attach with); the reason if not.
+fn protocol_fits(
+    protocol: Protocol,
+    size: u64,
+    writers: usize,
+    readers: usize,
+    slot_size: Option<u32>,
+    value_size: Option<u32>,
+) -> Result<(), String> {
+    use staticbus_proto::{blob, latest, log, queue};
+    let len = usize::try_from(size)
+        .map_err(|_| "larger than this machine's address space".to_string())?;
+    match protocol {
+        Protocol::Queue => queue::layout(len)
+            .map(drop)
+            .map_err(|_| "too small for a queue's header and ring".into()),
+        Protocol::Blob => blob::layout(len, readers)
+            .map(drop)
+            .map_err(|_| format!("too small for a blob with {readers} reader(s)")),
+        Protocol::Log => {
+            let slot = slot_size.unwrap_or(0) as usize;
+            let Some(data) = log::data_size_for(len, readers) else {
+                return Err(format!("too small for a log ring with {readers} reader(s)"));
+            };
+            if log::slot_size_ok(slot, data) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "its ring of {data:#x} bytes does not hold two slots of {slot:#x} bytes"
+                ))
+            }
+        }
+        Protocol::Latest => {
+            let p = latest::Params::new(writers, readers, value_size.unwrap_or(0) as usize)
+                .map_err(|_| "invalid latest parameters".to_string())?;
+            if p.region_size() as u64 <= size {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{writers} writer slot(s) of {} bytes and {readers} reader line(s) need {:#x} bytes",
+                    p.value_size(),
+                    p.region_size()
+                ))
+            }
+        }
+    }
+}
+
+/// The smallest multiple of 4 KiB (up to 1 GiB) that holds the protocol, for a hint.
+fn smallest_fit(
+    protocol: Protocol,
+    writers: usize,
+    readers: usize,
+    slot_size: Option<u32>,
+    value_size: Option<u32>,
+) -> Option<u64> {
+    let mut size = PAGE_SIZE;
+    while size <= 1 << 30 {
+        if protocol_fits(protocol, size, writers, readers, slot_size, value_size).is_ok() {
+            return Some(size);
+        }
+        size = if size < 1 << 20 {
+            size + PAGE_SIZE
+        } else {
+            size * 2
+        };
+    }
+    None
+}
+
+impl Builder<'_> {
+    /// The protocol parameters of channel `cd` (a log's slot size, a latest channel's value
+    /// size), and the check that its region holds the protocol with them. `None` (with a
+    /// diagnostic) if they are missing, misplaced or do not fit.
+    fn channel_params(
+        &mut self,
+        cd: &ChannelDesc,
+        protocol: Protocol,
+        size: u64,
+        writers: usize,
+        readers: usize,
+        name: &str,
+    ) -> Option<(Option<u32>, Option<u32>)> {
+        let mut ok = true;
+        let mut param = |this: &mut Self,
+                         field: &Option<Spanned<Size>>,
+                         key: &str,
+                         wanted: bool,
+                         max: u64|
+         -> Option<u32> {
+            match (field, wanted) {
+                (Some(f), false) => {
+                    this.err(
+                        DESC_BAD_VALUE,
+                        this.loc(f),
+                        format!("`{key}` is not a parameter of a {protocol} channel (`{name}`)"),
+                        &format!("remove `{key}`"),
+                    );
+                    ok = false;
+                    None
+                }
+                (None, true) => {
+                    this.err(
+                        DESC_BAD_VALUE,
+                        this.loc(&cd.protocol),
+                        format!(
+                            "{protocol} channel `{name}` has no `{key}`; both ends attach with it"
+                        ),
+                        &format!("add `{key} = 64` (bytes) to the channel"),
+                    );
+                    ok = false;
+                    None
+                }
+                (Some(f), true) => {
+                    let v = f.get_ref().0;
+                    if v > max {
+                        this.err(
+                            DESC_BAD_VALUE,
+                            this.loc(f),
+                            format!("`{key}` {v:#x} is larger than a {protocol} allows ({max:#x})"),
+                            "use a smaller size",
+                        );
+                        ok = false;
+                        return None;
+                    }
+                    Some(v as u32)
+                }
+                (None, false) => None,
+            }
+        };
+        let slot_size = param(
+            self,
+            &cd.slot_size,
+            "slot-size",
+            protocol == Protocol::Log,
+            staticbus_proto::log::MAX_SLOT_SIZE as u64,
+        );
+        let value_size = param(
+            self,
+            &cd.value_size,
+            "value-size",
+            protocol == Protocol::Latest,
+            staticbus_proto::latest::MAX_VALUE_SIZE as u64,
+        );
+        if let (Some(s), Some(f)) = (slot_size, &cd.slot_size) {
+            let min = staticbus_proto::log::MIN_SLOT_SIZE as u32;
+            if !s.is_power_of_two() || s < min {
+                let up = s.max(min).next_power_of_two();
+                self.err(
+                    DESC_BAD_VALUE,
+                    self.loc(f),
+                    format!("`slot-size` {s:#x} of log `{name}` is not a power of two of at least {min:#x}"),
+                    &format!("use {up:#x}"),
+                );
+                return None;
+            }
+        }
+        if !ok {
+            return None;
+        }
+        // SB0507: the region holds the protocol with these parameters.
+        if let Err(why) = protocol_fits(protocol, size, writers, readers, slot_size, value_size) {
+            let help = match smallest_fit(protocol, writers, readers, slot_size, value_size) {
+                Some(s) => format!("use at least {s:#x} ({} KiB)", s / 1024),
+                None => "use smaller protocol parameters".into(),
+            };
+            self.err(
+                CHANNEL_SIZE,
+                self.loc(&cd.size),
+                format!("channel `{name}` of {size:#x} bytes is too small for its protocol: {why}"),
+                &help,
+            );
+            return None;
+        }
+        Some((slot_size, value_size))
     }
 }

@@ -315,6 +315,10 @@ pub struct ChannelDesc {
     pub to: Spanned<OneOrMany<String>>,
     /// Region size.
     pub size: Spanned<Size>,
+    /// A log's slot size (required for `log`, refused for the other protocols).
+    pub slot_size: Option<Spanned<Size>>,
+    /// A latest channel's value size (required for `latest`, refused for the others).
+    pub value_size: Option<Spanned<Size>>,
     /// shm id (allocated when absent).
     pub shm_id: Option<Spanned<String>>,
     /// Host address.

@@ -155,6 +155,8 @@ struct sb_channel {
 \tuint32_t index;
 \tuint32_t writers;
 \tuint32_t readers;
+\tuint32_t slot_size; /* a log's slot size (protocol SB_PROTOCOL_LOG only) */
+\tuint32_t value_size; /* a latest channel's value size (SB_PROTOCOL_LATEST only) */
 \tuint32_t peer_count;
 \tconst struct sb_peer *peers;
 };
@@ -522,6 +524,12 @@ pub(super) fn c_macros(m: &DomainManifest, ents: &[Entity<'_>], ids: &Ids, w: &m
         w.define(o, &["SB_", s, "_INDEX"], CValue::Num(c.index.into()));
         w.define(o, &["SB_", s, "_WRITERS"], CValue::Num(c.writers.into()));
         w.define(o, &["SB_", s, "_READERS"], CValue::Num(c.readers.into()));
+        if let Some(v) = c.slot_size {
+            w.define(o, &["SB_", s, "_SLOT_SIZE"], CValue::Num(v.into()));
+        }
+        if let Some(v) = c.value_size {
+            w.define(o, &["SB_", s, "_VALUE_SIZE"], CValue::Num(v.into()));
+        }
         w.define(o, &["SB_", s, "_PEER_COUNT"], n(c.peers.len()));
         if let [p] = c.peers.as_slice() {
             w.define(o, &["SB_", s, "_PORT"], CValue::Num(p.local_port.into()));
@@ -657,6 +665,12 @@ pub(super) fn c_tables(m: &DomainManifest, o: &mut String) {
             field(o, "index", CValue::Num(c.index.into()));
             field(o, "writers", CValue::Num(c.writers.into()));
             field(o, "readers", CValue::Num(c.readers.into()));
+            field(o, "slot_size", CValue::Num(c.slot_size.unwrap_or(0).into()));
+            field(
+                o,
+                "value_size",
+                CValue::Num(c.value_size.unwrap_or(0).into()),
+            );
             field(o, "peer_count", CValue::Num(c.peers.len() as u64));
             if c.peers.is_empty() {
                 o.push_str("\t\t.peers = 0,\n");

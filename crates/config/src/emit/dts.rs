@@ -208,6 +208,12 @@ pub(super) fn write_fragment(m: &DomainManifest, out: &mut impl FragmentSink) {
         out.prop_u32s("index", &[c.index]);
         out.prop_u32s("writers", &[c.writers]);
         out.prop_u32s("readers", &[c.readers]);
+        if let Some(v) = c.slot_size {
+            out.prop_u32s("slot-size", &[v]);
+        }
+        if let Some(v) = c.value_size {
+            out.prop_u32s("value-size", &[v]);
+        }
         if !c.peers.is_empty() {
             strs.clear();
             strs.extend(c.peers.iter().map(|p| p.domain.as_str()));

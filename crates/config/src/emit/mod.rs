@@ -142,6 +142,8 @@ mod tests {
             index: 0,
             writers: 1,
             readers: peers.len() as u32,
+            slot_size: None,
+            value_size: None,
             peers,
         };
         let region = |guest_addr: u64, host_addr: Option<u64>, channel: Option<&str>| RegionEntry {

@@ -61,6 +61,16 @@ pub(super) fn rust_channel(w: &mut RustWriter, i: usize, c: &ChannelEntry) {
     w.num(i, "index", c.index.into());
     w.num(i, "writers", c.writers.into());
     w.num(i, "readers", c.readers.into());
+    for (name, v) in [("slot_size", c.slot_size), ("value_size", c.value_size)] {
+        w.field(i, name, |o| match v {
+            Some(v) => {
+                o.push_str("Some(");
+                push_rust_hex(o, v.into());
+                o.push(')');
+            }
+            None => o.push_str("None"),
+        });
+    }
     let peer = "staticbus_manifest::Peer";
     w.list(i, "peers", peer, &c.peers, rust_peer);
 }

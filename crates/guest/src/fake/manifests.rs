@@ -67,6 +67,8 @@ pub fn two_domains(channels: &[(&'static str, Protocol, u64)]) -> [&'static Mani
                 index: 0,
                 writers: 1,
                 readers: 1,
+                slot_size: None,
+                value_size: None,
                 peers,
             });
             regions.push(Region {

@@ -3,7 +3,7 @@
 
 /// The staticbus manifest of domain "sensor" in system "lab \"demo\" \\ é".
 pub const MANIFEST: staticbus_manifest::Manifest = staticbus_manifest::Manifest {
-    format_version: 1,
+    format_version: 2,
     system: "lab \"demo\" \\ é",
     xen: "4.20",
     domain: "sensor",
@@ -19,6 +19,8 @@ pub const MANIFEST: staticbus_manifest::Manifest = staticbus_manifest::Manifest 
             index: 0,
             writers: 1,
             readers: 1,
+            slot_size: None,
+            value_size: None,
             peers: &[staticbus_manifest::Peer {
                 domain: "ctrl-plane",
                 domid: 2,
@@ -37,6 +39,8 @@ pub const MANIFEST: staticbus_manifest::Manifest = staticbus_manifest::Manifest 
             index: 0,
             writers: 1,
             readers: 2,
+            slot_size: None,
+            value_size: None,
             peers: &[staticbus_manifest::Peer {
                 domain: "ctrl-plane",
                 domid: 2,
