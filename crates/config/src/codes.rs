@@ -175,6 +175,9 @@ codes! {
     ENHANCED_RECOMMENDED = "SB0303", Note,
         "a domain with static event channels has no `xen,enhanced`",
         "works for bare-metal guests; a Linux guest cannot find Xen (no `/hypervisor` node) and cannot use the channel";
+    ENHANCED_LINUX_MISSING = "SB0304", Error,
+        "a Linux domain has no `xen,enhanced`",
+        "Linux finds no Xen (no `/hypervisor` node): no `/sys/hypervisor`, no event channels, no `/dev/xen/evtchn`; its staticbus programs fail with `Linux does not see Xen`";
 
     // ---- domains, modules, memory (spec §4) ----
     DOMAIN_NAME_DUPLICATE = "SB0401", Error,

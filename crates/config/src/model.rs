@@ -359,6 +359,28 @@ pub struct Emulate {
     pub args: Vec<String>,
 }
 
+/// The kernel of a Linux domain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LinuxKernel {
+    /// Debian's arm64 kernel from the cache of `scripts/linux/fetch-kernel.sh`.
+    Debian,
+    /// An arm64 Image file (relative paths are relative to the description's directory).
+    File(String),
+}
+
+/// A Linux domU (`linux = { … }` of a `[[domain]]`): `staticbus boot` finds its kernel,
+/// builds its programs for `aarch64-unknown-linux-musl` and makes its initramfs (the
+/// domain's ramdisk module) with the domain's manifest inside.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinuxDomain {
+    /// The kernel.
+    pub kernel: LinuxKernel,
+    /// The programs put in the initramfs's `/bin`.
+    pub programs: Vec<CargoImage>,
+    /// Where `linux` was declared.
+    pub loc: Location,
+}
+
 /// A domain: dom0 (domid 0) or a dom0less domU.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Domain {
@@ -396,6 +418,8 @@ pub struct Domain {
     pub direct_map_loc: Location,
     /// How the emulator runs it.
     pub emulate: Option<Emulate>,
+    /// A Linux domU whose kernel and initramfs `staticbus boot` provides.
+    pub linux: Option<LinuxDomain>,
 }
 
 impl Domain {
@@ -419,6 +443,7 @@ impl Domain {
             direct_map: false,
             direct_map_loc: Location::None,
             emulate: None,
+            linux: None,
         }
     }
 

@@ -1176,6 +1176,14 @@ fn sb0303_enhanced_recommended() {
         .run();
 }
 
+#[test]
+fn sb0304_enhanced_linux_missing() {
+    Case::toml("sb0304_enhanced_linux_missing.toml", ENHANCED_LINUX_MISSING)
+        .at("enhanced = |false")
+        .fix("enhanced = false\n", "")
+        .run();
+}
+
 // ======================================================================================
 // SB04xx domains, modules, memory (TOML)
 // ======================================================================================

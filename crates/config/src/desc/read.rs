@@ -309,6 +309,9 @@ impl Builder<'_> {
             .map(|v| self.loc(v))
             .unwrap_or(dom.loc.clone());
         let mut addrs = Vec::new();
+        if let Some(l) = &d.linux {
+            self.linux_modules(&mut dom, &mut addrs, l, d);
+        }
         for (kind, m) in [
             (ModuleKind::Kernel, &d.kernel),
             (ModuleKind::Ramdisk, &d.ramdisk),
@@ -362,6 +365,80 @@ impl Builder<'_> {
             args: e.args.clone(),
         });
         Some((dom, addrs))
+    }
+
+    /// The kernel and ramdisk modules of a Linux domain (`linux = { … }`), which take the
+    /// place of `kernel` and `ramdisk`.
+    fn linux_modules(
+        &mut self,
+        dom: &mut Domain,
+        addrs: &mut Vec<Option<u64>>,
+        l: &Spanned<LinuxDesc>,
+        d: &DomainDesc,
+    ) {
+        let loc = self.loc(l);
+        let ld = l.get_ref();
+        if let Some(other) = d.kernel.as_ref().or(d.ramdisk.as_ref()) {
+            let at = self.loc(other);
+            self.err(
+                DESC_BAD_VALUE,
+                at,
+                format!(
+                    "domain `{}` is a Linux domain: `staticbus boot` provides its kernel and initramfs",
+                    dom.name
+                ),
+                "leave out `kernel` and `ramdisk`, or use `linux = { kernel = \"path\" }` for another kernel",
+            );
+            return;
+        }
+        let kernel = match ld.kernel.as_deref() {
+            None | Some("debian") => LinuxKernel::Debian,
+            Some(f) => LinuxKernel::File(f.to_string()),
+        };
+        const MIB: u64 = 1 << 20;
+        let module = |kind, size: Option<Size>, default: u64, path: Option<String>| Module {
+            kind,
+            addr: 0,
+            size: size.map_or(default, |s| s.0),
+            path,
+            cargo: None,
+            bootargs: None,
+            bootargs_loc: Location::None,
+            loc: loc.clone(),
+        };
+        let mut k = module(
+            ModuleKind::Kernel,
+            ld.kernel_size,
+            64 * MIB,
+            match &kernel {
+                LinuxKernel::File(f) => Some(f.clone()),
+                LinuxKernel::Debian => None,
+            },
+        );
+        if let Some(b) = &d.bootargs {
+            k.bootargs = Some(b.get_ref().clone());
+            k.bootargs_loc = self.loc(b);
+        }
+        dom.modules.push(k);
+        dom.modules.push(module(
+            ModuleKind::Ramdisk,
+            ld.initramfs_size,
+            16 * MIB,
+            None,
+        ));
+        addrs.extend([None, None]);
+        dom.linux = Some(LinuxDomain {
+            kernel,
+            programs: ld
+                .programs
+                .iter()
+                .map(|c| CargoImage {
+                    package: c.package.clone(),
+                    bin: c.bin.clone(),
+                })
+                .collect(),
+            loc,
+        });
     }
 
     pub(super) fn domains(&mut self, desc: &Description) {

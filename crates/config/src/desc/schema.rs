@@ -253,6 +253,26 @@ pub struct DomainDesc {
     pub direct_map: Option<Spanned<bool>>,
     /// Emulator settings.
     pub emulate: Option<EmulateDesc>,
+    /// A Linux domU (kernel, initramfs programs): instead of `kernel` and `ramdisk`.
+    pub linux: Option<Spanned<LinuxDesc>>,
+}
+
+/// `linux = { kernel, programs, kernel-size, initramfs-size }` of a `[[domain]]`: a Linux
+/// domU whose kernel `staticbus boot` finds and whose initramfs it makes.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LinuxDesc {
+    /// `"debian"` (the default: Debian's arm64 kernel from the cache of
+    /// `scripts/linux/fetch-kernel.sh`) or the path of an arm64 Image.
+    pub kernel: Option<String>,
+    /// Programs for the initramfs's `/bin`: Cargo binaries built for
+    /// `aarch64-unknown-linux-musl`.
+    #[serde(default)]
+    pub programs: Vec<CargoDesc>,
+    /// Room reserved for the kernel (default 64 MiB).
+    pub kernel_size: Option<Size>,
+    /// Room reserved for the initramfs (default 16 MiB).
+    pub initramfs_size: Option<Size>,
 }
 
 /// `[[evtchn]]`: `a = "dom:port"`, `b = "dom:port"`.

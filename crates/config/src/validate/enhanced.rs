@@ -47,6 +47,24 @@ impl<'s> Validator<'s> {
             }
             _ => {}
         }
+        // SB0304: a Linux domain without `xen,enhanced`.
+        if let (Some(l), Enhanced::Absent) = (&d.linux, &d.enhanced) {
+            let at = if d.enhanced_loc == d.loc {
+                l.loc.clone()
+            } else {
+                d.enhanced_loc.clone()
+            };
+            self.push(
+                Diagnostic::new(
+                    ENHANCED_LINUX_MISSING,
+                    at,
+                    format!("Linux domain `{}` has no `xen,enhanced`", d.name),
+                )
+                .label("without it Xen writes no /hypervisor node, and Linux does not see Xen")
+                .help("set `enhanced = \"no-xenstore\"` (the default when `enhanced` is left out; \"enabled\" needs dom0)"),
+            );
+            return;
+        }
         // SB0303: static event channels in a domain without `xen,enhanced`.
         if d.enhanced == Enhanced::Absent {
             let idx = sys.domains.iter().position(|x| std::ptr::eq(x, d));
