@@ -3,7 +3,7 @@
 //! Subcommands: `check` (validate a system description or a Xen host device tree),
 //! `build` (write the host device tree and per-domain manifests), `explain` (what a
 //! diagnostic code means and what Xen does without it), `run` (the system in the emulated
-//! hypervisor), `boot` (the system on real Xen under QEMU).
+//! hypervisor), `boot` (the system on real Xen under QEMU), `map` (the system as a picture).
 
 #![deny(unsafe_code)]
 
@@ -170,6 +170,16 @@ enum Cmd {
         /// the `--uboot` script of `staticbus build` and every file it names over TFTP.
         #[arg(long)]
         uboot: Option<PathBuf>,
+    },
+    /// Draw the system: host and guest memory maps, the channel graph and the check's
+    /// problems where they are, as one SVG or a self-contained HTML page (exit 1 on errors,
+    /// like `check`; the map is written anyway).
+    Map {
+        #[command(flatten)]
+        args: CheckArgs,
+        /// Output file: `.html` (zoomable page with the problem list) or `.svg`.
+        #[arg(short, long)]
+        out: PathBuf,
     },
     /// Explain a diagnostic code, or list them all.
     Explain {
@@ -409,6 +419,7 @@ fn run(cli: Cli) -> u8 {
             };
             boot::boot(&file, &opts)
         }
+        Cmd::Map { args: a, out } => map(&a, &out),
         Cmd::Explain {
             code,
             list,
@@ -455,6 +466,41 @@ fn run(cli: Cli) -> u8 {
             }
         }
     }
+}
+
+/// `staticbus map`: check, then draw the model with the check's problems on it.
+fn map(a: &CheckArgs, out: &Path) -> u8 {
+    let Some(format) = staticbus_map::Format::from_path(out) else {
+        eprintln!(
+            "error: `{}`: the map is written as .html or .svg",
+            out.display()
+        );
+        return 2;
+    };
+    let mut sources = Sources::new();
+    let c = compile::check(&mut sources, &a.file, &options(a));
+    report(&sources, &c.diags, a);
+    if c.io_error {
+        return 2;
+    }
+    let input = staticbus_map::Input {
+        system: c.system.as_ref(),
+        diags: &c.diags,
+        sources: &sources,
+        file: a.file.display().to_string(),
+    };
+    let bytes = match format {
+        staticbus_map::Format::Html => staticbus_map::html(&input),
+        staticbus_map::Format::Svg => staticbus_map::svg(&input),
+    };
+    if let Err(e) = write_atomic(out, bytes.as_bytes()) {
+        eprintln!("error[SB0701]: cannot write `{}`: {e}", out.display());
+        return 2;
+    }
+    if matches!(a.format, Format::Human) {
+        eprintln!("wrote {} ({} problems)", out.display(), c.diags.len());
+    }
+    verdict(&c.diags, a.deny_warnings).max(u8::from(c.system.is_none()))
 }
 
 fn main() -> ExitCode {
