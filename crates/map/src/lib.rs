@@ -8,7 +8,7 @@
 //! pairs), and the problems of the check, each drawn on the objects its locations point at
 //! (an overlap is also drawn as a hatched band where the ranges overlap).
 //!
-//! [`svg`] gives a standalone SVG (problems listed at its bottom); [`html`] one
+//! [`svg()`](fn@svg) gives a standalone SVG (problems listed at its bottom); [`html`](fn@html) one
 //! self-contained page (no network resources) with the SVG inline, zoom and highlight in a
 //! few lines of script, and the problems as an HTML list with anchors.
 //!
