@@ -6,6 +6,12 @@
 //! driver does: every port read is written back at once (so the next event is delivered;
 //! the set coalesces) and recorded, and each [`Events`] operation consumes from the set.
 //!
+//! Ports are bound on first use (any operation on the port, or [`LinuxEvents::bind`]):
+//! several processes of one domain can then each use their own channels, since a port
+//! bound by one process delivers its events to that process only. Binding a port whose end
+//! Xen left pending (`initially_pending` in the manifest) waits briefly for its bind-time
+//! event, so that [`Events::clear_initial`] finds it.
+//!
 //! One thread at a time sleeps in `poll()` on the fd (the *reader*); other waiters sleep on
 //! a condition variable until the reader has drained the ring. Non-blocking operations
 //! drain the ring themselves when no thread is reading, and only look at the set while one
@@ -15,7 +21,7 @@
 use crate::device::Device;
 use staticbus_guest::ops::PortStatus;
 use staticbus_guest::{Errno, Events};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::BorrowedFd;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -29,14 +35,20 @@ pub const EIO: Errno = Errno(5);
 const READ_BATCH: usize = 64;
 
 /// A domain's static event channels as a Linux process sees them through
-/// `/dev/xen/evtchn`: every port of the manifest bound with `IOCTL_EVTCHN_BIND_STATIC`.
+/// `/dev/xen/evtchn`: the ports of the manifest, each bound with
+/// `IOCTL_EVTCHN_BIND_STATIC` when first used (or by [`LinuxEvents::bind`]).
 ///
 /// Implements [`Events`] as docs/adr/0004 describes. [`LinuxEvents::fd`] exposes the
 /// device so that a program can put it in its own `poll`/`epoll` loop: when it turns
 /// readable, call [`Events::take_fired`] (in a loop) or [`Events::try_take_any`].
 pub struct LinuxEvents {
     dev: Box<dyn Device>,
-    bound: BTreeSet<u32>,
+    /// The manifest's ports: whether Xen left this end pending at bind time.
+    ports: BTreeMap<u32, bool>,
+    /// The ports bound so far (also serialises binding).
+    bound: Mutex<BTreeSet<u32>>,
+    /// How long a bind waits for the bind-time event of a pending end.
+    settle: Duration,
     state: Mutex<State>,
     drained: Condvar,
     timeout: Option<Duration>,
@@ -50,12 +62,14 @@ struct State {
     /// Events that fired on ports this domain did not bind (the kernel should never
     /// deliver them: counted, not kept).
     strays: u64,
+    /// Pending ends whose bind-time event did not arrive within the settle time.
+    unsettled: Vec<u32>,
 }
 
 impl std::fmt::Debug for LinuxEvents {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LinuxEvents")
-            .field("bound", &self.bound)
+            .field("ports", &self.ports)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
@@ -66,24 +80,56 @@ fn errno(e: &std::io::Error) -> Errno {
 }
 
 impl LinuxEvents {
-    /// Events over `dev` with nothing bound yet.
+    /// Events over `dev` with no ports yet.
     pub(crate) fn new(dev: Box<dyn Device>) -> Self {
         LinuxEvents {
             dev,
-            bound: BTreeSet::new(),
+            ports: BTreeMap::new(),
+            bound: Mutex::new(BTreeSet::new()),
+            settle: Duration::from_secs(1),
             state: Mutex::new(State::default()),
             drained: Condvar::new(),
             timeout: None,
         }
     }
 
-    /// Binds static `port` (`IOCTL_EVTCHN_BIND_STATIC`).
-    pub(crate) fn bind_static(&mut self, port: u32) -> std::io::Result<()> {
-        if self.bound.contains(&port) {
+    /// Makes `port` one of this domain's ports (from the manifest); `pending`: Xen left
+    /// this end pending at bind time.
+    pub(crate) fn allow(&mut self, port: u32, pending: bool) {
+        self.ports.insert(port, pending);
+    }
+
+    /// How long binding a pending end waits for its bind-time event (default 1 s).
+    pub(crate) fn set_settle(&mut self, settle: Duration) {
+        self.settle = settle;
+    }
+
+    /// Binds `port` (`IOCTL_EVTCHN_BIND_STATIC`) unless it is bound already; `EINVAL` for a
+    /// port the manifest does not list, the kernel's errno if the bind fails. Every
+    /// operation binds the ports it is given; call this for a port you want in your own
+    /// `poll` loop before its first use.
+    pub fn bind(&self, port: u32) -> Result<(), Errno> {
+        let Some(&pending) = self.ports.get(&port) else {
+            return Err(Errno::EINVAL);
+        };
+        let mut bound = self.bound.lock().unwrap_or_else(|e| e.into_inner());
+        if bound.contains(&port) {
             return Ok(());
         }
-        self.dev.bind_static(port)?;
-        self.bound.insert(port);
+        self.dev.bind_static(port).map_err(|e| errno(&e))?;
+        bound.insert(port);
+        if pending {
+            let missing = self.settle(&[port], self.settle)?;
+            self.lock().unsettled.extend(missing);
+        }
+        Ok(())
+    }
+
+    /// Binds every port of the manifest; the first that fails and why.
+    pub fn bind_all(&self) -> Result<(), (u32, Errno)> {
+        for &p in self.ports.keys() {
+            self.bind(p).map_err(|e| (p, e))?;
+        }
         Ok(())
     }
 
@@ -112,9 +158,21 @@ impl LinuxEvents {
         }
     }
 
-    /// The ports bound, in order.
-    pub fn bound(&self) -> impl Iterator<Item = u32> + '_ {
-        self.bound.iter().copied()
+    /// The manifest's ports, in order.
+    pub fn ports(&self) -> impl Iterator<Item = u32> + '_ {
+        self.ports.keys().copied()
+    }
+
+    /// The ports bound so far, in order.
+    pub fn bound(&self) -> Vec<u32> {
+        let b = self.bound.lock().unwrap_or_else(|e| e.into_inner());
+        b.iter().copied().collect()
+    }
+
+    /// Pending ends whose bind-time event did not arrive within the settle time (a later
+    /// arrival is one spurious wake-up, which the protocols tolerate).
+    pub fn unsettled(&self) -> Vec<u32> {
+        self.lock().unsettled.clone()
     }
 
     /// Makes every later blocking wait give up with [`ETIMEDOUT`] after `timeout`
@@ -141,11 +199,7 @@ impl LinuxEvents {
     }
 
     fn check_bound(&self, port: u32) -> Result<(), Errno> {
-        if self.bound.contains(&port) {
-            Ok(())
-        } else {
-            Err(Errno::EINVAL)
-        }
+        self.bind(port)
     }
 
     /// Reads the ring without blocking, unmasks what it read, records it.
@@ -158,7 +212,7 @@ impl LinuxEvents {
             }
             self.dev.unmask(&buf[..n]).map_err(|e| errno(&e))?;
             for &p in &buf[..n] {
-                if self.bound.contains(&p) {
+                if self.ports.contains_key(&p) {
                     st.fired.insert(p);
                 } else {
                     st.strays += 1;
@@ -248,6 +302,9 @@ impl Events for LinuxEvents {
     }
 
     fn try_take_any(&self, ports: &[u32]) -> Option<u32> {
+        for &p in ports {
+            let _ = self.bind(p);
+        }
         let mut st = self.lock();
         if let Some(p) = Self::take_first(&mut st, ports) {
             return Some(p);
@@ -263,12 +320,14 @@ impl Events for LinuxEvents {
     }
 
     fn is_pending(&self, port: u32) -> bool {
+        let _ = self.bind(port);
         let mut st = self.lock();
         self.refresh(&mut st);
         st.fired.contains(&port)
     }
 
     fn clear_initial(&self, port: u32) -> bool {
+        let _ = self.bind(port);
         let mut st = self.lock();
         self.refresh(&mut st);
         st.fired.remove(&port)
@@ -289,8 +348,9 @@ mod tests {
         let dev = Arc::new(FakeDevice::default());
         let mut ev = LinuxEvents::new(Box::new(dev.clone()));
         for &p in ports {
-            ev.bind_static(p).unwrap();
+            ev.allow(p, false);
         }
+        ev.bind_all().unwrap();
         (ev, dev)
     }
 
@@ -307,8 +367,10 @@ mod tests {
         let dev = Arc::new(FakeDevice::default());
         dev.refuse_bind(7);
         let mut ev = LinuxEvents::new(Box::new(dev));
-        assert!(ev.bind_static(7).is_err());
-        assert_eq!(ev.bound().count(), 0);
+        ev.allow(7, false);
+        assert_eq!(ev.bind_all(), Err((7, Errno::EINVAL)));
+        assert_eq!(ev.bound(), Vec::<u32>::new());
+        assert_eq!(ev.send(7), Err(Errno::EINVAL));
     }
 
     #[test]
@@ -405,6 +467,23 @@ mod tests {
         for w in waiters {
             w.join().unwrap();
         }
+    }
+
+    #[test]
+    fn ports_bind_on_first_use_and_pending_ends_settle() {
+        let dev = Arc::new(FakeDevice::default());
+        let mut ev = LinuxEvents::new(Box::new(dev.clone()));
+        ev.allow(1, false);
+        ev.allow(2, true);
+        ev.set_settle(Duration::from_millis(20));
+        assert_eq!(ev.bound(), Vec::<u32>::new());
+        ev.send(1).unwrap();
+        assert_eq!(ev.bound(), [1]);
+        // The bind-time event of port 2 never comes: noted, not an error.
+        assert!(!ev.clear_initial(2));
+        assert_eq!(ev.bound(), [1, 2]);
+        assert_eq!(ev.unsettled(), [2]);
+        assert_eq!(ev.bind(3), Err(Errno::EINVAL));
     }
 
     #[test]

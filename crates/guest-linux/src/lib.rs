@@ -5,7 +5,8 @@
 //! on Linux unchanged:
 //!
 //! * **events** ([`LinuxEvents`]): `/dev/xen/evtchn`, every static port of the manifest
-//!   bound with `IOCTL_EVTCHN_BIND_STATIC` (Linux 6.5+), sent with `IOCTL_EVTCHN_NOTIFY`,
+//!   bound with `IOCTL_EVTCHN_BIND_STATIC` (Linux 6.5+) when first used (so that several
+//!   processes of a domain can each own their channels), sent with `IOCTL_EVTCHN_NOTIFY`,
 //!   fired ports read from the fd and unmasked by writing them back at once; waits block
 //!   in `poll()`, and the fd is exposed for a program's own `poll`/`epoll` loop. Port
 //!   status (`EVTCHNOP_status`, which [`Channel::verify`](staticbus_guest::Channel::verify)
@@ -20,7 +21,8 @@
 //! [`LinuxPlatform::open`] checks what it finds against the manifest before anything
 //! runs, and each failure is its own [`Error`]: no Xen, a kernel older than 6.5, a module
 //! that is not loaded, no `/dev/xen/evtchn`, a region that is missing or differs from the
-//! build (size, guest address), a port that does not bind. It never panics.
+//! build (size, guest address), a port that Xen says is not connected as built
+//! (`EVTCHNOP_status`), or one that does not bind ([`Options::bind_all`]). It never panics.
 //!
 //! ```no_run
 //! use staticbus_guest::Channel;
@@ -42,7 +44,8 @@ pub use device::{Privcmd, IOCTL_EVTCHN_BIND_STATIC, IOCTL_EVTCHN_NOTIFY, IOCTL_P
 pub use events::{LinuxEvents, EIO, ETIMEDOUT};
 pub use system::{kernel_version, Paths, MIN_KERNEL};
 
-use staticbus_guest::{Errno, Platform, Region};
+use staticbus_guest::ops::PortState;
+use staticbus_guest::{Errno, Events, Platform, Region};
 use staticbus_manifest::Manifest;
 use std::fmt;
 use std::os::fd::AsRawFd;
@@ -105,12 +108,12 @@ pub enum Error {
         /// What the xen-shmem module reports (from the guest device tree).
         found: u64,
     },
-    /// A static port of the manifest did not bind.
-    Bind {
+    /// A static port of the manifest is not what the build says, or does not bind.
+    Port {
         /// The local port.
         port: u32,
-        /// The kernel's answer.
-        err: std::io::Error,
+        /// What was found.
+        reason: String,
     },
     /// Any other system error.
     Io {
@@ -129,8 +132,7 @@ impl fmt::Display for Error {
             }
             Error::NoXen { path, found } => write!(
                 f,
-                "Linux does not see Xen ({}: {}): the domain needs xen,enhanced \
-                 (\"no-xenstore\") for the /hypervisor node",
+                "Linux does not see Xen ({}: {}): the domain needs xen,enhanced",
                 path.display(),
                 found
                     .as_deref()
@@ -171,11 +173,7 @@ impl fmt::Display for Error {
                 "region `{shm_id}`: {what} is {found:#x}, the manifest says {built:#x} \
                  (booted with another build's host tree?)"
             ),
-            Error::Bind { port, err } => write!(
-                f,
-                "IOCTL_EVTCHN_BIND_STATIC(port {port}): {err} (not a static event channel of \
-                 this domain?)"
-            ),
+            Error::Port { port, reason } => write!(f, "event-channel port {port}: {reason}"),
             Error::Io { what, err } => write!(f, "{what}: {err}"),
         }
     }
@@ -196,6 +194,10 @@ pub struct Options {
     pub settle: Duration,
     /// Every blocking wait gives up after this long with `ETIMEDOUT` (default: never).
     pub wait_timeout: Option<Duration>,
+    /// Bind every port at open (default `false`: each port is bound when first used, so
+    /// that several processes of one domain can each use their own channels; a port bound
+    /// by one process delivers its events to that process only).
+    pub bind_all: bool,
 }
 
 impl Default for Options {
@@ -205,6 +207,7 @@ impl Default for Options {
             paths: Paths::default(),
             settle: Duration::from_secs(1),
             wait_timeout: None,
+            bind_all: false,
         }
     }
 }
@@ -231,9 +234,8 @@ pub struct Found {
     pub kernel: String,
     /// True if port status goes through `/dev/xen/privcmd`.
     pub status: bool,
-    /// Ports of `initially_pending` ends whose bind-time event did not arrive within
-    /// [`Options::settle`].
-    pub unsettled: Vec<u32>,
+    /// True if every port was checked with `EVTCHNOP_status` at open.
+    pub ports_checked: bool,
 }
 
 /// A Linux domain's [`Platform`]: see the crate documentation.
@@ -271,27 +273,45 @@ impl LinuxPlatform {
             .map_err(|e| io_err(format!("cannot open {}", evtchn.display()), e))?;
         let status = dev.has_status();
         let mut events = LinuxEvents::new(Box::new(dev));
+        events.set_settle(o.settle);
         for e in manifest.evtchns {
-            events
-                .bind_static(e.local_port)
-                .map_err(|err| Error::Bind {
-                    port: e.local_port,
-                    err,
-                })?;
+            events.allow(e.local_port, e.initially_pending);
         }
-        let pending: Vec<u32> = manifest
-            .evtchns
-            .iter()
-            .filter(|e| e.initially_pending)
-            .map(|e| e.local_port)
-            .collect();
-        let unsettled = if pending.is_empty() {
-            Vec::new()
-        } else {
-            events
-                .settle(&pending, o.settle)
-                .map_err(|e| io_err("reading /dev/xen/evtchn after binding", e))?
-        };
+        // Each port is a static one connected as the build says (asked of Xen; the
+        // evtchn device has no status ioctl, so this needs /dev/xen/privcmd).
+        for e in manifest.evtchns.iter().filter(|_| status) {
+            let want = PortState::Interdomain {
+                remote_dom: e.remote_domid,
+                remote_port: e.remote_port,
+            };
+            match events.status(e.local_port) {
+                Ok(st) if st.state == want => {}
+                Ok(st) => {
+                    return Err(Error::Port {
+                        port: e.local_port,
+                        reason: format!(
+                            "Xen says {:?}, the manifest says connected to {} (domid {}) port {}",
+                            st.state, e.remote_domain, e.remote_domid, e.remote_port
+                        ),
+                    })
+                }
+                Err(errno) => {
+                    return Err(Error::Port {
+                        port: e.local_port,
+                        reason: format!("EVTCHNOP_status: {errno}"),
+                    })
+                }
+            }
+        }
+        if o.bind_all {
+            events.bind_all().map_err(|(port, errno)| Error::Port {
+                port,
+                reason: format!(
+                    "IOCTL_EVTCHN_BIND_STATIC: {errno} (not a static event channel of this \
+                     domain, or bound by another process?)"
+                ),
+            })?;
+        }
         events.set_timeout(o.wait_timeout);
         Ok(LinuxPlatform {
             manifest,
@@ -301,7 +321,7 @@ impl LinuxPlatform {
                 xen,
                 kernel,
                 status,
-                unsettled,
+                ports_checked: status,
             },
         })
     }

@@ -2,7 +2,8 @@
 //!
 //! 1. mounts /proc, /sys and /dev (devtmpfs) and makes sure stdout is the console;
 //! 2. loads every module in `/lib/modules`, in name order (`.ko.xz` through the kernel's
-//!    own decompression); a file `<module>.params` next to one holds its parameters
+//!    own decompression; one that fails is reported, and the program's own checks say
+//!    what is missing); a file `<module>.params` next to one holds its parameters
 //!    (`staticbus boot` loads `xen-privcmd` with `unrestricted=1`: with no xenstore, the
 //!    restricted driver would wait for ever);
 //! 3. starts the domain's program, `/bin/<staticbus.program>` (the only program in /bin
@@ -157,48 +158,128 @@ pub fn program(line: &str, bin: &Path) -> Result<PathBuf, String> {
 /// How a supervised program ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Ended {
-    /// It printed a `RESULT` line and exited with this status (`None`: by a signal).
-    Result(Option<i32>),
+    /// It printed a `RESULT` line (`passed`: `RESULT PASS`) and exited with this status
+    /// (`None`: by a signal).
+    Result {
+        /// The line said `RESULT PASS`.
+        passed: bool,
+        /// The line, without `RESULT `.
+        line: String,
+        /// Exit status.
+        code: Option<i32>,
+    },
     /// It exited without printing a `RESULT` line.
     NoResult(String),
     /// It ran past the timeout and was killed.
     Timeout(u64),
 }
 
-/// Runs `program` with `args`, relaying its output line by line to stdout with `prefix`
-/// removed; kills it after `timeout`.
-pub fn supervise(program: &Path, args: &[&str], timeout: Duration) -> Result<Ended, String> {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .stdin(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
-    let stdout = child.stdout.take().ok_or("no stdout pipe")?;
-    let (tx, rx) = mpsc::channel::<String>();
-    let reader = std::thread::spawn(move || {
-        for line in io::BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
+/// One program to start: its path and arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Start {
+    /// The executable.
+    pub path: PathBuf,
+    /// Its arguments.
+    pub args: Vec<String>,
+}
+
+/// The programs of a command line: `staticbus.program=a[,b…]` (each in `bin`), or the
+/// only executable of `bin`. Program `i` (from 1) gets every word of the line except
+/// those prefixed with another program's `N:`; its own `i:key=value` words lose the
+/// prefix (so `staticbus.program=q,q 1:stream=up 2:stream=down` runs two instances).
+pub fn programs(line: &str, bin: &Path) -> Result<Vec<Start>, String> {
+    let paths: Vec<PathBuf> = match cmdline_value(line, "program") {
+        Some(list) => list
+            .split(',')
+            .map(|p| {
+                let path = bin.join(p);
+                if path.is_file() {
+                    Ok(path)
+                } else {
+                    Err(format!(
+                        "staticbus.program={list}: no {} in the initramfs",
+                        path.display()
+                    ))
+                }
+            })
+            .collect::<Result<_, _>>()?,
+        None => vec![program(line, bin)?],
+    };
+    let many = paths.len() > 1;
+    Ok(paths
+        .into_iter()
+        .enumerate()
+        .map(|(i, path)| {
+            let args = line
+                .split_ascii_whitespace()
+                .filter_map(|w| match w.split_once(':') {
+                    Some((n, rest))
+                        if many && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) =>
+                    {
+                        (n.parse::<usize>().ok() == Some(i + 1)).then(|| rest.to_string())
+                    }
+                    _ => Some(w.to_string()),
+                })
+                .collect();
+            Start { path, args }
+        })
+        .collect())
+}
+
+/// Runs `programs` side by side, relaying their output line by line; kills them all
+/// after `timeout`. With more than one program, each program's `RESULT` line is shown as
+/// `program N: RESULT …` (the caller prints the domain's one `RESULT` line).
+pub fn supervise(programs: &[Start], timeout: Duration) -> Result<Vec<Ended>, String> {
+    let many = programs.len() > 1;
+    let (tx, rx) = mpsc::channel::<(usize, String)>();
+    let mut children = Vec::new();
+    for (i, p) in programs.iter().enumerate() {
+        let mut child = Command::new(&p.path)
+            .args(&p.args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .stdin(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", p.path.display()))?;
+        let stdout = child.stdout.take().ok_or("no stdout pipe")?;
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send((i, line)).is_err() {
+                    break;
+                }
             }
-        }
-    });
+        });
+        children.push(child);
+    }
+    drop(tx);
     let deadline = Instant::now() + timeout;
-    let mut saw_result = false;
+    let mut results: Vec<Option<(bool, String)>> = vec![None; programs.len()];
     let out = io::stdout();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Ok(Ended::Timeout(timeout.as_secs()));
+            for c in &mut children {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            return Ok(programs
+                .iter()
+                .map(|_| Ended::Timeout(timeout.as_secs()))
+                .collect());
         }
         match rx.recv_timeout(left.min(Duration::from_millis(200))) {
-            Ok(line) => {
-                saw_result |= line.starts_with("RESULT ");
+            Ok((i, line)) => {
                 let mut o = out.lock();
+                if let Some(r) = line.strip_prefix("RESULT ") {
+                    if results[i].is_none() {
+                        results[i] = Some((r.starts_with("PASS"), r.to_string()));
+                    }
+                    if many {
+                        let _ = write!(o, "program {}: ", i + 1);
+                    }
+                }
                 let _ = writeln!(o, "{line}");
                 let _ = o.flush();
             }
@@ -206,15 +287,21 @@ pub fn supervise(program: &Path, args: &[&str], timeout: Duration) -> Result<End
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
-    let _ = reader.join();
-    let status = child
-        .wait()
-        .map_err(|e| format!("waiting for {}: {e}", program.display()))?;
-    Ok(if saw_result {
-        Ended::Result(status.code())
-    } else {
-        Ended::NoResult(status.to_string())
-    })
+    let mut ended = Vec::new();
+    for (c, r) in children.iter_mut().zip(results) {
+        let status = c
+            .wait()
+            .map_err(|e| format!("waiting for a program: {e}"))?;
+        ended.push(match r {
+            Some((passed, line)) => Ended::Result {
+                passed,
+                line,
+                code: status.code(),
+            },
+            None => Ended::NoResult(status.to_string()),
+        });
+    }
+    Ok(ended)
 }
 
 /// Seconds since the kernel started (`/proc/uptime`).
@@ -259,8 +346,13 @@ pub fn main(root: &Path) -> ! {
 
 fn start(root: &Path) -> Result<(), String> {
     for (m, params) in modules(&root.join("lib/modules"))? {
-        load_module(&m, &params)?;
         let name = m.file_name().unwrap_or_default().to_string_lossy();
+        // A module that does not load (xen-evtchn without Xen: ENODEV) is reported and
+        // the program still starts: its platform check says precisely what is missing.
+        if let Err(e) = load_module(&m, &params) {
+            println!("linux-init: {e}");
+            continue;
+        }
         if params.is_empty() {
             println!("linux-init: loaded {name}");
         } else {
@@ -268,34 +360,59 @@ fn start(root: &Path) -> Result<(), String> {
         }
     }
     let line = fs::read_to_string("/proc/cmdline").map_err(|e| format!("/proc/cmdline: {e}"))?;
-    let prog = program(&line, &root.join("bin"))?;
+    let progs = programs(&line, &root.join("bin"))?;
     let timeout = match cmdline_value(&line, "timeout") {
         None => DEFAULT_TIMEOUT_S,
         Some(v) => v
             .parse()
             .map_err(|_| format!("staticbus.timeout={v}: not a number of seconds"))?,
     };
-    let args: Vec<&str> = line.split_ascii_whitespace().collect();
-    let name = prog
-        .file_name()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned();
-    println!("linux-init: starting {name} at {:.3} s", uptime());
-    let t0 = Instant::now();
-    let ended = supervise(&prog, &args, Duration::from_secs(timeout))?;
+    let name = |p: &Start| {
+        p.path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned()
+    };
+    let names: Vec<String> = progs.iter().map(name).collect();
     println!(
-        "linux-init: {name} ended after {:.3} s ({:?}), at {:.3} s",
-        t0.elapsed().as_secs_f64(),
-        ended,
+        "linux-init: starting {} at {:.3} s",
+        names.join(", "),
         uptime()
     );
-    match ended {
-        Ended::Result(_) => Ok(()),
-        Ended::NoResult(s) => Err(format!("{name} ended ({s}) without a RESULT line")),
-        Ended::Timeout(s) => Err(format!(
-            "{name} still running after {s} s (staticbus.timeout)"
-        )),
+    let t0 = Instant::now();
+    let ended = supervise(&progs, Duration::from_secs(timeout))?;
+    let took = t0.elapsed().as_secs_f64();
+    println!("linux-init: done after {took:.3} s, at {:.3} s", uptime());
+    let mut failed = Vec::new();
+    for (i, (n, e)) in names.iter().zip(&ended).enumerate() {
+        match e {
+            Ended::Result { passed: true, .. } => {}
+            Ended::Result { line, .. } => failed.push(format!("{} ({n}): {line}", i + 1)),
+            Ended::NoResult(s) => {
+                failed.push(format!("{} ({n}) ended ({s}) without a RESULT line", i + 1))
+            }
+            Ended::Timeout(s) => failed.push(format!(
+                "{} ({n}) still running after {s} s (staticbus.timeout)",
+                i + 1
+            )),
+        }
+    }
+    if progs.len() == 1 {
+        // The program printed its own RESULT line, unless it failed to.
+        return match &ended[0] {
+            Ended::Result { .. } => Ok(()),
+            _ => Err(failed.join("; ")),
+        };
+    }
+    if failed.is_empty() {
+        println!(
+            "RESULT PASS linux-init: {} programs passed in {took:.1}s",
+            progs.len()
+        );
+        Ok(())
+    } else {
+        Err(format!("program {}", failed.join("; program ")))
     }
 }
 
@@ -348,24 +465,53 @@ mod tests {
         );
     }
 
+    fn sh(script: &str) -> Start {
+        Start {
+            path: "/bin/sh".into(),
+            args: vec!["-c".into(), script.into()],
+        }
+    }
+
     #[test]
-    fn supervision_sees_the_result_line_and_the_timeout() {
-        let sh = Path::new("/bin/sh");
+    fn supervision_sees_the_result_lines_and_the_timeout() {
         assert_eq!(
             supervise(
-                sh,
-                &["-c", "echo hi; echo 'RESULT PASS x'"],
+                &[sh("echo hi; echo 'RESULT PASS x'"), sh("exit 3")],
                 Duration::from_secs(10)
             ),
-            Ok(Ended::Result(Some(0)))
+            Ok(vec![
+                Ended::Result {
+                    passed: true,
+                    line: "PASS x".into(),
+                    code: Some(0)
+                },
+                Ended::NoResult("exit status: 3".into())
+            ])
         );
-        assert!(matches!(
-            supervise(sh, &["-c", "exit 3"], Duration::from_secs(10)),
-            Ok(Ended::NoResult(_))
-        ));
         assert_eq!(
-            supervise(sh, &["-c", "sleep 5"], Duration::from_millis(100)),
-            Ok(Ended::Timeout(0))
+            supervise(&[sh("sleep 5")], Duration::from_millis(100)),
+            Ok(vec![Ended::Timeout(0)])
         );
+    }
+
+    #[test]
+    fn each_program_gets_its_own_words() {
+        let t = tempfile::tempdir().unwrap();
+        fs::write(t.path().join("q"), "").unwrap();
+        let line = "quiet staticbus.program=q,q count=5 1:stream=up 2:stream=down 12:x=y";
+        let p = programs(line, t.path()).unwrap();
+        assert_eq!(p.len(), 2);
+        assert_eq!(
+            p[0].args,
+            ["quiet", "staticbus.program=q,q", "count=5", "stream=up"]
+        );
+        assert_eq!(
+            p[1].args,
+            ["quiet", "staticbus.program=q,q", "count=5", "stream=down"]
+        );
+        // One program: the words as they are.
+        let p = programs("staticbus.program=q 1:a=b", t.path()).unwrap();
+        assert_eq!(p[0].args, ["staticbus.program=q", "1:a=b"]);
+        assert!(programs("staticbus.program=q,r", t.path()).is_err());
     }
 }

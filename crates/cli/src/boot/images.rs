@@ -2,6 +2,7 @@
 //! compiled in (one build at a time), turned into raw arm64 Images, and every module's image
 //! checked against the room the description reserves for it.
 
+use super::linux::LinuxImages;
 use super::{cache_dir, setup, step, SetupError};
 use crate::write_atomic;
 use staticbus_config::model::{CargoImage, ModuleKind, System};
@@ -21,7 +22,13 @@ pub(super) struct Load {
 }
 
 /// Builds or finds every module image; checks each fits its reserved size.
-pub(super) fn images(sys: &System, base_dir: &Path, out: &Path) -> Result<Vec<Load>, SetupError> {
+/// The kernel and ramdisk of a Linux domain are `linux`'s (see `super::linux`).
+pub(super) fn images(
+    sys: &System,
+    base_dir: &Path,
+    out: &Path,
+    linux: &BTreeMap<String, LinuxImages>,
+) -> Result<Vec<Load>, SetupError> {
     let mut wanted: BTreeSet<(Option<String>, String)> = BTreeSet::new();
     for d in &sys.domains {
         for m in &d.modules {
@@ -56,8 +63,14 @@ pub(super) fn images(sys: &System, base_dir: &Path, out: &Path) -> Result<Vec<Lo
     // Every domain's modules, dom0's included: Xen needs them all to build the domains.
     for d in &sys.domains {
         for m in &d.modules {
+            let from_linux = linux.get(&d.name).and_then(|l| match m.kind {
+                ModuleKind::Kernel => Some(l.kernel.clone()),
+                ModuleKind::Ramdisk => Some(l.initramfs.clone()),
+                _ => None,
+            });
             let file =
                 match (&m.cargo, &m.path) {
+                    _ if from_linux.is_some() => from_linux.unwrap_or_default(),
                     (Some(c), _) => built[&c.bin].clone(),
                     (None, Some(p)) => base_dir.join(p),
                     (None, None) => return Err(setup(format!(

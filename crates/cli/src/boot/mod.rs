@@ -9,11 +9,13 @@
 //!
 //! - `qemu`: the machine, its RAM, running QEMU and stopping it;
 //! - `images`: the guest images, built with cargo and turned into arm64 Images;
+//! - `linux`: Linux domains: their kernel, programs (musl) and the initramfs made here;
 //! - `uboot`: the TFTP directory and command line of a boot through U-Boot;
 //! - `console`: reading the serial console and deciding the boot from it.
 
 mod console;
 mod images;
+mod linux;
 mod qemu;
 mod uboot;
 
@@ -212,7 +214,8 @@ fn boot_inner(file: &Path, o: &BootOptions) -> Result<u8, SetupError> {
         .map_err(|e| setup(format!("cannot write to `{}`: {e}", out.display())))?;
 
     // 4. The images.
-    let loads = images(&sys, &base_dir, &out)?;
+    let linux = linux::prepare(&sys, &base_dir, &out)?;
+    let loads = images(&sys, &base_dir, &out, &linux)?;
 
     // 5. Boot.
     let mut args = machine.clone();

@@ -1,0 +1,358 @@
+//! Linux domains (`linux = { … }` in the description): their kernel, their programs built
+//! for `aarch64-unknown-linux-musl` and the initramfs made here (newc cpio, the `cpio`
+//! crate), with the domain's `manifest.json` of this build inside.
+//!
+//! ```text
+//! /init                             linux-init (staticbus-linux-domains)
+//! /bin/<program>                    each program of `linux.programs`
+//! /staticbus/manifest.json          <out>/domains/<domain>/manifest.json
+//! /lib/modules/10-xen-evtchn.ko.xz  the kernel's own /dev/xen/evtchn driver
+//! /lib/modules/20-xen-privcmd.ko.xz the kernel's privcmd (port status), with
+//! /lib/modules/20-xen-privcmd.ko.xz.params   "unrestricted=1" (no xenstore to wait for)
+//! /lib/modules/30-xen-shmem.ko      linux/xen-shmem, built against the kernel's headers
+//! /dev/console, /proc, /sys         for the kernel and /init
+//! ```
+//!
+//! The Debian kernel comes from `scripts/linux/fetch-kernel.sh` (cached; it prints its
+//! folder) and the module from `scripts/linux/build-module.sh` (vermagic checked). A
+//! kernel given as a file gets the module built against the same cache's headers, so it
+//! must be that kernel's build (the module would not load otherwise, and `/init` says so).
+
+use super::{setup, step, SetupError};
+use cpio::newc::{Builder, ModeFileType};
+use staticbus_config::model::{CargoImage, LinuxKernel, System};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The Rust target of Linux programs.
+pub(super) const TARGET: &str = "aarch64-unknown-linux-musl";
+/// The package and binary of the initramfs's `/init`.
+const INIT: (&str, &str) = ("staticbus-linux-domains", "linux-init");
+
+/// The images of one Linux domain.
+pub(super) struct LinuxImages {
+    /// The kernel Image.
+    pub(super) kernel: PathBuf,
+    /// The initramfs made for it.
+    pub(super) initramfs: PathBuf,
+}
+
+/// This repository's root (the scripts and linux/xen-shmem are there).
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Runs a script of scripts/linux that prints one path on stdout.
+fn script(name: &str, args: &[&Path]) -> Result<PathBuf, SetupError> {
+    let path = repo().join("scripts/linux").join(name);
+    let o = Command::new("bash")
+        .arg(&path)
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| setup(format!("cannot run `{}`: {e}", path.display())))?;
+    if !o.status.success() {
+        return Err(setup(format!("`{}` failed ({})", path.display(), o.status))
+            .hint("see its messages above"));
+    }
+    let out = String::from_utf8_lossy(&o.stdout);
+    let line = out.lines().last().unwrap_or("").trim();
+    if line.is_empty() {
+        return Err(setup(format!("`{}` printed no path", path.display())));
+    }
+    Ok(PathBuf::from(line))
+}
+
+/// Kernel, programs and initramfs of every Linux domain, by domain name.
+pub(super) fn prepare(
+    sys: &System,
+    base_dir: &Path,
+    out: &Path,
+) -> Result<BTreeMap<String, LinuxImages>, SetupError> {
+    let linux: Vec<_> = sys
+        .domains
+        .iter()
+        .filter_map(|d| Some((d, d.linux.as_ref()?)))
+        .collect();
+    let mut done = BTreeMap::new();
+    if linux.is_empty() {
+        return Ok(done);
+    }
+    step("Linux kernel and modules (scripts/linux/fetch-kernel.sh, build-module.sh)");
+    let kdir = script("fetch-kernel.sh", &[])?;
+    let shmem = script("build-module.sh", &[&kdir])?;
+    let drivers = kdir.join("modules/kernel/drivers/xen");
+    let modules = [
+        ("10-xen-evtchn.ko.xz", drivers.join("xen-evtchn.ko.xz"), ""),
+        (
+            "20-xen-privcmd.ko.xz",
+            drivers.join("xen-privcmd.ko.xz"),
+            "unrestricted=1",
+        ),
+        ("30-xen-shmem.ko", shmem, ""),
+    ];
+    for (_, m, _) in &modules {
+        if !m.is_file() {
+            return Err(setup(format!("no kernel module `{}`", m.display())));
+        }
+    }
+
+    let mut wanted: BTreeSet<(Option<String>, String)> = BTreeSet::new();
+    wanted.insert((Some(INIT.0.into()), INIT.1.into()));
+    for (_, l) in &linux {
+        for CargoImage { package, bin } in &l.programs {
+            wanted.insert((package.clone(), bin.clone()));
+        }
+    }
+    let names: Vec<&str> = wanted.iter().map(|(_, b)| b.as_str()).collect();
+    step(format!(
+        "cargo build --release --target {TARGET} ({}), static",
+        names.join(", ")
+    ));
+    let bins = cargo_build(&wanted, base_dir)?;
+
+    for (d, l) in linux {
+        let kernel = match &l.kernel {
+            LinuxKernel::Debian => kdir.join("Image"),
+            LinuxKernel::File(f) => base_dir.join(f),
+        };
+        let manifest = out.join("domains").join(&d.name).join("manifest.json");
+        let mut members: Vec<(String, Member)> = vec![
+            ("dev/console".into(), Member::CharDev(5, 1)),
+            ("proc".into(), Member::Dir),
+            ("sys".into(), Member::Dir),
+            ("init".into(), Member::file(&bins[INIT.1], true)?),
+            (
+                "staticbus/manifest.json".into(),
+                Member::file(&manifest, false)?,
+            ),
+        ];
+        for CargoImage { bin, .. } in &l.programs {
+            members.push((format!("bin/{bin}"), Member::file(&bins[bin], true)?));
+        }
+        for (name, path, params) in &modules {
+            members.push((format!("lib/modules/{name}"), Member::file(path, false)?));
+            if !params.is_empty() {
+                members.push((
+                    format!("lib/modules/{name}.params"),
+                    Member::File(format!("{params}\n").into_bytes(), false),
+                ));
+            }
+        }
+        let dir = out.join("linux").join(&d.name);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| setup(format!("cannot create `{}`: {e}", dir.display())))?;
+        let initramfs = dir.join("initramfs.cpio");
+        let bytes =
+            archive(&members).map_err(|e| setup(format!("initramfs of `{}`: {e}", d.name)))?;
+        crate::write_atomic(&initramfs, &bytes)
+            .map_err(|e| setup(format!("cannot write `{}`: {e}", initramfs.display())))?;
+        eprintln!(
+            "    {}: kernel {}, initramfs {} ({} bytes: init, {}, manifest.json, 3 modules)",
+            d.name,
+            kernel.display(),
+            initramfs.display(),
+            bytes.len(),
+            l.programs
+                .iter()
+                .map(|c| c.bin.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        done.insert(d.name.clone(), LinuxImages { kernel, initramfs });
+    }
+    Ok(done)
+}
+
+/// `cargo build` of the Linux programs (static musl executables, linked by
+/// `aarch64-linux-gnu-gcc` unless the environment names another linker, stripped).
+fn cargo_build(
+    wanted: &BTreeSet<(Option<String>, String)>,
+    dir: &Path,
+) -> Result<BTreeMap<String, PathBuf>, SetupError> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(dir)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            TARGET,
+            "--message-format=json-render-diagnostics",
+        ])
+        .env("CARGO_PROFILE_RELEASE_DEBUG", "0")
+        .env("CARGO_PROFILE_RELEASE_STRIP", "symbols");
+    let linker = "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER";
+    if std::env::var_os(linker).is_none() {
+        cmd.env(linker, "aarch64-linux-gnu-gcc");
+    }
+    let packages: BTreeSet<&String> = wanted.iter().filter_map(|(p, _)| p.as_ref()).collect();
+    for p in packages {
+        cmd.args(["-p", p]);
+    }
+    for (_, b) in wanted {
+        cmd.args(["--bin", b]);
+    }
+    let output = cmd
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| setup(format!("cannot run cargo: {e}")))?;
+    if !output.status.success() {
+        return Err(setup(format!(
+            "cargo build for {TARGET} failed ({})",
+            output.status
+        ))
+        .hint(format!(
+            "see cargo's messages above; `rustup target add {TARGET}` and \
+                 `apt-get install gcc-aarch64-linux-gnu` if the target or the linker is missing"
+        )));
+    }
+    let mut found = BTreeMap::new();
+    for line in output.stdout.split(|&b| b == b'\n') {
+        let Ok(msg) = serde_json::from_slice::<serde_json::Value>(line) else {
+            continue;
+        };
+        if msg["reason"] != "compiler-artifact" {
+            continue;
+        }
+        let (Some(name), Some(exe)) = (msg["target"]["name"].as_str(), msg["executable"].as_str())
+        else {
+            continue;
+        };
+        if wanted.iter().any(|(_, b)| b == name) {
+            found.insert(name.to_string(), PathBuf::from(exe));
+        }
+    }
+    for (_, b) in wanted {
+        if !found.contains_key(b) {
+            return Err(setup(format!(
+                "cargo built no executable named `{b}` for {TARGET}"
+            )));
+        }
+    }
+    Ok(found)
+}
+
+/// One member of the archive.
+pub(super) enum Member {
+    /// A directory.
+    Dir,
+    /// A regular file: its bytes, executable or not.
+    File(Vec<u8>, bool),
+    /// A character device (major, minor).
+    CharDev(u32, u32),
+}
+
+impl Member {
+    fn file(path: &Path, exec: bool) -> Result<Member, SetupError> {
+        std::fs::read(path)
+            .map(|b| Member::File(b, exec))
+            .map_err(|e| setup(format!("cannot read `{}`: {e}", path.display())))
+    }
+}
+
+/// A newc cpio archive of `members` (parent directories added first, once each).
+pub(super) fn archive(members: &[(String, Member)]) -> io::Result<Vec<u8>> {
+    let mut w: Vec<u8> = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut ino = 0u32;
+    let mut next = || {
+        ino += 1;
+        ino
+    };
+    let dir = |w: Vec<u8>, path: &str, ino: u32| {
+        Builder::new(path)
+            .ino(ino)
+            .mode(0o755)
+            .set_mode_file_type(ModeFileType::Directory)
+            .nlink(2)
+            .write(w, 0)
+            .finish()
+    };
+    for (path, m) in members {
+        let parts: Vec<&str> = path.split('/').collect();
+        for i in 1..parts.len() {
+            let parent = parts[..i].join("/");
+            if seen.insert(parent.clone()) {
+                w = dir(w, &parent, next())?;
+            }
+        }
+        if !seen.insert(path.clone()) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("`{path}` twice in the archive"),
+            ));
+        }
+        w = match m {
+            Member::Dir => dir(w, path, next())?,
+            Member::CharDev(major, minor) => Builder::new(path)
+                .ino(next())
+                .mode(0o600)
+                .set_mode_file_type(ModeFileType::Char)
+                .rdev_major(*major)
+                .rdev_minor(*minor)
+                .write(w, 0)
+                .finish()?,
+            Member::File(data, exec) => {
+                let len = u32::try_from(data.len()).map_err(|_| {
+                    io::Error::new(io::ErrorKind::InvalidInput, format!("`{path}`: over 4 GiB"))
+                })?;
+                let mut fw = Builder::new(path)
+                    .ino(next())
+                    .mode(if *exec { 0o755 } else { 0o644 })
+                    .set_mode_file_type(ModeFileType::Regular)
+                    .write(w, len);
+                fw.write_all(data)?;
+                fw.finish()?
+            }
+        };
+    }
+    cpio::newc::trailer(w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_archive_reads_back_with_parents_first() {
+        let a = archive(&[
+            ("dev/console".into(), Member::CharDev(5, 1)),
+            ("init".into(), Member::File(b"#!".to_vec(), true)),
+            (
+                "staticbus/manifest.json".into(),
+                Member::File(b"{}".to_vec(), false),
+            ),
+        ])
+        .unwrap();
+        let mut r = io::Cursor::new(a);
+        let mut names = Vec::new();
+        loop {
+            let mut e = cpio::NewcReader::new(r).unwrap();
+            if e.entry().is_trailer() {
+                break;
+            }
+            let mut body = Vec::new();
+            io::Read::read_to_end(&mut e, &mut body).unwrap();
+            names.push((e.entry().name().to_string(), e.entry().mode(), body));
+            r = e.finish().unwrap();
+        }
+        let got: Vec<(&str, u32)> = names.iter().map(|(n, m, _)| (n.as_str(), *m)).collect();
+        assert_eq!(
+            got,
+            [
+                ("dev", 0o40755),
+                ("dev/console", 0o20600),
+                ("init", 0o100755),
+                ("staticbus", 0o40755),
+                ("staticbus/manifest.json", 0o100644)
+            ]
+        );
+        assert_eq!(names[4].2, b"{}");
+        assert!(archive(&[("a".into(), Member::Dir), ("a".into(), Member::Dir)]).is_err());
+    }
+}
