@@ -288,7 +288,7 @@ fn sandboxed_domains_get_their_memory_and_nothing_else() {
     };
     // The honest path: the domain's memfd and region are there, as without the sandbox.
     let script = "echo fd=${STATICBUS_EMU_FD:+set} regions=${STATICBUS_EMU_REGIONS%%=*} \
-                  pid=$$ memfds=$(ls -l /proc/self/fd | grep -c memfd:); exit 0";
+                  pid=$$ memfds=$(/bin/ls -l /proc/self/fd | /bin/grep -c memfd:); exit 0";
     let out = Arc::new(Lines::default());
     let report = run(
         &host.spec,
