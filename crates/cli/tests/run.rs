@@ -211,7 +211,9 @@ fn three_domain_relay_passes() {
 #[test]
 fn domains_see_exactly_their_own_memory_and_xen_state() {
     let dir = tempfile::tempdir().unwrap();
-    let sys = probe_system(dir.path(), ["report", "report", "report"]);
+    // Each reports, then stays alive a while: a peer that has already exited would have
+    // its port closed (the other end falls back to Unbound) before `a` asks for status.
+    let sys = probe_system(dir.path(), ["sleep 1500", "sleep 1500", "sleep 1500"]);
     let o = run(&[sys.to_str().unwrap(), "--timeout", "30"]);
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
