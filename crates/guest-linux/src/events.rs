@@ -441,27 +441,31 @@ mod tests {
 
     #[test]
     fn two_threads_wait_on_different_ports() {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
         let (ev, dev) = events(&[1, 2]);
         let ev = Arc::new(ev);
+        // How many events each waiter has taken: the next event on a port is fired only
+        // after the previous one was taken, so none can coalesce with another (a port's
+        // event still in the device, not yet read, is not visible to `is_pending`).
+        let taken = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
         let waiters: Vec<_> = [1u32, 2]
             .into_iter()
             .map(|p| {
-                let ev = ev.clone();
+                let (ev, taken) = (ev.clone(), taken.clone());
                 std::thread::spawn(move || {
                     for _ in 0..50 {
                         assert_eq!(ev.wait_any(&[p]), Ok(p));
+                        taken[p as usize - 1].fetch_add(1, SeqCst);
                     }
                 })
             })
             .collect();
-        for _ in 0..50 {
-            // Strict alternation keeps each port's events from coalescing.
-            for p in [1, 2] {
-                while ev.is_pending(p) {
-                    std::thread::yield_now();
+        for i in 0..50 {
+            for p in [1u32, 2] {
+                while taken[p as usize - 1].load(SeqCst) < i {
+                    std::thread::sleep(Duration::from_micros(100));
                 }
                 dev.fire(p);
-                std::thread::sleep(Duration::from_micros(200));
             }
         }
         for w in waiters {
