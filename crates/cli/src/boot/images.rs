@@ -184,22 +184,7 @@ fn cargo_build(
             "see cargo's messages above; `rustup target add aarch64-unknown-none` if the target is missing",
         ));
     }
-    let mut found = BTreeMap::new();
-    for line in output.stdout.split(|&b| b == b'\n') {
-        let Ok(msg) = serde_json::from_slice::<serde_json::Value>(line) else {
-            continue;
-        };
-        if msg["reason"] != "compiler-artifact" {
-            continue;
-        }
-        let (Some(name), Some(exe)) = (msg["target"]["name"].as_str(), msg["executable"].as_str())
-        else {
-            continue;
-        };
-        if wanted.iter().any(|(_, b)| b == name) {
-            found.insert(name.to_string(), PathBuf::from(exe));
-        }
-    }
+    let found = built_executables(&output.stdout, wanted);
     for (_, b) in wanted {
         if !found.contains_key(b) {
             return Err(setup(format!("cargo built no executable named `{b}`")));
@@ -260,4 +245,29 @@ fn elf_to_image(path: &Path) -> Result<Vec<u8>, SetupError> {
         ));
     }
     Ok(img)
+}
+
+/// The executables among `wanted` that cargo reported building, by binary name, from the
+/// `--message-format=json` lines of `stdout` (shared with the Linux domains' build).
+pub(super) fn built_executables(
+    stdout: &[u8],
+    wanted: &BTreeSet<(Option<String>, String)>,
+) -> BTreeMap<String, PathBuf> {
+    let mut found = BTreeMap::new();
+    for line in stdout.split(|&b| b == b'\n') {
+        let Ok(msg) = serde_json::from_slice::<serde_json::Value>(line) else {
+            continue;
+        };
+        if msg["reason"] != "compiler-artifact" {
+            continue;
+        }
+        let (Some(name), Some(exe)) = (msg["target"]["name"].as_str(), msg["executable"].as_str())
+        else {
+            continue;
+        };
+        if wanted.iter().any(|(_, b)| b == name) {
+            found.insert(name.to_string(), PathBuf::from(exe));
+        }
+    }
+    found
 }

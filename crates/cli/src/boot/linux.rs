@@ -211,22 +211,7 @@ fn cargo_build(
                  `apt-get install gcc-aarch64-linux-gnu` if the target or the linker is missing"
         )));
     }
-    let mut found = BTreeMap::new();
-    for line in output.stdout.split(|&b| b == b'\n') {
-        let Ok(msg) = serde_json::from_slice::<serde_json::Value>(line) else {
-            continue;
-        };
-        if msg["reason"] != "compiler-artifact" {
-            continue;
-        }
-        let (Some(name), Some(exe)) = (msg["target"]["name"].as_str(), msg["executable"].as_str())
-        else {
-            continue;
-        };
-        if wanted.iter().any(|(_, b)| b == name) {
-            found.insert(name.to_string(), PathBuf::from(exe));
-        }
-    }
+    let found = super::images::built_executables(&output.stdout, wanted);
     for (_, b) in wanted {
         if !found.contains_key(b) {
             return Err(setup(format!(
