@@ -587,3 +587,80 @@ fn built_needs_a_build() {
     assert!(err.contains("has no host.dtb"), "{err}");
     assert!(err.contains("staticbus build"), "{err}");
 }
+
+/// A system of two domains that are shell commands.
+fn shell_system(dir: &Path, scripts: [&str; 2]) -> PathBuf {
+    let dom = |name: &str, script: &str| {
+        format!(
+            "[[domain]]\nname = \"{name}\"\nmemory = \"16MiB\"\nkernel = {{ size = \"2MiB\" }}\nemulate = {{ program = \"/bin/sh\", args = [\"-c\", {script:?}] }}\n\n"
+        )
+    };
+    let text = format!(
+        "[target]\nxen = \"4.20\"\n\n[platform]\nram = [{{ base = 0x4000_0000, size = \"1GiB\" }}]\n\n{}{}",
+        dom("a", scripts[0]),
+        dom("b", scripts[1])
+    );
+    let p = dir.join("shell.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn sigterm_stops_a_run_whose_domains_forked_children_that_keep_their_output() {
+    use std::io::BufRead;
+    build_examples();
+    for sandbox in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        // Before the fix the runner killed only each domain's own process and then waited
+        // for the output pipes the `sleep`s still held: SIGTERM (and the timeout) did
+        // nothing for as long as they lived.
+        let script = "sleep 100000 & echo started; exec sleep 100000";
+        let sys = shell_system(dir.path(), [script, script]);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_staticbus"));
+        cmd.args(["run", sys.to_str().unwrap(), "--timeout", "600"]);
+        if !sandbox {
+            cmd.arg("--no-sandbox");
+        }
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.ends_with("] started") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        for _ in 0..2 {
+            rx.recv_timeout(std::time::Duration::from_secs(60))
+                .expect("every domain starts");
+        }
+        let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+        // A liveness bound, far above the second it takes.
+        let mut waited = 0;
+        let status = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break st;
+            }
+            if waited == 1200 {
+                let _ = child.kill();
+                panic!("sandbox={sandbox}: `staticbus run` ignored SIGTERM for 120 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            waited += 1;
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        reader.join().unwrap();
+        assert_eq!(status.code(), Some(130), "sandbox={sandbox}: {err}");
+        assert_eq!(err.matches("stopped (").count(), 2, "{err}");
+    }
+}

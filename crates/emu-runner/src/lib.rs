@@ -21,4 +21,6 @@ mod runner;
 pub mod sandbox;
 
 pub use host_tree::{boot_spec, read_host_dtb, HostTree, HostTreeError};
-pub use runner::{run, DomainProgram, DomainReport, Output, Report, RunError, RunOptions};
+pub use runner::{
+    copy_lines, run, DomainProgram, DomainReport, Output, Report, RunError, RunOptions, MAX_LINE,
+};

@@ -20,8 +20,8 @@ use staticbus_emu_wire::{self as wire, Control, SharedMem, ARG_MAX, DOMAIN_MEM_S
 use staticbus_manifest as m;
 use std::collections::HashMap;
 use std::fmt;
-use std::io::{BufRead, BufReader};
-use std::os::unix::process::ExitStatusExt;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
@@ -218,6 +218,67 @@ impl Console for Lines {
     }
 }
 
+/// The longest line a domain's stdout or stderr gets through as one line; the rest of a
+/// longer line comes as further lines of at most this length.
+pub const MAX_LINE: usize = 4096;
+
+/// How long the output threads may take to drain after every domain process has ended,
+/// before the run reports without waiting for them (a process that left its process group
+/// can keep a pipe open for good).
+const DRAIN: Duration = Duration::from_secs(2);
+
+/// Copies `input` to `line` one line at a time, without the newline: invalid UTF-8 is
+/// replaced (U+FFFD), and a line longer than [`MAX_LINE`] bytes is cut into pieces of at
+/// most that many, so that nothing a domain writes closes its output or grows without
+/// bound. Ends at end of file or on a read error.
+pub fn copy_lines(input: impl Read, mut line: impl FnMut(&str)) {
+    let mut r = BufReader::with_capacity(MAX_LINE, input);
+    let mut pending: Vec<u8> = Vec::with_capacity(MAX_LINE);
+    let mut emit = |bytes: &mut Vec<u8>| {
+        line(&String::from_utf8_lossy(bytes));
+        bytes.clear();
+    };
+    loop {
+        let buf = match r.fill_buf() {
+            Ok([]) => break,
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        let room = MAX_LINE - pending.len();
+        let take = buf.len().min(room);
+        match buf[..take].iter().position(|&b| b == b'\n') {
+            Some(nl) => {
+                pending.extend_from_slice(&buf[..nl]);
+                r.consume(nl + 1);
+                emit(&mut pending);
+            }
+            None => {
+                pending.extend_from_slice(&buf[..take]);
+                r.consume(take);
+                if pending.len() == MAX_LINE {
+                    emit(&mut pending);
+                }
+            }
+        }
+    }
+    if !pending.is_empty() {
+        emit(&mut pending);
+    }
+}
+
+/// Kills every process of process group `pgid` (a domain and whatever it forked).
+fn kill_group(pgid: u32) {
+    if let Ok(g) = i32::try_from(pgid) {
+        if g > 1 {
+            // SAFETY: killpg takes integers; a group that no longer exists gives ESRCH.
+            unsafe {
+                libc::killpg(g, libc::SIGKILL);
+            }
+        }
+    }
+}
+
 /// Serves one domain's hypercalls until `stop`.
 fn serve(hv: Arc<Hypervisor>, dom: DomId, mem: Arc<DomainMem>, stop: Arc<AtomicBool>) {
     let c = mem.control();
@@ -226,6 +287,11 @@ fn serve(hv: Arc<Hypervisor>, dom: DomId, mem: Arc<DomainMem>, stop: Arc<AtomicB
     let mut last = c.done_seq.load(SeqCst);
     let mut buf = [0u8; ARG_MAX];
     loop {
+        // Checked before every request too: a domain (or a process it forked, which shares
+        // its mapping) that posts requests without pause must not keep this thread alive.
+        if stop.load(SeqCst) {
+            return;
+        }
         let seq = loop {
             let s = c.req_seq.load(SeqCst);
             if s != last {
@@ -314,6 +380,16 @@ impl Runner {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         wire::inherit_fds(&mut cmd, keep);
+        // Its own process group, so that the domain and everything it forks is killed
+        // together; and killed if the runner dies.
+        cmd.process_group(0);
+        // SAFETY: prctl with integer arguments only, async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
         let mut child: Child = cmd.spawn().map_err(|e| {
             format!(
                 "cannot start `{}` for domain `{}`: {e}",
@@ -338,9 +414,7 @@ impl Runner {
             let out = self.out.clone();
             let name = d.prog.name.clone();
             self.readers.push(std::thread::spawn(move || {
-                for line in BufReader::new(s).lines().map_while(Result::ok) {
-                    out.line(&name, &line);
-                }
+                copy_lines(s, |line| out.line(&name, line));
             }));
         }
         let hv = self.hv.clone();
@@ -349,6 +423,22 @@ impl Runner {
         let tx = self.tx.clone();
         let gen = self.generation[i];
         std::thread::spawn(move || {
+            // Once the domain's process has ended, whatever it forked dies with it (as a
+            // domain's whole state does in Xen). Killed while the process is a zombie, not
+            // yet reaped, so that its pid (the group's id) cannot have been reused.
+            let pid = child.id();
+            let mut info: libc::siginfo_t = zeroed_siginfo();
+            loop {
+                // SAFETY: waitid writes into a live siginfo_t; WNOWAIT leaves the child
+                // for `wait` below.
+                let r = unsafe {
+                    libc::waitid(libc::P_PID, pid, &mut info, libc::WEXITED | libc::WNOWAIT)
+                };
+                if r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                    break;
+                }
+            }
+            kill_group(pid);
             if let Ok(st) = child.wait() {
                 let _ = tx.send(Event::Exited(i, gen, st));
             }
@@ -368,8 +458,8 @@ impl Runner {
     fn kill_all(&mut self, why: &str) {
         for d in &mut self.doms {
             if d.status.is_none() {
-                if let Some(pid) = d.pid.and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
-                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                if let Some(pid) = d.pid {
+                    kill_group(pid);
                 }
                 d.status = Some(why.to_string());
                 d.ok = false;
@@ -411,6 +501,13 @@ impl Runner {
         }
         true
     }
+}
+
+/// A zeroed `siginfo_t` (plain data; all-zero is a valid value).
+fn zeroed_siginfo() -> libc::siginfo_t {
+    // SAFETY: siginfo_t is a C struct of integers and unions of integers and pointers, for
+    // which all-zero bytes are a valid value.
+    unsafe { std::mem::zeroed() }
 }
 
 fn describe(st: &ExitStatus) -> (String, bool) {
@@ -593,10 +690,28 @@ pub fn run(
     for i in 0..n {
         r.stop_server(i);
     }
-    // Every domain process has exited or been killed: their pipes close, so the output
-    // threads finish; join them so the report is not interleaved with late output.
-    for h in std::mem::take(&mut r.readers) {
-        let _ = h.join();
+    // Every domain's process group has exited or been killed: their pipes close, so the
+    // output threads finish; join them so the report is not interleaved with late output.
+    // A process that left its group (only possible without the sandbox) may hold a pipe
+    // open for good: after `DRAIN` the report comes without waiting for its thread.
+    let drained = Instant::now();
+    let readers = std::mem::take(&mut r.readers);
+    while readers.iter().any(|h| !h.is_finished()) && drained.elapsed() < DRAIN {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut stuck = 0;
+    for h in readers {
+        if h.is_finished() {
+            let _ = h.join();
+        } else {
+            stuck += 1;
+        }
+    }
+    if stuck > 0 {
+        r.out.note(&format!(
+            "note: {stuck} domain output stream(s) still open after every domain ended (a \
+             process outside its domain's process group holds them); not waiting for them"
+        ));
     }
     Ok(Report {
         domains: r
@@ -615,4 +730,93 @@ pub fn run(
         timed_out,
         interrupted,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines_of(input: &[u8]) -> Vec<String> {
+        let mut v = Vec::new();
+        copy_lines(input, |l| v.push(l.to_string()));
+        v
+    }
+
+    #[test]
+    fn output_lines_survive_invalid_utf8_and_are_bounded() {
+        assert_eq!(
+            lines_of(b"a\n\xff\xfe b\nc"),
+            ["a", "\u{FFFD}\u{FFFD} b", "c"]
+        );
+        let long = vec![b'x'; 2 * MAX_LINE + 5];
+        let got = lines_of(&long);
+        assert_eq!(
+            got.iter().map(String::len).collect::<Vec<_>>(),
+            [MAX_LINE, MAX_LINE, 5]
+        );
+        // A line of exactly MAX_LINE bytes and its newline: one line, no empty one after.
+        let mut exact = vec![b'y'; MAX_LINE];
+        exact.extend_from_slice(b"\nz\n");
+        assert_eq!(lines_of(&exact).len(), 3);
+        assert_eq!(lines_of(b""), Vec::<String>::new());
+    }
+
+    /// A console that posts the domain's next request while the current one is served: a
+    /// flood in which a new request is always waiting (deterministic, unlike racing
+    /// threads).
+    struct Reposting(Arc<DomainMem>);
+    impl Console for Reposting {
+        fn write(&self, _: DomId, _: &str, _: &[u8]) {
+            self.0.control().req_seq.fetch_add(1, SeqCst);
+        }
+    }
+
+    #[test]
+    fn the_serving_thread_stops_under_a_hypercall_flood() {
+        use staticbus_abi::{console as con, hypercall as hc};
+        let mem = Arc::new(DomainMem::new("flood").unwrap());
+        let mems = Arc::new(Mems::default());
+        let hv = Arc::new(Hypervisor::new(
+            Policy::Silo,
+            mems,
+            Arc::new(Reposting(mem.clone())),
+        ));
+        let spec = BootSpec {
+            domains: vec![staticbus_emu::BootDomain {
+                domid: 1,
+                name: "flood".into(),
+                dom0: false,
+                xenstore: false,
+                max_port: 1023,
+            }],
+            ..BootSpec::default()
+        };
+        hv.boot(&spec, vec![mem.clone() as Arc<dyn PageMem>])
+            .unwrap();
+        // Each request is a console line, so serving it posts the next one.
+        mem.0.write_request(hc::CONSOLE_IO, con::WRITE, b"again\n");
+        mem.control().req_seq.store(1, SeqCst);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel();
+        let server = {
+            let (hv, mem, stop) = (hv.clone(), mem.clone(), stop.clone());
+            std::thread::spawn(move || {
+                serve(hv, 1, mem, stop);
+                let _ = tx.send(());
+            })
+        };
+        while mem.control().done_seq.load(SeqCst) < 1000 {
+            std::thread::yield_now();
+        }
+        // Before the fix the flag was only looked at when no request was waiting, which
+        // in this flood is never.
+        stop.store(true, SeqCst);
+        let stopped = rx.recv_timeout(Duration::from_secs(60));
+        if stopped.is_err() {
+            // Let the thread go so the test process can end.
+            mem.0.write_request(u64::MAX, 0, &[]);
+        }
+        assert!(stopped.is_ok(), "the serving thread ignored its stop flag");
+        server.join().unwrap();
+    }
 }

@@ -489,6 +489,8 @@ pub fn launcher_main() -> ! {
     let program_c = cstr(program);
     let argv: Vec<CString> = rest.iter().map(cstr).collect();
 
+    // SAFETY: getppid takes no arguments.
+    let runner = unsafe { libc::getppid() };
     if let Some(u) = uid {
         // SAFETY: plain integer syscalls; setgroups with size 0 takes no list.
         unsafe {
@@ -501,6 +503,15 @@ pub fn launcher_main() -> ! {
             // A uid change makes the process non-dumpable, which would make its own
             // /proc/self/uid_map unwritable below.
             libc::prctl(libc::PR_SET_DUMPABLE, 1);
+        }
+    }
+    // Die with the runner (the runner set this before `execve`, but a uid change clears
+    // it); if the runner is already gone, do not start the domain at all.
+    // SAFETY: integer arguments only.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        if libc::getppid() != runner {
+            std::process::exit(137);
         }
     }
     let (outer_uid, outer_gid) = (

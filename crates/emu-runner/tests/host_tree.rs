@@ -1,88 +1,18 @@
 //! The runner boots from the host DTB a build wrote, and checks it against the manifests
 //! of the same build; the domain programs here are plain shell commands.
 
-use staticbus_config::compile::{self, Options};
-use staticbus_diag::Sources;
+mod common;
+
+use common::{build, programs, sandbox, Lines};
 use staticbus_emu::{BootPair, Hypervisor, PageMem, Policy, PortState, Quiet};
-use staticbus_emu_runner::{
-    check, read_host_dtb, run, DomainProgram, Output, RunError, RunOptions,
-};
+use staticbus_emu_runner::{check, read_host_dtb, run, DomainProgram, RunError, RunOptions};
 use staticbus_manifest as m;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-
-const DESC: &str = r#"
-[target]
-xen = "4.20"
-static-shm = true
-
-[platform]
-ram = [{ base = 0x4000_0000, size = "2GiB" }]
-shm-pool = { base = 0x7000_0000, size = "64MiB" }
-
-[[domain]]
-name = "sensor"
-memory = "16MiB"
-kernel = { size = "2MiB" }
-
-[[domain]]
-name = "aggregator"
-memory = "16MiB"
-kernel = { size = "2MiB" }
-
-[[evtchn]]
-a = "aggregator:12"
-b = "sensor:10"
-
-[[shm]]
-id = "raw"
-size = "64KiB"
-users = [
-  { domain = "sensor", guest = 0x0a00_0000, role = "owner" },
-  { domain = "aggregator", guest = 0x0a00_0000, role = "borrower" },
-]
-"#;
-
-/// Builds [`DESC`] into `dir` as `staticbus build` does; returns the description's model.
-fn build(dir: &Path) -> staticbus_config::System {
-    let desc = dir.join("system.toml");
-    std::fs::write(&desc, DESC).unwrap();
-    let mut sources = Sources::new();
-    let c = compile::check(&mut sources, &desc, &Options::default());
-    assert!(!c.diags.has_errors(), "{:?}", c.diags);
-    let sys = c.system.unwrap();
-    for f in compile::build_outputs(&sys, c.base) {
-        let p = dir.join(&f.path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, f.bytes).unwrap();
-    }
-    sys
-}
+use std::sync::Arc;
 
 fn manifest(dir: &Path, name: &str) -> &'static m::Manifest {
     let p = dir.join("domains").join(name).join("manifest.json");
     m::json::load(&std::fs::read_to_string(p).unwrap()).unwrap()
-}
-
-#[derive(Default)]
-struct Lines(Mutex<Vec<String>>);
-
-impl Output for Lines {
-    fn line(&self, domain: &str, line: &str) {
-        self.0.lock().unwrap().push(format!("[{domain}] {line}"));
-    }
-}
-
-fn programs(dir: &Path, script: &str) -> Vec<DomainProgram> {
-    ["sensor", "aggregator"]
-        .into_iter()
-        .map(|name| DomainProgram {
-            name: name.into(),
-            program: PathBuf::from("/bin/sh"),
-            args: vec!["-c".into(), script.into()],
-            manifest: dir.join("domains").join(name).join("manifest.json"),
-        })
-        .collect()
 }
 
 #[test]
@@ -266,15 +196,6 @@ fn run_refuses_programs_that_do_not_match_the_tree() {
         matches!(&e, RunError::Manifest(s) if s.contains("nowhere.json")),
         "{e}"
     );
-}
-
-fn sandbox() -> staticbus_emu_runner::sandbox::Sandbox {
-    staticbus_emu_runner::sandbox::Sandbox {
-        launcher: PathBuf::from(env!("CARGO_BIN_EXE_staticbus-sandbox")),
-        uid_base: rustix::process::geteuid()
-            .is_root()
-            .then_some(staticbus_emu_runner::sandbox::UID_BASE),
-    }
 }
 
 #[test]

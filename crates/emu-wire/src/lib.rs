@@ -118,10 +118,18 @@ unsafe impl Send for SharedMem {}
 unsafe impl Sync for SharedMem {}
 
 impl SharedMem {
-    /// Creates a zero-filled memfd of `len` bytes (close-on-exec) and maps it.
+    /// Creates a zero-filled memfd of `len` bytes (close-on-exec), seals its size and maps
+    /// it.
+    ///
+    /// The seals (`F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL`) are what let the creator map
+    /// memory another process holds: without them, a process given the memfd could
+    /// `ftruncate` it to 0 and every later access of the creator's mapping would die of
+    /// `SIGBUS`.
     pub fn create(name: &str, len: usize) -> std::io::Result<SharedMem> {
-        let fd = rustix::fs::memfd_create(name, rustix::fs::MemfdFlags::CLOEXEC)?;
+        use rustix::fs::{MemfdFlags, SealFlags};
+        let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
         rustix::fs::ftruncate(&fd, len as u64)?;
+        rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)?;
         SharedMem::map(fd, len)
     }
 
@@ -265,14 +273,22 @@ impl Drop for SharedMem {
     }
 }
 
-/// Makes `cmd`'s child inherit exactly `fds` (they must be open; everything else the
-/// parent opened with close-on-exec stays closed in the child).
-pub fn inherit_fds(cmd: &mut std::process::Command, fds: Vec<RawFd>) {
+/// Makes `cmd`'s child inherit exactly `fds` besides its stdin, stdout and stderr (they must
+/// be open). Every other descriptor is closed at `execve`, also the ones the parent
+/// inherited or opened *without* close-on-exec (its own parent's leftovers, a library's
+/// careless `open`): the child marks everything from 3 up close-on-exec
+/// (`close_range(…, CLOSE_RANGE_CLOEXEC)`, or one `fcntl` per descriptor below
+/// `RLIMIT_NOFILE` on kernels older than 5.11), then clears the flag on `fds`.
+pub fn inherit_fds(cmd: &mut std::process::Command, mut fds: Vec<RawFd>) {
     use std::os::unix::process::CommandExt;
-    // SAFETY: between fork and exec only async-signal-safe fcntl calls run, clearing
-    // close-on-exec on the given descriptors; no allocation or locking happens there.
+    fds.sort_unstable();
+    fds.dedup();
+    // SAFETY: between fork and exec only async-signal-safe calls run (close_range, fcntl,
+    // getrlimit), on a vector allocated before the fork; no allocation or locking happens
+    // there.
     unsafe {
         cmd.pre_exec(move || {
+            cloexec_from(3)?;
             for &fd in &fds {
                 let b = BorrowedFd::borrow_raw(fd);
                 rustix::io::fcntl_setfd(b, rustix::io::FdFlags::empty())?;
@@ -280,6 +296,42 @@ pub fn inherit_fds(cmd: &mut std::process::Command, fds: Vec<RawFd>) {
             Ok(())
         });
     }
+}
+
+/// Marks every descriptor `>= first` close-on-exec (async-signal-safe: for a `pre_exec`).
+fn cloexec_from(first: RawFd) -> std::io::Result<()> {
+    // SAFETY: close_range takes integers only; with CLOSE_RANGE_CLOEXEC it closes nothing.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into a live struct.
+    let max = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        lim.rlim_cur.min(1 << 20) as RawFd
+    } else {
+        1 << 16
+    };
+    for fd in first..max {
+        // SAFETY: F_GETFD/F_SETFD on a number that may not be open (EBADF is ignored).
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The raw number of a descriptor (for the environment variables above).

@@ -1,0 +1,221 @@
+//! One domain must not be able to stop the system: domains that truncate their memory, fork
+//! children that keep their output open, write invalid UTF-8 or endless lines, and the
+//! descriptors a careless runner would hand them. Each case runs with and without the
+//! sandbox (the fixes are the runner's, not the sandbox's).
+
+mod common;
+
+use common::{build, of, sandbox, scripts, Lines};
+use staticbus_emu_runner::{read_host_dtb, run, DomainProgram, Report, RunOptions, MAX_LINE};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Runs `progs` on a thread; panics if the run has not returned after `limit` (a liveness
+/// bound far above what the run needs, so that a hang fails instead of blocking CI).
+fn run_within(
+    dir: &Path,
+    progs: Vec<DomainProgram>,
+    opts: RunOptions,
+    limit: Duration,
+) -> (Report, Vec<String>) {
+    let sys = build(dir);
+    let host = read_host_dtb(&dir.join("host.dtb"), &sys.target).unwrap();
+    let out = Arc::new(Lines::default());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let o = out.clone();
+    std::thread::spawn(move || {
+        let r = run(&host.spec, &progs, &opts, o);
+        let _ = tx.send(r);
+    });
+    let report = rx
+        .recv_timeout(limit)
+        .unwrap_or_else(|_| {
+            panic!(
+                "the run did not end within {limit:?}; output so far: {:?}",
+                out.0.lock().unwrap()
+            )
+        })
+        .unwrap();
+    let lines = out.0.lock().unwrap().clone();
+    (report, lines)
+}
+
+fn modes() -> [(&'static str, Option<staticbus_emu_runner::sandbox::Sandbox>); 2] {
+    [("sandboxed", Some(sandbox())), ("no sandbox", None)]
+}
+
+fn status<'a>(r: &'a Report, dom: &str) -> &'a str {
+    &r.domains.iter().find(|d| d.name == dom).unwrap().status
+}
+
+#[test]
+fn a_domain_that_truncates_its_own_memory_cannot_kill_the_runner() {
+    for (mode, sb) in modes() {
+        let dir = tempfile::tempdir().unwrap();
+        // Before the fix the runner's serving thread touched the truncated page and the
+        // whole run (this test process) died of SIGBUS.
+        let progs = scripts(
+            dir.path(),
+            "truncate -s 0 /proc/self/fd/$STATICBUS_EMU_FD; echo truncate=$?; sleep 1",
+            "sleep 2; echo still here",
+        );
+        let opts = RunOptions {
+            sandbox: sb,
+            ..RunOptions::default()
+        };
+        let (report, lines) = run_within(dir.path(), progs, opts, Duration::from_secs(120));
+        let sensor = of(&lines, "sensor");
+        assert!(
+            sensor.contains(&"truncate=1".to_string()),
+            "{mode}: {lines:?}"
+        );
+        assert!(
+            sensor.iter().any(|l| l.contains("Operation not permitted")),
+            "{mode}: {lines:?}"
+        );
+        assert_eq!(of(&lines, "aggregator"), ["still here"], "{mode}");
+        assert_eq!(status(&report, "aggregator"), "exited 0", "{mode}");
+    }
+}
+
+/// Whether process `pid` is gone (or only a zombie waiting for its reaper).
+fn gone(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(s) => s
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+    }
+}
+
+#[test]
+fn a_child_a_domain_leaves_on_its_output_dies_with_it() {
+    for (mode, sb) in modes() {
+        let dir = tempfile::tempdir().unwrap();
+        // The domain exits at once; before the fix its `sleep` kept the output pipe open and
+        // the run waited for it for good.
+        let progs = scripts(dir.path(), "sleep 100000 & echo child=$!; exit 0", "exit 0");
+        let opts = RunOptions {
+            sandbox: sb,
+            ..RunOptions::default()
+        };
+        let (report, lines) = run_within(dir.path(), progs, opts, Duration::from_secs(120));
+        assert_eq!(report.exit_code(), 0, "{mode}: {lines:?}");
+        assert_eq!(status(&report, "sensor"), "exited 0", "{mode}");
+        if mode == "no sandbox" {
+            // Without the sandbox the pid is this machine's: the child is dead.
+            let line = of(&lines, "sensor")
+                .into_iter()
+                .find(|l| l.starts_with("child="));
+            let pid = line
+                .expect("the child's pid")
+                .trim_start_matches("child=")
+                .to_string();
+            let mut tries = 0;
+            while !gone(&pid) && tries < 500 {
+                std::thread::sleep(Duration::from_millis(10));
+                tries += 1;
+            }
+            assert!(gone(&pid), "the domain's child {pid} survived the run");
+        }
+    }
+}
+
+#[test]
+fn the_timeout_holds_when_a_domain_forks_a_child_that_keeps_its_output() {
+    for (mode, sb) in modes() {
+        let dir = tempfile::tempdir().unwrap();
+        let progs = scripts(
+            dir.path(),
+            "sleep 100000 & sleep 100000",
+            "sh -c 'sleep 100000' & exec sleep 100000",
+        );
+        let opts = RunOptions {
+            sandbox: sb,
+            timeout: Some(Duration::from_secs(2)),
+            ..RunOptions::default()
+        };
+        let (report, lines) = run_within(dir.path(), progs, opts, Duration::from_secs(120));
+        assert!(report.timed_out, "{mode}: {lines:?}");
+        for d in &report.domains {
+            assert_eq!(d.status, "killed (timeout)", "{mode}");
+        }
+    }
+}
+
+#[test]
+fn invalid_utf8_and_endless_lines_do_not_close_a_console() {
+    for (mode, sb) in modes() {
+        let dir = tempfile::tempdir().unwrap();
+        // Before the fix the first invalid byte ended the copy of the domain's output (and
+        // closed the pipe: later writes got EPIPE), and a line without newline was kept in
+        // memory without bound.
+        let progs = scripts(
+            dir.path(),
+            "/usr/bin/printf 'bad \\377 byte\\n'; sleep 0.3; echo after || echo EPIPE >&2; \
+             head -c 10000 /dev/zero | tr '\\0' a; echo; echo end",
+            "exit 0",
+        );
+        let opts = RunOptions {
+            sandbox: sb,
+            ..RunOptions::default()
+        };
+        let (report, lines) = run_within(dir.path(), progs, opts, Duration::from_secs(120));
+        assert_eq!(report.exit_code(), 0, "{mode}: {lines:?}");
+        let sensor = of(&lines, "sensor");
+        assert_eq!(sensor[..2], ["bad \u{FFFD} byte", "after"], "{mode}");
+        let long: Vec<usize> = sensor[2..sensor.len() - 1]
+            .iter()
+            .map(|l| l.len())
+            .collect();
+        assert_eq!(long, [MAX_LINE, MAX_LINE, 10000 - 2 * MAX_LINE], "{mode}");
+        assert!(sensor[2..sensor.len() - 1]
+            .iter()
+            .all(|l| l.bytes().all(|b| b == b'a')));
+        assert_eq!(sensor.last().map(String::as_str), Some("end"), "{mode}");
+    }
+}
+
+#[test]
+fn no_descriptor_the_runner_inherited_reaches_a_domain() {
+    let dir = tempfile::tempdir().unwrap();
+    // A descriptor of this process without close-on-exec, as a careless parent or library
+    // leaves one.
+    let leaked = std::fs::File::create(dir.path().join("leaked-descriptor")).unwrap();
+    rustix::io::fcntl_setfd(&leaked, rustix::io::FdFlags::empty()).unwrap();
+    for (mode, sb) in modes() {
+        let progs = scripts(dir.path(), "ls -l /proc/self/fd", "exit 0");
+        let opts = RunOptions {
+            sandbox: sb,
+            ..RunOptions::default()
+        };
+        let (report, lines) = run_within(dir.path(), progs, opts, Duration::from_secs(120));
+        assert_eq!(report.exit_code(), 0, "{mode}: {lines:?}");
+        let sensor = of(&lines, "sensor");
+        // Its own memory and its one region are there …
+        assert!(
+            sensor.iter().any(|l| l.contains("memfd:staticbus-sensor")),
+            "{mode}: {sensor:?}"
+        );
+        assert!(
+            sensor.iter().any(|l| l.contains("memfd:staticbus-shm:raw")),
+            "{mode}: {sensor:?}"
+        );
+        // … and nothing of the runner's.
+        assert!(
+            !sensor.iter().any(|l| l.contains("leaked-descriptor")),
+            "{mode}: {sensor:?}"
+        );
+        // stdin, stdout, stderr, the two memfds and `ls`'s own listing: nothing else.
+        assert_eq!(
+            sensor.iter().filter(|l| l.contains(" -> ")).count(),
+            6,
+            "{mode}: {sensor:?}"
+        );
+    }
+    drop(leaked);
+}
