@@ -664,3 +664,135 @@ fn sigterm_stops_a_run_whose_domains_forked_children_that_keep_their_output() {
         assert_eq!(err.matches("stopped (").count(), 2, "{err}");
     }
 }
+
+/// Every process below `pid` (its children, theirs, …), from `/proc/*/task/*/children`.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            let text = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+            for c in text.split_whitespace().filter_map(|w| w.parse().ok()) {
+                out.push(c);
+                todo.push(c);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_hostile_domain_fails_every_attack_while_the_honest_ones_finish() {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    build_examples();
+    let dir = tempfile::tempdir().unwrap();
+    // The hostile domain runs under a uid of its own when this is root: let it in.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let targets = dir.path().join("targets");
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "runner's").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut probe_args = vec![
+        "--hypercalls".to_string(),
+        format!("@{}", targets.display()),
+    ];
+    if rustix::process::geteuid().is_root() {
+        // As root the domains run as uids of their own, which cannot read it.
+        probe_args.push(secret.display().to_string());
+    }
+    let n = 100_000;
+    let text = format!(
+        "[target]\nxen = \"4.20\"\nstatic-shm = true\n\n[platform]\nram = [{{ base = 0x4000_0000, size = \"1GiB\" }}]\nshm-pool = {{ base = 0x7000_0000, size = \"16MiB\" }}\n\n\
+         [[domain]]\nname = \"ping\"\nmemory = \"16MiB\"\nkernel = {{ size = \"2MiB\" }}\nemulate = {{ program = \"ping-pong\", args = [\"ping\", \"{n}\"] }}\n\n\
+         [[domain]]\nname = \"pong\"\nmemory = \"16MiB\"\nkernel = {{ size = \"2MiB\" }}\nemulate = {{ program = \"ping-pong\", args = [\"pong\", \"{n}\"] }}\n\n\
+         [[domain]]\nname = \"mallory\"\nmemory = \"16MiB\"\nkernel = {{ size = \"2MiB\" }}\nemulate = {{ program = \"sandbox-probe\", args = {probe_args:?} }}\n\n\
+         [[channel]]\nname = \"pingpong\"\nprotocol = \"queue\"\nfrom = \"ping\"\nto = \"pong\"\nsize = \"4KiB\"\n"
+    );
+    let sys = dir.path().join("attack.toml");
+    std::fs::write(&sys, text).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_staticbus"))
+        .args(["run", sys.to_str().unwrap(), "--timeout", "300"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    // The hostile domain gets the real pids of the runner and of every process of the
+    // other domains (launchers, namespace inits, programs: 3 each) to attack.
+    let runner = child.id();
+    let mut tries = 0;
+    let pids = loop {
+        let d = descendants(runner);
+        if d.len() >= 9 || tries == 3000 {
+            break d;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        tries += 1;
+    };
+    let list: Vec<String> = std::iter::once(runner)
+        .chain(pids)
+        .map(|p| p.to_string())
+        .collect();
+    let tmp = dir.path().join("targets.tmp");
+    std::fs::write(&tmp, list.join(" ")).unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::rename(&tmp, &targets).unwrap();
+    let status = child.wait().unwrap();
+    let (out, err) = (out_reader.join().unwrap(), err_reader.join().unwrap());
+    assert_eq!(status.code(), Some(0), "{out}\n{err}");
+    assert!(!out.contains("] OPEN "), "{out}");
+    assert!(
+        out.contains("[mallory] RESULT PASS every way out was blocked"),
+        "{out}"
+    );
+    // Every path was tried: the runner's (6 ways) and 9 other processes' (7 ways each), the
+    // rest.
+    let tries: usize = out
+        .lines()
+        .filter(|l| l.starts_with("[mallory] blocked "))
+        .count();
+    assert!(tries >= 6 + 9 * 7 + 15, "{tries} tries\n{out}");
+    for what in [
+        "/proc/<process 8 of another domain>/mem",
+        "ptrace(ATTACH, runner)",
+        "kill(process 8 of another domain, SIGKILL)",
+        "kill(-1, 0)",
+        "EVTCHNOP_bind_interdomain to other domains' ports",
+        "EVTCHNOP_send on 1024 ports it does not own",
+        "malformed and truncated requests",
+        "a request whose arg_len is 4 GiB",
+        "requests in 2 s: absorbed",
+    ] {
+        assert!(out.contains(what), "{what}\n{out}");
+    }
+    // The honest domains finished correctly, every event accounted for.
+    for dom in ["ping", "pong"] {
+        assert!(
+            out.contains(&format!(
+                "[{dom}] RESULT PASS ping-pong {dom}: {n} round trips"
+            )),
+            "{out}"
+        );
+    }
+    for l in err
+        .lines()
+        .filter(|l| l.starts_with("ping ") || l.starts_with("pong ") || l.starts_with("mallory "))
+    {
+        assert!(l.ends_with("exited 0"), "{l}\n{err}");
+    }
+}
