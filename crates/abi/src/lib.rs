@@ -31,6 +31,15 @@ pub mod dt {
     pub const RAMDISK_COMPAT: &str = "multiboot,ramdisk";
     /// Passthrough device-tree module kind.
     pub const DTB_COMPAT: &str = "multiboot,device-tree";
+    /// Xen 4.4's name for [`KERNEL_COMPAT`] (dom0 only: Xen's early scan knows it, the
+    /// domU module lookup does not).
+    pub const KERNEL_COMPAT_LEGACY: &str = "xen,linux-zimage";
+    /// Xen 4.4's name for [`RAMDISK_COMPAT`] (dom0 only, like [`KERNEL_COMPAT_LEGACY`]).
+    pub const RAMDISK_COMPAT_LEGACY: &str = "xen,linux-initrd";
+    /// XSM policy module kind (a module for Xen itself, not for a domain).
+    pub const XSM_COMPAT: &str = "xen,xsm-policy";
+    /// vCPU affinity node in a domain node (Xen 4.21+).
+    pub const VCPU_COMPAT: &str = "xen,vcpu";
     /// Compatible of the node Xen writes into a guest DT for each shared region.
     pub const GUEST_SHM_COMPAT: &str = "xen,shared-memory-v1";
     /// Maximum `xen,shm-id` length in bytes, including the terminating NUL.

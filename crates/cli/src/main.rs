@@ -59,6 +59,10 @@ struct CheckArgs {
     /// Debian's binaries; overrides the description).
     #[arg(long)]
     static_shm: bool,
+    /// The Xen build has CONFIG_STATIC_MEMORY (static memory for domains) without
+    /// necessarily CONFIG_STATIC_SHM (which implies it); overrides the description.
+    #[arg(long)]
+    static_memory: bool,
     /// Base device tree (e.g. QEMU's dumpdtb output): RAM and reserved ranges are taken
     /// from it, and `build` merges the result into it.
     #[arg(long)]
@@ -205,6 +209,7 @@ fn options(a: &CheckArgs) -> Options {
     Options {
         xen: a.xen.as_deref().and_then(XenVersion::parse),
         static_shm: a.static_shm.then_some(true),
+        static_memory: a.static_memory.then_some(true),
         base: a.base.clone(),
         include_dirs: a.include.clone(),
     }
@@ -286,12 +291,9 @@ fn run(cli: Cli) -> u8 {
             if code == 0 && matches!(a.format, Format::Human) {
                 let sys = c.system.as_ref();
                 eprintln!(
-                    "{}: ok ({} domains, {} channels, {} event channels, {} shared-memory nodes; Xen {})",
+                    "{}: ok ({}; Xen {})",
                     a.file.display(),
-                    sys.map_or(0, |s| s.domains.len()),
-                    sys.map_or(0, |s| s.channels.len()),
-                    sys.map_or(0, |s| s.evtchns.len()),
-                    sys.map_or(0, |s| s.shm.len()),
+                    sys.map_or_else(String::new, |s| s.summary()),
                     sys.map_or("?".into(), |s| s.target.xen.to_string()),
                 );
             }

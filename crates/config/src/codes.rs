@@ -133,7 +133,7 @@ codes! {
         "`shm memory node has already been allocated to a specific owner …` or `failed to acquire static memory`; the domain fails to build";
     SHM_ONLY_BORROWERS = "SB0219", Error,
         "a shared region has only borrowers and no owner",
-        "accepted silently: the pages belong to nobody; tearing down a borrower drops references never taken";
+        "on its own accepted silently: the pages belong to nobody; tearing down a borrower drops references never taken";
     SHM_HOST_NOT_RAM = "SB0220", Error,
         "shared-memory host range is not inside RAM described by /memory",
         "4.17/4.18: `invalid physical address`; 4.19+: accepted, then Xen crashes with a Data Abort in `unprepare_staticmem_pages`";
@@ -200,7 +200,7 @@ codes! {
         "the early scan never registers the blob: `Missing kernel boot module?` then panic";
     MODULE_REG = "SB0407", Error,
         "module `reg` is missing or has the wrong number of cells",
-        "the module is not registered or is registered with a wrong address";
+        "no `reg` or too few cells: panic `node … missing `reg' property` / `fdt: node `…': `reg` property length is too short` while the boot modules are parsed, before the console is up: a build without early printk (Debian's) prints nothing and never resets; extra cells: only the first pair is read";
     MODULE_OVERLAP = "SB0408", Error,
         "boot module overlaps another module, reserved memory, shared memory, the DTB or Xen",
         "`Region: [...) overlapping with mod[…]`: the module is dropped, then `Missing kernel boot module?`";
@@ -234,6 +234,15 @@ codes! {
     NODE_NAME_INVALID = "SB0418", Error,
         "invalid device-tree node name",
         "dtc rejects the name, or Xen cannot match the node";
+    VCPU_AFFINITY_IGNORED = "SB0419", Warning,
+        "`xen,vcpu` affinity nodes need Xen 4.21",
+        "4.17–4.20 ignore the node silently: every vCPU keeps the default affinity (any pCPU)";
+    STATIC_HEAP_INVALID = "SB0420", Error,
+        "`xen,static-heap` bank outside RAM or not 64 KiB aligned",
+        "Xen hands the banks to its heap allocator unchecked: memory outside RAM is used as if it were RAM (`Data Abort` or corruption of whatever is there); booting.txt requires 64 KiB alignment";
+    FIRST_BANK_TOO_SMALL = "SB0421", Error,
+        "kernel, DTB and initrd do not fit in the domain's first memory bank",
+        "`Not enough memory in the first bank for the kernel+dtb+initrd` or `Unable to find suitable location for dtb+initrd` then panic";
 
     // ---- the system description (TOML) ----
     DESC_SYNTAX = "SB0501", Error,

@@ -6,8 +6,10 @@ use crate::desc::{read_description, Overrides};
 use crate::from_dt::system_from_tree;
 use crate::model::{Platform, SourceKind, System, Target, XenVersion};
 use crate::{emit, gen, manifest, validate};
-use staticbus_diag::{Diagnostic, Diagnostics, FileId, Location, Sources};
-use staticbus_dt::{parse_dts, print_dts, read_dtb, write_dtb, DtsOptions, FsLoader, Tree};
+use staticbus_diag::{Diagnostic, Diagnostics, FileId, Location, Sources, Span};
+use staticbus_dt::{
+    check_blob_tree, parse_dts, print_dts, read_dtb, write_dtb, DtsOptions, FsLoader, Tree,
+};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -47,6 +49,9 @@ pub struct Options {
     pub xen: Option<XenVersion>,
     /// CONFIG_STATIC_SHM (DT input: default off; TOML: overrides `[target] static-shm`).
     pub static_shm: Option<bool>,
+    /// CONFIG_STATIC_MEMORY (DT input: default off, implied by `static_shm`; TOML:
+    /// overrides `[target] static-memory`).
+    pub static_memory: Option<bool>,
     /// Base device tree to merge into and to take RAM/reserved ranges from.
     pub base: Option<PathBuf>,
     /// Extra `/include/` directories for DTS input.
@@ -110,25 +115,19 @@ pub fn read_tree(
         InputKind::Dtb => {
             let file = sources.add_binary(name);
             match read_dtb(&bytes, file) {
-                Ok(t) => (Some((t, file)), Diagnostics::new()),
+                Ok(t) => {
+                    let d = check_blob_tree(&t, file);
+                    (Some((t, file)), d)
+                }
                 Err(d) => (None, d),
             }
         }
         _ => {
             let text = match String::from_utf8(bytes) {
                 Ok(t) => t,
-                Err(_) => {
-                    let file = sources.add_binary(name);
-                    let mut d = Diagnostics::new();
-                    d.push(
-                        Diagnostic::new(
-                            INPUT_KIND,
-                            Location::File { file },
-                            "the file is not UTF-8 text",
-                        )
-                        .help("DTS files are text; pass a .dtb for a binary device tree"),
-                    );
-                    return (None, d);
+                Err(e) => {
+                    let help = "DTS files are UTF-8 text (re-encode the file, e.g. with iconv); pass a .dtb for a binary device tree";
+                    return (None, not_utf8(sources, name, e, help));
                 }
             };
             let opts = DtsOptions {
@@ -142,6 +141,34 @@ pub fn read_tree(
             (tree.map(|t| (t, file)), diags)
         }
     }
+}
+
+/// The diagnostic for a DTS that is not UTF-8: at the first bad byte (the text before it
+/// is kept as it is, so its line and column are right).
+fn not_utf8(
+    sources: &mut Sources,
+    name: String,
+    e: std::string::FromUtf8Error,
+    help: &str,
+) -> Diagnostics {
+    let at = e.utf8_error().valid_up_to();
+    let bytes = e.into_bytes();
+    let bad = bytes[at];
+    // The lossy text has U+FFFD where the bad sequence was.
+    let len = char::REPLACEMENT_CHARACTER.len_utf8();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let file = sources.add_text(name, text);
+    let mut d = Diagnostics::new();
+    d.push(
+        Diagnostic::new(
+            INPUT_KIND,
+            Location::span(Span::new(file, at, at + len)),
+            format!("byte {bad:#04x} at offset {at} is not UTF-8 text"),
+        )
+        .label("not UTF-8")
+        .help(help),
+    );
+    d
 }
 
 /// Loads `path`, reads it into the model and validates it.
@@ -213,16 +240,13 @@ pub fn check(sources: &mut Sources, path: &Path, opts: &Options) -> Checked {
         InputKind::Toml => {
             let text = match String::from_utf8(bytes) {
                 Ok(t) => t,
-                Err(_) => {
-                    let file = sources.add_binary(path.display().to_string());
-                    out.diags.push(
-                        Diagnostic::new(
-                            INPUT_KIND,
-                            Location::File { file },
-                            "the description is not UTF-8 text",
-                        )
-                        .help("system descriptions are TOML text"),
-                    );
+                Err(e) => {
+                    out.diags.extend(not_utf8(
+                        sources,
+                        path.display().to_string(),
+                        e,
+                        "system descriptions are UTF-8 TOML text (re-encode the file, e.g. with iconv)",
+                    ));
                     return out;
                 }
             };
@@ -231,6 +255,7 @@ pub fn check(sources: &mut Sources, path: &Path, opts: &Options) -> Checked {
             let ov = Overrides {
                 xen: opts.xen,
                 static_shm: opts.static_shm,
+                static_memory: opts.static_memory,
                 base_platform,
             };
             let (sys, d) = read_description(file, &text, &stem, base_dir, &ov);
@@ -247,7 +272,8 @@ pub fn check(sources: &mut Sources, path: &Path, opts: &Options) -> Checked {
                 let target = Target {
                     xen: opts.xen.unwrap_or(XenVersion::V4_20),
                     static_shm: opts.static_shm.unwrap_or(false),
-                    static_memory: opts.static_shm.unwrap_or(false),
+                    static_memory: opts.static_memory.unwrap_or(false)
+                        || opts.static_shm.unwrap_or(false),
                     ..Target::default()
                 };
                 let source = if kind == InputKind::Dtb {

@@ -14,6 +14,20 @@ use staticbus_diag::{Diagnostic, Diagnostics, FileId, Location};
 use staticbus_dt::{Node, Property, Tree};
 use std::collections::{HashMap, HashSet};
 
+/// What Xen's early scan (`process_multiboot_node`, bootfdt.c) makes of a module node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum EarlyKind {
+    /// The kind its compatible names (`multiboot,kernel` or the legacy `xen,linux-zimage`, …).
+    Named(ModuleKind),
+    /// No kind of its own: the first such module of the tree is taken as a kernel, the
+    /// second as a ramdisk (unless it holds an XSM policy).
+    Guessed(ModuleKind),
+    /// An XSM policy (`xen,xsm-policy`): a module for Xen itself.
+    Xsm,
+    /// No kind of its own and not among the first two: registered, never used.
+    Unknown,
+}
+
 /// Where things are in the tree being read.
 struct Locs {
     file: FileId,
@@ -202,7 +216,59 @@ impl<'t> Reader<'t> {
         self.sys.platform.gic = gic;
     }
 
-    fn modules_of(&mut self, chain: &[&Node], path: &str, only_kernel_kinds: bool) -> Vec<Module> {
+    /// What Xen's early scan (`process_multiboot_node`) makes of every module node under
+    /// `/chosen` (depth 2 and 3, in tree order), by path.
+    fn early_kinds(&self) -> HashMap<String, EarlyKind> {
+        let mut out = HashMap::new();
+        let Some(chosen) = self.tree.root.child("chosen") else {
+            return out;
+        };
+        // Xen's `kind_guess` counts the module nodes without a kind of their own in the
+        // whole tree, dom0's and domUs' alike.
+        let mut guessed = 0;
+        let mut visit = |path: String, n: &Node| {
+            let has = |x: &str| n.compatible().iter().any(|c| c.eq_ignore_ascii_case(x));
+            if !(has(b::MODULE_COMPAT) || has(b::MODULE_COMPAT_LEGACY)) {
+                return;
+            }
+            let kind = if has(b::KERNEL_COMPAT_LEGACY) || has(b::KERNEL_COMPAT) {
+                EarlyKind::Named(ModuleKind::Kernel)
+            } else if has(b::RAMDISK_COMPAT_LEGACY) || has(b::RAMDISK_COMPAT) {
+                EarlyKind::Named(ModuleKind::Ramdisk)
+            } else if has(b::XSM_COMPAT) {
+                EarlyKind::Xsm
+            } else if has(b::DTB_COMPAT) {
+                EarlyKind::Named(ModuleKind::DeviceTree)
+            } else {
+                guessed += 1;
+                match guessed {
+                    1 => EarlyKind::Guessed(ModuleKind::Kernel),
+                    2 => EarlyKind::Guessed(ModuleKind::Ramdisk),
+                    _ => EarlyKind::Unknown,
+                }
+            };
+            out.insert(path, kind);
+        };
+        for c in &chosen.children {
+            let cpath = join("/chosen", &c.name);
+            visit(cpath.clone(), c);
+            for g in &c.children {
+                visit(join(&cpath, &g.name), g);
+            }
+        }
+        out
+    }
+
+    /// The boot modules among the children of the last node of `chain` (at `path`): dom0's
+    /// (`dom0`: children of `/chosen`, found by the kind Xen's early scan gives them) or a
+    /// domU's (found by their `multiboot,*` compatible, as Xen's `kernel_probe` does).
+    fn modules_of(
+        &mut self,
+        chain: &[&Node],
+        path: &str,
+        dom0: bool,
+        early: &HashMap<String, EarlyKind>,
+    ) -> Vec<Module> {
         let parent = chain[chain.len() - 1];
         let (a, s) = child_cells(chain);
         let mut out = Vec::new();
@@ -219,32 +285,61 @@ impl<'t> Reader<'t> {
             } else {
                 None
             };
+            let legacy = has(b::KERNEL_COMPAT_LEGACY) || has(b::RAMDISK_COMPAT_LEGACY);
             let is_module = has(b::MODULE_COMPAT) || has(b::MODULE_COMPAT_LEGACY);
-            if only_kernel_kinds && kind.is_none() {
+            if !is_module && kind.is_none() && !legacy {
                 continue;
             }
-            if !is_module && kind.is_none() {
+            let compat_loc = c
+                .prop("compatible")
+                .map(|p| self.locs.prop(&cpath, p))
+                .unwrap_or_else(|| self.locs.node(&cpath, c));
+            let unusable = |label: String, help: &str| {
+                Diagnostic::new(
+                    MODULE_NOT_MULTIBOOT,
+                    compat_loc.clone(),
+                    format!("module node `{}` is not a usable boot module", c.name),
+                )
+                .label(label)
+                .help(help.to_string())
+            };
+            if !is_module {
+                self.diags.push(unusable(
+                    "`multiboot,module` is missing: Xen's early scan never registers this blob".into(),
+                    "write `compatible = \"multiboot,kernel\", \"multiboot,module\";` (or ramdisk / device-tree)",
+                ));
                 continue;
             }
-            let Some(kind) = kind.filter(|_| is_module) else {
-                let loc = c
-                    .prop("compatible")
-                    .map(|p| self.locs.prop(&cpath, p))
-                    .unwrap_or_else(|| self.locs.node(&cpath, c));
-                self.diags.push(
-                    Diagnostic::new(
-                        MODULE_NOT_MULTIBOOT,
-                        loc,
-                        format!("module node `{}` is not a usable boot module", c.name),
-                    )
-                    .label(if is_module {
-                        "no `multiboot,kernel`, `multiboot,ramdisk` or `multiboot,device-tree`"
-                    } else {
-                        "`multiboot,module` is missing"
-                    })
-                    .help("write `compatible = \"multiboot,kernel\", \"multiboot,module\";` (or ramdisk / device-tree)"),
-                );
-                continue;
+            let kind = if dom0 {
+                match early.get(&cpath) {
+                    Some(EarlyKind::Named(k) | EarlyKind::Guessed(k)) => *k,
+                    Some(EarlyKind::Xsm) => continue,
+                    _ => {
+                        self.diags.push(unusable(
+                            "no kind of its own, and not among the first two such modules (Xen guesses a kernel, then a ramdisk): Xen registers it with an unknown kind and never uses it".into(),
+                            "add the kind: `compatible = \"multiboot,kernel\", \"multiboot,module\";` (or multiboot,ramdisk)",
+                        ));
+                        continue;
+                    }
+                }
+            } else {
+                match kind {
+                    Some(k) => k,
+                    None => {
+                        let label = if legacy {
+                            "Xen looks a domU's modules up by `multiboot,kernel`, `multiboot,ramdisk` or `multiboot,device-tree`; the legacy `xen,linux-zimage` / `xen,linux-initrd` names work only for dom0"
+                        } else if has(b::XSM_COMPAT) {
+                            "an XSM policy is a module for Xen itself: it belongs directly under /chosen"
+                        } else {
+                            "no `multiboot,kernel`, `multiboot,ramdisk` or `multiboot,device-tree`: Xen guesses the kind of such modules only for dom0"
+                        };
+                        self.diags.push(unusable(
+                            label.into(),
+                            "write `compatible = \"multiboot,kernel\", \"multiboot,module\";` (or ramdisk / device-tree)",
+                        ));
+                        continue;
+                    }
+                }
             };
             let Some((addr, size)) = c
                 .prop("reg")
@@ -290,9 +385,23 @@ impl<'t> Reader<'t> {
         let Some(chosen) = root.child("chosen") else {
             return;
         };
-        // dom0: kernel modules directly under /chosen.
-        let dom0_modules = self.modules_of(&[root, chosen], "/chosen", true);
-        if dom0_modules.iter().any(|m| m.kind == ModuleKind::Kernel) {
+        // dom0: modules directly under /chosen, of the kinds Xen's early scan gives them
+        // (the first one without a kind is the kernel).
+        let early = self.early_kinds();
+        let dom0_modules = self.modules_of(&[root, chosen], "/chosen", true, &early);
+        if !dom0_modules.iter().any(|m| m.kind == ModuleKind::Kernel) {
+            for m in &dom0_modules {
+                self.diags.push(
+                    Diagnostic::new(
+                        MODULE_NOT_MULTIBOOT,
+                        m.loc.clone(),
+                        format!("dom0 {} module without a dom0 kernel", m.kind.as_str()),
+                    )
+                    .label("Xen builds no dom0 and never uses this module")
+                    .help("add dom0's kernel module under /chosen, or move the module into the `xen,domain` node that should use it"),
+                );
+            }
+        } else {
             let mut d = Domain::new("dom0", 0, self.locs.node("/chosen", chosen));
             d.dom0 = true;
             d.modules = dom0_modules;
@@ -386,6 +495,7 @@ impl<'t> Reader<'t> {
                     match p.as_str() {
                         Some("enabled") => Enhanced::Enabled,
                         Some("no-xenstore") => Enhanced::NoXenstore,
+                        Some("disabled") => Enhanced::Disabled,
                         Some(other) => Enhanced::Unknown(other.to_string()),
                         None => Enhanced::Unknown(String::from_utf8_lossy(&p.value).into_owned()),
                     }
@@ -416,11 +526,33 @@ impl<'t> Reader<'t> {
                     ),
                 }
             }
+            // vCPU affinity nodes (`xen,vcpu`) are read from Xen 4.21 on.
+            for v in c
+                .children
+                .iter()
+                .filter(|v| v.is_compatible(b::VCPU_COMPAT))
+            {
+                let vpath = join(&path, &v.name);
+                self.diags.push(
+                    Diagnostic::new(
+                        VCPU_AFFINITY_IGNORED,
+                        v.prop("compatible")
+                            .map(|p| self.locs.prop(&vpath, p))
+                            .unwrap_or_else(|| self.locs.node(&vpath, v)),
+                        format!(
+                            "Xen {} ignores the vCPU affinity node `{}`",
+                            self.sys.target.xen, v.name
+                        ),
+                    )
+                    .label("`xen,vcpu` nodes are read from Xen 4.21 on")
+                    .help("pin vCPUs some other way on this Xen (e.g. a cpupool with `domain-cpupool`), or remove the node"),
+                );
+            }
             if let Some(p) = c.prop("direct-map") {
                 d.direct_map = true;
                 d.direct_map_loc = self.locs.prop(&path, p);
             }
-            d.modules = self.modules_of(&[root, chosen, c], &path, false);
+            d.modules = self.modules_of(&[root, chosen, c], &path, false, &early);
             self.domain_paths.insert(path, self.sys.domains.len());
             self.sys.domains.push(d);
         }
@@ -774,15 +906,27 @@ impl<'t> Reader<'t> {
             }
         });
         for (p, n) in stray {
-            self.diags.push(
+            let dom0_node = p.rsplit_once('/').map(|(parent, _)| parent) == Some("/chosen");
+            let d = if dom0_node {
+                // A /chosen-level node is dom0's, as Xen's docs say; what is missing is dom0.
+                Diagnostic::new(
+                    SHM_BAD_PLACEMENT,
+                    self.locs.node(&p, n),
+                    format!("shared-memory node `{p}` is dom0's, but the system has no dom0"),
+                )
+                .label("no domain maps this region")
+                .note("a node directly under /chosen belongs to dom0, which exists only with a dom0 kernel module under /chosen")
+                .help("add dom0's kernel module (`compatible = \"multiboot,kernel\", \"multiboot,module\";`) under /chosen, or move the node into the `xen,domain` node of a domU that uses the region")
+            } else {
                 Diagnostic::new(
                     SHM_BAD_PLACEMENT,
                     self.locs.node(&p, n),
                     format!("shared-memory node `{p}` is not inside a domain node"),
                 )
                 .label("no domain maps this region")
-                .help("put shared-memory nodes directly inside the `xen,domain` node of each domain that uses the region"),
-            );
+                .help("put shared-memory nodes directly inside the `xen,domain` node of each domain that uses the region (dom0's directly under /chosen)")
+            };
+            self.diags.push(d);
         }
     }
 

@@ -267,6 +267,8 @@ pub enum Enhanced {
     Enabled,
     /// `"no-xenstore"`: `/hypervisor` node only.
     NoXenstore,
+    /// `"disabled"` (documented in booting.txt): no Xen features, as if absent.
+    Disabled,
     /// Any other string (Xen ignores it silently: no features).
     Unknown(String),
 }
@@ -277,12 +279,19 @@ impl Enhanced {
         matches!(self, Enhanced::Enabled)
     }
 
+    /// True if Xen gives the guest its PV interfaces (a `/hypervisor` node, grant table,
+    /// event channels): `"enabled"` and `"no-xenstore"`.
+    pub fn features(&self) -> bool {
+        matches!(self, Enhanced::Enabled | Enhanced::NoXenstore)
+    }
+
     /// The DT property value, if any (`None` for absent).
     pub fn as_dt(&self) -> Option<&str> {
         match self {
             Enhanced::Absent => None,
             Enhanced::Enabled => Some("enabled"),
             Enhanced::NoXenstore => Some("no-xenstore"),
+            Enhanced::Disabled => Some("disabled"),
             Enhanced::Unknown(s) => Some(s),
         }
     }
@@ -657,6 +666,29 @@ impl System {
         self.domains.iter().position(|d| d.name == name)
     }
 
+    /// What the system holds, in words: `2 domains, 1 channel, 1 event channel, 1
+    /// shared-memory region (2 nodes)`. Channels are counted only for a description (a
+    /// device tree has none of its own).
+    pub fn summary(&self) -> String {
+        fn n(k: usize, one: &str, many: &str) -> String {
+            format!("{k} {}", if k == 1 { one } else { many })
+        }
+        let mut parts = vec![n(self.domains.len(), "domain", "domains")];
+        if self.source == SourceKind::Description {
+            parts.push(n(self.channels.len(), "channel", "channels"));
+        }
+        parts.push(n(self.evtchns.len(), "event channel", "event channels"));
+        let mut ids: Vec<&str> = self.shm.iter().map(|s| s.id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut shm = n(ids.len(), "shared-memory region", "shared-memory regions");
+        if !self.shm.is_empty() {
+            shm.push_str(&format!(" ({})", n(self.shm.len(), "node", "nodes")));
+        }
+        parts.push(shm);
+        parts.join(", ")
+    }
+
     /// Every module of every domain, with its domain index.
     pub fn modules(&self) -> impl Iterator<Item = (DomIdx, &Module)> {
         self.domains
@@ -686,6 +718,53 @@ mod tests {
         assert_eq!(row(XenVersion::V4_18), (false, false, false, true));
         assert_eq!(row(XenVersion::V4_19), (true, true, true, false));
         assert_eq!(row(XenVersion::V4_20), (true, true, true, false));
+    }
+
+    #[test]
+    fn summary_counts_in_words() {
+        let mut s = System::new("t", SourceKind::Dts);
+        assert_eq!(
+            s.summary(),
+            "0 domains, 0 event channels, 0 shared-memory regions"
+        );
+        s.domains.push(Domain::new("a", 1, Location::None));
+        s.domains.push(Domain::new("b", 2, Location::None));
+        let end = |domain| EvtchnEnd {
+            domain,
+            port: 1,
+            loc: Location::None,
+            port_loc: Location::None,
+        };
+        s.evtchns.push(EvtchnPair {
+            first: end(0),
+            second: end(1),
+            channel: None,
+        });
+        for domain in [0, 1] {
+            s.shm.push(ShmNode {
+                domain,
+                id: "r".into(),
+                id_loc: Location::None,
+                host: None,
+                guest: 0,
+                size: 4096,
+                role: None,
+                loc: Location::None,
+                mem_loc: Location::None,
+                role_loc: Location::None,
+                channel: None,
+            });
+        }
+        // A device tree has no channels of its own: none are counted.
+        assert_eq!(
+            s.summary(),
+            "2 domains, 1 event channel, 1 shared-memory region (2 nodes)"
+        );
+        s.source = SourceKind::Description;
+        assert_eq!(
+            s.summary(),
+            "2 domains, 0 channels, 1 event channel, 1 shared-memory region (2 nodes)"
+        );
     }
 
     #[test]

@@ -1324,6 +1324,35 @@ fn sb0418_node_name_invalid() {
         .run();
 }
 
+#[test]
+fn sb0419_vcpu_affinity_ignored() {
+    Case::dts("sb0419_vcpu_affinity_ignored.dts", VCPU_AFFINITY_IGNORED)
+        .at("|compatible = \"xen,vcpu\";")
+        .fix(
+            "\t\t\tvcpu0 {\n\t\t\t\tcompatible = \"xen,vcpu\";\n\t\t\t\tid = <0>;\n\t\t\t\thard-affinity = \"0-3\";\n\t\t\t};\n\n",
+            "",
+        )
+        .dtb("/chosen/domU1/vcpu0", Some("compatible"))
+        .run();
+}
+
+#[test]
+fn sb0420_static_heap_invalid() {
+    Case::dts("sb0420_static_heap_invalid.dts", STATIC_HEAP_INVALID)
+        .at("|xen,static-heap")
+        .fix("0x30008000", "0x30000000")
+        .dtb("/chosen", Some("xen,static-heap"))
+        .run();
+}
+
+#[test]
+fn sb0421_first_bank_too_small() {
+    Case::toml("sb0421_first_bank_too_small.toml", FIRST_BANK_TOO_SMALL)
+        .at("memory = |\"4MiB\"")
+        .fix("\"4MiB\"", "\"8MiB\"") // 2 + 2 + 2 MiB fit, with room to spare
+        .run();
+}
+
 // ======================================================================================
 // SB05xx the system description
 // ======================================================================================

@@ -800,3 +800,91 @@ pub fn read_dtb(bytes: &[u8], file: FileId) -> Result<Tree, Diagnostics> {
         root,
     })
 }
+
+/// The checks dtc makes on a source tree that a blob can still fail, for a tree read with
+/// [`read_dtb`] (locations are nodes and properties of `file`): two properties or two
+/// subnodes with the same name in one node (dtc refuses to write such a blob, so it was
+/// made some other way; libfdt and Xen see only the first), and an overlay (`.dtbo`, with
+/// `__fixups__`, `__local_fixups__` or `fragment@N/__overlay__` nodes), which is not a
+/// host device tree.
+pub fn check_blob_tree(tree: &Tree, file: FileId) -> Diagnostics {
+    use crate::dts::codes::{DUP_NODE, DUP_PROP, PLUGIN};
+    let mut out = Diagnostics::new();
+    let root = &tree.root;
+    let overlay = root
+        .children
+        .iter()
+        .find(|c| {
+            c.name == "__fixups__"
+                || c.name == "__local_fixups__"
+                || c.children.iter().any(|g| g.name == "__overlay__")
+        })
+        .map(|c| {
+            if c.name.starts_with("__") {
+                format!("/{}", c.name)
+            } else {
+                format!("/{}/__overlay__", c.name)
+            }
+        });
+    if let Some(path) = overlay {
+        out.push(
+            Diagnostic::new(
+                PLUGIN,
+                Location::Node {
+                    file,
+                    path: path.clone(),
+                    property: None,
+                },
+                format!(
+                    "this blob is a device-tree overlay (it has `{path}`), not a host device tree"
+                ),
+            )
+            .label("compiled from a /plugin/ source")
+            .help("give Xen the base host device tree; apply overlays with fdtoverlay first"),
+        );
+    }
+    tree.walk(|path, n| {
+        let mut props = std::collections::HashSet::new();
+        for p in &n.props {
+            if !props.insert(p.name.as_str()) {
+                out.push(
+                    Diagnostic::new(
+                        DUP_PROP,
+                        Location::Node {
+                            file,
+                            path: path.to_string(),
+                            property: Some(p.name.clone()),
+                        },
+                        format!("duplicate property `{}` in {path}", p.name),
+                    )
+                    .label("libfdt and Xen read only the first one")
+                    .help("give each property once per node; rebuild the blob with dtc"),
+                );
+            }
+        }
+        let mut kids = std::collections::HashSet::new();
+        for c in &n.children {
+            if !kids.insert(c.name.as_str()) {
+                let child = if path == "/" {
+                    format!("/{}", c.name)
+                } else {
+                    format!("{path}/{}", c.name)
+                };
+                out.push(
+                    Diagnostic::new(
+                        DUP_NODE,
+                        Location::Node {
+                            file,
+                            path: child,
+                            property: None,
+                        },
+                        format!("duplicate node `{}` in {path}", c.name),
+                    )
+                    .label("path lookups find only the first one")
+                    .help("give sibling nodes distinct names; rebuild the blob with dtc"),
+                );
+            }
+        }
+    });
+    out
+}

@@ -18,7 +18,7 @@ pub mod print;
 pub mod refs;
 pub mod tree;
 
-pub use dtb::{read_dtb, write_dtb};
+pub use dtb::{check_blob_tree, read_dtb, write_dtb};
 pub use dts::{parse_dts, DtsOptions, FileLoader, FsLoader};
 pub use print::print_dts;
 pub use refs::resolve_references;

@@ -18,6 +18,8 @@ pub struct Overrides {
     pub xen: Option<XenVersion>,
     /// Replace `static-shm`.
     pub static_shm: Option<bool>,
+    /// Replace `static-memory` (CONFIG_STATIC_MEMORY; `static-shm` implies it).
+    pub static_memory: Option<bool>,
     /// Platform facts from a base device tree (`--base`): its RAM, reserved ranges and GIC
     /// replace the description's RAM and add to its reserved ranges.
     pub base_platform: Option<Platform>,
@@ -134,6 +136,9 @@ impl Builder<'_> {
         if let Some(s) = ov.static_shm {
             t.static_shm = s;
             t.static_memory = t.static_memory || s;
+        }
+        if let Some(m) = ov.static_memory {
+            t.static_memory = m || t.static_shm;
         }
         self.sys.target = t;
     }
@@ -344,6 +349,7 @@ impl Builder<'_> {
             Some(EnhancedDesc::Str(s)) => match s.as_str() {
                 "enabled" | "" => Enhanced::Enabled,
                 "no-xenstore" => Enhanced::NoXenstore,
+                "disabled" => Enhanced::Disabled,
                 other => Enhanced::Unknown(other.to_string()),
             },
         };

@@ -91,14 +91,14 @@ impl<'s> Validator<'s> {
             }
             if !d.static_mem.is_empty() {
                 // SB0414: static memory in a Xen built without CONFIG_STATIC_MEMORY.
-                if !sys.target.static_memory && !sys.target.static_shm {
+                if !sys.target.static_memory {
                     self.push(
                         Diagnostic::new(
                             STATIC_MEM_DISABLED,
                             d.static_mem_loc.clone(),
                             format!("domain `{}` uses static memory", d.name),
                         )
-                        .help("build Xen with CONFIG_STATIC_MEMORY (needs CONFIG_UNSUPPORTED) and pass --static-shm or set static-memory in the target"),
+                        .help("build Xen with CONFIG_STATIC_MEMORY (needs CONFIG_UNSUPPORTED) and pass --static-memory (implied by --static-shm), or set `static-memory = true` in [target]"),
                     );
                 }
                 let sum: u64 = d
@@ -157,6 +157,7 @@ impl<'s> Validator<'s> {
                 .help("declare at least one domain with a kernel module"),
             );
         }
+        self.static_heap();
         // SB0416: domains ask for more memory than the platform has.
         if !sys.platform.ram.is_empty() {
             let ram: u64 = sys
@@ -183,6 +184,47 @@ impl<'s> Validator<'s> {
                         ),
                     )
                     .help("reduce domain memory or describe more RAM"),
+                );
+            }
+        }
+    }
+
+    /// `xen,static-heap` banks: inside RAM, 64 KiB aligned (booting.txt).
+    fn static_heap(&mut self) {
+        let sys = self.sys;
+        for r in &sys.platform.reserved {
+            if r.kind != ReservedKind::StaticHeap {
+                continue;
+            }
+            let (base, size) = (r.range.base, r.range.size);
+            // SB0420: a static-heap bank outside RAM.
+            if !self.in_ram(base, size) {
+                self.push(
+                    Diagnostic::new(
+                        STATIC_HEAP_INVALID,
+                        r.range.loc.clone(),
+                        format!(
+                            "static-heap bank {} is not inside RAM",
+                            range_str(base, size)
+                        ),
+                    )
+                    .label("Xen gives it to its heap allocator unchecked")
+                    .help("place the static heap inside a /memory bank"),
+                );
+            }
+            // SB0420: a static-heap bank not 64 KiB aligned.
+            const ALIGN: u64 = 64 << 10;
+            if base % ALIGN != 0 || size % ALIGN != 0 {
+                self.push(
+                    Diagnostic::new(
+                        STATIC_HEAP_INVALID,
+                        r.range.loc.clone(),
+                        format!(
+                            "static-heap bank {} is not 64 KiB aligned",
+                            range_str(base, size)
+                        ),
+                    )
+                    .help("align the static heap's address and size to 64 KiB (0x10000)"),
                 );
             }
         }

@@ -27,10 +27,14 @@ impl<'s> Validator<'s> {
             Enhanced::Unknown(s) => {
                 let extra = if s == "legacy" {
                     " (\"legacy\" is new in Xen 4.21)"
-                } else if s == "disabled" {
-                    " (\"disabled\" has the same effect as leaving the property out)"
                 } else {
                     ""
+                };
+                // "enabled" is only a fix where there is a dom0 to run xenstore (SB0301).
+                let values = if sys.dom0().is_some() {
+                    "\"no-xenstore\" (PV interfaces without xenstore), \"enabled\" (with xenstore, run by dom0) or \"disabled\" (none, like leaving the property out)"
+                } else {
+                    "\"no-xenstore\" (PV interfaces without xenstore) or \"disabled\" (none, like leaving the property out); \"enabled\" needs dom0"
                 };
                 self.push(
                     Diagnostic::new(
@@ -42,13 +46,13 @@ impl<'s> Validator<'s> {
                         ),
                     )
                     .label("treated as absent: no /hypervisor node, no xenstore")
-                    .help("use \"no-xenstore\", \"enabled\", or leave the property out"),
+                    .help(format!("use {values}")),
                 )
             }
             _ => {}
         }
         // SB0304: a Linux domain without `xen,enhanced`.
-        if let (Some(l), Enhanced::Absent) = (&d.linux, &d.enhanced) {
+        if let (Some(l), Enhanced::Absent | Enhanced::Disabled) = (&d.linux, &d.enhanced) {
             let at = if d.enhanced_loc == d.loc {
                 l.loc.clone()
             } else {
@@ -58,7 +62,11 @@ impl<'s> Validator<'s> {
                 Diagnostic::new(
                     ENHANCED_LINUX_MISSING,
                     at,
-                    format!("Linux domain `{}` has no `xen,enhanced`", d.name),
+                    if d.enhanced == Enhanced::Disabled {
+                        format!("Linux domain `{}` has `xen,enhanced = \"disabled\"`", d.name)
+                    } else {
+                        format!("Linux domain `{}` has no `xen,enhanced`", d.name)
+                    },
                 )
                 .label("without it Xen writes no /hypervisor node, and Linux does not see Xen")
                 .help("set `enhanced = \"no-xenstore\"` (the default when `enhanced` is left out; \"enabled\" needs dom0)"),
@@ -66,7 +74,7 @@ impl<'s> Validator<'s> {
             return;
         }
         // SB0303: static event channels in a domain without `xen,enhanced`.
-        if d.enhanced == Enhanced::Absent {
+        if matches!(d.enhanced, Enhanced::Absent | Enhanced::Disabled) {
             let idx = sys.domains.iter().position(|x| std::ptr::eq(x, d));
             let has_evtchn = sys
                 .evtchns

@@ -421,7 +421,8 @@ impl<'s> Validator<'s> {
                     first.role_loc.clone(),
                     format!("region `{}` has only borrowers", first.id),
                 )
-                .label("nobody owns the pages; Xen accepts this silently")
+                .label("nobody owns the pages")
+                .note("alone, Xen accepts this without a word")
                 .help("make one node `role = \"owner\"`, or drop the roles so DOMID_IO owns the region"),
             );
         }

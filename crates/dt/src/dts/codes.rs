@@ -25,8 +25,8 @@ pub const MISSING_V1: Code = err(
 pub const PLUGIN: Code = err(
     "SB0003",
     "/plugin/ overlays are not host device trees",
-    "dtc would build an overlay blob with __fixups__ instead of a complete tree; Xen cannot \
-     boot it as its host device tree",
+    "dtc builds an overlay blob (.dtbo, with __fixups__ and fragment@N/__overlay__ nodes) \
+     instead of a complete tree; Xen cannot boot it as its host device tree",
 );
 /// `/*` without `*/`.
 pub const UNTERMINATED_COMMENT: Code = err("SB0004", "unterminated comment", DTC_SYNTAX);
@@ -138,13 +138,15 @@ pub const TOO_DEEP: Code = err(
 pub const DUP_NODE: Code = err(
     "SB0022",
     "duplicate node name",
-    "dtc rejects the file (ERROR duplicate_node_names); Xen never sees it",
+    "dtc rejects the file (ERROR duplicate_node_names); in a blob made without dtc, Xen's \
+     path lookups find only the first node",
 );
 /// Two properties with the same name in one node.
 pub const DUP_PROP: Code = err(
     "SB0023",
     "duplicate property name",
-    "dtc rejects the file (ERROR duplicate_property_names); Xen never sees it",
+    "dtc rejects the file (ERROR duplicate_property_names); in a blob made without dtc, \
+     libfdt and Xen read only the first property",
 );
 /// A node name with a character outside `[a-zA-Z0-9,._+@-]`.
 pub const NODE_NAME_CHARS: Code = err(

@@ -11,7 +11,7 @@
 //! error as in dtc 1.6 (dtc 1.7 only warns); label-relative path references
 //! (`&{label/child}`) are accepted as in dtc 1.7.
 
-mod codes;
+pub(crate) mod codes;
 mod lexer;
 mod live;
 mod parser;
