@@ -185,6 +185,11 @@ enum Cmd {
         #[arg(short, long)]
         out: PathBuf,
     },
+    /// Turn another tool's configuration into a system description.
+    Import {
+        #[command(subcommand)]
+        from: ImportFrom,
+    },
     /// Explain a diagnostic code, or list them all.
     Explain {
         /// A code such as SB0201.
@@ -198,9 +203,44 @@ enum Cmd {
     },
 }
 
+#[derive(Subcommand)]
+enum ImportFrom {
+    /// An ImageBuilder configuration (the variables `uboot-script-gen -c CONFIG` sources):
+    /// every variable is imported or reported with its line; modules are placed where
+    /// uboot-script-gen loads them, so `build --uboot` writes the script it would.
+    Imagebuilder {
+        /// The configuration file.
+        config: PathBuf,
+        /// The system description to write (written only when the import has no errors).
+        #[arg(short, long)]
+        out: PathBuf,
+        /// The folder the configuration's paths are relative to (uboot-script-gen's -d;
+        /// default: the configuration's folder).
+        #[arg(short = 'd', long = "dir")]
+        dir: Option<PathBuf>,
+        /// The U-Boot load command (uboot-script-gen's -t: tftp, sd, scsi, usb or any
+        /// command); overrides LOAD_CMD.
+        #[arg(short = 't', long = "load")]
+        load: Option<String>,
+        /// Target Xen version of the description.
+        #[arg(long, value_parser = ["4.17", "4.18", "4.19", "4.20"])]
+        xen: Option<String>,
+        /// The system's name (default: the output file's stem).
+        #[arg(long)]
+        name: Option<String>,
+        /// Diagnostics format.
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+        /// Fail (and write nothing) on warnings too, e.g. unsupported variables.
+        #[arg(long)]
+        deny_warnings: bool,
+    },
+}
+
 fn all_codes() -> Vec<Code> {
     let mut v = staticbus_dt::codes();
     v.extend_from_slice(staticbus_config::codes::ALL);
+    v.extend_from_slice(staticbus_import::codes::ALL);
     v.sort_by_key(|c| c.id);
     v
 }
@@ -422,6 +462,28 @@ fn run(cli: Cli) -> u8 {
             boot::boot(&file, &opts)
         }
         Cmd::Map { args: a, out } => map(&a, &out),
+        Cmd::Import {
+            from:
+                ImportFrom::Imagebuilder {
+                    config,
+                    out,
+                    dir,
+                    load,
+                    xen,
+                    name,
+                    format,
+                    deny_warnings,
+                },
+        } => import_imagebuilder(ImportArgs {
+            config,
+            out,
+            dir,
+            load,
+            xen,
+            name,
+            format,
+            deny_warnings,
+        }),
         Cmd::Explain {
             code,
             list,
@@ -468,6 +530,95 @@ fn run(cli: Cli) -> u8 {
             }
         }
     }
+}
+
+struct ImportArgs {
+    config: PathBuf,
+    out: PathBuf,
+    dir: Option<PathBuf>,
+    load: Option<String>,
+    xen: Option<String>,
+    name: Option<String>,
+    format: Format,
+    deny_warnings: bool,
+}
+
+/// `staticbus import imagebuilder`: read, map, report, and write the description
+/// atomically when nothing is wrong.
+fn import_imagebuilder(a: ImportArgs) -> u8 {
+    let text = match std::fs::read(&a.config) {
+        Ok(b) => match String::from_utf8(b) {
+            Ok(t) => t,
+            Err(_) => {
+                eprintln!(
+                    "error[SB0702]: `{}` is not UTF-8 text (an ImageBuilder configuration is a bash file)",
+                    a.config.display()
+                );
+                return 2;
+            }
+        },
+        Err(e) => {
+            eprintln!("error[SB0701]: cannot read `{}`: {e}", a.config.display());
+            return 2;
+        }
+    };
+    let mut sources = Sources::new();
+    let file = sources.add_text(a.config.display().to_string(), text.clone());
+    let parent = |p: &Path| {
+        p.parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf()
+    };
+    let opts = staticbus_import::Options {
+        root: a.dir.clone().unwrap_or_else(|| parent(&a.config)),
+        out_dir: parent(&a.out),
+        load_cmd: a.load.clone(),
+        name: a.name.clone().unwrap_or_else(|| {
+            a.out
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("imported")
+                .to_string()
+        }),
+        xen: a.xen.clone(),
+    };
+    let im = staticbus_import::import(&sources, file, &text, &opts);
+    match a.format {
+        Format::Json => print!("{}", render_json(&sources, &im.diags)),
+        Format::Human => report_human(&sources, &im.diags),
+    }
+    let code = verdict(&im.diags, a.deny_warnings);
+    let Some(toml) = im.toml.filter(|_| code == 0) else {
+        eprintln!(
+            "not writing {}: fix the errors above{}",
+            a.out.display(),
+            if a.deny_warnings {
+                " (warnings are denied)"
+            } else {
+                ""
+            }
+        );
+        return code.max(1);
+    };
+    if let Err(e) = write_atomic(&a.out, toml.as_bytes()) {
+        eprintln!("error[SB0701]: cannot write `{}`: {e}", a.out.display());
+        return 2;
+    }
+    if matches!(a.format, Format::Human) {
+        eprintln!(
+            "wrote {}: {} variables imported, {} not imported (reported above)",
+            a.out.display(),
+            im.imported,
+            im.not_imported
+        );
+        let base = im.base.map(|b| format!(" --base {b}")).unwrap_or_default();
+        eprintln!(
+            "next: staticbus build {}{base} --uboot -o out",
+            a.out.display()
+        );
+    }
+    0
 }
 
 /// `staticbus map`: check, then draw the model with the check's problems on it.

@@ -638,6 +638,17 @@ pub struct System {
     pub shm: Vec<ShmNode>,
     /// High-level channels.
     pub channels: Vec<Channel>,
+    /// How the U-Boot script loads the files.
+    pub uboot: UbootSettings,
+}
+
+/// `[uboot]` of a description: how the script of `staticbus build --uboot` loads files.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UbootSettings {
+    /// The load command (`tftpb`, `load mmc 0:1`, …); `None`: `tftpb`.
+    pub load: Option<String>,
+    /// The Xen image's file name; `None`: `xen`.
+    pub xen_file: Option<String>,
 }
 
 impl System {
@@ -653,6 +664,7 @@ impl System {
             evtchns: Vec::new(),
             shm: Vec::new(),
             channels: Vec::new(),
+            uboot: UbootSettings::default(),
         }
     }
 

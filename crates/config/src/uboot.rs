@@ -25,6 +25,9 @@ pub struct ScriptLoad {
     pub size: u64,
     /// What it is, for the script's comments and messages.
     pub what: String,
+    /// Where the bytes come from (the description's path, the cargo binary, …): two loads
+    /// under one file name must come from the same place.
+    pub source: String,
 }
 
 /// Why no script can be made.
@@ -36,7 +39,9 @@ pub struct ScriptError {
     pub help: String,
 }
 
-/// The file name the script loads a module image under: the basename of its `file`, or
+/// The file name the script loads a module image under: its `file` as the description
+/// gives it when that is a relative path (so `dom1/Image` and `dom2/Image` stay two files,
+/// as in ImageBuilder's configurations), else the basename of `file`, or
 /// `<bin>.bin` for an image built by cargo, or `<domain>-<kind>` when neither is known.
 pub fn module_file(
     domain: &str,
@@ -48,11 +53,51 @@ pub fn module_file(
         return format!("{b}.bin");
     }
     if let Some(p) = path {
-        if let Some(name) = std::path::Path::new(p).file_name().and_then(|n| n.to_str()) {
+        let pp = std::path::Path::new(p);
+        // A relative path, resolved lexically; `..` above the start is dropped (the
+        // files of `../dom1/Image` and `../dom2/Image` stay apart as `dom1/Image` and
+        // `dom2/Image`).
+        let mut parts: Vec<&str> = Vec::new();
+        let mut plain = !pp.is_absolute();
+        for c in pp.components() {
+            match c {
+                std::path::Component::Normal(n) => match n.to_str() {
+                    Some(n) => parts.push(n),
+                    None => plain = false,
+                },
+                std::path::Component::ParentDir => {
+                    parts.pop();
+                }
+                std::path::Component::CurDir => {}
+                _ => plain = false,
+            }
+        }
+        if plain && !parts.is_empty() {
+            return parts.join("/");
+        }
+        if let Some(name) = pp.file_name().and_then(|n| n.to_str()) {
             return name.to_string();
         }
     }
     format!("{domain}-{}", kind.as_str())
+}
+
+/// The file name the script loads Xen from: `[uboot] xen`, default [`XEN_FILE`].
+pub fn xen_file(sys: &System) -> &str {
+    sys.uboot.xen_file.as_deref().unwrap_or(XEN_FILE)
+}
+
+/// The command the script loads files with: `[uboot] load`, default `tftpb`.
+pub fn load_command(sys: &System) -> &str {
+    sys.uboot.load.as_deref().unwrap_or("tftpb")
+}
+
+/// True if U-Boot's shell reads `name` as one plain word.
+fn plain_word(name: &str) -> bool {
+    !name.is_empty()
+        && !name.chars().any(|c| {
+            c.is_whitespace() || matches!(c, '"' | '\'' | ';' | '$' | '#' | '\\' | '{' | '}')
+        })
 }
 
 /// Every file the script loads, in load order: Xen, the device tree, then each domain's
@@ -68,16 +113,18 @@ pub fn loads(sys: &System) -> Result<Vec<ScriptLoad>, ScriptError> {
     };
     let mut v = vec![
         ScriptLoad {
-            file: XEN_FILE.into(),
+            file: xen_file(sys).into(),
             addr: xen.base,
             size: xen.size,
             what: "Xen".into(),
+            source: "the Xen image".into(),
         },
         ScriptLoad {
             file: DTB_FILE.into(),
             addr: dtb.base,
             size: dtb.size,
             what: "host device tree".into(),
+            source: "the host device tree".into(),
         },
     ];
     for d in &sys.domains {
@@ -92,7 +139,40 @@ pub fn loads(sys: &System) -> Result<Vec<ScriptLoad>, ScriptError> {
                 addr: m.addr,
                 size: m.size,
                 what: format!("{} {}", d.name, m.kind.as_str()),
+                source: match (&m.cargo, &m.path) {
+                    (Some(c), _) => {
+                        format!("cargo:{}:{}", c.package.as_deref().unwrap_or(""), c.bin)
+                    }
+                    (None, Some(p)) => format!("file:{p}"),
+                    (None, None) => format!("{}:{}", d.name, m.kind.as_str()),
+                },
             });
+        }
+    }
+    // One name, one file: two different images under one name would load the same bytes
+    // twice; a name U-Boot's shell splits or expands would load the wrong file.
+    let mut seen: std::collections::BTreeMap<&str, &ScriptLoad> = std::collections::BTreeMap::new();
+    for l in &v {
+        if !plain_word(&l.file) {
+            return Err(ScriptError {
+                msg: format!(
+                    "the {} is loaded as `{}`, which U-Boot's shell does not read as one file name",
+                    l.what, l.file
+                ),
+                help: "name the file without spaces, quotes, ;, $, # or braces".into(),
+            });
+        }
+        if let Some(prev) = seen.insert(&l.file, l) {
+            if prev.source != l.source {
+                return Err(ScriptError {
+                    msg: format!(
+                        "the {} and the {} would both be loaded from `{}`",
+                        prev.what, l.what, l.file
+                    ),
+                    help: "give the images different file names (or put them in different folders)"
+                        .into(),
+                });
+            }
         }
     }
     Ok(v)
@@ -111,8 +191,9 @@ pub fn script(sys: &System) -> Result<String, ScriptError> {
         "#\n\
          # Loads Xen, the host device tree and every boot module at the addresses the\n\
          # configuration was checked with, then starts Xen. Files are read with the command in\n\
-         # ${sb_load} (default `tftpb`; e.g. `setenv sb_load \"load mmc 0:1\"` first). The\n\
-         # files, next to each other:\n",
+         # ${sb_load} (its default below comes from the description's `[uboot] load`; e.g.\n\
+         # `setenv sb_load \"load mmc 0:1\"` first to override it). The files, relative to\n\
+         # where that command reads:\n",
     );
     for l in &loads {
         let _ = writeln!(
@@ -125,7 +206,11 @@ pub fn script(sys: &System) -> Result<String, ScriptError> {
         "# boot.scr is this script as a U-Boot image (`source` it); `mkimage -A arm64 -O linux\n\
          # -T script -C none -d boot.source boot.scr` makes the same from this file.\n\n",
     );
-    s.push_str("if test -z \"${sb_load}\"; then setenv sb_load tftpb; fi\n");
+    let _ = writeln!(
+        s,
+        "if test -z \"${{sb_load}}\"; then setenv sb_load {}; fi",
+        load_command(sys)
+    );
     for l in &loads {
         let _ = writeln!(s, "echo \"staticbus: {} <- {}\"", l.what, l.file);
         let _ = writeln!(
@@ -235,11 +320,47 @@ mod tests {
                 "if ${sb_load} 0x40200000 xen; then true; else echo \"staticbus: cannot load xen\"; exit; fi",
                 "if ${sb_load} 0x48000000 host.dtb; then true; else echo \"staticbus: cannot load host.dtb\"; exit; fi",
                 "if ${sb_load} 0x40400000 xen-ping-pong.bin; then true; else echo \"staticbus: cannot load xen-ping-pong.bin\"; exit; fi",
-                "if ${sb_load} 0x40600000 initrd.cpio; then true; else echo \"staticbus: cannot load initrd.cpio\"; exit; fi",
+                "if ${sb_load} 0x40600000 images/initrd.cpio; then true; else echo \"staticbus: cannot load images/initrd.cpio\"; exit; fi",
             ]
         );
         assert_eq!(cmds.last(), Some(&"booti 0x40200000 - 0x48000000"));
         assert!(cmds.contains(&"setenv fdt_high 0xffffffffffffffff"));
+    }
+
+    #[test]
+    fn paths_stay_paths_and_the_description_names_the_load_command_and_xen() {
+        let mut sys = system();
+        sys.domains[0].modules[1].path = Some("../boot/./dom1/Image".into());
+        let mut d2 = sys.domains[0].clone();
+        d2.name = "pong".into();
+        d2.modules.truncate(1);
+        d2.modules[0].cargo = None;
+        d2.modules[0].path = Some("dom2/Image".into());
+        sys.domains.push(d2);
+        sys.uboot.load = Some("load mmc 0:1".into());
+        sys.uboot.xen_file = Some("boot/xen-4.20".into());
+        let s = script(&sys).unwrap();
+        assert!(
+            s.contains("if test -z \"${sb_load}\"; then setenv sb_load load mmc 0:1; fi"),
+            "{s}"
+        );
+        assert!(
+            s.contains("if ${sb_load} 0x40200000 boot/xen-4.20; then"),
+            "{s}"
+        );
+        assert!(s.contains(" boot/dom1/Image; then"), "{s}");
+        assert!(s.contains(" dom2/Image; then"), "{s}");
+        // Absolute paths fall back to their basename; two images under one name are refused.
+        sys.domains[0].modules[1].path = Some("/srv/a/Image".into());
+        sys.domains[1].modules[0].path = Some("/srv/b/Image".into());
+        let e = script(&sys).unwrap_err();
+        assert!(e.msg.contains("both be loaded from `Image`"), "{e:?}");
+        // The same file for two domains is one file.
+        sys.domains[1].modules[0].path = Some("/srv/a/Image".into());
+        assert!(script(&sys).is_ok());
+        // A name the shell would split is refused.
+        sys.domains[1].modules[0].path = Some("my image".into());
+        assert!(script(&sys).unwrap_err().msg.contains("one file name"));
     }
 
     #[test]

@@ -147,6 +147,23 @@ impl Serialize for Code {
     }
 }
 
+/// A failing input for a code and its fixed counterpart, from the rule's own test: what
+/// `staticbus explain CODE` shows under the rule (the test reads the same files, so the
+/// example cannot drift from what is checked).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Example {
+    /// The code the failing input triggers.
+    pub code: &'static str,
+    /// Where the failing input lives in the repository (for people who want to run it).
+    pub path: &'static str,
+    /// The failing input.
+    pub failing: &'static str,
+    /// The fixed input (`None` when the fix is not in the text, see `fixed_by`).
+    pub fixed: Option<&'static str>,
+    /// How the failing input is fixed when the text stays the same (e.g. a check option).
+    pub fixed_by: Option<&'static str>,
+}
+
 /// A secondary label: another place that matters for the diagnostic.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Label {

@@ -27,10 +27,18 @@ pub(super) fn uboot_tree(
     std::fs::create_dir_all(&tftp).map_err(io)?;
     write_outputs(out, &files).map_err(io)?;
     std::fs::copy(out.join("boot.scr"), tftp.join("boot.scr")).map_err(io)?;
-    std::fs::copy(xen, tftp.join(uboot::XEN_FILE)).map_err(io)?;
-    std::fs::copy(out.join("host.dtb"), tftp.join(uboot::DTB_FILE)).map_err(io)?;
+    // The script's file names may be paths (`dom1/Image`): their folders come first.
+    let copy = |from: &Path, name: &str| -> std::io::Result<u64> {
+        let to = tftp.join(name);
+        if let Some(dir) = to.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::copy(from, to)
+    };
+    copy(xen, uboot::xen_file(sys)).map_err(io)?;
+    copy(&out.join("host.dtb"), uboot::DTB_FILE).map_err(io)?;
     for l in loads {
-        std::fs::copy(&l.file, tftp.join(&l.script_name)).map_err(io)?;
+        copy(&l.file, &l.script_name).map_err(io)?;
     }
     let script_loads = uboot::loads(sys).map_err(err)?;
     // The script itself goes above everything it loads, 2 MiB aligned.

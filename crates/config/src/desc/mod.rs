@@ -85,10 +85,51 @@ impl Builder<'_> {
         }
     }
 
+    /// `[uboot]`: words the script can carry as they are (no quotes, `;`, `$`, `#`, `\\`,
+    /// braces or line breaks, which U-Boot's shell would interpret).
+    fn uboot(&mut self, desc: &Description) {
+        let bad = |s: &str, spaces: bool| {
+            s.trim().is_empty()
+                || s.chars().any(|c| {
+                    matches!(
+                        c,
+                        '"' | '\'' | ';' | '$' | '#' | '\\' | '{' | '}' | '\n' | '\r'
+                    ) || (!spaces && c.is_whitespace())
+                })
+        };
+        if let Some(l) = &desc.uboot.load {
+            if bad(l.get_ref(), true) {
+                let loc = self.loc(l);
+                self.err(
+                    crate::codes::DESC_BAD_VALUE,
+                    loc,
+                    format!("`{}` cannot be a U-Boot load command", l.get_ref()),
+                    "a command and its fixed arguments, e.g. \"tftpb\" or \"load mmc 0:1\" (no quotes, ;, $, # or braces)",
+                );
+            } else {
+                self.sys.uboot.load = Some(l.get_ref().trim().to_string());
+            }
+        }
+        if let Some(x) = &desc.uboot.xen {
+            if bad(x.get_ref(), false) {
+                let loc = self.loc(x);
+                self.err(
+                    crate::codes::DESC_BAD_VALUE,
+                    loc,
+                    format!("`{}` cannot be a file name in a U-Boot script", x.get_ref()),
+                    "a path without spaces, quotes, ;, $, # or braces, e.g. \"xen\" or \"images/xen-4.20\"",
+                );
+            } else {
+                self.sys.uboot.xen_file = Some(x.get_ref().to_string());
+            }
+        }
+    }
+
     fn build(&mut self, desc: &Description, ov: &Overrides) {
         self.target(desc, ov);
         self.platform(desc);
         self.sys.xen_bootargs = desc.xen.bootargs.clone();
+        self.uboot(desc);
         self.domains(desc);
         if self.diags.has_errors() {
             return;
@@ -115,6 +156,28 @@ mod tests {
 
     fn read(text: &str) -> (Option<System>, Diagnostics) {
         read_description(FileId(0), text, "t", Path::new("."), &Overrides::default())
+    }
+
+    /// `[uboot]` reaches the model; words U-Boot's shell would interpret are refused.
+    #[test]
+    fn uboot_settings() {
+        let base = "[platform]\nram = [{ base = 0x4000_0000, size = \"1GiB\" }]\n[[domain]]\nname = \"a\"\nmemory = \"16MiB\"\nkernel = { size = \"1MiB\" }\n";
+        let (sys, d) = read(&format!(
+            "{base}[uboot]\nload = \"load mmc 0:1\"\nxen = \"boot/xen\"\n"
+        ));
+        assert!(!d.has_errors(), "{d:?}");
+        let sys = sys.unwrap();
+        assert_eq!(sys.uboot.load.as_deref(), Some("load mmc 0:1"));
+        assert_eq!(sys.uboot.xen_file.as_deref(), Some("boot/xen"));
+        for bad in [
+            "load = \"tftpb; reset\"",
+            "load = \"\"",
+            "xen = \"my xen\"",
+            "xen = \"${x}\"",
+        ] {
+            let (_, d) = read(&format!("{base}[uboot]\n{bad}\n"));
+            assert_eq!(d.codes(), ["SB0503"], "{bad}");
+        }
     }
 
     /// Every value the description gives is kept as given, even one that used to mark an

@@ -178,6 +178,16 @@ pub struct XenDesc {
     pub bootargs: Option<String>,
 }
 
+/// `[uboot]`: how the script of `staticbus build --uboot` loads the files.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UbootDesc {
+    /// The U-Boot command that loads a file to an address (default `tftpb`).
+    pub load: Option<Spanned<String>>,
+    /// The Xen image's file name, as the load command reads it (default `xen`).
+    pub xen: Option<Spanned<String>>,
+}
+
 /// A module: `{ file, cargo, addr, size }`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -366,6 +376,9 @@ pub struct Description {
     /// `[xen]`.
     #[serde(default)]
     pub xen: XenDesc,
+    /// `[uboot]`.
+    #[serde(default)]
+    pub uboot: UbootDesc,
     /// `[dom0]`.
     pub dom0: Option<Spanned<DomainDesc>>,
     /// `[[domain]]`.
