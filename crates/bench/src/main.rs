@@ -21,6 +21,7 @@ mod ctl;
 #[cfg(feature = "iceoryx2")]
 mod ice;
 mod run;
+mod soak;
 
 use clap::{Parser, Subcommand};
 
@@ -71,6 +72,40 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         reps: usize,
     },
+    /// `staticbus run` of a queue and a log while both ends of both are killed and
+    /// restarted at random; prints messages sent, delivered, lost, duplicated, what
+    /// happened to messages in flight at a kill, restarts and notifications per message.
+    Soak {
+        /// How long to kill and restart (`90s`, `2m`, `1h`).
+        #[arg(long, default_value = "2m", value_parser = soak::parse_duration)]
+        duration: std::time::Duration,
+        /// Seed of the kill schedule and of every self-kill point.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Mean time between two kills by the controller, in milliseconds.
+        #[arg(long, default_value_t = 700)]
+        kill_interval_ms: u64,
+        /// Each domain also kills itself once every this many messages, on average (0:
+        /// never).
+        #[arg(long, default_value_t = 20_000)]
+        self_kill_every: u64,
+        /// Messages (log records) per second each sender aims at (0: as fast as it can).
+        #[arg(long, default_value_t = 20_000)]
+        rate: u64,
+        /// The `staticbus` executable (default: next to this one).
+        #[arg(long)]
+        staticbus: Option<std::path::PathBuf>,
+        /// A fault the queue's producer makes once (the soak's own tests: the account must
+        /// catch it).
+        #[arg(long, value_enum, default_value = "none", hide = true)]
+        inject: soak::Fault,
+    },
+    /// Internal: one domain of the soak (started by `staticbus run`).
+    #[command(hide = true)]
+    SoakDomain {
+        /// Role and parameters.
+        args: Vec<String>,
+    },
     /// Internal: the peer process (started by the others).
     #[command(hide = true)]
     Peer {
@@ -100,6 +135,24 @@ fn main() {
             Ok(())
         }
         Cmd::Suite { reps } => run::suite(reps.max(1)),
+        Cmd::Soak {
+            duration,
+            seed,
+            kill_interval_ms,
+            self_kill_every,
+            rate,
+            staticbus,
+            inject,
+        } => soak::soak_cmd(&soak::SoakOptions {
+            duration,
+            seed,
+            kill_interval: std::time::Duration::from_millis(kill_interval_ms.max(1)),
+            self_kill_every,
+            rate,
+            staticbus,
+            inject,
+        }),
+        Cmd::SoakDomain { args } => soak::domain_main(&args),
         Cmd::Peer { args } => run::peer(&args),
     };
     if let Err(e) = r {
