@@ -217,6 +217,63 @@ pub mod guest {
     ];
 }
 
+/// QEMU's `ivshmem-doorbell` PCI device (`docs/specs/ivshmem-spec.txt`) and where
+/// staticbus's ivshmem runtime places it on the `virt` machine (docs/adr/0005): the
+/// second platform, without Xen. The compiler lays channels out in the shared object at
+/// [`ivshmem::SHM_BASE`] and the runtime maps BAR2 there, so a manifest's `guest_addr` is a
+/// guest-physical address on both platforms.
+pub mod ivshmem {
+    /// PCI vendor id (Red Hat / virtio).
+    pub const VENDOR_ID: u16 = 0x1af4;
+    /// PCI device id of ivshmem.
+    pub const DEVICE_ID: u16 = 0x1110;
+    /// BAR0 register: interrupt mask (revision 0 INTx only).
+    pub const REG_INTR_MASK: usize = 0x0;
+    /// BAR0 register: interrupt status (revision 0 INTx only; reading clears it).
+    pub const REG_INTR_STATUS: usize = 0x4;
+    /// BAR0 register: this device's peer id (IVPosition).
+    pub const REG_IV_POSITION: usize = 0x8;
+    /// BAR0 register: doorbell, `peer id << 16 | vector`.
+    pub const REG_DOORBELL: usize = 0xc;
+    /// Shift of the peer id in a doorbell value.
+    pub const DOORBELL_PEER_SHIFT: u32 = 16;
+    /// Guest-physical address the runtime assigns BAR0 (registers, 256 bytes).
+    pub const BAR0_BASE: u64 = 0x1000_0000;
+    /// Guest-physical address the runtime assigns BAR1 (MSI-X table and PBA).
+    pub const BAR1_BASE: u64 = 0x1010_0000;
+    /// Most bytes BAR0 or BAR1 may take at those addresses.
+    pub const SMALL_BAR_MAX: u64 = 0x10_0000;
+    /// Guest-physical address of BAR2, the shared object: the compiler's default
+    /// shared-region window for this platform starts here.
+    pub const SHM_BASE: u64 = 0x2000_0000;
+    /// Largest shared object the runtime maps (its page tables map
+    /// `[SHM_BASE, SHM_BASE + SHM_MAX)` Normal write-back).
+    pub const SHM_MAX: u64 = 0x1000_0000;
+    /// Most doorbell vectors per peer: the GICv2m frame of QEMU's `virt` machine has 64
+    /// SPIs for MSIs. A domain's event "port" is the vector its peer rings, so ports
+    /// are `1..MAX_VECTORS` (vector 0 is left unused).
+    pub const MAX_VECTORS: u32 = 64;
+    /// The vector the server rings at every remaining peer when a peer leaves, after
+    /// marking it gone in the control page ([`LEFT_WORDS`]); channel ports never use it.
+    pub const LEFT_VECTOR: u32 = 0;
+    /// Bytes at the end of the shared object that no region may use: the control page
+    /// the server writes.
+    pub const CONTROL_PAGE: u64 = 0x1000;
+    /// The control page holds one little-endian `u32` per peer id below this: non-zero
+    /// while that peer has left (the server sets it when the peer's connection ends and
+    /// clears it when a peer joins with that id).
+    pub const LEFT_WORDS: u32 = 1024;
+    /// Start of the `virt` machine's low PCIe MMIO window (`highmem=off`): BARs go here.
+    pub const PCI_MMIO_BASE: u64 = 0x1000_0000;
+
+    const _: () = {
+        assert!(BAR0_BASE >= PCI_MMIO_BASE && BAR0_BASE + SMALL_BAR_MAX <= BAR1_BASE);
+        assert!(BAR1_BASE + SMALL_BAR_MAX <= SHM_BASE);
+        assert!(SHM_BASE % SHM_MAX == 0);
+        assert!(LEFT_WORDS as u64 * 4 <= CONTROL_PAGE);
+    };
+}
+
 /// Page size Xen requires shared regions to be aligned to.
 pub const PAGE_SIZE: u64 = 4096;
 

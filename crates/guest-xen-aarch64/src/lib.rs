@@ -22,6 +22,10 @@
 //!   boot by the `staticbus.domain=` argument on the guest's command line ([`bootargs`]);
 //! * a small read-only **device-tree reader** ([`fdt`]).
 //!
+//! The device-tree reader, the MMIO accessors, the PL011 registers, the counter, the
+//! command-line parser and the manifest table are `staticbus-baremetal-aarch64`'s, shared
+//! with the ivshmem runtime, and re-exported here under their old paths.
+//!
 //! The runtime knows nothing of the programs it runs: the bootable images (and the glue
 //! that runs a `staticbus-programs` program as a guest's main) are the crate
 //! `staticbus-xen-domains`.
@@ -41,9 +45,10 @@
 //! ```
 //!
 //! `build.rs` hands `link.ld` to the image crates (`links` metadata; linked at
-//! `0x40000000`, where Xen loads a 64-bit Image with `text_offset` 0) and compiles in the
-//! manifests `staticbus build -o DIR` wrote under `DIR/domains/*/manifest.rs` when
-//! `STATICBUS_MANIFEST_DIR=DIR` is set. `staticbus boot` does all of it.
+//! `0x40000000`, where Xen loads a 64-bit Image with `text_offset` 0);
+//! `staticbus-baremetal-aarch64`'s compiles in the manifests `staticbus build -o DIR` wrote
+//! under `DIR/domains/*/manifest.rs` when `STATICBUS_MANIFEST_DIR=DIR` is set.
+//! `staticbus boot` does all of it.
 
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -51,21 +56,20 @@
 #[cfg(test)]
 extern crate std;
 
-pub mod bootargs;
-pub mod fdt;
 pub mod gic;
 pub mod irq;
-pub mod manifests;
 pub mod memmap;
-#[cfg(target_arch = "aarch64")]
-pub mod mmio;
 pub mod pl011;
 mod platform;
 
 #[cfg(target_arch = "aarch64")]
 mod hypercall;
+
+// The parts every bare-metal runtime shares (`staticbus-baremetal-aarch64`), under the
+// paths they always had here.
+pub use staticbus_baremetal_aarch64::{bootargs, fdt, manifests};
 #[cfg(target_arch = "aarch64")]
-pub mod time;
+pub use staticbus_baremetal_aarch64::{mmio, time};
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub mod rt;

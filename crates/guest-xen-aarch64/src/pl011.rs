@@ -5,71 +5,7 @@
 //! focus line by line as `(XEN) DOM<id>: <line>`, at normal log level, so it shows on a
 //! release build of Xen (unlike `CONSOLEIO_write`).
 
-use core::fmt;
-
-/// Data register offset.
-const DR: usize = 0x00;
-/// Flag register offset.
-const FR: usize = 0x18;
-/// FR.TXFF: transmit FIFO full.
-const FR_TXFF: u32 = 1 << 5;
-
-/// A PL011-compatible UART at a fixed MMIO address.
-#[derive(Debug)]
-pub struct Pl011 {
-    base: usize,
-}
-
-impl Pl011 {
-    /// The UART at `base`.
-    ///
-    /// # Safety
-    ///
-    /// `base` is the address of a PL011 (or SBSA UART) register block mapped as Device
-    /// memory for as long as the value is used, and nothing else uses the block in a
-    /// way that conflicts with writing the data register.
-    pub const unsafe fn new(base: usize) -> Self {
-        Pl011 { base }
-    }
-
-    /// Writes one byte, waiting while the transmit FIFO is full.
-    pub fn write_byte(&self, byte: u8) {
-        // SAFETY: `new`'s contract: the register block is mapped Device memory; FR and DR
-        // are 32-bit registers at aligned offsets (Xen's vPL011 allows 32-bit accesses,
-        // and `mmio` uses only accesses Xen can emulate).
-        #[cfg(target_arch = "aarch64")]
-        unsafe {
-            while crate::mmio::read32(self.base + FR) & FR_TXFF != 0 {
-                core::hint::spin_loop();
-            }
-            crate::mmio::write32(self.base + DR, u32::from(byte));
-        }
-        // Elsewhere (host builds of the docs and tests), plain volatile accesses.
-        // SAFETY: as above.
-        #[cfg(not(target_arch = "aarch64"))]
-        unsafe {
-            while ((self.base + FR) as *const u32).read_volatile() & FR_TXFF != 0 {
-                core::hint::spin_loop();
-            }
-            ((self.base + DR) as *mut u32).write_volatile(u32::from(byte));
-        }
-    }
-
-    /// Writes `bytes` unchanged. (No `\n` → `\r\n`: Xen's vPL011 backend splits lines on
-    /// `\n` and would keep a `\r` in the printed line.)
-    pub fn write_bytes(&self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_byte(b);
-        }
-    }
-}
-
-impl fmt::Write for Pl011 {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.write_bytes(s.as_bytes());
-        Ok(())
-    }
-}
+pub use staticbus_baremetal_aarch64::pl011::Pl011;
 
 /// The guest's vPL011 at `GUEST_PL011_BASE` (`0x22000000`), for [`print!`](crate::print)
 /// and [`println!`](crate::println).

@@ -100,6 +100,15 @@ pub struct Server {
     listeners: Vec<Listener>,
     peers: BTreeMap<u16, Peer>,
     wake: OwnedFd,
+    departures: Option<Departures>,
+}
+
+/// Where [`Server::announce_departures`] marks departed peers and which vector it rings.
+#[derive(Clone, Copy, Debug)]
+struct Departures {
+    offset: u64,
+    words: u32,
+    vector: u16,
 }
 
 impl std::fmt::Debug for Server {
@@ -149,6 +158,7 @@ impl Server {
             listeners: Vec::new(),
             peers: BTreeMap::new(),
             wake: eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?,
+            departures: None,
         })
     }
 
@@ -170,6 +180,39 @@ impl Server {
     /// The peer ids connected now, ascending.
     pub fn peers(&self) -> Vec<u16> {
         self.peers.keys().copied().collect()
+    }
+
+    /// Makes departures visible to the peers themselves, which the device cannot tell:
+    /// when a peer with id below `words` leaves, the server writes the little-endian
+    /// `u32` 1 at `offset + 4 * id` of the shared memory, then rings `vector` at every
+    /// remaining peer (writes their own eventfd of that vector). When a peer joins, its
+    /// word is cleared before anyone is told. staticbus's runtime reserves the last page
+    /// of the object and vector 0 for this (`staticbus_abi::ivshmem`).
+    pub fn announce_departures(&mut self, offset: u64, words: u32, vector: u16) -> io::Result<()> {
+        let end = offset.checked_add(u64::from(words) * 4);
+        if vector >= self.vectors || end.is_none_or(|e| e > self.shm_size) {
+            return Err(invalid(format!(
+                "departure words [{offset:#x}, +{words} words) or vector {vector} do not fit \
+                 a {:#x}-byte object with {} vectors",
+                self.shm_size, self.vectors
+            )));
+        }
+        self.departures = Some(Departures {
+            offset,
+            words,
+            vector,
+        });
+        Ok(())
+    }
+
+    fn mark(&self, id: u16, left: bool) -> io::Result<()> {
+        if let Some(d) = self.departures {
+            if u32::from(id) < d.words {
+                let at = d.offset + 4 * u64::from(id);
+                rustix::io::pwrite(&self.shm, &u32::from(left).to_le_bytes(), at)?;
+            }
+        }
+        Ok(())
     }
 
     /// Listens on a new UNIX socket at `path` (which must not exist; it is removed when
@@ -312,32 +355,53 @@ impl Server {
                 return;
             }
         };
-        match self.introduce(id, stream) {
-            Ok(peer) => {
-                // Tell the others; one that cannot be told has left.
-                let mut failed = Vec::new();
-                for (&other, p) in &self.peers {
-                    for fd in &peer.eventfds {
-                        if send(&p.stream, i64::from(id), Some(fd.as_fd())).is_err() {
-                            failed.push(other);
-                            break;
-                        }
-                    }
-                }
-                self.peers.insert(id, peer);
-                events.push(Event::Joined { id, socket: path });
-                for other in failed {
-                    self.remove(other, events);
+        if let Err(e) = self.mark(id, false) {
+            events.push(Event::Refused {
+                socket: path,
+                reason: format!("clearing its departure word failed: {e}"),
+            });
+            return;
+        }
+        // The spec's order: version, id and memory to the new client; the others are
+        // told of it; then the others' eventfds and its own. QEMU finishes realizing the
+        // new device only after its own eventfds, so by then the others were told.
+        let peer = match self.introduce(id, stream) {
+            Ok(peer) => peer,
+            Err(e) => {
+                events.push(Event::Refused {
+                    socket: path,
+                    reason: format!("sending the setup failed: {e}"),
+                });
+                return;
+            }
+        };
+        let mut failed = Vec::new();
+        for (&other, p) in &self.peers {
+            for fd in &peer.eventfds {
+                if send(&p.stream, i64::from(id), Some(fd.as_fd())).is_err() {
+                    failed.push(other);
+                    break;
                 }
             }
-            Err(e) => events.push(Event::Refused {
+        }
+        if let Err(e) = self.finish_setup(id, &peer) {
+            events.push(Event::Refused {
                 socket: path,
                 reason: format!("sending the setup failed: {e}"),
-            }),
+            });
+            // The others were told it joined: tell them it left.
+            self.peers.insert(id, peer);
+            self.remove(id, events);
+        } else {
+            self.peers.insert(id, peer);
+            events.push(Event::Joined { id, socket: path });
+        }
+        for other in failed {
+            self.remove(other, events);
         }
     }
 
-    /// Messages 1–5 to a new client.
+    /// Messages 1–3 to a new client; its eventfds are made here.
     fn introduce(&self, id: u16, stream: UnixStream) -> io::Result<Peer> {
         stream.set_nonblocking(false)?;
         let eventfds = (0..self.vectors)
@@ -346,17 +410,22 @@ impl Server {
         send(&stream, PROTOCOL_VERSION, None)?;
         send(&stream, i64::from(id), None)?;
         send(&stream, SHM_MESSAGE, Some(self.shm.as_fd()))?;
+        Ok(Peer { stream, eventfds })
+    }
+
+    /// Messages 4 and 5 to a new client (not yet among `self.peers`).
+    fn finish_setup(&self, id: u16, peer: &Peer) -> io::Result<()> {
         for (&other, p) in &self.peers {
             for fd in &p.eventfds {
-                send(&stream, i64::from(other), Some(fd.as_fd()))?;
+                send(&peer.stream, i64::from(other), Some(fd.as_fd()))?;
             }
         }
-        for fd in &eventfds {
-            send(&stream, i64::from(id), Some(fd.as_fd()))?;
+        for fd in &peer.eventfds {
+            send(&peer.stream, i64::from(id), Some(fd.as_fd()))?;
         }
         // Only for noticing the client leave.
-        stream.set_nonblocking(true)?;
-        Ok(Peer { stream, eventfds })
+        peer.stream.set_nonblocking(true)?;
+        Ok(())
     }
 
     fn remove(&mut self, id: u16, events: &mut Vec<Event>) {
@@ -364,10 +433,16 @@ impl Server {
             return;
         }
         events.push(Event::Left { id });
+        // The mark first, then the ring: a woken peer must find it. A failed write
+        // leaves the peers as the protocol alone would (told, but not woken).
+        let marked = self.mark(id, true).is_ok();
         let mut failed = Vec::new();
         for (&other, p) in &self.peers {
             if send(&p.stream, i64::from(id), None).is_err() {
                 failed.push(other);
+            }
+            if let (true, Some(d)) = (marked, self.departures) {
+                let _ = rustix::io::write(&p.eventfds[usize::from(d.vector)], &1u64.to_ne_bytes());
             }
         }
         for other in failed {

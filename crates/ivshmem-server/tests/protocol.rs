@@ -222,3 +222,49 @@ fn bad_configurations_are_refused() {
     assert!(e.to_string().contains("cannot listen"), "{e}");
     assert!(s.shm().as_fd().try_clone_to_owned().is_ok());
 }
+
+#[test]
+fn departures_are_marked_and_rung() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::new(0x10000, 4).unwrap();
+    let e = server.announce_departures(0xf000, 0x401, 0).unwrap_err();
+    assert!(e.to_string().contains("do not fit"), "{e}");
+    assert!(
+        server.announce_departures(0xf000, 1024, 4).is_err(),
+        "vector 4 of 4"
+    );
+    server.announce_departures(0xf000, 1024, 0).unwrap();
+    server.listen(&dir.path().join("1"), Some(1)).unwrap();
+    server.listen(&dir.path().join("2"), Some(2)).unwrap();
+    let h = server.spawn().unwrap();
+    let word = |shm: &OwnedFd, id: u64| {
+        let mut b = [0u8; 4];
+        rustix::io::pread(shm, &mut b, 0xf000 + 4 * id).unwrap();
+        u32::from_le_bytes(b)
+    };
+    let mut a = Client::connect(&dir.path().join("1")).unwrap();
+    set_timeout(&a);
+    let sa = a.handshake(4).unwrap();
+    let mut b = Client::connect(&dir.path().join("2")).unwrap();
+    set_timeout(&b);
+    let sb = b.handshake(4).unwrap();
+    assert!(matches!(next_event(&h), Event::Joined { id: 1, .. }));
+    assert!(matches!(next_event(&h), Event::Joined { id: 2, .. }));
+    assert_eq!(word(&sa.shm, 2), 0);
+    assert_eq!(take(&sa.own[0]), 0, "nothing rung yet");
+
+    drop(b);
+    drop(sb);
+    assert_eq!(next_event(&h), Event::Left { id: 2 });
+    assert_eq!(word(&sa.shm, 2), 1, "peer 2 is marked gone");
+    assert_eq!(word(&sa.shm, 1), 0);
+    assert_eq!(take(&sa.own[0]), 1, "and the survivor was rung on vector 0");
+    assert!((1..4).all(|v| take(&sa.own[v]) == 0), "on vector 0 only");
+
+    // Coming back clears the mark before anyone hears of it.
+    let mut b2 = Client::connect(&dir.path().join("2")).unwrap();
+    set_timeout(&b2);
+    let sb2 = b2.handshake(4).unwrap();
+    assert_eq!(word(&sb2.shm, 2), 0);
+    drop(h);
+}
