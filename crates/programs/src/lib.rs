@@ -25,7 +25,9 @@
 //!   trips;
 //! * [`log_check`] — a writer that never waits appends checksummed records to a `log`
 //!   channel, paced, in bursts that lap the paused reader, then free-running; the reader
-//!   verifies every record it gets and accounts exactly for every one it lost.
+//!   verifies every record it gets and accounts exactly for every one it lost;
+//! * [`c_peer`] — the Rust end of the C API check: checked data to and from a C program
+//!   (crates/capi) over a queue each way, a log, a latest value and a blob.
 
 #![no_std]
 
@@ -33,6 +35,7 @@
 extern crate std;
 
 pub mod args;
+pub mod c_peer;
 pub mod log_check;
 pub mod ping_pong;
 pub mod queue_check;

@@ -267,6 +267,45 @@ impl<'p, E: Events> QueueTx<'p, E> {
         notify_if(&self.ch, &mut self.counters.notifications, notify)
     }
 
+    /// Sends a `len`-byte message written in place (zero-copy), waiting (spin, then
+    /// block) while the queue is full: reserves the record, hands its payload region of
+    /// exactly `len` bytes to `f`, then commits it and notifies the consumer if it waits.
+    /// `f` runs once, after the wait; nothing is visible to the consumer before it
+    /// returns. `Err(Queue(TooLarge))` (without calling `f`) if no record of `len` bytes
+    /// ever fits.
+    pub fn send_in_place<T>(
+        &mut self,
+        len: usize,
+        f: impl FnOnce(&staticbus_guest::Region) -> T,
+    ) -> Result<T, Error> {
+        let ch = &self.ch;
+        let notifications = &mut self.counters.notifications;
+        let wait_stats = &mut self.counters.wait;
+        // Wait for room without reserving: a grant borrows the producer, so the record is
+        // reserved, filled and committed below in one go once it fits.
+        wait::until(
+            &mut self.q,
+            self.spin,
+            wait_stats,
+            |q| match q.reserve(len) {
+                Ok(_) => Ok(Some(())),
+                Err(queue::Error::Full) => Ok(None),
+                Err(e) => Err(Error::Queue(e)),
+            },
+            |q| {
+                notify_if(ch, notifications, q.flush()?)?;
+                Ok(q.prepare_wait(len)?)
+            },
+            || ch.wait().map(drop).map_err(Error::Event),
+        )?;
+        // Only this producer adds records, so the room found above is still there.
+        let g = self.q.reserve(len)?;
+        let out = f(&g.region());
+        let n = g.commit()?;
+        notify_if(&self.ch, &mut self.counters.notifications, n)?;
+        Ok(out)
+    }
+
     /// Sends `msg` if there is room now: `Ok(false)` if the queue is full.
     pub fn try_send(&mut self, msg: &[u8]) -> Result<bool, Error> {
         match self.q.send(msg) {
