@@ -795,6 +795,7 @@ fn a_hostile_domain_fails_every_attack_while_the_honest_ones_finish() {
     {
         assert!(l.ends_with("exited 0"), "{l}\n{err}");
     }
+}
 
 /// examples/c-api: the C program (built by the example's Makefile against the host
 /// static library of crates/capi) and the Rust `c-peer` pass checked data over a queue
