@@ -85,7 +85,8 @@ enum sb_status {
   SB_ERR_EVENT = -18,
   // A hypercall of the transport failed (console, yield, mapping `shared_info`).
   SB_ERR_HYPERCALL = -19,
-  // The domain is already initialised.
+  // The domain is already initialised (also by a second `sb_emu_init` or
+  // `sb_xen_init`).
   SB_ERR_ALREADY = -20,
   // The provided transport could not start: not run by `staticbus run`
   // (`sb_emu_*`; the reason is printed on stderr), or `shared_info` could not be
@@ -95,7 +96,7 @@ enum sb_status {
 
 // A domain: its transport, its manifest and its event-channel state. Storage for the
 // library, opaque to C: zero it (static storage is) and pass it to `sb_domain_init`,
-// or `sb_emu_init`. It must not move afterwards and must outlive every
+// `sb_emu_init` or `sb_xen_init`. It must not move afterwards and must outlive every
 // handle opened on it.
 struct sb_domain {
   uint64_t _tag;
@@ -127,7 +128,7 @@ typedef int32_t (*sb_region_fn)(void *ctx,
                                 size_t *len);
 
 // The hypercall layer below the runtime, provided by the integrator (or by
-// `sb_emu_transport`).
+// `sb_emu_transport` / `sb_xen_transport`).
 //
 // The library runs Xen's 2-level event-channel driver on `shared_info` and issues the
 // hypercalls through these functions, passing `ctx` unchanged. A null function answers
@@ -667,15 +668,41 @@ enum sb_status sb_emu_init_with(struct sb_domain *d,
 enum sb_status sb_emu_init(struct sb_domain *d);
 #endif
 
+#if defined(STATICBUS_XEN)
+// Bare-metal Xen: the C program's entry point, which the program defines. The
+// runtime's boot code calls it with the MMU on, a 64 KiB stack and the guest device
+// tree read. Return 0 to power the domain off, anything else to shut it down as
+// crashed.
+extern int32_t sb_main(void);
+#endif
+
+#if defined(STATICBUS_XEN)
+// Fills `t` with bare-metal Xen's transport: `hvc #0xEA1` hypercalls, this domain's
+// `shared_info` (mapped with `XENMEM_add_to_physmap` on the first call), the shared
+// regions of the guest device tree, and the vPL011 for `console_io`.
+// `SB_ERR_TRANSPORT` if Xen refuses to map `shared_info`.
+//
+// # Safety
+//
+// `t` is null or valid for writes. Only in a program started by this library's boot
+// code (the C program's `sb_main`).
+enum sb_status sb_xen_transport(struct sb_transport *t);
+#endif
+
+#if defined(STATICBUS_XEN)
+// Initialises domain `d` for a bare-metal domU on Xen: [`sb_xen_transport`] and the
+// manifest `m` of the domain's generated header (`&sb_manifest`). The shared regions
+// must be where the manifest says.
+//
+// # Safety
+//
+// As `sb_domain_init` and `sb_xen_transport`.
+enum sb_status sb_xen_init(struct sb_domain *d,
+                           const struct sb_manifest *m);
+#endif
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus
 
 #endif  /* STATICBUS_H */
-
-#if defined(STATICBUS_XEN)
-/* Bare-metal Xen: the C program's entry point, called by the runtime's boot code (MMU
- * on, stack set up) once the guest device tree is read. Return 0 to power the domain
- * off, anything else to shut it down as crashed. */
-int32_t sb_main(void);
-#endif

@@ -39,7 +39,7 @@ pub type sb_region_fn = Option<
 >;
 
 /// The hypercall layer below the runtime, provided by the integrator (or by
-/// `sb_emu_transport`).
+/// `sb_emu_transport` / `sb_xen_transport`).
 ///
 /// The library runs Xen's 2-level event-channel driver on `shared_info` and issues the
 /// hypercalls through these functions, passing `ctx` unchanged. A null function answers
@@ -176,7 +176,7 @@ impl Platform for CPlatform {
 
 /// A domain: its transport, its manifest and its event-channel state. Storage for the
 /// library, opaque to C: zero it (static storage is) and pass it to `sb_domain_init`,
-/// or `sb_emu_init`. It must not move afterwards and must outlive every
+/// `sb_emu_init` or `sb_xen_init`. It must not move afterwards and must outlive every
 /// handle opened on it.
 #[repr(C)]
 pub struct sb_domain {
@@ -208,6 +208,7 @@ pub(crate) enum ManifestSource {
     /// A C manifest of a generated header.
     C(*const sb_manifest),
     /// A Rust manifest (the emulator's JSON).
+    #[cfg_attr(not(feature = "emu"), allow(dead_code))]
     Rust(&'static Manifest),
 }
 

@@ -12,10 +12,12 @@
 //!   `sched_op`, `console_io`, in Xen's raw form), the domain's mapped `shared_info` page
 //!   and a lookup of shared regions by `xen,shm-id`. The 2-level event-channel driver of
 //!   `staticbus-guest` runs on it. The staticbus transports are provided:
-//!   `sb_emu_transport` (feature `emu`, the emulator of `staticbus run`).
+//!   `sb_emu_transport` (feature `emu`, the emulator of `staticbus run`) and
+//!   `sb_xen_transport` (feature `xen`, bare-metal arm64 domUs on real Xen, whose boot
+//!   code calls the C program's `sb_main`).
 //! * **The manifest**: on bare metal, the C header `staticbus build` writes for the domain
 //!   (`domains/<name>/manifest.h`, its `sb_manifest` table) is passed to
-//!   [`sb_domain_init`]; under the emulator the domain's `manifest.json` that `staticbus
+//!   [`sb_domain_init`] (or `sb_xen_init`); under the emulator the domain's `manifest.json` that `staticbus
 //!   run` hands the process ([`sb_emu_init`](emu::sb_emu_init)). Both come from the same
 //!   model; nothing is re-declared by hand in the C program.
 //! * **No allocation**: every object ([`sb_domain`], [`sb_queue_tx`], …) is storage the
@@ -36,6 +38,9 @@
 #[cfg(any(test, feature = "emu"))]
 extern crate std;
 
+#[cfg(all(feature = "xen", not(all(target_arch = "aarch64", target_os = "none"))))]
+compile_error!("feature `xen` is the bare-metal runtime: build it for aarch64-unknown-none");
+
 mod domain;
 mod endpoints;
 mod handle;
@@ -46,6 +51,8 @@ mod tests;
 
 #[cfg(feature = "emu")]
 pub mod emu;
+#[cfg(feature = "xen")]
+pub mod xen;
 
 pub use domain::*;
 pub use endpoints::*;

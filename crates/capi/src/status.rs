@@ -63,7 +63,8 @@ pub enum sb_status {
     SB_ERR_EVENT = -18,
     /// A hypercall of the transport failed (console, yield, mapping `shared_info`).
     SB_ERR_HYPERCALL = -19,
-    /// The domain is already initialised.
+    /// The domain is already initialised (also by a second `sb_emu_init` or
+    /// `sb_xen_init`).
     SB_ERR_ALREADY = -20,
     /// The provided transport could not start: not run by `staticbus run`
     /// (`sb_emu_*`; the reason is printed on stderr), or `shared_info` could not be

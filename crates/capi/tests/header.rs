@@ -57,11 +57,21 @@ fn checked_in_header_is_cbindgens_output() {
     }
 }
 
-/// The functions the header declares (`sb_main`, which the program defines, aside).
-fn declared_functions(header: &str) -> Vec<String> {
-    let mut names = Vec::new();
+/// The functions the header declares (`sb_main`, which the program defines, aside), each
+/// with the macro of the `#if defined(…)` block it sits in, if any.
+fn declared_functions(header: &str) -> Vec<(String, Option<String>)> {
+    let mut names: Vec<(String, Option<String>)> = Vec::new();
+    let mut guard = None;
     for line in header.lines() {
         let l = line.trim_start();
+        if let Some(m) = l.strip_prefix("#if defined(") {
+            guard = Some(m.trim_end_matches(')').to_string());
+            continue;
+        }
+        if l.starts_with("#endif") {
+            guard = None;
+            continue;
+        }
         if l.starts_with("//")
             || l.starts_with("/*")
             || l.starts_with('*')
@@ -75,14 +85,26 @@ fn declared_functions(header: &str) -> Vec<String> {
                 .rsplit(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
                 .next()
             {
-                if name.starts_with("sb_") && name != "sb_main" && !names.iter().any(|n| n == name)
+                if name.starts_with("sb_")
+                    && name != "sb_main"
+                    && !names.iter().any(|n| n.0 == name)
                 {
-                    names.push(name.to_string());
+                    names.push((name.to_string(), guard.clone()));
                 }
             }
         }
     }
     names
+}
+
+/// The declarations a build with `platform` (`STATICBUS_EMU` or `STATICBUS_XEN`) has.
+fn functions_for(platform: &str) -> Vec<String> {
+    let header = std::fs::read_to_string(header_path()).unwrap();
+    declared_functions(&header)
+        .into_iter()
+        .filter(|(_, g)| g.as_deref().is_none_or(|g| g == platform))
+        .map(|(n, _)| n)
+        .collect()
 }
 
 /// The directory cargo put this crate's static library in (`target/<profile>`).
@@ -91,15 +113,20 @@ fn lib_dir() -> PathBuf {
     exe.parent().unwrap().parent().unwrap().to_path_buf()
 }
 
-fn take_all(dir: &Path, names: &[String]) -> PathBuf {
-    let mut c = String::from(
-        "#define STATICBUS_EMU 1\n#include \"staticbus.h\"\n\n\
-         typedef void (*sb_any_fn)(void);\n\nstatic const sb_any_fn every_function[] = {\n",
+/// A C file that takes the address of every function in `names`, for `platform`; `entry`
+/// is the program's entry point (`main`, or `sb_main` on bare metal).
+fn take_all(dir: &Path, platform: &str, entry: &str, names: &[String]) -> PathBuf {
+    let mut c = format!(
+        "#define {platform} 1\n#include \"staticbus.h\"\n\n\
+         typedef void (*sb_any_fn)(void);\n\nstatic const sb_any_fn every_function[] = {{\n"
     );
     for n in names {
         c.push_str(&format!("\t(sb_any_fn){n},\n"));
     }
-    c.push_str("};\n\nint main(void)\n{\n\tsize_t n = 0;\n\tfor (size_t i = 0; i < sizeof every_function / sizeof every_function[0]; i++)\n\t\tn += every_function[i] != 0;\n");
+    c.push_str(&format!(
+        "}};\n\nint{} {entry}(void)\n{{\n\tsize_t n = 0;\n\tfor (size_t i = 0; i < sizeof every_function / sizeof every_function[0]; i++)\n\t\tn += every_function[i] != 0;\n",
+        if entry == "main" { "" } else { "32_t" }
+    ));
     c.push_str(&format!("\treturn n == {} ? 0 : 1;\n}}\n", names.len()));
     let path = dir.join("every_function.c");
     std::fs::write(&path, c).unwrap();
@@ -108,8 +135,7 @@ fn take_all(dir: &Path, names: &[String]) -> PathBuf {
 
 #[test]
 fn every_declaration_compiles_and_links() {
-    let header = std::fs::read_to_string(header_path()).unwrap();
-    let names = declared_functions(&header);
+    let names = functions_for("STATICBUS_EMU");
     // The API's families are all there (a parse that finds nothing would pass vacuously).
     for must in [
         "sb_domain_init",
@@ -130,7 +156,7 @@ fn every_declaration_compiles_and_links() {
     let lib = lib_dir().join("libstaticbus_capi.a");
     assert!(lib.is_file(), "{} was not built", lib.display());
     let dir = tempfile::tempdir().unwrap();
-    let src = take_all(dir.path(), &names);
+    let src = take_all(dir.path(), "STATICBUS_EMU", "main", &names);
     let exe = dir.path().join("every_function");
     let out = Command::new("cc")
         .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-I"])
@@ -159,40 +185,88 @@ fn every_declaration_compiles_and_links() {
     assert!(st.success(), "every_function reported a null function");
 }
 
+/// The bare-metal side: every declaration of a `STATICBUS_XEN` build compiles
+/// freestanding with Debian's cross compiler and links, with the runtime's linker script,
+/// against the library built for `aarch64-unknown-none` (an image whose `sb_main` takes
+/// the address of every function).
 #[test]
-fn header_compiles_freestanding_for_bare_metal() {
+fn every_declaration_links_freestanding_for_bare_metal() {
+    let required = std::env::var_os("STATICBUS_XEN_TESTS").is_some_and(|v| v == "1");
+    let skip = |what: &str| {
+        assert!(!required, "STATICBUS_XEN_TESTS=1 but {what}");
+        eprintln!("skipped: {what} (set STATICBUS_XEN_TESTS=1 to require it)");
+    };
     let cc = "aarch64-linux-gnu-gcc";
     if Command::new(cc).arg("--version").output().is_err() {
-        if std::env::var_os("STATICBUS_XEN_TESTS").is_some() {
-            panic!("{cc} is missing (apt-get install gcc-aarch64-linux-gnu)");
-        }
-        eprintln!("skipped: {cc} is not installed (apt-get install gcc-aarch64-linux-gnu)");
-        return;
+        return skip("aarch64-linux-gnu-gcc is missing (apt-get install gcc-aarch64-linux-gnu)");
     }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let built = Command::new(cargo)
+        .args([
+            "build",
+            "-p",
+            "staticbus-capi",
+            "--target",
+            "aarch64-unknown-none",
+            "--no-default-features",
+            "--features",
+            "xen",
+            "--release",
+        ])
+        .current_dir(crate_dir())
+        .output()
+        .unwrap();
+    if !built.status.success() {
+        let err = String::from_utf8_lossy(&built.stderr);
+        if err.contains("target may not be installed") {
+            return skip("the aarch64-unknown-none target is missing (rustup target add aarch64-unknown-none)");
+        }
+        panic!("building the bare-metal library failed:\n{err}");
+    }
+    let lib = lib_dir()
+        .parent()
+        .unwrap()
+        .join("aarch64-unknown-none/release/libstaticbus_capi.a");
+    let names = functions_for("STATICBUS_XEN");
+    for must in [
+        "sb_xen_init",
+        "sb_xen_transport",
+        "sb_domain_init",
+        "sb_queue_send",
+    ] {
+        assert!(
+            names.iter().any(|n| n == must),
+            "{must} not found in {names:?}"
+        );
+    }
+    assert!(!names.iter().any(|n| n == "sb_emu_init"), "{names:?}");
     let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("bare.c");
-    std::fs::write(
-        &src,
-        "#define STATICBUS_XEN 1\n#include \"staticbus.h\"\n\
-         int32_t sb_main(void) { static struct sb_domain d; return sb_domain_init(&d, 0, 0) == SB_ERR_INVALID ? 0 : 1; }\n",
-    )
-    .unwrap();
+    let src = take_all(dir.path(), "STATICBUS_XEN", "sb_main", &names);
     let out = Command::new(cc)
         .args([
             "-std=c11",
             "-ffreestanding",
             "-nostdlib",
+            "-static",
+            "-fno-pic",
+            "-fno-pie",
+            "-no-pie",
             "-Wall",
             "-Wextra",
             "-Werror",
             "-pedantic",
-            "-c",
             "-I",
         ])
         .arg(crate_dir().join("include"))
         .arg(&src)
-        .arg("-o")
-        .arg(dir.path().join("bare.o"))
+        .arg(&lib)
+        .arg("-lgcc")
+        .arg(format!(
+            "-Wl,-T,{}",
+            crate_dir().join("../guest-xen-aarch64/link.ld").display()
+        ))
+        .args(["-Wl,--no-warn-rwx-segments", "-o"])
+        .arg(dir.path().join("every_function.elf"))
         .output()
         .unwrap();
     assert!(

@@ -436,3 +436,59 @@ fn queue_blocks_on_the_upcall_irq_on_xen_4_20() {
     );
     assert_waited_on_the_upcall_irq(&t, &["producer", "consumer"], "GICv3");
 }
+
+/// examples/xen-c-api: a C domU (examples/c-api/peer.c, built freestanding with Debian's
+/// aarch64-linux-gnu-gcc against crates/capi's static library for aarch64-unknown-none, by
+/// the example's Makefile) and a Rust domU (`xen-c-peer`) pass checked data over a queue
+/// each way, a log, a latest value and a blob on Xen 4.20.
+#[test]
+fn a_c_domu_talks_to_a_rust_domu_over_every_protocol_on_xen_4_20() {
+    let Some(xen) = xen("4.20") else { return };
+    let cc = Command::new("aarch64-linux-gnu-gcc")
+        .arg("--version")
+        .output();
+    if !cc.is_ok_and(|o| o.status.success()) {
+        return common::skip("aarch64-linux-gnu-gcc (apt-get install gcc-aarch64-linux-gnu)")
+            .unwrap_or(());
+    }
+    let example = "examples/xen-c-api/";
+    let make = Command::new("make")
+        .arg("-C")
+        .arg(root().join(example))
+        .arg(format!("STATICBUS={}", env!("CARGO_BIN_EXE_staticbus")))
+        .output()
+        .expect("run make");
+    assert!(
+        make.status.success(),
+        "make -C {example} failed:\n{}",
+        text(&make)
+    );
+    let img = std::fs::read(root().join(example).join("build/c-domu.bin")).unwrap();
+    assert_eq!(&img[0x38..0x3c], b"ARM\x64", "the C domU is an arm64 Image");
+    let dir = tempfile::tempdir().unwrap();
+    let o = boot(
+        &xen,
+        &format!("{example}system.toml"),
+        dir.path(),
+        &["--timeout", "300"],
+    );
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{t}");
+    assert!(t.contains("c | c: all five channels open"), "{t}");
+    assert!(
+        t.contains(
+            "c | RESULT PASS c: 200 requests checked and answered, 200 setpoints intact up to 200"
+        ),
+        "{t}"
+    );
+    assert!(
+        t.contains(
+            "rust | RESULT PASS c-peer: 200 rounds with the C domain over queue, log, latest and blob checked"
+        ),
+        "{t}"
+    );
+    assert!(
+        t.contains("boot: PASS: all 2 domains printed RESULT PASS"),
+        "{t}"
+    );
+}
