@@ -461,6 +461,25 @@ impl Bridge {
         &self.region
     }
 
+    /// Moves the shared region to guest-physical `guest_base` (the frontend's view, e.g.
+    /// learned from a virtio-msg region header). Refused while the device runs with
+    /// another base.
+    pub fn set_guest_base(&self, guest_base: u64) -> Result<(), Error> {
+        let inner = self.lock();
+        if guest_base == self.region.guest_base() {
+            return Ok(());
+        }
+        if inner.status & status::DRIVER_OK != 0 || inner.queues.iter().any(Option::is_some) {
+            return Err(Error::Driver {
+                why: format!(
+                    "the region cannot move to {guest_base:#x} while queues are set (it is at {:#x})",
+                    self.region.guest_base()
+                ),
+            });
+        }
+        self.region.set_guest_base(guest_base)
+    }
+
     /// The socket the bridge connects to.
     pub fn socket_path(&self) -> &Path {
         &self.socket_path

@@ -118,11 +118,16 @@ impl Arena {
         free.insert(start, len);
     }
 
+    /// The arena's memory offset of guest-physical `gpa`.
+    fn at(&self, gpa: u64) -> GuestAddress {
+        GuestAddress(gpa - self.region.guest_base())
+    }
+
     fn host_ptr(&self, gpa: u64) -> NonNull<u8> {
         let ptr = self
             .region
             .memory()
-            .get_host_address(GuestAddress(gpa))
+            .get_host_address(self.at(gpa))
             .unwrap_or_else(|e| panic!("{gpa:#x} is not in the DMA arena: {e}"));
         NonNull::new(ptr).expect("the arena's mapping is not at address 0")
     }
@@ -150,7 +155,7 @@ unsafe impl Hal for ShmHal {
         let len = pages.max(1) * PAGE_SIZE as usize;
         a.region
             .memory()
-            .write_slice(&vec![0u8; len], GuestAddress(gpa))
+            .write_slice(&vec![0u8; len], a.at(gpa))
             .expect("zeroing pages inside the arena");
         (gpa, a.host_ptr(gpa))
     }
@@ -182,7 +187,7 @@ unsafe impl Hal for ShmHal {
             let src = unsafe { buffer.as_ref() };
             a.region
                 .memory()
-                .write_slice(src, GuestAddress(gpa))
+                .write_slice(src, a.at(gpa))
                 .expect("bounce buffer inside the arena");
         }
         gpa
@@ -196,7 +201,7 @@ unsafe impl Hal for ShmHal {
             let dst = unsafe { buffer.as_mut() };
             a.region
                 .memory()
-                .read_slice(dst, GuestAddress(paddr))
+                .read_slice(dst, a.at(paddr))
                 .expect("bounce buffer inside the arena");
         }
         a.dealloc(paddr, pages_for(buffer.len()));
@@ -419,6 +424,7 @@ pub struct Blk {
     dev: VirtIOBlk<ShmHal, BridgeTransport>,
     bridge: Arc<Bridge>,
     timeout: Duration,
+    spin: Duration,
 }
 
 impl std::fmt::Debug for Blk {
@@ -454,7 +460,14 @@ impl Blk {
             dev,
             bridge,
             timeout,
+            spin: Duration::ZERO,
         })
+    }
+
+    /// Polling mode: each request first watches the used ring for up to `spin` before it
+    /// sleeps on the call eventfd (0, the default, sleeps at once).
+    pub fn set_spin(&mut self, spin: Duration) {
+        self.spin = spin;
     }
 
     /// Capacity in 512-byte sectors.
@@ -510,6 +523,18 @@ impl Blk {
 
     fn wait(&mut self, token: u16) -> Result<(), Error> {
         let dev = &mut self.dev;
+        if !self.spin.is_zero() {
+            let until = Instant::now() + self.spin;
+            loop {
+                if dev.peek_used() == Some(token) {
+                    return Ok(());
+                }
+                if Instant::now() >= until {
+                    break;
+                }
+                std::hint::spin_loop();
+            }
+        }
         wait_until(&self.bridge, self.timeout, "a block request", || {
             (dev.peek_used() == Some(token)).then_some(())
         })

@@ -3,8 +3,9 @@
 //! partition running Linux.
 //!
 //! The bridge is a vhost-user *frontend* (rust-vmm's `vhost` crate, its frontend side). It
-//! presents the device to whoever drives it — later staticbus's virtio-msg device side, in
-//! tests `virtio-drivers` through [`driver`] — as the operations of a virtio transport:
+//! presents the device to whoever drives it — staticbus's virtio-msg device side through
+//! [`msg`], in tests also `virtio-drivers` directly through [`driver`] — as the operations
+//! of a virtio transport:
 //! device info, features, config space, device status, queue set/reset, "available" and
 //! "used" events. It turns them into vhost-user requests:
 //!
@@ -31,6 +32,7 @@ mod bridge;
 mod daemon;
 #[cfg(feature = "driver")]
 pub mod driver;
+pub mod msg;
 mod region;
 
 pub use bridge::{Bridge, Options, QueueConfig};

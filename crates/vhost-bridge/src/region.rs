@@ -3,6 +3,7 @@
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use vhost::VhostUserMemoryRegionInfo;
@@ -16,11 +17,15 @@ use crate::Error;
 /// The bridge maps it once (shared, through `vm-memory`); the daemon receives the same fd in
 /// its memory table and maps it itself, so neither side copies. Every vring address the
 /// bridge passes on is checked to lie inside it.
+///
+/// The guest base can be learned late (a virtio-msg frontend publishes it in the region's
+/// header when it starts): [`SharedRegion::set_guest_base`] moves it; the mapping does not
+/// change, since [`SharedRegion::memory`] is addressed by region offset.
 pub struct SharedRegion {
     memory: GuestMemoryMmap<()>,
     file: Arc<File>,
     file_offset: u64,
-    guest_base: u64,
+    guest_base: AtomicU64,
     size: u64,
 }
 
@@ -29,7 +34,7 @@ impl std::fmt::Debug for SharedRegion {
         f.debug_struct("SharedRegion")
             .field("fd", &self.file.as_raw_fd())
             .field("file_offset", &self.file_offset)
-            .field("guest_base", &format_args!("{:#x}", self.guest_base))
+            .field("guest_base", &format_args!("{:#x}", self.guest_base()))
             .field("size", &format_args!("{:#x}", self.size))
             .finish()
     }
@@ -84,7 +89,7 @@ impl SharedRegion {
         let len =
             usize::try_from(size).map_err(|_| bad(format!("size {size:#x} does not fit usize")))?;
         let region = GuestRegionMmap::from_range(
-            GuestAddress(guest_base),
+            GuestAddress(0),
             len,
             Some(FileOffset::from_arc(Arc::clone(&file), file_offset)),
         )
@@ -95,7 +100,7 @@ impl SharedRegion {
             memory,
             file,
             file_offset,
-            guest_base,
+            guest_base: AtomicU64::new(guest_base),
             size,
         })
     }
@@ -113,7 +118,24 @@ impl SharedRegion {
 
     /// The frontend's guest-physical address of the region's first byte.
     pub fn guest_base(&self) -> u64 {
-        self.guest_base
+        self.guest_base.load(Ordering::Acquire)
+    }
+
+    /// Moves the region to guest-physical `guest_base` (page-aligned, the region must fit
+    /// below 2^64). A bridge only allows this while its device is not started
+    /// ([`crate::Bridge::set_guest_base`]).
+    pub fn set_guest_base(&self, guest_base: u64) -> Result<(), Error> {
+        check_base(guest_base, self.size)?;
+        self.guest_base.store(guest_base, Ordering::Release);
+        Ok(())
+    }
+
+    /// The bridge's address of the region's first byte (the mapping lives as long as the
+    /// region).
+    pub fn host_ptr(&self) -> *mut u8 {
+        self.memory
+            .get_host_address(GuestAddress(0))
+            .expect("offset 0 is inside a non-empty mapping")
     }
 
     /// The region's size in bytes.
@@ -126,24 +148,26 @@ impl SharedRegion {
         &self.file
     }
 
-    /// The bridge's own mapping of the region, as `vm-memory` guest memory addressed by the
-    /// frontend's guest-physical addresses.
+    /// The bridge's own mapping of the region, as `vm-memory` memory addressed by region
+    /// offset (guest-physical address − [`guest_base`](SharedRegion::guest_base)).
     pub fn memory(&self) -> &GuestMemoryMmap<()> {
         &self.memory
     }
 
     /// Whether `[gpa, gpa + len)` lies inside the region.
     pub fn contains(&self, gpa: u64, len: u64) -> bool {
-        gpa >= self.guest_base
+        let base = self.guest_base();
+        gpa >= base
             && gpa
                 .checked_add(len)
-                .is_some_and(|end| end <= self.guest_base + self.size)
+                .is_some_and(|end| end <= base + self.size)
     }
 
     /// The bridge's virtual address of guest-physical `gpa` (inside the region), which is
     /// what vhost-user's SET_VRING_ADDR carries.
     pub(crate) fn frontend_va(&self, gpa: u64) -> Option<u64> {
-        let ptr = self.memory.get_host_address(GuestAddress(gpa)).ok()?;
+        let offset = gpa.checked_sub(self.guest_base())?;
+        let ptr = self.memory.get_host_address(GuestAddress(offset)).ok()?;
         Some(ptr as u64)
     }
 
@@ -153,10 +177,27 @@ impl SharedRegion {
         let region = self.memory.iter().next().ok_or_else(|| Error::Region {
             why: "the guest memory has no region".into(),
         })?;
-        VhostUserMemoryRegionInfo::from_guest_region(region).map_err(|e| Error::Region {
-            why: format!("memory table entry: {e}"),
-        })
+        let mut entry =
+            VhostUserMemoryRegionInfo::from_guest_region(region).map_err(|e| Error::Region {
+                why: format!("memory table entry: {e}"),
+            })?;
+        entry.guest_phys_addr = self.guest_base();
+        Ok(entry)
     }
+}
+
+fn check_base(guest_base: u64, size: u64) -> Result<(), Error> {
+    if guest_base % PAGE_SIZE != 0 {
+        return Err(Error::Region {
+            why: format!("guest base {guest_base:#x} is not a multiple of {PAGE_SIZE:#x}"),
+        });
+    }
+    guest_base
+        .checked_add(size)
+        .map(drop)
+        .ok_or_else(|| Error::Region {
+            why: format!("guest base {guest_base:#x} + size {size:#x} overflows"),
+        })
 }
 
 #[cfg(test)]
@@ -199,5 +240,11 @@ mod tests {
         );
         assert_eq!(r.frontend_va(0x8000_0010), Some(e.userspace_addr + 0x10));
         assert_eq!(r.frontend_va(0x8000_2000), None);
+        r.set_guest_base(0x1000).unwrap();
+        assert!(r.contains(0x1000, 8192) && !r.contains(0x8000_0000, 1));
+        assert_eq!(r.table_entry().unwrap().guest_phys_addr, 0x1000);
+        assert_eq!(r.frontend_va(0x1010), Some(e.userspace_addr + 0x10));
+        assert!(r.set_guest_base(0x1001).is_err());
+        assert!(r.set_guest_base(u64::MAX - 4095).is_err());
     }
 }
