@@ -542,3 +542,160 @@ fn misuse_is_an_error_code() {
         assert_eq!(sb_console_write(e, b"x".as_ptr(), 1), SB_ERR_HYPERCALL);
     }
 }
+
+mod roundtrip {
+    //! Any manifest, written as the C tables and read back, is the same manifest.
+    use super::*;
+    use proptest::prelude::*;
+    use staticbus_manifest::{Evtchn, Peer, Region, Role, ShmRole};
+
+    fn name() -> impl Strategy<Value = &'static str> {
+        "[^\u{0}]{0,12}".prop_map(|s| &*std::string::String::leak(s))
+    }
+
+    fn role() -> impl Strategy<Value = Role> {
+        (0..4usize).prop_map(|i| Role::ALL[i])
+    }
+
+    fn peer() -> impl Strategy<Value = Peer> {
+        (name(), any::<u16>(), role(), any::<u32>(), any::<u32>()).prop_map(
+            |(domain, domid, role, local_port, remote_port)| Peer {
+                domain,
+                domid,
+                role,
+                local_port,
+                remote_port,
+            },
+        )
+    }
+
+    fn channel() -> impl Strategy<Value = Channel> {
+        (
+            (
+                name(),
+                0..4usize,
+                role(),
+                name(),
+                any::<u64>(),
+                any::<u64>(),
+            ),
+            (any::<u32>(), any::<u32>(), any::<u32>(), 1..u32::MAX),
+            proptest::collection::vec(peer(), 0..5),
+        )
+            .prop_map(
+                |(
+                    (name, p, role, shm_id, guest_addr, size),
+                    (index, writers, readers, param),
+                    peers,
+                )| {
+                    let protocol = Protocol::ALL[p];
+                    Channel {
+                        name,
+                        protocol,
+                        role,
+                        shm_id,
+                        guest_addr,
+                        size,
+                        index,
+                        writers,
+                        readers,
+                        slot_size: (protocol == Protocol::Log).then_some(param),
+                        value_size: (protocol == Protocol::Latest).then_some(param),
+                        peers: leak(peers),
+                    }
+                },
+            )
+    }
+
+    fn region() -> impl Strategy<Value = Region> {
+        (
+            (name(), any::<u64>(), any::<u64>(), any::<Option<u64>>()),
+            (
+                0..3usize,
+                name(),
+                any::<u16>(),
+                proptest::option::of(name()),
+            ),
+        )
+            .prop_map(
+                |((shm_id, guest_addr, size, host_addr), (r, owner, owner_domid, channel))| {
+                    Region {
+                        shm_id,
+                        guest_addr,
+                        size,
+                        host_addr,
+                        role: [None, Some(ShmRole::Owner), Some(ShmRole::Borrower)][r],
+                        owner,
+                        owner_domid,
+                        channel,
+                    }
+                },
+            )
+    }
+
+    fn evtchn() -> impl Strategy<Value = Evtchn> {
+        (
+            any::<u32>(),
+            name(),
+            any::<u16>(),
+            any::<u32>(),
+            any::<bool>(),
+            proptest::option::of(name()),
+        )
+            .prop_map(
+                |(
+                    local_port,
+                    remote_domain,
+                    remote_domid,
+                    remote_port,
+                    initially_pending,
+                    channel,
+                )| {
+                    Evtchn {
+                        local_port,
+                        remote_domain,
+                        remote_domid,
+                        remote_port,
+                        initially_pending,
+                        channel,
+                    }
+                },
+            )
+    }
+
+    fn manifest() -> impl Strategy<Value = Manifest> {
+        (
+            (name(), name(), name(), any::<u16>()),
+            proptest::collection::vec(channel(), 0..SB_MAX_CHANNELS / 4),
+            proptest::collection::vec(region(), 0..8),
+            proptest::collection::vec(evtchn(), 0..8),
+        )
+            .prop_map(
+                |((system, xen, domain, domid), channels, regions, evtchns)| Manifest {
+                    format_version: staticbus_manifest::FORMAT_VERSION,
+                    system,
+                    xen,
+                    domain,
+                    domid,
+                    channels: leak(channels),
+                    regions: leak(regions),
+                    evtchns: leak(evtchns),
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn a_manifest_reads_back_from_its_c_tables(m in manifest()) {
+            let xen: &'static FakeXen = Box::leak(Box::new(FakeXen::new(&[])));
+            let t = transport(xen, 0, &[]);
+            let d = zeroed::<sb_domain>();
+            // SAFETY: zeroed storage, a valid transport, leaked C tables.
+            prop_assert_eq!(unsafe { sb_domain_init(d, &t, c_manifest(&m)) }, SB_OK);
+            // SAFETY: initialised above, never moved.
+            let p = unsafe { domain::platform(d) }.unwrap();
+            prop_assert_eq!(staticbus_guest::Platform::manifest(p), &m);
+        }
+    }
+}
