@@ -45,12 +45,10 @@ fn killed_mid_stream_then_restarted_and_reattached() {
     );
     let mut blk = Blk::new(Arc::clone(&bridge), Duration::from_secs(30)).unwrap();
 
-    // Writes stream until the daemon is killed from another thread mid-way.
+    // Writes stream; after the 50th, another thread kills the daemon at a moment of its
+    // own choosing, so the kill lands mid-stream (between requests or during one).
     let pid = daemon.id();
-    let killer = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(150));
-        signal(pid, rustix::process::Signal::KILL);
-    });
+    let mut killer = None;
     let mut buf = vec![0u8; BLOCK];
     let mut acknowledged = 0usize;
     let (failure, in_flight) = loop {
@@ -58,6 +56,12 @@ fn killed_mid_stream_then_restarted_and_reattached() {
             acknowledged < 2_000_000,
             "the daemon was killed but every write still succeeded"
         );
+        if acknowledged == 50 && killer.is_none() {
+            killer = Some(std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20));
+                signal(pid, rustix::process::Signal::KILL);
+            }));
+        }
         let block = rng.below(BLOCKS) as usize;
         rng.fill(&mut buf);
         match blk.write((block * BLOCK) as u64, &buf) {
@@ -68,8 +72,14 @@ fn killed_mid_stream_then_restarted_and_reattached() {
             Err(e) => break (e, (block, buf.clone())),
         }
     };
-    killer.join().unwrap();
-    assert!(acknowledged > 0, "no write completed before the kill");
+    killer
+        .expect("the kill came after 50 writes")
+        .join()
+        .unwrap();
+    assert!(
+        acknowledged >= 50,
+        "only {acknowledged} writes completed before the kill"
+    );
     assert!(
         matches!(failure, Error::DaemonGone { .. }),
         "the failure is {failure:?}"
