@@ -6,7 +6,8 @@
 //! domain's role, attaches to the region (the initialiser initialises it on first start;
 //! the other ends wait until it has) and drops the bind-time pending event. Blocking
 //! calls spin briefly, then block on the channel's event channel; the peer is notified
-//! only when it waits. A handle is used by one thread (or task) at a time.
+//! only when it waits. A domain and its handles are used by one thread (or task) at a
+//! time: the transports are not reentrant, and the library takes no locks.
 
 use crate::domain::{self, sb_domain, Ev};
 use crate::handle::{self, handle};

@@ -699,3 +699,46 @@ mod roundtrip {
         }
     }
 }
+
+mod bad_numbers {
+    //! Protocol, role and region-role numbers out of range are refused, whichever entry
+    //! carries them; in range they are read.
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+        #[test]
+        fn only_known_numbers_are_read(protocol in 0..8u32, role in 0..6u32, peer_role in 0..6u32, shm_role in 0..5u32) {
+            let [m, _] = pair(ALL);
+            let c = c_manifest(m);
+            // SAFETY: (this read and those below) the leaked tables of `c_manifest`,
+            // copied (their pointers stay valid: nothing is freed).
+            let mut bad: sb_manifest = unsafe { std::ptr::read(c) };
+            let mut ch: Vec<sb_channel> = (0..bad.channel_count as usize)
+                // SAFETY: see above.
+                .map(|i| unsafe { std::ptr::read(bad.channels.add(i)) })
+                .collect();
+            // SAFETY: see above.
+            let mut peer: sb_peer = unsafe { std::ptr::read(ch[0].peers) };
+            let mut reg: Vec<sb_region> = (0..bad.region_count as usize)
+                // SAFETY: see above.
+                .map(|i| unsafe { std::ptr::read(bad.regions.add(i)) })
+                .collect();
+            ch[1].protocol = protocol;
+            ch[2].role = role;
+            peer.role = peer_role;
+            reg[3].role = shm_role;
+            ch[0].peers = Box::leak(Box::new(peer));
+            bad.channels = leak(ch).as_ptr();
+            bad.regions = leak(reg).as_ptr();
+            let ok = (1..=4).contains(&protocol) && role < 4 && peer_role < 4 && shm_role < 3;
+            let xen: &'static FakeXen = Box::leak(Box::new(FakeXen::new(&[])));
+            let t = transport(xen, 0, &[]);
+            let d = zeroed::<sb_domain>();
+            // SAFETY: zeroed storage, a valid transport, leaked tables.
+            let st = unsafe { sb_domain_init(d, &t, &bad) };
+            prop_assert_eq!(st, if ok { SB_OK } else { SB_ERR_BAD_MANIFEST });
+        }
+    }
+}
