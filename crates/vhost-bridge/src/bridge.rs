@@ -63,9 +63,12 @@ pub struct QueueConfig {
     pub device: u64,
 }
 
-/// Feature bits that belong to vhost-user itself and are never offered to the driver:
-/// `VHOST_USER_F_PROTOCOL_FEATURES` (30) and `VHOST_F_LOG_ALL` (26, live migration).
-const VHOST_ONLY_FEATURES: u64 = VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits() | (1 << 26);
+/// Feature bits never offered to the driver: vhost-user's own
+/// `VHOST_USER_F_PROTOCOL_FEATURES` (30) and `VHOST_F_LOG_ALL` (26, live migration), and
+/// what the bridge does not carry: `VIRTIO_F_ACCESS_PLATFORM` (33, would need the daemon's
+/// IOTLB) and `VIRTIO_F_RING_PACKED` (34, the bridge checks split-ring layouts).
+const HIDDEN_FEATURES: u64 =
+    VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits() | (1 << 26) | (1 << 33) | (1 << 34);
 
 /// Protocol features the bridge uses when the daemon offers them.
 fn wanted_protocol_features() -> VhostUserProtocolFeatures {
@@ -505,11 +508,12 @@ impl Bridge {
     }
 
     /// The device features the driver may accept: the daemon's, less vhost-user's own bits
-    /// (0 while the device needs a reset).
+    /// and the ones the bridge does not carry (26, 30, 33, 34); 0 while the device needs a
+    /// reset.
     pub fn device_features(&self) -> u64 {
         let inner = self.lock();
         match (&inner.conn, &inner.failure) {
-            (Some(conn), None) => conn.features & !VHOST_ONLY_FEATURES,
+            (Some(conn), None) => conn.features & !HIDDEN_FEATURES,
             _ => 0,
         }
     }
@@ -588,7 +592,7 @@ impl Bridge {
             let offered = inner
                 .conn
                 .as_ref()
-                .map_or(0, |c| c.features & !VHOST_ONLY_FEATURES);
+                .map_or(0, |c| c.features & !HIDDEN_FEATURES);
             if inner.driver_features & !offered != 0 {
                 new &= !status::FEATURES_OK;
             }

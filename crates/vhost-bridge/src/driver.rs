@@ -13,7 +13,8 @@
 //!   driver.
 //!
 //! `Hal`'s functions are free functions (no `self`), hence one arena per process; every
-//! bridge of the process uses it as its region.
+//! bridge of the process uses it as its region. A request abandoned because the daemon
+//! failed is never completed, so its bounce pages stay allocated (a few pages per failure).
 
 use std::collections::BTreeMap;
 use std::ptr::NonNull;
