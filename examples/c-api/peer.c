@@ -11,7 +11,8 @@
  *
  * One source for both platforms, and no C library (it is built -ffreestanding for Xen):
  *   - the emulator (`staticbus run`): define STATICBUS_EMU; main() takes the round count
- *     as its argument; the manifest is the domain's manifest.json;
+ *     as its argument; the manifest is the domain's manifest.json; the emulator's
+ *     transport is wrapped by this program's own functions (counting hypercalls);
  *   - bare-metal Xen: define STATICBUS_XEN and put the domain's generated manifest.h on
  *     the include path; the runtime calls sb_main(); the count is C_PEER_COUNT.
  */
@@ -264,6 +265,23 @@ int32_t sb_main(void)
 	return run(C_PEER_COUNT);
 }
 #else
+/* The transport is the integrator's: here the emulator's, wrapped by functions of this
+ * program that count the hypercalls the library makes before passing them on. */
+static struct sb_transport emu;
+static uint64_t evtchn_calls, sched_calls;
+
+static int64_t count_evtchn(void *ctx, uint32_t cmd, void *arg)
+{
+	evtchn_calls++;
+	return emu.event_channel_op(ctx, cmd, arg);
+}
+
+static int64_t count_sched(void *ctx, uint32_t cmd, void *arg)
+{
+	sched_calls++;
+	return emu.sched_op(ctx, cmd, arg);
+}
+
 int main(int argc, char **argv)
 {
 	uint64_t count = 0;
@@ -272,9 +290,19 @@ int main(int argc, char **argv)
 			count = count * 10 + (uint64_t)(*p - '0');
 	if (count == 0)
 		count = C_PEER_COUNT;
-	enum sb_status st = sb_emu_init(&dom);
-	if (st != SB_OK)
+	if (sb_emu_transport(&emu) != SB_OK)
 		return 2;
-	return run(count);
+	struct sb_transport counted = emu;
+	counted.event_channel_op = count_evtchn;
+	counted.sched_op = count_sched;
+	if (sb_emu_init_with(&dom, &counted) != SB_OK)
+		return 2;
+	int r = run(count);
+	put("c: ");
+	put_u64(evtchn_calls);
+	put(" event-channel and ");
+	put_u64(sched_calls);
+	put(" scheduler hypercalls through this program's transport\n");
+	return r;
 }
 #endif

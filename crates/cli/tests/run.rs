@@ -883,6 +883,15 @@ fn a_c_program_talks_to_a_rust_domain_over_every_protocol() {
         "{out}"
     );
 
+    // The library's hypercalls went through the C program's own transport functions.
+    let calls = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("[c] c: "))
+        .find(|l| l.ends_with("scheduler hypercalls through this program's transport"))
+        .map(numbers)
+        .unwrap_or_default();
+    assert!(calls.len() == 2 && calls[0] > 0 && calls[1] > 0, "{out}");
+
     // Outside `staticbus run` the C program is told why it cannot start.
     let alone = Command::new(build.join("c-peer")).output().unwrap();
     assert_eq!(alone.status.code(), Some(2));
