@@ -27,8 +27,12 @@ pub struct Options {
     pub num_queues: u16,
     /// The largest queue size a driver may set (a power of two, at most 32768).
     pub max_queue_size: u16,
-    /// How long [`Bridge::connect`] and a reset's re-attach keep trying the socket.
+    /// How long [`Bridge::connect`] keeps trying the socket.
     pub connect_timeout: Duration,
+    /// How long a reset's re-attach to a failed daemon keeps trying the socket. Whoever
+    /// resets waits that long (a device loop answers nothing meanwhile), and a daemon that
+    /// is not back yet leaves the device needing a reset, to be tried again: keep it short.
+    pub reattach_timeout: Duration,
     /// The longest wait for the daemon's answer to one request; past it the bridge shuts
     /// the connection down, the request fails with [`Error::Timeout`] and the device needs
     /// a reset.
@@ -37,13 +41,14 @@ pub struct Options {
 
 impl Options {
     /// Options for a device of `device_type` with `num_queues` queues of up to 256 entries,
-    /// 10 s to connect and 10 s per request.
+    /// 10 s to connect, 1 s to re-attach and 10 s per request.
     pub fn new(device_type: u32, num_queues: u16) -> Self {
         Self {
             device_type,
             num_queues,
             max_queue_size: 256,
             connect_timeout: Duration::from_secs(10),
+            reattach_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(10),
         }
     }
@@ -320,7 +325,7 @@ impl Bridge {
         };
         {
             let mut inner = bridge.lock();
-            inner.conn = Some(bridge.attach()?);
+            inner.conn = Some(bridge.attach(bridge.options.connect_timeout)?);
         }
         Ok(bridge)
     }
@@ -332,8 +337,8 @@ impl Bridge {
 
     /// Opens a new connection and negotiates (SET_OWNER, features, protocol features,
     /// queue count).
-    fn attach(&self) -> Result<Conn, Error> {
-        let deadline = Instant::now() + self.options.connect_timeout;
+    fn attach(&self, timeout: Duration) -> Result<Conn, Error> {
+        let deadline = Instant::now() + timeout;
         let stream = loop {
             match UnixStream::connect(&self.socket_path) {
                 Ok(s) => break s,
@@ -564,7 +569,9 @@ impl Bridge {
     /// Writes the device status (virtio 1.2 §3.1.1).
     ///
     /// 0 resets: running queues are stopped (SET_VRING_ENABLE 0, GET_VRING_BASE), and a
-    /// device that failed re-attaches to the daemon's socket (a restarted daemon). Setting
+    /// device that failed re-attaches to the daemon's socket (a restarted daemon), trying
+    /// for at most [`Options::reattach_timeout`]; if the daemon is not back, the reset fails
+    /// and the device still needs one. Setting
     /// `FEATURES_OK` is refused (the bit stays clear) unless the accepted features are
     /// offered; setting `DRIVER_OK` starts the device: SET_FEATURES, SET_MEM_TABLE with the
     /// shared region, and every queue the driver set.
@@ -619,7 +626,7 @@ impl Bridge {
         }
         if inner.failure.is_some() || inner.conn.is_none() {
             inner.conn = None;
-            match self.attach() {
+            match self.attach(self.options.reattach_timeout) {
                 Ok(conn) => inner.conn = Some(conn),
                 Err(e) => {
                     Self::fail(inner, &e);
