@@ -3,6 +3,7 @@
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -82,6 +83,17 @@ fn wanted_protocol_features() -> VhostUserProtocolFeatures {
         | VhostUserProtocolFeatures::CONFIG
 }
 
+/// Notification counts since the bridge was created (all queues).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Kicks written to the daemon ([`Bridge::notify`] calls).
+    pub kicks: u64,
+    /// Times [`Bridge::wait`] found a call eventfd signalled.
+    pub call_wakeups: u64,
+    /// Call signals the daemon wrote (an eventfd adds up the writes between two reads).
+    pub calls: u64,
+}
+
 /// The eventfds of one queue, owned by the bridge for its whole life.
 struct QueueFds {
     kick: EventFd,
@@ -122,6 +134,9 @@ pub struct Bridge {
     inner: Mutex<Inner>,
     watchdog: Arc<Watchdog>,
     watchdog_thread: Option<JoinHandle<()>>,
+    kicks: AtomicU64,
+    call_wakeups: AtomicU64,
+    calls: AtomicU64,
 }
 
 impl Drop for Bridge {
@@ -310,6 +325,9 @@ impl Bridge {
         let bridge = Self {
             watchdog,
             watchdog_thread: Some(watchdog_thread),
+            kicks: AtomicU64::new(0),
+            call_wakeups: AtomicU64::new(0),
+            calls: AtomicU64::new(0),
             socket_path: socket.as_ref().to_path_buf(),
             region,
             options,
@@ -875,10 +893,20 @@ impl Bridge {
                     self.options.num_queues
                 ),
             })?;
+        self.kicks.fetch_add(1, Ordering::Relaxed);
         fds.kick.write(1).map_err(|source| Error::Io {
             what: "writing a kick eventfd",
             source,
         })
+    }
+
+    /// Notification counts so far (for benchmarks: notifications per request).
+    pub fn stats(&self) -> Stats {
+        Stats {
+            kicks: self.kicks.load(Ordering::Relaxed),
+            call_wakeups: self.call_wakeups.load(Ordering::Relaxed),
+            calls: self.calls.load(Ordering::Relaxed),
+        }
     }
 
     /// The eventfd the daemon writes when it used buffers of `queue` (for an epoll loop that
@@ -952,8 +980,12 @@ impl Bridge {
                 Self::fail(&mut self.lock(), &e);
                 return Err(e);
             }
-            if !revents[2 * q].is_empty() && drain(&fds.call) {
-                used |= 1 << q;
+            if !revents[2 * q].is_empty() {
+                if let Ok(n) = fds.call.read() {
+                    self.call_wakeups.fetch_add(1, Ordering::Relaxed);
+                    self.calls.fetch_add(n, Ordering::Relaxed);
+                    used |= 1 << q;
+                }
             }
         }
         Ok(used)

@@ -70,6 +70,15 @@ fn random_4k_writes_and_reads_match_the_file() {
         }
     }
     blk.flush().unwrap();
+    let stats = bridge.stats();
+    let requests = (WRITES + READS + 1) as u64;
+    assert!(
+        stats.kicks > 0
+            && stats.kicks <= requests
+            && stats.calls > 0
+            && stats.call_wakeups <= stats.calls,
+        "notifications {stats:?} for {requests} requests"
+    );
     drop(blk);
     assert_eq!(
         bridge.queue(0),
