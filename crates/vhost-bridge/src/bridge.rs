@@ -83,6 +83,15 @@ fn wanted_protocol_features() -> VhostUserProtocolFeatures {
         | VhostUserProtocolFeatures::CONFIG
 }
 
+/// What ended a [`Bridge::wait_with`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Wake {
+    /// Queues with used buffers (bit q = queue q).
+    pub used: u64,
+    /// Extra fds that became readable (bit i = `extra[i]`).
+    pub extra: u64,
+}
+
 /// Notification counts since the bridge was created (all queues).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -925,6 +934,13 @@ impl Bridge {
     /// closed its connection or signalled a vring error ends the wait with that error and
     /// the device needs a reset.
     pub fn wait(&self, timeout: Duration) -> Result<u64, Error> {
+        self.wait_with(&[], timeout).map(|w| w.used)
+    }
+
+    /// [`Bridge::wait`], also woken by any of `extra` becoming readable (e.g. the event
+    /// channel's fd, `LinuxEvents::fd`, so one loop sleeps until the frontend rings or the
+    /// daemon completes). The extras are only polled, never read.
+    pub fn wait_with(&self, extra: &[BorrowedFd<'_>], timeout: Duration) -> Result<Wake, Error> {
         let socket = {
             let inner = self.lock();
             if let Some(cause) = &inner.failure {
@@ -948,14 +964,16 @@ impl Bridge {
             polled.push(PollFd::from_borrowed_fd(borrow(&q.err), PollFlags::IN));
         }
         polled.push(PollFd::new(&*socket, PollFlags::IN | PollFlags::RDHUP));
+        for fd in extra {
+            polled.push(PollFd::from_borrowed_fd(*fd, PollFlags::IN));
+        }
         let timeout = Timespec {
             tv_sec: timeout.as_secs() as i64,
             tv_nsec: i64::from(timeout.subsec_nanos()),
         };
         match poll(&mut polled, Some(&timeout)) {
-            Ok(0) => return Ok(0),
+            Ok(0) | Err(rustix::io::Errno::INTR) => return Ok(Wake::default()),
             Ok(_) => {}
-            Err(rustix::io::Errno::INTR) => return Ok(0),
             Err(e) => {
                 return Err(Error::Io {
                     what: "polling the call eventfds",
@@ -988,6 +1006,12 @@ impl Bridge {
                 }
             }
         }
-        Ok(used)
+        let mut woken = 0u64;
+        for (i, r) in revents[2 * n + 1..].iter().enumerate() {
+            if !r.is_empty() && i < 64 {
+                woken |= 1 << i;
+            }
+        }
+        Ok(Wake { used, extra: woken })
     }
 }

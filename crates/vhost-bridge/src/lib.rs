@@ -35,7 +35,7 @@ pub mod driver;
 pub mod msg;
 mod region;
 
-pub use bridge::{Bridge, Options, QueueConfig, Stats};
+pub use bridge::{Bridge, Options, QueueConfig, Stats, Wake};
 pub use daemon::Daemon;
 pub use region::{SharedRegion, PAGE_SIZE};
 

@@ -13,6 +13,7 @@
 //! doorbell); a bridge failure (daemon gone, stopped, vring error) becomes
 //! `DeviceTransport::needs_reset`.
 
+use std::os::fd::BorrowedFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -159,17 +160,35 @@ impl Backend for MsgBackend {
 /// `DEVICE_NEEDS_RESET` (EVENT_CONFIG to the driver) and is returned after `timeout`
 /// (so a loop that carries on does not spin); the driver's next reset re-attaches the
 /// daemon. Returns the work done (requests, queues, completions).
+///
+/// Without a doorbell fd the frontend's doorbell is only seen at the next turn, so
+/// `timeout` bounds the latency it adds; [`serve_with`] also wakes on it.
 pub fn serve<E: Events>(
     dev: &mut DeviceTransport<MsgBackend, E>,
+    timeout: Duration,
+) -> Result<usize, Error> {
+    serve_with(dev, None, timeout)
+}
+
+/// [`serve`], also woken by `doorbell` becoming readable: the fd of the event channel the
+/// frontend rings (`LinuxEvents::fd` in a Linux backend domain), so the loop sleeps until
+/// either side has something. The fd is only polled; the transport takes the events.
+pub fn serve_with<E: Events>(
+    dev: &mut DeviceTransport<MsgBackend, E>,
+    doorbell: Option<BorrowedFd<'_>>,
     timeout: Duration,
 ) -> Result<usize, Error> {
     let mut work = dev.poll();
     let bridge = Arc::clone(dev.backend().bridge());
     let wait = if work > 0 { Duration::ZERO } else { timeout };
-    match bridge.wait(wait) {
-        Ok(used) => {
+    let extra: &[BorrowedFd<'_>] = match &doorbell {
+        Some(fd) => std::slice::from_ref(fd),
+        None => &[],
+    };
+    match bridge.wait_with(extra, wait) {
+        Ok(wake) => {
             for q in 0..MAX_QUEUES as u16 {
-                if used & (1 << q) != 0 {
+                if wake.used & (1 << q) != 0 {
                     // A doorbell that cannot be sent is the frontend's side gone; the
                     // next poll or the caller's loop sees it.
                     let _ = dev.used(q);

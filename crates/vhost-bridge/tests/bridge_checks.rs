@@ -178,3 +178,47 @@ fn driver_mistakes_are_refused_with_the_reason_and_the_device_stays_usable() {
         (0, None, None)
     );
 }
+
+#[test]
+fn wait_with_wakes_on_an_extra_fd_and_names_it() {
+    use std::os::fd::AsFd;
+    let Some(qsd) = common::qemu_storage_daemon() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("disk.raw");
+    let socket = dir.path().join("blk.sock");
+    std::fs::write(&image, vec![0u8; 1 << 20]).unwrap();
+    let _daemon = Daemon::spawn(
+        common::qsd_command(&qsd, &image, &socket),
+        &socket,
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    let region = Arc::new(SharedRegion::memfd("wait-with", 1 << 20, 0x8000_0000).unwrap());
+    let bridge = Bridge::connect(&socket, region, Options::new(2, 1)).unwrap();
+    let flags = rustix::event::EventfdFlags::NONBLOCK;
+    let (quiet, rung) = (
+        rustix::event::eventfd(0, flags).unwrap(),
+        rustix::event::eventfd(0, flags).unwrap(),
+    );
+    // Nothing readable: the wait runs out and says so.
+    let w = bridge
+        .wait_with(&[quiet.as_fd(), rung.as_fd()], Duration::from_millis(20))
+        .unwrap();
+    assert_eq!(w, staticbus_vhost_bridge::Wake::default());
+    // The second fd rung: the wait names it, without reading it.
+    rustix::io::write(&rung, &1u64.to_ne_bytes()).unwrap();
+    let w = bridge
+        .wait_with(&[quiet.as_fd(), rung.as_fd()], Duration::from_secs(30))
+        .unwrap();
+    assert_eq!((w.used, w.extra), (0, 0b10));
+    let w = bridge
+        .wait_with(&[quiet.as_fd(), rung.as_fd()], Duration::from_secs(30))
+        .unwrap();
+    assert_eq!(
+        w.extra, 0b10,
+        "still readable: the bridge does not consume extras"
+    );
+    assert_eq!(bridge.failure(), None);
+}
