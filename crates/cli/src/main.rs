@@ -228,6 +228,10 @@ enum ImportFrom {
         /// The system's name (default: the output file's stem).
         #[arg(long)]
         name: Option<String>,
+        /// Import without the images: a file that is not there is assumed to be this large
+        /// (e.g. 64MiB) and the description reserves that much for it.
+        #[arg(long, value_name = "SIZE", value_parser = parse_size_arg)]
+        assume_size: Option<u64>,
         /// Diagnostics format.
         #[arg(long, value_enum, default_value = "human")]
         format: Format,
@@ -471,6 +475,7 @@ fn run(cli: Cli) -> u8 {
                     load,
                     xen,
                     name,
+                    assume_size,
                     format,
                     deny_warnings,
                 },
@@ -481,6 +486,7 @@ fn run(cli: Cli) -> u8 {
             load,
             xen,
             name,
+            assume_size,
             format,
             deny_warnings,
         }),
@@ -539,8 +545,16 @@ struct ImportArgs {
     load: Option<String>,
     xen: Option<String>,
     name: Option<String>,
+    assume_size: Option<u64>,
     format: Format,
     deny_warnings: bool,
+}
+
+/// `--assume-size`: a size as the description writes them (`64MiB`, `0x100000`, `4096`).
+fn parse_size_arg(s: &str) -> Result<u64, String> {
+    staticbus_config::desc::parse_size(s)
+        .filter(|&v| v > 0)
+        .ok_or_else(|| format!("`{s}` is not a size (write e.g. 64MiB, 0x100000 or 4096)"))
 }
 
 /// `staticbus import imagebuilder`: read, map, report, and write the description
@@ -582,6 +596,7 @@ fn import_imagebuilder(a: ImportArgs) -> u8 {
                 .to_string()
         }),
         xen: a.xen.clone(),
+        assume_size: a.assume_size,
     };
     let im = staticbus_import::import(&sources, file, &text, &opts);
     match a.format {

@@ -29,6 +29,9 @@ use vars::Handling;
 pub const ALIGN: u64 = 2 << 20;
 /// Room left for the host device tree: Xen refuses larger ones.
 pub const DTB_ROOM: u64 = 2 << 20;
+/// The most domUs a configuration may declare (Xen's event-channel and domid spaces allow
+/// more, but no dom0less system boots this many from one script).
+pub const MAX_DOMUS: u64 = 1024;
 /// `DOMU_MEM`'s default, MiB.
 pub const DEFAULT_DOMU_MEM_MIB: u64 = 512;
 /// `DOM0_MEM`'s default, MiB.
@@ -53,6 +56,10 @@ pub struct Options {
     pub name: String,
     /// `[target] xen` (default "4.20").
     pub xen: Option<String>,
+    /// Files the configuration names that are not there are assumed to be this large (and
+    /// the description reserves that much for each): an import without the images at
+    /// hand. `None`: every file must exist (SB0809), as for uboot-script-gen.
+    pub assume_size: Option<u64>,
 }
 
 /// The result of an import.
@@ -160,6 +167,10 @@ fn relative(from: &Path, to: &Path) -> String {
 struct Module {
     file: String,
     addr: u64,
+    /// The room written in the description when the file is not there (`assume_size`).
+    size: Option<u64>,
+    /// The file's length (or the assumed one).
+    len: u64,
     from: String,
 }
 
@@ -233,13 +244,14 @@ impl Importer<'_> {
     /// and returned as a path relative to the output directory.
     fn place(&mut self, a: &Assign) -> Option<Module> {
         let path = self.opts.root.join(&a.value);
-        let len = match std::fs::metadata(&path) {
-            Ok(m) if m.is_file() => m.len(),
-            Ok(_) => {
+        let (len, assumed) = match (std::fs::metadata(&path), self.opts.assume_size) {
+            (Ok(m), _) if m.is_file() => (m.len(), None),
+            (_, Some(sz)) => (sz, Some(sz)),
+            (Ok(_), None) => {
                 self.file_error(a, &path, "not a regular file".into());
                 return None;
             }
-            Err(e) => {
+            (Err(e), None) => {
                 self.file_error(a, &path, e.to_string());
                 return None;
             }
@@ -249,6 +261,8 @@ impl Importer<'_> {
         Some(Module {
             file: relative(&self.opts.out_dir, &path),
             addr,
+            size: assumed,
+            len,
             from: origin(self.sources, a),
         })
     }
@@ -395,7 +409,18 @@ pub fn import(sources: &Sources, file: FileId, text: &str, opts: &Options) -> Im
 
     // ---- NUM_DOMUS and per-domain indices ----
     let num_domus = match cfg.get("NUM_DOMUS") {
-        Some(a) => im.num(a, "a number of domains").unwrap_or(0),
+        Some(a) => match im.num(a, "a number of domains") {
+            Some(n) if n > MAX_DOMUS => {
+                im.bad(
+                    a,
+                    format!("NUM_DOMUS is {n}: more domains than a dom0less system boots"),
+                    format!("NUM_DOMUS counts the DOMU_KERNEL[n] entries (at most {MAX_DOMUS})"),
+                );
+                0
+            }
+            Some(n) => n,
+            None => 0,
+        },
         None => 0,
     };
     for a in &order {
@@ -790,9 +815,7 @@ pub fn import(sources: &Sources, file: FileId, text: &str, opts: &Options) -> Im
     // ---- Xen and the device tree, after the modules ----
     let xen = im.require(&cfg, "XEN", file, "the Xen binary uboot-script-gen loads");
     let xen_m = xen.and_then(|a| im.place(a));
-    let xen_size = xen
-        .and_then(|a| std::fs::metadata(opts.root.join(&a.value)).ok())
-        .map(|m| m.len());
+    let xen_size = xen_m.as_ref().map(|m| m.len);
     let dt = im.require(
         &cfg,
         "DEVICE_TREE",
@@ -805,6 +828,10 @@ pub fn import(sources: &Sources, file: FileId, text: &str, opts: &Options) -> Im
         let path = opts.root.join(&a.value);
         match std::fs::metadata(&path) {
             Ok(m) if m.is_file() => {
+                base = Some(relative(&opts.out_dir, &path));
+                dtb_at = Some((im.memaddr, origin(sources, a)));
+            }
+            _ if opts.assume_size.is_some() => {
                 base = Some(relative(&opts.out_dir, &path));
                 dtb_at = Some((im.memaddr, origin(sources, a)));
             }
@@ -1095,12 +1122,21 @@ fn sorted(mut d: Diagnostics) -> Diagnostics {
 }
 
 fn module_line(what: &str, m: &Module) -> String {
-    format!(
-        "{what} = {{ file = {}, addr = {} }}   # {}",
-        toml_str(&m.file),
-        hex(m.addr),
-        m.from
-    )
+    match m.size {
+        Some(sz) => format!(
+            "{what} = {{ file = {}, addr = {}, size = {} }}   # {} (not there: room assumed)",
+            toml_str(&m.file),
+            hex(m.addr),
+            hex(sz),
+            m.from
+        ),
+        None => format!(
+            "{what} = {{ file = {}, addr = {} }}   # {}",
+            toml_str(&m.file),
+            hex(m.addr),
+            m.from
+        ),
+    }
 }
 
 /// uboot-script-gen's `-t` shorthands.

@@ -70,6 +70,7 @@ fn run(name: &str, text: &str) -> Run {
         load_cmd: load_option(text),
         name: name.trim_end_matches(".cfg").replace('.', "-"),
         xen: None,
+        assume_size: None,
     };
     let im = import(&sources, file, text, &opts);
     Run {
@@ -405,4 +406,44 @@ fn the_docs_list_every_variable() {
         doc.contains(&table),
         "docs/imagebuilder.md's table is stale; it should read:\n{table}"
     );
+}
+
+#[test]
+fn without_the_images_sizes_can_be_assumed() {
+    let text = std::fs::read_to_string(Path::new(HERE).join("tests/good/readme.cfg")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(board(), dir.path().join("virt.dtb")).unwrap();
+    let mut sources = Sources::new();
+    let file = sources.add_text("readme.cfg", text.clone());
+    let mut opts = Options {
+        root: dir.path().to_path_buf(),
+        out_dir: dir.path().to_path_buf(),
+        load_cmd: None,
+        name: "readme".into(),
+        xen: None,
+        assume_size: None,
+    };
+    let im = import(&sources, file, &text, &opts);
+    assert_eq!(
+        im.diags.iter().filter(|d| d.code.id == "SB0809").count(),
+        8,
+        "every image is missing (dom0: 2, domU0: 3, domU1: 2, Xen)"
+    );
+    opts.assume_size = Some(8 << 20);
+    let im = import(&sources, file, &text, &opts);
+    assert!(!im.diags.has_errors(), "{}", dump(&sources, &im.diags));
+    let r = Run {
+        sources,
+        diags: im.diags,
+        toml: im.toml,
+        dir,
+    };
+    let sys = check_description(&r);
+    // Each image gets the assumed 8 MiB, placed 8 MiB apart.
+    let want: Vec<u64> = (0..7).map(|i| 0x4020_0000 + i * 0x80_0000).collect();
+    assert_eq!(module_addrs(&sys), want);
+    assert!(sys
+        .domains
+        .iter()
+        .all(|d| d.modules.iter().all(|m| m.size == 8 << 20)));
 }
