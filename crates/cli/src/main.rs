@@ -8,6 +8,7 @@
 #![deny(unsafe_code)]
 
 mod boot;
+mod explain;
 mod run;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -190,7 +191,8 @@ enum Cmd {
         #[command(subcommand)]
         from: ImportFrom,
     },
-    /// Explain a diagnostic code, or list them all.
+    /// Explain a diagnostic code (the rule, what Xen does without it, and the failing and
+    /// fixed example its test checks), or list them all.
     Explain {
         /// A code such as SB0201.
         code: Option<String>,
@@ -521,16 +523,23 @@ fn run(cli: Cli) -> u8 {
                 }
                 return 0;
             }
-            let want = code.unwrap_or_default().to_ascii_uppercase();
+            let asked = code.unwrap_or_default();
+            let want = asked.trim().to_ascii_uppercase();
             match codes.iter().find(|c| c.id == want) {
                 Some(c) => {
-                    println!("{} ({:?}): {}", c.id, c.severity, c.title);
-                    println!();
-                    println!("What Xen does: {}", c.xen);
+                    print!("{}", explain::explain(c));
                     0
                 }
                 None => {
-                    eprintln!("error: unknown code `{want}` (try `staticbus explain --list`)");
+                    eprintln!("error: unknown code `{}`", asked.trim());
+                    let close = explain::close_matches(asked.trim(), &codes);
+                    if !close.is_empty() {
+                        eprintln!("  = help: did you mean:");
+                        for c in close {
+                            eprintln!("      {}  {}", c.id, c.title);
+                        }
+                    }
+                    eprintln!("  = note: `staticbus explain --list` lists every code");
                     2
                 }
             }

@@ -11,6 +11,7 @@
 pub mod codes;
 pub mod desc;
 pub mod emit;
+pub mod examples;
 pub mod from_dt;
 pub mod gen;
 pub mod manifest;

@@ -67,6 +67,14 @@ fn fixture(name: &str) -> PathBuf {
     Path::new(FIXTURES).join(name)
 }
 
+/// `sb0110_x.toml` → `sb0110_x.fixed.toml`.
+fn fixed_example_name(file: &str) -> String {
+    match file.rsplit_once('.') {
+        Some((stem, ext)) => format!("{stem}.fixed.{ext}"),
+        None => format!("{file}.fixed"),
+    }
+}
+
 fn read_fixture(name: &str) -> String {
     std::fs::read_to_string(fixture(name))
         .unwrap_or_else(|e| panic!("cannot read fixture {name}: {e}"))
@@ -329,6 +337,7 @@ impl Case {
         phase("negative", &|| self.negative(&dir));
         if !self.missing {
             phase("fixed", &|| self.positive(&dir));
+            phase("example", &|| self.example());
         }
         if self.dtb.is_some() {
             phase("dtb", &|| self.dtb_phase(&dir));
@@ -392,6 +401,32 @@ impl Case {
         std::fs::create_dir_all(pos_path.parent().unwrap()).unwrap();
         std::fs::write(&pos_path, &fixed).unwrap();
         pos_path
+    }
+
+    /// The fixed input, kept beside the fixture as `NAME.fixed.EXT`: the example
+    /// `staticbus explain` shows (compiled in from these files, see `src/examples.rs`). It
+    /// must be exactly the fixture with this case's fixes; `STATICBUS_BLESS=1` rewrites it.
+    /// Cases whose fix is not in the text (options, base tree, file name) or whose input is
+    /// generated have none.
+    fn example(&self) {
+        let path = fixture(&fixed_example_name(self.file));
+        let fixed = self.fixed_text();
+        let wanted = (!self.generated && fixed != self.text).then_some(fixed);
+        let bless = std::env::var_os("STATICBUS_BLESS").is_some_and(|v| v == "1");
+        match (&wanted, std::fs::read_to_string(&path).ok()) {
+            (Some(w), Some(have)) if *w == have => {}
+            (None, None) => {}
+            (Some(w), _) if bless => std::fs::write(&path, w).unwrap(),
+            (None, Some(_)) if bless => std::fs::remove_file(&path).unwrap(),
+            (Some(_), _) => panic!(
+                "{} is not the fixture with this case's fixes: rerun with STATICBUS_BLESS=1 to write it",
+                path.display()
+            ),
+            (None, Some(_)) => panic!(
+                "{} is stale (this case's fix is not in the text): rerun with STATICBUS_BLESS=1",
+                path.display()
+            ),
+        }
     }
 
     fn positive(&self, dir: &Path) {

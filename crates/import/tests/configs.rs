@@ -3,9 +3,9 @@
 //!
 //! - `tests/good/*.cfg` import without errors or warnings, and the description they give
 //!   passes `check` cleanly, with what each configuration says;
-//! - `tests/examples/sbNNNN_*.cfg` trigger their code on the line after `# expect: SBNNNN`
-//!   (or on the whole file: `# expect: SBNNNN file`), and their `.fixed.cfg` counterparts
-//!   import and check cleanly. `staticbus explain SBNNNN` shows the same two files.
+//! - `tests/examples/sbNNNN_*.cfg` trigger their code on the line `src/examples.rs` says
+//!   (or on the whole file), and their `.fixed.cfg` counterparts import and check cleanly.
+//!   `staticbus explain SBNNNN` shows the same two files, compiled in from that table.
 //!
 //! Every file a configuration names is created (1.1 MiB of zeros, so each takes one 2 MiB
 //! slot) in a scratch folder next to the board tree, except paths under `missing/`.
@@ -302,50 +302,36 @@ fn every_code_has_a_failing_and_a_fixed_example() {
 #[test]
 fn examples_fail_where_they_say_and_their_fixes_are_clean() {
     let mut failures = Vec::new();
-    for (code, bad, fixed) in examples() {
-        let text = std::fs::read_to_string(&bad).unwrap();
-        let name = bad.file_name().unwrap().to_str().unwrap().to_string();
-        let (mark, whole_file) = text
-            .lines()
-            .enumerate()
-            .find_map(|(i, l)| {
-                let rest = l.strip_prefix("# expect: ")?;
-                Some((i + 2, rest.ends_with(" file")))
-            })
-            .unwrap_or_else(|| panic!("{name}: no `# expect:` line"));
-        let r = run(&name, &text);
+    for (e, line) in staticbus_import::examples::EXPECTED {
+        let code = e.code;
+        let name = e.path.rsplit('/').next().unwrap().to_string();
+        let r = run(&name, e.failing);
         let hits: Vec<_> = r.diags.iter().filter(|d| d.code.id == code).collect();
-        let at_line = |d: &staticbus_diag::Diagnostic| match &d.location {
+        let ok = hits.iter().any(|d| match &d.location {
             staticbus_diag::Location::Span { span } => {
-                Some(r.sources.get(span.file).line_col(span.start as usize).0)
+                *line > 0 && r.sources.get(span.file).line_col(span.start as usize).0 == *line
             }
-            _ => None,
-        };
-        let ok = hits.iter().any(|d| {
-            if whole_file {
-                matches!(d.location, staticbus_diag::Location::File { .. })
-            } else {
-                at_line(d) == Some(mark)
-            }
+            staticbus_diag::Location::File { .. } => *line == 0,
+            _ => false,
         });
         if !ok {
             failures.push(format!(
                 "{name}: expected {code} {}, got:\n{}",
-                if whole_file {
+                if *line == 0 {
                     "on the file".to_string()
                 } else {
-                    format!("on line {mark}")
+                    format!("on line {line}")
                 },
                 dump(&r.sources, &r.diags)
             ));
             continue;
         }
-        // The rest of the diagnostic must be useful: a help line, the code's severity.
+        // The rest of the diagnostic must be useful: a help line.
         for d in &hits {
             assert!(d.help.is_some(), "{name}: {code} without help");
         }
-        let ftext = std::fs::read_to_string(&fixed).unwrap();
-        let fr = run(&name, &ftext);
+        let fixed = e.fixed.expect("a fixed example");
+        let fr = run(&name, fixed);
         let loud: Diagnostics = fr
             .diags
             .iter()
@@ -354,8 +340,7 @@ fn examples_fail_where_they_say_and_their_fixes_are_clean() {
             .collect();
         if !loud.is_empty() {
             failures.push(format!(
-                "{}: not clean:\n{}",
-                fixed.display(),
+                "{name} (fixed): not clean:\n{}",
                 dump(&fr.sources, &loud)
             ));
             continue;
@@ -379,7 +364,7 @@ fn errors_write_no_description_and_warnings_do() {
     let toml = r.toml.unwrap();
     assert!(toml.contains("# Not imported"), "{toml}");
     assert!(
-        toml.contains("DOMU_COLORS[0] (line 10): cache colouring is not modelled"),
+        toml.contains("DOMU_COLORS[0] (line 9): cache colouring is not modelled"),
         "{toml}"
     );
 }
