@@ -1,6 +1,7 @@
 //! The block path through the bridge against `pread` of the same file, in the same run:
-//! 4 KiB random-read IOPS and 64 KiB sequential-read throughput, one request at a time
-//! (`VirtIOBlk` → bridge → qemu-storage-daemon's vhost-user-blk export → the file).
+//! 4 KiB random-read IOPS and 64 KiB sequential-read throughput, one request at a time and
+//! with up to 16 in flight (`VirtIOBlk` → bridge → qemu-storage-daemon's vhost-user-blk
+//! export → the file).
 //!
 //! `cargo bench -p staticbus-vhost-bridge --bench blk` prints a Markdown table for
 //! BENCHMARKS.md. `STATICBUS_QEMU_STORAGE_DAEMON` names the daemon if it is not on PATH.
@@ -84,6 +85,8 @@ fn main() {
     let mut small = vec![0u8; 4096];
     let mut big = vec![0u8; 64 << 10];
     let mut check = vec![0u8; 64 << 10];
+    let mut smalls = vec![vec![0u8; 4096]; 64];
+    let mut bigs = vec![vec![0u8; 64 << 10]; 16];
 
     // Warm the page cache (both paths read the same cached file) and check both paths agree.
     for off in (0..FILE_SIZE).step_by(64 << 10) {
@@ -96,9 +99,14 @@ fn main() {
     // up to 200 µs first), each against pread in the same round.
     let mut rows = Vec::new();
     let mut notes = Vec::new();
-    for (mode, spin) in [
-        ("sleeps on the call eventfd", 0),
-        ("polls the used ring", 200),
+    for (mode, spin, depth) in [
+        ("sleeps on the call eventfd", 0, 1),
+        ("polls the used ring", 200, 1),
+        (
+            "sleeps on the call eventfd, up to 16 requests in flight",
+            0,
+            16,
+        ),
     ] {
         blk.set_spin(Duration::from_micros(spin));
         let (mut iops_bridge, mut iops_pread, mut seq_bridge, mut seq_pread) =
@@ -107,8 +115,19 @@ fn main() {
         let mut requests = 0u64;
         for _ in 0..ROUNDS {
             let t = Instant::now();
-            for &off in &offsets {
-                blk.read(off, &mut small).unwrap();
+            if depth == 1 {
+                for &off in &offsets {
+                    blk.read(off, &mut small).unwrap();
+                }
+            } else {
+                for chunk in offsets.chunks(64) {
+                    let mut batch: Vec<(u64, &mut [u8])> = chunk
+                        .iter()
+                        .zip(smalls.iter_mut())
+                        .map(|(&o, b)| (o, b.as_mut_slice()))
+                        .collect();
+                    blk.read_many(&mut batch).unwrap();
+                }
             }
             iops_bridge.push(RANDOM_READS as f64 / t.elapsed().as_secs_f64());
 
@@ -121,8 +140,20 @@ fn main() {
             let mib = (SEQ_PASSES as u64 * FILE_SIZE) as f64 / (1 << 20) as f64;
             let t = Instant::now();
             for _ in 0..SEQ_PASSES {
-                for off in (0..FILE_SIZE).step_by(64 << 10) {
-                    blk.read(off, &mut big).unwrap();
+                if depth == 1 {
+                    for off in (0..FILE_SIZE).step_by(64 << 10) {
+                        blk.read(off, &mut big).unwrap();
+                    }
+                } else {
+                    let offs: Vec<u64> = (0..FILE_SIZE).step_by(64 << 10).collect();
+                    for chunk in offs.chunks(16) {
+                        let mut batch: Vec<(u64, &mut [u8])> = chunk
+                            .iter()
+                            .zip(bigs.iter_mut())
+                            .map(|(&o, b)| (o, b.as_mut_slice()))
+                            .collect();
+                        blk.read_many(&mut batch).unwrap();
+                    }
                 }
             }
             seq_bridge.push(mib / t.elapsed().as_secs_f64());
@@ -154,7 +185,7 @@ fn main() {
     }
     assert_eq!(bridge.failure(), None);
 
-    println!("median of {ROUNDS} rounds; one request at a time; 64 MiB file in the page cache");
+    println!("median of {ROUNDS} rounds; 64 MiB file in the page cache; pread one at a time");
     println!();
     println!("| path | 4 KiB random read | 64 KiB sequential read |");
     println!("|---|---|---|");

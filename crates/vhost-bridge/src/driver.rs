@@ -506,6 +506,54 @@ impl Blk {
             .map_err(|e| driver_error(e, None))
     }
 
+    /// Reads every `(offset, buffer)` of `reads` with as many requests in flight as the
+    /// queue holds (16 with indirect descriptors, 5 without), completing them in the order
+    /// the device finishes them. Stops at the first error.
+    pub fn read_many(&mut self, reads: &mut [(u64, &mut [u8])]) -> Result<(), Error> {
+        struct Slot {
+            index: usize,
+            req: BlkReq,
+            resp: BlkResp,
+        }
+        // Boxed so that their addresses stay put while the device holds them.
+        let mut flight: BTreeMap<u16, Box<Slot>> = BTreeMap::new();
+        let mut next = 0;
+        while next < reads.len() || !flight.is_empty() {
+            while next < reads.len() {
+                let (offset, buf) = &mut reads[next];
+                let sector = Self::sector(*offset, buf.len())?;
+                let mut slot = Box::new(Slot {
+                    index: next,
+                    req: BlkReq::default(),
+                    resp: BlkResp::default(),
+                });
+                let Slot { req, resp, .. } = &mut *slot;
+                // SAFETY: req and resp live in the box kept in `flight`, and buf in `reads`,
+                // untouched until complete_read_blocks below; an abandoned request is only
+                // seen by the bounce buffers (ShmHal), never by these.
+                match unsafe { self.dev.read_blocks_nb(sector, req, buf, resp) } {
+                    Ok(token) => {
+                        flight.insert(token, slot);
+                        next += 1;
+                    }
+                    Err(virtio_drivers::Error::QueueFull) if !flight.is_empty() => break,
+                    Err(e) => return Err(driver_error(e, None)),
+                }
+            }
+            let dev = &mut self.dev;
+            let token = wait_until(&self.bridge, self.timeout, "a block request", || {
+                dev.peek_used().filter(|t| flight.contains_key(t))
+            })?;
+            let mut slot = flight.remove(&token).expect("a token in flight");
+            let Slot { index, req, resp } = &mut *slot;
+            let buf = &mut *reads[*index].1;
+            // SAFETY: the same req, buf and resp as given to read_blocks_nb for this token.
+            unsafe { self.dev.complete_read_blocks(token, req, buf, resp) }
+                .map_err(|e| driver_error(e, None))?;
+        }
+        Ok(())
+    }
+
     /// Flushes the device's write cache.
     pub fn flush(&mut self) -> Result<(), Error> {
         self.dev.flush().map_err(|e| driver_error(e, None))

@@ -69,9 +69,27 @@ fn random_4k_writes_and_reads_match_the_file() {
             reads += 1;
         }
     }
+    // The whole disk again with many reads in flight, in batches of 64.
+    let mut bufs = vec![vec![0u8; BLOCK]; 64];
+    for first in (0..BLOCKS as usize).step_by(64) {
+        let mut batch: Vec<(u64, &mut [u8])> = bufs
+            .iter_mut()
+            .enumerate()
+            .map(|(i, b)| (((first + i) * BLOCK) as u64, b.as_mut_slice()))
+            .collect();
+        blk.read_many(&mut batch).unwrap();
+        for (i, b) in bufs.iter().enumerate() {
+            let at = (first + i) * BLOCK;
+            assert!(
+                b[..] == model[at..at + BLOCK],
+                "batched read: block {} differs",
+                first + i
+            );
+        }
+    }
     blk.flush().unwrap();
     let stats = bridge.stats();
-    let requests = (WRITES + READS + 1) as u64;
+    let requests = (WRITES + READS + 1) as u64 + BLOCKS;
     assert!(
         stats.kicks > 0
             && stats.kicks <= requests
