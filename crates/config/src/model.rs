@@ -125,9 +125,49 @@ pub enum GicVersion {
     V3,
 }
 
+/// What runs the domains (`[target] hypervisor`; docs/adr/0005-ivshmem-platform.md).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Hypervisor {
+    /// Xen, dom0less (the default): static event channels and static shared memory from
+    /// the host device tree.
+    #[default]
+    Xen,
+    /// No hypervisor: one `qemu-system-aarch64` VM per domain, channels laid out in the
+    /// shared object of QEMU's `ivshmem-doorbell` device (BAR2 at
+    /// `staticbus_abi::ivshmem::SHM_BASE`), event-channel ports as doorbell vectors and
+    /// domids as ivshmem peer ids.
+    QemuIvshmem,
+}
+
+impl Hypervisor {
+    /// Every value.
+    pub const ALL: [Hypervisor; 2] = [Hypervisor::Xen, Hypervisor::QemuIvshmem];
+
+    /// The description's name (`"xen"`, `"qemu-ivshmem"`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Hypervisor::Xen => "xen",
+            Hypervisor::QemuIvshmem => "qemu-ivshmem",
+        }
+    }
+
+    /// Parses a description name.
+    pub fn parse(s: &str) -> Option<Hypervisor> {
+        Hypervisor::ALL.into_iter().find(|h| h.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Hypervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The Xen build the configuration is for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
+    /// What runs the domains ([`Hypervisor::Xen`] unless the description says otherwise).
+    pub hypervisor: Hypervisor,
     /// Xen release.
     pub xen: XenVersion,
     /// Built with `CONFIG_STATIC_SHM` (which needs `CONFIG_UNSUPPORTED` and
@@ -159,6 +199,7 @@ impl Target {
 impl Default for Target {
     fn default() -> Self {
         Target {
+            hypervisor: Hypervisor::Xen,
             xen: XenVersion::V4_20,
             static_shm: false,
             static_memory: false,

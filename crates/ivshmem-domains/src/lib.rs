@@ -1,6 +1,6 @@
 //! Bootable bare-metal arm64 images for QEMU's `virt` machine without a hypervisor, one
 //! binary per program (`src/bin/`): `ivshmem-ping-pong`, `ivshmem-queue-check`,
-//! `ivshmem-log-check` run the `staticbus-programs` programs (the same source the
+//! `ivshmem-log-check`, `ivshmem-events-check` run the `staticbus-programs` programs (the same source the
 //! emulator's domains and the Xen images run) over the ivshmem-doorbell runtime of
 //! `staticbus-guest-ivshmem-aarch64`.
 //!

@@ -23,6 +23,9 @@
 //!   channel, each verified in order by the consumer, with throughput figures, the
 //!   consumer's digest checked by the producer over a second queue, then queue round
 //!   trips;
+//! * [`events_check`] — the doorbell semantics the protocols rely on: a burst of sends
+//!   while the receiver does not look arrives (coalesced, never lost), and thousands of
+//!   rings timed to land in the receiver's check-then-sleep window wake it every time;
 //! * [`log_check`] — a writer that never waits appends checksummed records to a `log`
 //!   channel, paced, in bursts that lap the paused reader, then free-running; the reader
 //!   verifies every record it gets and accounts exactly for every one it lost;
@@ -36,6 +39,7 @@ extern crate std;
 
 pub mod args;
 pub mod c_peer;
+pub mod events_check;
 pub mod log_check;
 pub mod ping_pong;
 pub mod queue_check;

@@ -9,12 +9,15 @@
 //!
 //! - `qemu`: the machine, its RAM, running QEMU and stopping it;
 //! - `images`: the guest images, built with cargo and turned into arm64 Images;
+//! - `ivshmem`: `hypervisor = "qemu-ivshmem"`: one VM per domain, no Xen, the ivshmem
+//!   server (docs/adr/0005);
 //! - `linux`: Linux domains: their kernel, programs (musl) and the initramfs made here;
 //! - `uboot`: the TFTP directory and command line of a boot through U-Boot;
 //! - `console`: reading the serial console and deciding the boot from it.
 
 mod console;
 mod images;
+mod ivshmem;
 mod linux;
 mod qemu;
 mod uboot;
@@ -24,7 +27,7 @@ use console::{spawn_reader, Event, Verdict, Watch};
 use images::images;
 use qemu::{machine_args, memory_mib, run_bounded, Qemu};
 use staticbus_config::compile::{self, Options};
-use staticbus_config::model::{GicVersion, SourceKind, XenVersion};
+use staticbus_config::model::{GicVersion, Hypervisor, SourceKind, XenVersion};
 use staticbus_diag::Sources;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -148,6 +151,14 @@ fn boot_inner(file: &Path, o: &BootOptions) -> Result<u8, SetupError> {
     };
     if sys.source != SourceKind::Description {
         return Err(setup("`staticbus boot` needs a system description (.toml)"));
+    }
+    if sys.target.hypervisor == Hypervisor::QemuIvshmem {
+        if o.uboot.is_some() {
+            return Err(setup(
+                "--uboot boots Xen; this system has `hypervisor = \"qemu-ivshmem\"`",
+            ));
+        }
+        return ivshmem::boot(file, &base_dir, o);
     }
     let mem = memory_mib(&sys)?;
     let machine = machine_args(sys.platform.gic.unwrap_or(GicVersion::V3), o.smp, mem);

@@ -13,6 +13,14 @@ use std::collections::{HashMap, HashSet};
 /// of the Xen/Arm guest memory map and below guest RAM.
 pub const DEFAULT_GUEST_WINDOW: (u64, u64) = (0x0800_0000, 0x0800_0000);
 
+/// Default window for `hypervisor = "qemu-ivshmem"`: the shared object (BAR2) minus its
+/// control page, so every region is a window of the object at the same address in every
+/// member (the allocator prefers a common address; docs/adr/0005).
+pub const IVSHMEM_GUEST_WINDOW: (u64, u64) = (
+    staticbus_abi::ivshmem::SHM_BASE,
+    staticbus_abi::ivshmem::SHM_MAX - staticbus_abi::ivshmem::CONTROL_PAGE,
+);
+
 impl Builder<'_> {
     pub(super) fn alloc_ports(&mut self) {
         let mut used: HashMap<DomIdx, HashSet<u32>> = HashMap::new();
@@ -193,7 +201,10 @@ impl Builder<'_> {
             .guest_shm_window
             .as_ref()
             .map(|r| (r.base, r.size))
-            .unwrap_or(DEFAULT_GUEST_WINDOW);
+            .unwrap_or(match self.sys.target.hypervisor {
+                Hypervisor::Xen => DEFAULT_GUEST_WINDOW,
+                Hypervisor::QemuIvshmem => IVSHMEM_GUEST_WINDOW,
+            });
         let wend = wb.saturating_add(ws);
         // Per domain: the window minus guest RAM and explicit guest ranges.
         let mut taken: HashMap<DomIdx, Vec<(u64, u64)>> = HashMap::new();
@@ -308,7 +319,9 @@ impl Builder<'_> {
                     .map(move |(i, _)| (d, i))
             })
             .collect();
-        if open.is_empty() {
+        // Without Xen each domain is its own VM, which loads its kernel itself (QEMU's
+        // `-kernel`): no host address to place.
+        if open.is_empty() || self.sys.target.hypervisor == Hypervisor::QemuIvshmem {
             return;
         }
         let mut taken = self.taken_host();

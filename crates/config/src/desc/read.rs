@@ -103,6 +103,17 @@ impl Builder<'_> {
         if let Some(td) = &desc.target {
             t.loc = self.loc(td);
             let td = td.get_ref();
+            if let Some(h) = &td.hypervisor {
+                match Hypervisor::parse(h.get_ref()) {
+                    Some(v) => t.hypervisor = v,
+                    None => self.err(
+                        DESC_BAD_VALUE,
+                        self.loc(h),
+                        format!("unknown hypervisor `{}`", h.get_ref()),
+                        "use \"xen\" (the default) or \"qemu-ivshmem\"",
+                    ),
+                }
+            }
             if let Some(x) = &td.xen {
                 match XenVersion::parse(x.get_ref()) {
                     Some(v) => t.xen = v,

@@ -126,6 +126,8 @@ pub struct SystemDesc {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct TargetDesc {
+    /// `"xen"` (default) or `"qemu-ivshmem"`.
+    pub hypervisor: Option<Spanned<String>>,
     /// `"4.17"` … `"4.20"`.
     pub xen: Option<Spanned<String>>,
     /// CONFIG_STATIC_SHM.
