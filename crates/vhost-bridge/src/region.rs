@@ -46,8 +46,9 @@ pub const PAGE_SIZE: u64 = 4096;
 impl SharedRegion {
     /// Maps `size` bytes of `fd` from `file_offset`, seen by the frontend at `guest_base`.
     ///
-    /// The file must already be at least `file_offset + size` bytes long; offset, base and
-    /// size must be page-aligned and the size non-zero.
+    /// A regular file must already be at least `file_offset + size` bytes long (a device
+    /// fd, such as a region device, is checked by its own mmap); offset, base and size must
+    /// be page-aligned and the size non-zero.
     pub fn from_fd(
         fd: OwnedFd,
         file_offset: u64,
@@ -71,16 +72,18 @@ impl SharedRegion {
             ))
         })?;
         let file = File::from(fd);
-        let len = file
+        let meta = file
             .metadata()
-            .map_err(|e| bad(format!("cannot stat the region's fd: {e}")))?
-            .len();
+            .map_err(|e| bad(format!("cannot stat the region's fd: {e}")))?;
+        let len = meta.len();
         let end = file_offset.checked_add(size).ok_or_else(|| {
             bad(format!(
                 "file offset {file_offset:#x} + size {size:#x} overflows"
             ))
         })?;
-        if len < end {
+        // A regular file (a memfd) must be long enough; a device (the xen-shmem region
+        // device) has no length to compare, and its mmap refuses a range it does not have.
+        if meta.is_file() && len < end {
             return Err(bad(format!(
                 "the file is {len:#x} bytes, the region needs {end:#x} (offset {file_offset:#x} + size {size:#x})"
             )));
@@ -223,6 +226,20 @@ mod tests {
         assert!(
             why(SharedRegion::from_fd(memfd(8192), 0, 4096, u64::MAX - 4095)).contains("overflows")
         );
+    }
+
+    #[test]
+    fn a_device_fd_maps_without_a_file_length() {
+        // /dev/zero: a character device whose shared mapping is shared memory.
+        let fd: OwnedFd = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .open("/dev/zero")
+            .unwrap()
+            .into();
+        let r = SharedRegion::from_fd(fd, 0, 8192, 0x4000).unwrap();
+        assert_eq!((r.size(), r.guest_base()), (8192, 0x4000));
+        assert!(r.contains(0x4000, 8192));
     }
 
     #[test]
