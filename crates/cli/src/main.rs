@@ -175,6 +175,11 @@ enum Cmd {
         /// the `--uboot` script of `staticbus build` and every file it names over TFTP.
         #[arg(long)]
         uboot: Option<PathBuf>,
+        /// The cargo workspace that builds the description's `cargo = {…}` images
+        /// (default: the description's own workspace, else the staticbus sources this
+        /// binary was built from).
+        #[arg(long)]
+        workspace: Option<PathBuf>,
     },
     /// Draw the system: host and guest memory maps, the channel graph and the check's
     /// problems where they are, as one SVG or a self-contained HTML page (exit 1 on errors,
@@ -448,6 +453,7 @@ fn run(cli: Cli) -> u8 {
             verbose,
             qemu_args,
             uboot,
+            workspace,
         } => {
             if !(timeout.is_finite() && timeout > 0.0) {
                 eprintln!("error: --timeout must be a positive number of seconds");
@@ -464,6 +470,7 @@ fn run(cli: Cli) -> u8 {
                 verbose,
                 qemu_args,
                 uboot,
+                workspace,
             };
             boot::boot(&file, &opts)
         }

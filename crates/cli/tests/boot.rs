@@ -61,9 +61,14 @@ fn boot(xen: &Path, desc: &str, out: &Path, extra: &[&str]) -> Output {
 fn ping_pong_passes_on_xen_4_17() {
     let Some(xen) = xen("4.17") else { return };
     let dir = tempfile::tempdir().unwrap();
+    // A copy of the description outside the checkout: its `cargo = {…}` images are built
+    // in the staticbus sources this binary was built from.
+    let outside = tempfile::tempdir().unwrap();
+    let desc = outside.path().join("system.toml");
+    std::fs::copy(root().join("examples/xen-ping-pong/system.toml"), &desc).unwrap();
     let o = boot(
         &xen,
-        "examples/xen-ping-pong/system.toml",
+        desc.to_str().unwrap(),
         dir.path(),
         &["--timeout", "120"],
     );
@@ -86,6 +91,24 @@ fn ping_pong_passes_on_xen_4_17() {
     assert_eq!(&img[0x38..0x3c], b"ARM\x64");
     let dts = std::fs::read_to_string(dir.path().join("host.dts")).unwrap();
     assert!(dts.contains("xen,evtchn-v1"), "{dts}");
+
+    // --workspace names where the images are built; a folder outside any workspace is
+    // refused before anything boots.
+    let o = boot(
+        &xen,
+        desc.to_str().unwrap(),
+        dir.path(),
+        &["--workspace", outside.path().to_str().unwrap()],
+    );
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains(&format!(
+            "--workspace {}: no Cargo.toml there or above",
+            outside.path().display()
+        )),
+        "{t}"
+    );
 }
 
 /// Boots `desc` on `version`, expects PASS and returns the output and the work directory.

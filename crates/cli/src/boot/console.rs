@@ -178,6 +178,11 @@ impl Watch {
                     "boot: FAIL: timeout; no RESULT PASS from {}; {timing}",
                     waiting.join(", ")
                 );
+                eprintln!(
+                    "boot: Xen's state at the timeout (debug keys `{}`: domains and vCPUs, \
+                     event channels, registers) is at the end of console.log",
+                    super::TIMEOUT_DEBUG_KEYS
+                );
                 1
             }
             Verdict::Interrupted => {

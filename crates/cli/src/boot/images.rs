@@ -26,6 +26,7 @@ pub(super) struct Load {
 pub(super) fn images(
     sys: &System,
     base_dir: &Path,
+    cargo_dir: &super::CargoDir,
     out: &Path,
     linux: &BTreeMap<String, LinuxImages>,
 ) -> Result<Vec<Load>, SetupError> {
@@ -48,7 +49,7 @@ pub(super) fn images(
         // Images of one binary built for different systems share cargo's target directory:
         // one boot at a time builds and copies its images out.
         let _lock = build_lock()?;
-        let elfs = cargo_build(&wanted, base_dir, out)?;
+        let elfs = cargo_build(&wanted, &cargo_dir.get()?, out)?;
         let img_dir = out.join("images");
         for (bin, elf) in elfs {
             let raw = elf_to_image(&elf)?;

@@ -70,6 +70,7 @@ fn script(name: &str, args: &[&Path]) -> Result<PathBuf, SetupError> {
 pub(super) fn prepare(
     sys: &System,
     base_dir: &Path,
+    cargo_dir: &super::CargoDir,
     out: &Path,
 ) -> Result<BTreeMap<String, LinuxImages>, SetupError> {
     let linux: Vec<_> = sys
@@ -112,7 +113,7 @@ pub(super) fn prepare(
         "cargo build --release --target {TARGET} ({}), static",
         names.join(", ")
     ));
-    let bins = cargo_build(&wanted, base_dir)?;
+    let bins = cargo_build(&wanted, &cargo_dir.get()?)?;
 
     for (d, l) in linux {
         let kernel = match &l.kernel {

@@ -64,6 +64,60 @@ pub struct BootOptions {
     /// Boot through this U-Boot (`-bios`), which loads everything over TFTP with the
     /// script `staticbus build --uboot` writes, instead of QEMU's own loaders.
     pub uboot: Option<PathBuf>,
+    /// The cargo workspace that builds the description's `cargo = {…}` images (default:
+    /// see [`CargoDir`]).
+    pub workspace: Option<PathBuf>,
+}
+
+/// Where `boot` runs `cargo build` for the `cargo = { package, bin }` images: `--workspace
+/// DIR` if given; else the description's folder when it lies in a cargo workspace; else
+/// the staticbus sources this binary was built from (their `staticbus-*` packages build
+/// the example programs), when they are still there.
+struct CargoDir {
+    explicit: Option<PathBuf>,
+    desc_dir: PathBuf,
+}
+
+/// The staticbus workspace this binary was built from.
+fn own_sources() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Whether `dir` lies in a cargo workspace (a `Cargo.toml` in it or above it).
+fn in_workspace(dir: &Path) -> bool {
+    let Ok(abs) = std::fs::canonicalize(dir) else {
+        return false;
+    };
+    abs.ancestors().any(|d| d.join("Cargo.toml").is_file())
+}
+
+impl CargoDir {
+    /// The folder to build in, or why there is none.
+    fn get(&self) -> Result<PathBuf, SetupError> {
+        if let Some(d) = &self.explicit {
+            return if in_workspace(d) {
+                Ok(d.clone())
+            } else {
+                Err(setup(format!(
+                    "--workspace {}: no Cargo.toml there or above",
+                    d.display()
+                )))
+            };
+        }
+        if in_workspace(&self.desc_dir) {
+            return Ok(self.desc_dir.clone());
+        }
+        let own = own_sources();
+        if own.join("Cargo.toml").is_file() {
+            return Ok(own);
+        }
+        Err(setup(format!(
+            "the description names `cargo = {{…}}` images, but `{}` is not in a cargo \
+             workspace and the staticbus sources this binary was built from are gone",
+            self.desc_dir.display()
+        ))
+        .hint("pass --workspace DIR (the workspace whose packages build the images)"))
+    }
 }
 
 /// A setup error: printed as `error: …` with a hint, exit status 2.
@@ -225,8 +279,12 @@ fn boot_inner(file: &Path, o: &BootOptions) -> Result<u8, SetupError> {
         .map_err(|e| setup(format!("cannot write to `{}`: {e}", out.display())))?;
 
     // 4. The images.
-    let linux = linux::prepare(&sys, &base_dir, &out)?;
-    let loads = images(&sys, &base_dir, &out, &linux)?;
+    let cargo_dir = CargoDir {
+        explicit: o.workspace.clone(),
+        desc_dir: base_dir.clone(),
+    };
+    let linux = linux::prepare(&sys, &base_dir, &cargo_dir, &out)?;
+    let loads = images(&sys, &base_dir, &cargo_dir, &out, &linux)?;
 
     // 5. Boot.
     let mut args = machine.clone();
@@ -304,11 +362,8 @@ fn boot_inner(file: &Path, o: &BootOptions) -> Result<u8, SetupError> {
     let start = Instant::now();
     let child = Command::new(&o.qemu)
         .args(&args)
-        .stdin(if uboot_cmd.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        // Piped: U-Boot's commands, and Xen's debug keys on a timeout.
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(qemu_err)
         .spawn()
@@ -317,7 +372,7 @@ fn boot_inner(file: &Path, o: &BootOptions) -> Result<u8, SetupError> {
     let console = std::fs::File::create(out.join("console.log"))
         .map_err(|e| setup(format!("cannot write to `{}`: {e}", out.display())))?;
     let lines = spawn_reader(&mut qemu.0, console);
-    let mut uboot_input = qemu.0.stdin.take();
+    let mut serial_input = qemu.0.stdin.take();
 
     let mut watch = Watch::new(domus, o.verbose);
     let deadline = start + o.timeout;
@@ -336,7 +391,7 @@ fn boot_inner(file: &Path, o: &BootOptions) -> Result<u8, SetupError> {
         }
         match lines.recv_timeout(Duration::from_millis(50)) {
             Ok(line) => {
-                if let Some(input) = uboot_input.as_mut() {
+                if let (Some(input), true) = (serial_input.as_mut(), uboot_cmd.is_some()) {
                     // A key pressed before U-Boot's countdown stops its own boot sequence
                     // (the countdown line only ends once the countdown does); then the
                     // prompt runs the staticbus script.
@@ -376,6 +431,49 @@ fn boot_inner(file: &Path, o: &BootOptions) -> Result<u8, SetupError> {
         }
     };
     let elapsed = start.elapsed();
+    if matches!(verdict, Verdict::Timeout) {
+        if let Some(input) = serial_input.as_mut() {
+            xen_state_at_timeout(input, &lines, &mut watch);
+        }
+    }
     drop(qemu); // stops QEMU
     Ok(watch.finish(&verdict, elapsed, &out))
+}
+
+/// Xen's debug keys sent on a timeout, in order: `q` (each domain and vCPU: pause and
+/// poll state, pending upcall, the vGIC), `e` (every event channel: state, peer, pending
+/// and masked bits), `d` (each physical CPU's registers, a guest's where it runs). The
+/// console takes input for Xen at boot (`conswitch=ax` of the examples; Xen says so on
+/// the console).
+pub const TIMEOUT_DEBUG_KEYS: &str = "qed";
+
+/// How long the debug keys' output is collected before QEMU is stopped.
+const DEBUG_KEYS_GRACE: Duration = Duration::from_secs(3);
+
+/// On a timeout, asks Xen what every domain and event channel is doing (the answer goes
+/// to console.log and the Xen tail of the report), so that a hang says where it is.
+fn xen_state_at_timeout(
+    input: &mut std::process::ChildStdin,
+    lines: &mpsc::Receiver<String>,
+    watch: &mut Watch,
+) {
+    for key in TIMEOUT_DEBUG_KEYS.bytes() {
+        if input
+            .write_all(&[key])
+            .and_then(|()| input.flush())
+            .is_err()
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let until = Instant::now() + DEBUG_KEYS_GRACE;
+    while let Some(left) = until.checked_duration_since(Instant::now()) {
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                let _ = watch.line(&line, Duration::ZERO);
+            }
+            Err(_) => break,
+        }
+    }
 }
