@@ -157,3 +157,68 @@ fn a_linux_domain_without_xen_enhanced_is_rejected_and_fails_as_documented() {
         "{t}"
     );
 }
+
+/// The numbers after `key` in the first line of `t` that contains `key` (e.g. `after(t,
+/// "reader: ")`), in order.
+fn numbers_after(t: &str, key: &str) -> Vec<u64> {
+    let line = t
+        .lines()
+        .find(|l| l.contains(key))
+        .unwrap_or_else(|| panic!("no line with `{key}`:\n{t}"));
+    let rest = &line[line.find(key).unwrap() + key.len()..];
+    rest.split(|c: char| !c.is_ascii_digit())
+        .filter(|w| !w.is_empty())
+        .map(|w| w.parse().unwrap())
+        .collect()
+}
+
+/// examples/xen-linux-queue: one boot, three programs side by side in the Linux domain
+/// against three bare-metal domains — 10,000 checksummed queue messages Linux → bare metal
+/// and 10,000 bare metal → Linux (each followed by 1000 round trips), and a log from a
+/// bare-metal writer that Linux reads with exact loss accounting.
+#[test]
+fn linux_queues_both_ways_and_reads_a_log_beside_bare_metal_on_xen_4_20() {
+    let Some(xen) = common::xen("4.20") else {
+        return;
+    };
+    if !linux_ready() {
+        return;
+    }
+    let (o, t) = boot(&xen, "examples/xen-linux-queue/system.toml", &[]);
+    assert_eq!(o.status.code(), Some(0), "{t}");
+    let digest = "digest 0x630d7a5b3eef2fd1";
+    for want in [
+        // Linux → bare metal.
+        "linux | producer: `up` queue of 32768 bytes (max message 16376); waiting for `up-ack`",
+        &format!("linux | program 1: RESULT PASS queue-check producer: 10000 messages verified ({digest}), 1000 round trips"),
+        &format!("sink | RESULT PASS queue-check consumer: 10000 messages in order and intact ({digest})"),
+        // Bare metal → Linux.
+        &format!("linux | program 2: RESULT PASS queue-check consumer: 10000 messages in order and intact ({digest})"),
+        &format!("source | RESULT PASS queue-check producer: 10000 messages verified ({digest}), 1000 round trips"),
+        // The log, bare metal → Linux.
+        "linux | program 3: RESULT PASS log-check reader: 10000 records = ",
+        "writer | RESULT PASS log-check writer: 10000 records; lost 0 paced, 2056 in bursts (exact), ",
+        "linux | reader: bursts: 2944 received, 2056 lost, exactly as overwritten in each of 13 bursts",
+        "linux | RESULT PASS linux-init: 3 programs passed in ",
+    ] {
+        assert!(has(&t, want), "no `{want}`:\n{t}");
+    }
+    // The reader's account of the log agrees with the writer's view of it, record for
+    // record: `reader: R received (…), L lost` on the writer's side, `R intact + L lost`
+    // on the reader's.
+    let reader = numbers_after(&t, "RESULT PASS log-check reader: ");
+    let writer = numbers_after(&t, "notifications; reader: ");
+    assert_eq!(reader.len(), 3, "{reader:?}");
+    assert_eq!(reader[0], 10_000);
+    assert_eq!(reader[1] + reader[2], 10_000);
+    assert_eq!(
+        writer.first(),
+        Some(&reader[1]),
+        "received: {writer:?} vs {reader:?}"
+    );
+    assert_eq!(
+        writer.last(),
+        Some(&reader[2]),
+        "lost: {writer:?} vs {reader:?}"
+    );
+}

@@ -180,7 +180,7 @@ impl Watch {
                 );
                 eprintln!(
                     "boot: Xen's state at the timeout (debug keys `{}`: domains and vCPUs, \
-                     event channels, registers) is at the end of console.log",
+                     event channels, run queues, registers) is at the end of console.log",
                     super::TIMEOUT_DEBUG_KEYS
                 );
                 1

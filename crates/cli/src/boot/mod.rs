@@ -442,10 +442,11 @@ fn boot_inner(file: &Path, o: &BootOptions) -> Result<u8, SetupError> {
 
 /// Xen's debug keys sent on a timeout, in order: `q` (each domain and vCPU: pause and
 /// poll state, pending upcall, the vGIC), `e` (every event channel: state, peer, pending
-/// and masked bits), `d` (each physical CPU's registers, a guest's where it runs). The
+/// and masked bits), `r` (the scheduler's run queues: which vCPU is runnable where), `d`
+/// (each physical CPU's registers, a guest's where it runs). The
 /// console takes input for Xen at boot (`conswitch=ax` of the examples; Xen says so on
 /// the console).
-pub const TIMEOUT_DEBUG_KEYS: &str = "qed";
+pub const TIMEOUT_DEBUG_KEYS: &str = "qerd";
 
 /// How long the debug keys' output is collected before QEMU is stopped.
 const DEBUG_KEYS_GRACE: Duration = Duration::from_secs(3);
