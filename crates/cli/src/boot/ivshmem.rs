@@ -21,7 +21,7 @@
 
 use super::images::images;
 use super::qemu::Qemu;
-use super::{setup, step, BootOptions, SetupError};
+use super::{setup, step, BootOptions, CargoDir, SetupError};
 use crate::{report_human, write_atomic, write_outputs};
 use staticbus_abi::ivshmem;
 use staticbus_config::compile::{self, Options};
@@ -149,7 +149,11 @@ pub(super) fn boot(file: &Path, base_dir: &Path, o: &BootOptions) -> Result<u8, 
     // 2. The layout.
     let lay = layout(&sys)?;
     // 3. The images.
-    let loads = images(&sys, base_dir, &out, &BTreeMap::new())?;
+    let cargo_dir = CargoDir {
+        explicit: o.workspace.clone(),
+        desc_dir: base_dir.to_path_buf(),
+    };
+    let loads = images(&sys, base_dir, &cargo_dir, &out, &BTreeMap::new())?;
     let domains: Vec<_> = sys.domains.iter().filter(|d| !d.dom0).collect();
     let mut kernels = BTreeMap::new();
     for d in &domains {
