@@ -2,7 +2,8 @@
 //!
 //! Ranges: SB00xx device-tree syntax (crate `staticbus-dt`), SB01xx static event channels,
 //! SB02xx static shared memory, SB03xx `xen,enhanced`, SB04xx domains, modules and memory,
-//! SB05xx the system description, SB06xx allocation, SB07xx input/output.
+//! SB05xx the system description, SB06xx allocation, SB07xx input/output, SB09xx the
+//! `qemu-ivshmem` platform (SB08xx are `staticbus-import`'s).
 
 use staticbus_diag::{Code, Severity};
 
@@ -303,6 +304,17 @@ codes! {
     BASE_TREE = "SB0703", Error,
         "the base device tree cannot be used",
         "nothing is generated";
+
+    // ---- hypervisor = "qemu-ivshmem" (docs/adr/0005-ivshmem-platform.md) ----
+    IVSHMEM_REGION_OUTSIDE = "SB0901", Error,
+        "a region lies outside the ivshmem shared object (BAR2 minus its control page)",
+        "the VM refuses the region at start (`region …: unusable`) and the program fails opening its channel";
+    IVSHMEM_REGION_SPLIT = "SB0902", Error,
+        "a region has different guest addresses in its members, but the ivshmem shared object is one",
+        "each VM would see a different window of the object: the peers read and write each other's unrelated bytes";
+    IVSHMEM_PORT_NOT_VECTOR = "SB0903", Error,
+        "an event-channel port is not a doorbell vector (1..64)",
+        "the device has no such vector (or vector 0 is the server's leave notice): the doorbell is dropped and the waiter sleeps for good";
 }
 
 #[cfg(test)]

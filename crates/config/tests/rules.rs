@@ -1561,6 +1561,37 @@ fn sb0606_alloc_no_module_space() {
 }
 
 // ======================================================================================
+// SB09xx hypervisor = "qemu-ivshmem"
+// ======================================================================================
+
+#[test]
+fn sb0901_ivshmem_region_outside() {
+    Case::toml("sb0901_ivshmem_region_outside.toml", IVSHMEM_REGION_OUTSIDE)
+        .at("guest = |0x0800_0000")
+        .fix("guest = 0x0800_0000", "guest = 0x2000_0000")
+        .run();
+}
+
+#[test]
+fn sb0902_ivshmem_region_split() {
+    Case::toml("sb0902_ivshmem_region_split.toml", IVSHMEM_REGION_SPLIT)
+        .at("guest = |{ ping")
+        .fix("pong = 0x2001_0000", "pong = 0x2000_0000")
+        .run();
+}
+
+#[test]
+fn sb0903_ivshmem_port_not_vector() {
+    Case::toml(
+        "sb0903_ivshmem_port_not_vector.toml",
+        IVSHMEM_PORT_NOT_VECTOR,
+    )
+    .at("ports = |{ ping")
+    .fix("ping = 64", "ping = 63")
+    .run();
+}
+
+// ======================================================================================
 // SB07xx input / output
 // ======================================================================================
 

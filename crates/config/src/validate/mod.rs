@@ -1,4 +1,5 @@
-//! Xen's rules, checked on the [`System`] model before anything boots.
+//! Xen's rules (and, for `hypervisor = "qemu-ivshmem"`, that platform's), checked on the
+//! [`System`] model before anything boots.
 //!
 //! One module per area of `shared/spec/xen-dom0less.md`: `evtchn` (§1.6 static event
 //! channels), `shm` (§2.7 static shared memory), `enhanced` (§3 `xen,enhanced`), `domains`
@@ -10,6 +11,7 @@
 mod domains;
 mod enhanced;
 mod evtchn;
+mod ivshmem;
 mod modules;
 mod shm;
 
@@ -18,24 +20,25 @@ use staticbus_diag::{Diagnostic, Diagnostics, Location};
 
 /// Checks `sys` and returns every problem found.
 ///
-/// These are Xen's rules: a system for `hypervisor = "qemu-ivshmem"` has no Xen, no host
-/// tree to boot and no module placement, so none of them applies; what that platform
-/// requires of the layout (one address per region inside the shared object, ports that
-/// are doorbell vectors) is checked by `staticbus boot` before it starts a VM
-/// (docs/adr/0005).
+/// A system for `hypervisor = "qemu-ivshmem"` has no Xen, no host tree to boot and no
+/// module placement, so Xen's rules do not apply to it; it gets that platform's own
+/// (`ivshmem`: one address per region inside the shared object, ports that are doorbell
+/// vectors; docs/adr/0005).
 pub fn validate(sys: &System) -> Diagnostics {
-    if sys.target.hypervisor == Hypervisor::QemuIvshmem {
-        return Diagnostics::new();
-    }
     let mut v = Validator {
         sys,
         diags: Diagnostics::new(),
         occupants: occupants(sys),
     };
-    v.domains();
-    v.modules();
-    v.evtchns();
-    v.shm();
+    match sys.target.hypervisor {
+        Hypervisor::Xen => {
+            v.domains();
+            v.modules();
+            v.evtchns();
+            v.shm();
+        }
+        Hypervisor::QemuIvshmem => v.ivshmem(),
+    }
     // One problem can be found through several nodes (the users of one description region
     // share its host address and size): report it once.
     let mut seen = std::collections::HashSet::new();
