@@ -643,11 +643,7 @@ fn import_imagebuilder(a: ImportArgs) -> u8 {
             im.imported,
             im.not_imported
         );
-        let base = im.base.map(|b| format!(" --base {b}")).unwrap_or_default();
-        eprintln!(
-            "next: staticbus build {}{base} --uboot -o out",
-            a.out.display()
-        );
+        eprintln!("next: staticbus build {} --uboot -o out", a.out.display());
     }
     0
 }

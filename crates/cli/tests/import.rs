@@ -65,33 +65,14 @@ fn import_build_check_round_trip() {
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(
-        stderr(&o).contains("next: staticbus build system.toml --base virt.dtb --uboot -o out"),
+        stderr(&o).contains("next: staticbus build system.toml --uboot -o out"),
         "{}",
         stderr(&o)
     );
-    let o = run_in(
-        d,
-        &[
-            "check",
-            "system.toml",
-            "--base",
-            "virt.dtb",
-            "--deny-warnings",
-        ],
-    );
+    // The description names the board tree (DEVICE_TREE): no --base needed.
+    let o = run_in(d, &["check", "system.toml", "--deny-warnings"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let o = run_in(
-        d,
-        &[
-            "build",
-            "system.toml",
-            "--base",
-            "virt.dtb",
-            "--uboot",
-            "-o",
-            "out",
-        ],
-    );
+    let o = run_in(d, &["build", "system.toml", "--uboot", "-o", "out"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     // The built host tree is what Xen boots: it checks clean on its own.
     let o = run_in(

@@ -171,6 +171,16 @@ fn not_utf8(
     d
 }
 
+/// The board tree a description names (`[platform] base = "board.dtb"`), resolved against
+/// the description's folder. A description that does not parse has none here (the reader
+/// then reports why).
+fn description_base(path: &Path, bytes: &[u8]) -> Option<PathBuf> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let table: toml::Table = toml::from_str(text).ok()?;
+    let base = table.get("platform")?.get("base")?.as_str()?;
+    Some(path.parent().unwrap_or(Path::new(".")).join(base))
+}
+
 /// Loads `path`, reads it into the model and validates it.
 pub fn check(sources: &mut Sources, path: &Path, opts: &Options) -> Checked {
     let mut out = Checked {
@@ -201,7 +211,13 @@ pub fn check(sources: &mut Sources, path: &Path, opts: &Options) -> Checked {
         return out;
     };
     let mut base_platform: Option<Platform> = None;
-    if let Some(bp) = &opts.base {
+    // `--base`, else the description's own `[platform] base` (relative to it).
+    let base = opts.base.clone().or_else(|| {
+        (kind == InputKind::Toml)
+            .then(|| description_base(path, &bytes))
+            .flatten()
+    });
+    if let Some(bp) = &base {
         match read_limited(bp) {
             Err(e) => {
                 out.diags.push(io_diag(None, bp, &e));

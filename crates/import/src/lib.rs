@@ -973,9 +973,10 @@ pub fn import(sources: &Sources, file: FileId, text: &str, opts: &Options) -> Im
         t,
         "# imported is listed at the end. Modules are placed where uboot-script-gen loads them."
     );
-    if let Some(b) = &base {
-        let _ = writeln!(t, "# The board tree (DEVICE_TREE): `staticbus build THIS.toml --base {b} --uboot -o out`.");
-    }
+    let _ = writeln!(
+        t,
+        "# `staticbus build THIS.toml --uboot -o out` writes the host tree and the U-Boot script."
+    );
     let _ = writeln!(t);
     let _ = writeln!(t, "[system]\nname = {}\n", toml_str(&opts.name));
     let _ = writeln!(
@@ -1013,6 +1014,14 @@ pub fn import(sources: &Sources, file: FileId, text: &str, opts: &Options) -> Im
             hex(m.addr),
             hex(size.max(1)),
             m.from
+        );
+    }
+    if let (Some(b), Some(a)) = (&base, dt) {
+        let _ = writeln!(
+            t,
+            "base = {}   # {}: the board tree, merged into the host tree (like --base)",
+            toml_str(b),
+            origin(sources, a)
         );
     }
     if let Some((at, from)) = &dtb_at {

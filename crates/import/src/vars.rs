@@ -40,7 +40,7 @@ vars! {
     "MEMORY_END" => Mapped("[platform] ram: the RAM bank's end (required)");
     "LOAD_CMD" => Mapped("[uboot] load: the command the U-Boot script loads files with (tftp, sd, scsi, usb shorthands expanded; default tftpb)");
     "BOOT_CMD" => Mapped("booti is what `build --uboot` starts Xen with; bootm, bootefi and none are reported as unsupported");
-    "DEVICE_TREE" => Mapped("the board tree: `staticbus check`/`build` take it as `--base` (the import says so); its placement is [platform] dtb, 2 MiB after Xen");
+    "DEVICE_TREE" => Mapped("[platform] base: the board tree `check` and `build` merge the configuration into; its placement is [platform] dtb, 2 MiB after Xen");
     "XEN" => Mapped("[uboot] xen (the file the script loads) and [platform] xen (where: after the domain modules, like uboot-script-gen)");
     "XEN_CMD" => Mapped("[xen] bootargs (ImageBuilder's default when unset)");
     "XEN_LOAD" => Mapped("same as LOAD_CMD when equal to it; a different command per image is unsupported");

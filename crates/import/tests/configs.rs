@@ -94,10 +94,8 @@ fn check_description(r: &Run) -> System {
     let c = check(
         &mut sources,
         &path,
-        &CheckOptions {
-            base: Some(r.dir.path().join("virt.dtb")),
-            ..CheckOptions::default()
-        },
+        // The board tree comes from the description's `[platform] base`.
+        &CheckOptions::default(),
     );
     let bad: Diagnostics = c
         .diags
@@ -110,6 +108,7 @@ fn check_description(r: &Run) -> System {
         "the imported description does not check cleanly:\n{}\n{toml}",
         dump(&sources, &bad)
     );
+    assert!(c.base.is_some(), "the board tree was read");
     c.system.unwrap()
 }
 

@@ -170,6 +170,9 @@ pub struct PlatformDesc {
     pub xen: Option<Spanned<RangeDesc>>,
     /// Guest window for shared regions.
     pub guest_shm_window: Option<Spanned<RangeDesc>>,
+    /// The board's device tree, relative to the description: what `--base` gives (which
+    /// overrides it). Read by `compile::check` before the description itself.
+    pub base: Option<Spanned<String>>,
 }
 
 /// `[xen]`.
