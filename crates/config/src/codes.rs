@@ -48,7 +48,7 @@ codes! {
         "`evtchn: could not find domains` then panic; as a first end the node is silently ignored";
     EVTCHN_BAD_PLACEMENT = "SB0108", Error,
         "event-channel endpoint is not a direct child of a domain node (or of `/chosen` for dom0)",
-        "under a non-domain node it is taken as dom0's; deeper nodes are silently ignored";
+        "as the peer of a bound endpoint: `evtchn: could not find domains` then panic `Could not set up domains evtchn` (without dom0); Xen never looks at it as a first end";
     EVTCHN_PORT_ZERO = "SB0109", Error,
         "event-channel port 0 is reserved",
         "first end: `evtchn_bind_interdomain() failure (Error -22)` and a panic; second end: Xen picks an unpredictable free port silently";
@@ -72,36 +72,36 @@ codes! {
         "the bind fails with -EBUSY (`evtchn_bind_interdomain() failure (Error -16)`) then panic";
     EVTCHN_COMPAT_PROSE = "SB0116", Warning,
         "node uses compatible `xen,evtchn` (the documentation's spelling) instead of `xen,evtchn-v1`",
-        "the node is silently ignored: Xen's code only matches `xen,evtchn-v1`";
+        "the node is silently ignored (Xen's code only matches xen,evtchn-v1): the channel is never bound and the guests find its ports closed";
     EVTCHN_NO_PHANDLE = "SB0117", Error,
         "event-channel endpoint has no phandle, so its peer cannot point at it",
-        "the peer's reference cannot resolve: `evtchn: could not find remote evtchn phandle` then panic";
+        "the peer's back reference never matches it: `xen,evtchn property is not setup correctly.` then panic `Could not set up domains evtchn`";
 
     // ---- static shared memory (spec §2) ----
     SHM_DISABLED = "SB0201", Error,
         "static shared memory needs a Xen built with CONFIG_STATIC_SHM",
-        "`CONFIG_STATIC_SHM must be enabled for parsing static shared memory nodes` then panic `Early FDT parsing failed (-22)`";
+        "4.17/4.18: the early scan stops at the node, so every later module and node is missing (e.g. `Missing kernel boot module?` then panic `Could not set up domain …`); 4.19+: panic `Early FDT parsing failed (-22)` before the console is up";
     SHM_BAD_PLACEMENT = "SB0202", Error,
         "shared-memory node is not a direct child of a domain node (or of `/chosen` for dom0)",
-        "parsed at boot but never mapped; 4.19+: `static shared memory bank not found` and the domain fails to build";
+        "parsed at boot, then accepted silently: no domain maps it (a /chosen-level node without dom0), so its guests find no region";
     SHM_ID_MISSING = "SB0203", Error,
         "shared-memory node has no `xen,shm-id`",
-        "`fdt: node `…': parsing failed` then panic `Early FDT parsing failed (-2)`";
+        "4.19+: panic while the host tree is parsed, before the console is up: a build without early printk (Debian's) prints nothing and never resets (with early printk: fdt: node … parsing failed, Early FDT parsing failed (-2)); 4.17/4.18 print the message and stop the early scan at the node, so every later node and module is missing";
     SHM_ID_EMPTY = "SB0204", Error,
         "`xen,shm-id` is empty",
-        "passes the early parse, then `BUG_ON(strlen == 0)` crashes the hypervisor during domain build";
+        "passes the early parse, then a BUG_ON crashes the hypervisor while the domain is built: `Xen BUG at …static-shmem.c`";
     SHM_ID_TOO_LONG = "SB0205", Error,
         "`xen,shm-id` is longer than 15 characters",
         "`fdt: invalid xen,shm-id …, it must be limited to 16 characters` then panic while the host tree is parsed, before the console is up: a build without early printk (Debian's config) prints nothing and never resets";
     SHM_ROLE_INVALID = "SB0206", Error,
         "`role` is neither \"owner\" nor \"borrower\"",
-        "`fdt: invalid `role` property for static shared memory node.` then panic";
+        "4.19+: panic while the host tree is parsed, before the console is up: a build without early printk (Debian's) prints nothing and never resets (with early printk: fdt: invalid role property for static shared memory node.); 4.17/4.18 print the message and stop the early scan at the node, so every later node and module is missing";
     SHM_MEM_MISSING = "SB0207", Error,
         "shared-memory node has no `xen,shared-mem`",
-        "`fdt: node `…': parsing failed` then panic `Early FDT parsing failed (-2)`";
+        "4.19+: panic while the host tree is parsed, before the console is up: a build without early printk (Debian's) prints nothing and never resets (with early printk: fdt: node … parsing failed, Early FDT parsing failed (-2)); 4.17/4.18 print the message and stop the early scan at the node, so every later node and module is missing";
     SHM_MEM_CELLS = "SB0208", Error,
         "`xen,shared-mem` has the wrong number of cells for the parent's #address-cells/#size-cells",
-        "`fdt: invalid `xen,shared-mem` property.` then panic";
+        "4.19+: panic while the host tree is parsed, before the console is up: a build without early printk (Debian's) prints nothing and never resets (with early printk: fdt: invalid xen,shared-mem property.); 4.17/4.18 print the message and stop the early scan at the node, so every later node and module is missing";
     SHM_HEAP_FORM_UNSUPPORTED = "SB0209", Error,
         "shared memory without a host address needs Xen 4.19 or later",
         "4.17/4.18: `fdt: host physical address must be chosen by users at the moment.` then panic";
@@ -110,22 +110,22 @@ codes! {
         "`host and guest physical address must be supplied for direct-mapped domains`; the domain fails to build";
     SHM_UNALIGNED = "SB0211", Error,
         "shared-memory address or size is not 4 KiB aligned",
-        "`fdt: physical address … is not suitably aligned.` / `guest address …` / `size …` then panic";
+        "4.19+: panic while the host tree is parsed, before the console is up: a build without early printk (Debian's) prints nothing and never resets (with early printk: fdt: physical address … is not suitably aligned. (or guest address, size)); 4.17/4.18 print the message and stop the early scan at the node, so every later node and module is missing";
     SHM_SIZE_ZERO = "SB0212", Error,
         "shared-memory size is zero",
-        "`fdt: the size for static shared memory region can not be zero` then panic";
+        "4.19+: panic while the host tree is parsed, before the console is up: a build without early printk (Debian's) prints nothing and never resets (with early printk: fdt: the size for static shared memory region can not be zero); 4.17/4.18 print the message and stop the early scan at the node, so every later node and module is missing";
     SHM_OVERFLOW = "SB0213", Error,
         "shared-memory range wraps around the address space",
-        "`fdt: static shared memory region … overflow` then panic";
+        "4.19+: panic while the host tree is parsed, before the console is up: a build without early printk (Debian's) prints nothing and never resets (with early printk: fdt: static shared memory region … overflow); 4.17/4.18 print the message and stop the early scan at the node, so every later node and module is missing";
     SHM_ID_MISMATCH = "SB0214", Error,
         "nodes with the same `xen,shm-id` disagree on size or host address",
-        "`fdt: different shared memory region could not share the same shm ID …` then panic";
+        "4.19+: panic while the host tree is parsed, before the console is up: a build without early printk (Debian's) prints nothing and never resets (with early printk: fdt: different shared memory region could not share the same shm ID …); 4.17/4.18 print the message and stop the early scan at the node, so every later node and module is missing";
     SHM_MIXED_FORMS = "SB0215", Error,
         "nodes with the same `xen,shm-id` mix the host-address and heap forms",
-        "host form first: accepted, but the later domain reads its size as its guest address (silent misconfiguration); heap form first: `different shared memory region could not share the same shm ID` and a panic";
+        "host form first: accepted, but the later domain reads its size as its guest address (silent misconfiguration); heap form first, 4.19+: panic while the host tree is parsed, before the console is up: a build without early printk (Debian's) prints nothing and never resets (with early printk: fdt: different shared memory region could not share the same shm ID …); 4.17/4.18 print the message and stop the early scan at the node, so every later node and module is missing";
     SHM_SAME_RANGE_OTHER_ID = "SB0216", Error,
         "two different shm ids name the same or overlapping host memory",
-        "`fdt: xen,shm-id … does not match for all the nodes using the same region` or `Region: [...) overlapping with bank[…]` then panic";
+        "4.19+: panic while the host tree is parsed, before the console is up: a build without early printk (Debian's) prints nothing and never resets (with early printk: fdt: xen,shm-id … does not match for all the nodes using the same region, or Region: … overlapping with bank…); 4.17/4.18 print the message and stop the early scan at the node, so every later node and module is missing";
     SHM_TWO_OWNERS = "SB0217", Error,
         "a shared region has more than one owner",
         "`failed to acquire static memory: -2.` then `Could not set up domain … (rc = -22)`";
@@ -137,13 +137,13 @@ codes! {
         "on its own accepted silently: the pages belong to nobody; tearing down a borrower drops references never taken";
     SHM_HOST_NOT_RAM = "SB0220", Error,
         "shared-memory host range is not inside RAM described by /memory",
-        "4.17/4.18: `invalid physical address`; 4.19+: accepted, then Xen crashes with a Data Abort in `unprepare_staticmem_pages`";
+        "4.17/4.18: invalid physical address; 4.19+: Xen crashes (a Data Abort in unprepare_staticmem_pages) before the console is up: a build without early printk (Debian's) prints nothing and never resets";
     SHM_HOST_RESERVED = "SB0221", Error,
         "shared-memory host range overlaps reserved memory, static memory, a boot module, the DTB or Xen",
-        "`Region: [...) overlapping with bank[…]` / `mod[…]` then panic";
+        "panic while the host tree is parsed (Region: … overlapping with bank… / mod…), before the console is up: a build without early printk (Debian's) prints nothing and never resets";
     SHM_GUEST_OVERLAP_RAM = "SB0222", Error,
         "shared-memory guest range overlaps the domain's RAM",
-        "accepted silently: the mapping replaces that guest RAM";
+        "the mapping replaces that guest RAM: where Xen puts the kernel, panic `Unable to copy the kernel in the hwdom memory` (for any domain); elsewhere accepted silently, and the guest uses the region as RAM";
     SHM_GUEST_OVERLAP_DEVICE = "SB0223", Error,
         "shared-memory guest range overlaps a device or Xen window of the guest",
         "accepted silently: the mapping replaces the GIC, UART, grant-table or magic-page mapping";
@@ -164,7 +164,7 @@ codes! {
         "`Region: [...) overlapping with bank[…]` then panic (4.18 only)";
     SHM_DUPLICATE_IN_DOMAIN = "SB0229", Error,
         "one domain has two nodes for the same shm id",
-        "the region is mapped twice into the domain: extra references are taken and the second mapping replaces the first";
+        "accepted silently: the region is mapped twice into the domain, extra references are taken and the second mapping replaces the first";
 
     // ---- xen,enhanced (spec §3) ----
     ENHANCED_NEEDS_DOM0 = "SB0301", Error,
@@ -172,7 +172,7 @@ codes! {
         "panic `At the moment, Xenstore support requires dom0 to be present`";
     ENHANCED_UNKNOWN = "SB0302", Warning,
         "unknown `xen,enhanced` value",
-        "silently ignored: the guest gets no `/hypervisor` node and no xenstore";
+        "silently ignored: the guest gets no /hypervisor node and no xenstore";
     ENHANCED_RECOMMENDED = "SB0303", Note,
         "a domain with static event channels has no `xen,enhanced`",
         "works for bare-metal guests; a Linux guest cannot find Xen (no `/hypervisor` node) and cannot use the channel";
@@ -186,7 +186,7 @@ codes! {
         "device-tree source: the nodes are merged into one domain; Xen looks up command lines by name";
     DOMAIN_NAME_TOO_LONG = "SB0402", Error,
         "domain node name is longer than 41 characters",
-        "release builds truncate the name, debug builds assert";
+        "accepted by release builds (debug builds assert), but the module command lines are looked up by the truncated name and not found: the kernel starts with an empty command line";
     DOMAIN_MEMORY = "SB0403", Error,
         "domain `memory` is missing, not 2 cells (KiB), or zero",
         "`Error building DomU: cannot read \"memory\" property` then panic `Could not set up domain …`";
@@ -204,10 +204,10 @@ codes! {
         "no `reg` or too few cells: panic `node … missing `reg' property` / `fdt: node `…': `reg` property length is too short` while the boot modules are parsed, before the console is up: a build without early printk (Debian's) prints nothing and never resets; extra cells: only the first pair is read";
     MODULE_OVERLAP = "SB0408", Error,
         "boot module overlaps another module, reserved memory, shared memory, the DTB or Xen",
-        "`Region: [...) overlapping with mod[…]`: the module is dropped, then `Missing kernel boot module?`";
+        "the boot loader writes one image over the other and Xen reads a kernel from the other image's bytes: `Could not set up domain …` then panic (or the guest runs the wrong code)";
     MODULE_NOT_RAM = "SB0409", Error,
         "boot module lies outside RAM",
-        "the boot loader cannot place it; Xen reads garbage or faults";
+        "the boot loader cannot place it; Xen finds no kernel image at the address: `Could not set up domain …` then panic";
     BOOTARGS_TOO_LONG = "SB0410", Error,
         "module `bootargs` longer than 1024 bytes",
         "panic `module … command line too long` while the boot modules are parsed, before the console is up: a build without early printk (Debian's) prints nothing and never resets";
@@ -222,16 +222,16 @@ codes! {
         "`direct-map is not valid for domain … without static allocation.` then panic";
     STATIC_MEM_DISABLED = "SB0414", Error,
         "`xen,static-mem` needs a Xen built with CONFIG_STATIC_MEMORY",
-        "the domain cannot be built from static memory and Xen panics";
+        "`Device tree generation failed (-2).` then panic `Could not set up domain …` (Debian's 4.17)";
     NO_DOMAINS = "SB0415", Error,
         "no domain has a kernel (neither dom0 nor any domU)",
-        "Xen tries to build dom0 without a kernel and panics";
+        "Xen builds dom0 without a kernel: `Missing kernel boot module?` then panic `Could not set up DOM0 guest OS`";
     MEMORY_EXCEEDS_RAM = "SB0416", Warning,
         "domains ask for more memory than the platform has",
-        "`Failed to allocate … pages` at domain creation, then panic";
+        "panic `Failed to allocate requested domain memory. …KB unallocated` while the domain is built";
     STATIC_MEM_OVERLAP = "SB0417", Error,
         "`xen,static-mem` bank overlaps another reserved range, module or region, or lies outside RAM",
-        "`Region: [...) overlapping with …` or `Failed to allocate requested static memory` then panic";
+        "outside RAM or over another reserved range: Xen fails while the host tree is parsed (Region: … overlapping with …), before the console is up: a build without early printk (Debian's) prints nothing and never resets; memory Xen cannot take for the domain: `Failed to allocate requested static memory` then panic";
     NODE_NAME_INVALID = "SB0418", Error,
         "invalid device-tree node name",
         "dtc rejects the name, or Xen cannot match the node";
@@ -240,10 +240,13 @@ codes! {
         "4.17–4.20 ignore the node silently: every vCPU keeps the default affinity (any pCPU)";
     STATIC_HEAP_INVALID = "SB0420", Error,
         "`xen,static-heap` bank outside RAM or not 64 KiB aligned",
-        "Xen hands the banks to its heap allocator unchecked: memory outside RAM is used as if it were RAM (`Data Abort` or corruption of whatever is there); booting.txt requires 64 KiB alignment";
+        "Xen hands the banks to its boot allocator unchecked: outside RAM it crashes before the console is up (a build without early printk, Debian's, prints nothing and never resets); booting.txt requires 64 KiB alignment";
     FIRST_BANK_TOO_SMALL = "SB0421", Error,
         "kernel, DTB and initrd do not fit in the domain's first memory bank",
         "`Not enough memory in the first bank for the kernel+dtb+initrd` or `Unable to find suitable location for dtb+initrd` then panic";
+    MODULE_OUTSIDE_DOMAIN = "SB0422", Error,
+        "boot module inside a /chosen node that is not a domain node",
+        "the early scan registers it as one of dom0's modules: a kernel there becomes dom0's kernel and Xen boots a dom0 nobody declared";
 
     // ---- the system description (TOML) ----
     DESC_SYNTAX = "SB0501", Error,

@@ -388,7 +388,33 @@ impl<'t> Reader<'t> {
         // dom0: modules directly under /chosen, of the kinds Xen's early scan gives them
         // (the first one without a kind is the kernel).
         let early = self.early_kinds();
-        let dom0_modules = self.modules_of(&[root, chosen], "/chosen", true, &early);
+        let mut dom0_modules = self.modules_of(&[root, chosen], "/chosen", true, &early);
+        // Xen's early scan registers modules one level deeper too, and takes those whose
+        // parent is not a domain node as dom0's.
+        for c in chosen
+            .children
+            .iter()
+            .filter(|c| !c.is_compatible(b::DOMAIN_COMPAT))
+        {
+            let cpath = join("/chosen", &c.name);
+            for m in self.modules_of(&[root, chosen, c], &cpath, true, &early) {
+                self.diags.push(
+                    Diagnostic::new(
+                        MODULE_OUTSIDE_DOMAIN,
+                        m.loc.clone(),
+                        format!(
+                            "{} module inside `{cpath}`, which is not a domain node",
+                            m.kind.as_str()
+                        ),
+                    )
+                    .label("Xen registers it as one of dom0's modules")
+                    .help(format!(
+                        "if `{cpath}` is a domU, give it `compatible = \"xen,domain\";`; dom0's modules go directly under /chosen"
+                    )),
+                );
+                dom0_modules.push(m);
+            }
+        }
         if !dom0_modules.iter().any(|m| m.kind == ModuleKind::Kernel) {
             for m in &dom0_modules {
                 self.diags.push(

@@ -1388,6 +1388,15 @@ fn sb0421_first_bank_too_small() {
         .run();
 }
 
+#[test]
+fn sb0422_module_outside_domain() {
+    Case::dts("sb0422_module_outside_domain.dts", MODULE_OUTSIDE_DOMAIN)
+        .at("|module@4a000000")
+        .fix("\"xen,domian\"", "\"xen,domain\"")
+        .dtb("/chosen/domU1/module@4a000000", None)
+        .run();
+}
+
 // ======================================================================================
 // SB05xx the system description
 // ======================================================================================

@@ -29,10 +29,11 @@ const HEADER_V16: usize = 36;
 /// Deepest node nesting [`read_dtb`] accepts (the root is depth 1).
 pub const MAX_DEPTH: usize = 256;
 
-const XEN_CHECK_HEADER: &str =
-    "libfdt's fdt_check_header() rejects the blob and Xen panics early: \"No valid device tree\"";
-const XEN_EARLY_PARSE: &str = "libfdt's node walk fails and Xen panics early: \"Early FDT \
-                               parsing failed (-FDT_ERR_BADSTRUCTURE)\" (or _TRUNCATED)";
+const XEN_CHECK_HEADER: &str = "libfdt's fdt_check_header() rejects the blob and Xen panics \
+                                (\"No valid device tree\") before the console is up: a build without early printk (Debian's) prints nothing and never resets";
+const XEN_EARLY_PARSE: &str = "libfdt's node walk fails (4.19+ panic \"Early FDT parsing \
+                               failed (-FDT_ERR_BADSTRUCTURE)\", 4.17/4.18 stop the early \
+                               scan) before the console is up: a build without early printk (Debian's) prints nothing and never resets";
 
 const SHORT_HEADER: Code = Code {
     id: "SB0040",
@@ -45,8 +46,8 @@ const BAD_MAGIC: Code = Code {
     id: "SB0041",
     severity: Severity::Error,
     title: "DTB does not start with the magic number 0xd00dfeed",
-    xen: "early_fdt_map() rejects the blob and Xen panics: \"Invalid device tree blob at \
-          physical address …\"",
+    xen: "early_fdt_map() rejects the blob and Xen panics (\"Invalid device tree blob at \
+          physical address …\") before the console is up: a build without early printk (Debian's) prints nothing and never resets",
 };
 const BAD_TOTALSIZE: Code = Code {
     id: "SB0042",
@@ -54,7 +55,7 @@ const BAD_TOTALSIZE: Code = Code {
     title: "DTB totalsize does not fit the file",
     xen: "Xen trusts totalsize: a larger value makes it parse whatever follows the loaded \
           blob in memory, a value smaller than the header makes fdt_check_header() fail \
-          (panic \"No valid device tree\")",
+          (panic \"No valid device tree\") before the console is up: a build without early printk (Debian's) prints nothing and never resets",
 };
 const BAD_VERSION: Code = Code {
     id: "SB0043",
