@@ -136,7 +136,9 @@ enum Cmd {
     /// Boot the system on real Xen under qemu-system-aarch64: build the guests (modules
     /// with `cargo = { bin = … }`), merge the configuration into QEMU's board tree, load
     /// every module, show each domain's console by name, and pass when every domain
-    /// printed `RESULT PASS` (exit 1 on `RESULT FAIL`, a Xen panic or the timeout).
+    /// printed `RESULT PASS` (exit 1 on `RESULT FAIL`, a Xen panic or the timeout). With
+    /// `[target] hypervisor = "qemu-ivshmem"`: no Xen, one VM per domain over QEMU's
+    /// ivshmem-doorbell device, served by staticbus (docs/adr/0005).
     Boot {
         /// System description (.toml).
         file: PathBuf,

@@ -122,6 +122,25 @@ fn ten_thousand_checksummed_messages_between_two_vms() {
 }
 
 #[test]
+fn the_log_check_accounts_for_every_record_between_two_vms() {
+    if !qemu_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let o = boot("examples/ivshmem-log/system.toml", dir.path());
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{t}");
+    let r = result(&t, "reader").unwrap_or_else(|| panic!("no reader PASS:\n{t}"));
+    assert!(r.starts_with("log-check reader: 10000 records = "), "{r}");
+    assert!(r.ends_with("lost, all losses reported"), "{r}");
+    let w = result(&t, "writer").unwrap_or_else(|| panic!("no writer PASS:\n{t}"));
+    assert!(
+        w.starts_with("log-check writer: 10000 records; lost 0 paced"),
+        "{w}"
+    );
+}
+
+#[test]
 fn doorbells_coalesce_and_never_lose_a_wake_up() {
     if !qemu_present() {
         return;
