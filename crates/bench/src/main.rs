@@ -8,7 +8,17 @@
 //!   shared-cache-line ping-pong (and iceoryx2 publish-subscribe with `--features
 //!   iceoryx2`);
 //! * `suite` — all of the above for 64 B, 1 KiB and 64 KiB, repeated, as the Markdown
-//!   rows of BENCHMARKS.md.
+//!   rows of BENCHMARKS.md, each measurement between references measured right before
+//!   and right after it (a repetition whose references moved by more than 20% is marked
+//!   noisy), with the vCPU placement the cache line shows;
+//! * `ci` — the suite several times, minutes apart, and the spread of every figure
+//!   against the bars of issue 18.
+//!
+//! The copy reference is the best of several single-core copies of the same blocks (glibc
+//! `memcpy`, `rep movsb`, a 64-byte SSE2 loop), each reported, with a warning when they
+//! disagree by more than 2×. The queue's own bulk copy is calibrated at start
+//! (`--copy auto`, the default) or fixed (`--copy rep-movsb` …); the peer copies the same
+//! way.
 //!
 //! The parent process runs on core 0 and re-executes itself as the peer on core 1; the two
 //! share one memfd (a control page, then the protocol regions). Event channels are
@@ -20,6 +30,7 @@
 mod ctl;
 #[cfg(feature = "iceoryx2")]
 mod ice;
+mod refs;
 mod run;
 mod soak;
 
@@ -29,6 +40,11 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "staticbus-bench", version)]
 struct Cli {
+    /// The queue's bulk-copy method for copies of 512 bytes and more: `auto` (calibrated
+    /// at start: the fastest here), `rep-movsb`, `wide`, `platform` (glibc memcpy) or
+    /// `words`.
+    #[arg(long, global = true, default_value = "auto", value_parser = refs::parse_copy)]
+    copy: refs::CopyChoice,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -60,7 +76,8 @@ enum Cmd {
         #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(1..))]
         count: u64,
     },
-    /// Single-core memcpy of warm blocks of one size (the throughput reference alone).
+    /// Single-core copies of warm blocks of one size by every reference method (the
+    /// throughput reference alone).
     Memcpy {
         /// Block size in bytes.
         #[arg(long, default_value_t = 65536)]
@@ -69,6 +86,19 @@ enum Cmd {
     /// Everything, `--reps` times, printed as Markdown table rows (medians).
     Suite {
         /// Repetitions per measurement (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+    },
+    /// The suite `--runs` times, `--gap` apart, as CI machines see it; then the spread of
+    /// every figure against the bars of issue 18.
+    Ci {
+        /// How many suites.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+        runs: u64,
+        /// Time between two suites (`90s`, `3m`).
+        #[arg(long, default_value = "3m", value_parser = soak::parse_duration)]
+        gap: std::time::Duration,
+        /// Repetitions per measurement within each suite.
         #[arg(long, default_value_t = 3)]
         reps: usize,
     },
@@ -116,6 +146,19 @@ enum Cmd {
 
 fn main() {
     let cli = Cli::parse();
+    if !matches!(cli.cmd, Cmd::Soak { .. } | Cmd::SoakDomain { .. }) {
+        match refs::setup_copy(cli.copy) {
+            Ok((method, cal)) => {
+                if !matches!(cli.cmd, Cmd::Peer { .. }) {
+                    println!("{}", refs::describe_copy(method, cal.as_ref()));
+                }
+            }
+            Err(e) => {
+                eprintln!("staticbus-bench: error: {e}");
+                std::process::exit(2);
+            }
+        }
+    }
     let r = match cli.cmd {
         Cmd::Throughput {
             size,
@@ -126,15 +169,26 @@ fn main() {
         } => run::throughput_cmd(size, count, if poll { u32::MAX } else { spin }, batch),
         Cmd::Latency { count } => run::latency_cmd(count),
         Cmd::Memcpy { size } => {
-            let m = run::memcpy(size);
-            println!(
-                "memcpy {size} B warm, one core: {:.2} M copies/s, {:.2} GB/s",
-                m.per_sec / 1e6,
-                m.gbps
-            );
+            let m = refs::CopyRef::measure(size, 200);
+            for (how, r) in &m.each {
+                println!(
+                    "{} {size} B warm, one core: {:.2} M copies/s, {:.2} GB/s",
+                    how.name(),
+                    r.per_sec / 1e6,
+                    r.gbps
+                );
+            }
+            println!("best: {:.2} GB/s", m.best().gbps);
+            if let Some((slow, f)) = m.disagreement() {
+                println!(
+                    "warning: the copies disagree by {f:.1}× ({} is slow here)",
+                    slow.name()
+                );
+            }
             Ok(())
         }
-        Cmd::Suite { reps } => run::suite(reps.max(1)),
+        Cmd::Suite { reps } => run::suite(reps.max(1)).map(|_| ()),
+        Cmd::Ci { runs, gap, reps } => run::ci(runs as usize, gap, reps.max(1)),
         Cmd::Soak {
             duration,
             seed,

@@ -1,9 +1,9 @@
 //! The measurements: queue throughput, polling latency, memcpy, and the suite.
 
 use crate::ctl::{now_ns, pin, Event, Shm, Word};
+use crate::refs::{self, CopyRef};
 use staticbus_proto::queue::{self, Consumer, Producer};
 use staticbus_proto::wait::{self, Spin, WaitStats};
-use std::hint::black_box;
 use std::sync::atomic::Ordering::{Acquire, Release, SeqCst};
 
 type Res<T = ()> = Result<T, String>;
@@ -62,51 +62,6 @@ pub struct Throughput {
     pub full_polls_per_msg: f64,
     /// Consumer polls that found the queue empty, per message.
     pub empty_polls_per_msg: f64,
-}
-
-/// memcpy result.
-pub struct Memcpy {
-    /// Copies per second.
-    pub per_sec: f64,
-    /// GB/s.
-    pub gbps: f64,
-}
-
-/// Single-core copies of one warm `size`-byte block to another for at least 0.2 s.
-pub fn memcpy(size: usize) -> Memcpy {
-    pin(0);
-    let src: Vec<u8> = (0..size).map(|i| i as u8).collect();
-    let mut dst = vec![0u8; size];
-    let run = |iters: u64, dst: &mut [u8]| {
-        for _ in 0..iters {
-            let n = black_box(size);
-            dst[..n].copy_from_slice(black_box(&src[..n]));
-            black_box(&mut *dst);
-        }
-    };
-    // Warm up ~50 ms and calibrate.
-    let mut iters = 1u64;
-    loop {
-        let t = now_ns();
-        run(iters, &mut dst);
-        let dt = now_ns() - t;
-        if dt > 50_000_000 {
-            break;
-        }
-        iters *= 2;
-    }
-    let t = now_ns();
-    let mut done = 0;
-    while now_ns() - t < 200_000_000 {
-        run(iters, &mut dst);
-        done += iters;
-    }
-    let secs = (now_ns() - t) as f64 / 1e9;
-    let per_sec = done as f64 / secs;
-    Memcpy {
-        per_sec,
-        gbps: per_sec * size as f64 / 1e9,
-    }
 }
 
 /// Queue throughput: this process produces on core 0, the peer consumes on core 1.
@@ -378,6 +333,52 @@ const LAT_SIZE: usize = 64;
 /// Region size of each direction's queue in the latency test.
 const LAT_RING: usize = 64 << 10;
 
+/// The raw shared-cache-line ping-pong alone (the latency reference, and what shows the
+/// vCPU placement): `count` round trips after [`WARMUP`], this process on core 0, the
+/// peer on core 1. One-way times.
+pub fn cacheline(count: u64) -> Res<Latency> {
+    let shm = Shm::create(0).map_err(|e| format!("memfd: {e}"))?;
+    pin(0);
+    let mut child = shm
+        .spawn_peer(&["pong".into(), count.to_string()])
+        .map_err(|e| format!("spawn: {e}"))?;
+    let l = ping(&shm, count);
+    let status = child.wait().map_err(|e| format!("wait: {e}"))?;
+    if !status.success() {
+        return Err(format!("peer failed: {status}"));
+    }
+    Ok(l)
+}
+
+/// The parent's half of the cache-line ping-pong.
+fn ping(shm: &Shm, count: u64) -> Latency {
+    let (ping, pong) = (shm.word(Word::Ping), shm.word(Word::Pong));
+    let mut rtts = Vec::with_capacity(count as usize);
+    for i in 1..=WARMUP + count {
+        let t = now_ns();
+        ping.store(i, Release);
+        while pong.load(Acquire) != i {
+            std::hint::spin_loop();
+        }
+        let dt = now_ns() - t;
+        if i > WARMUP {
+            rtts.push(dt);
+        }
+    }
+    latency_of(rtts)
+}
+
+/// The peer's half of the cache-line ping-pong.
+fn pong(shm: &Shm, count: u64) {
+    let (ping, pong) = (shm.word(Word::Ping), shm.word(Word::Pong));
+    for i in 1..=WARMUP + count {
+        while ping.load(Acquire) != i {
+            std::hint::spin_loop();
+        }
+        pong.store(i, Release);
+    }
+}
+
 /// Polling ping-pong over two queues (64 B messages) and, in the same run, over two raw
 /// cache lines. Returns (queue, cache line).
 pub fn latency(count: u64) -> Res<(Latency, Latency)> {
@@ -418,24 +419,12 @@ pub fn latency(count: u64) -> Res<(Latency, Latency)> {
     }
     let q = latency_of(rtts);
     // The reference, same processes and cores: one cache line each way.
-    let (ping, pong) = (shm.word(Word::Ping), shm.word(Word::Pong));
-    let mut rtts = Vec::with_capacity(count as usize);
-    for i in 1..=WARMUP + count {
-        let t = now_ns();
-        ping.store(i, Release);
-        while pong.load(Acquire) != i {
-            std::hint::spin_loop();
-        }
-        let dt = now_ns() - t;
-        if i > WARMUP {
-            rtts.push(dt);
-        }
-    }
+    let line = ping(&shm, count);
     let status = child.wait().map_err(|e| format!("wait: {e}"))?;
     if !status.success() {
         return Err(format!("peer failed: {status}"));
     }
-    Ok((q, latency_of(rtts)))
+    Ok((q, line))
 }
 
 fn echo(shm: &Shm, count: u64) -> Res {
@@ -453,13 +442,7 @@ fn echo(shm: &Shm, count: u64) -> Res {
             std::hint::spin_loop();
         }
     }
-    let (ping, pong) = (shm.word(Word::Ping), shm.word(Word::Pong));
-    for i in 1..=WARMUP + count {
-        while ping.load(Acquire) != i {
-            std::hint::spin_loop();
-        }
-        pong.store(i, Release);
-    }
+    pong(shm, count);
     Ok(())
 }
 
@@ -486,6 +469,11 @@ pub fn peer(args: &[String]) -> Res {
             num(4)? as u32,
         ),
         "echo" => echo(&shm, num(1)?),
+        "pong" => {
+            pin(1);
+            pong(&shm, num(1)?);
+            Ok(())
+        }
         "raw-consume" => raw_consume(&shm, num(1)? as usize, num(2)?),
         #[cfg(feature = "iceoryx2")]
         "ice-echo" => crate::ice::echo(&shm, num(2)? as u32),
@@ -504,7 +492,7 @@ fn fmt_rate(r: f64) -> String {
 /// `throughput` subcommand.
 pub fn throughput_cmd(size: usize, count: Option<u64>, spin: u32, batch: u32) -> Res {
     let count = count.unwrap_or_else(|| default_count(size));
-    let m = memcpy(size);
+    let m = CopyRef::measure(size, 100);
     let raw = raw_ring(size, count)?;
     let t = throughput(size, count, spin, batch)?;
     println!(
@@ -516,21 +504,37 @@ pub fn throughput_cmd(size: usize, count: Option<u64>, spin: u32, batch: u32) ->
         t.blocks_per_msg
     );
     println!(
-        "  idle polls per message: producer (queue full) {:.3}, consumer (queue empty) {:.3}",
-        t.full_polls_per_msg, t.empty_polls_per_msg
+        "  idle polls per message: producer (queue full) {:.3}, consumer (queue empty) {:.3} → regime: {}",
+        t.full_polls_per_msg,
+        t.empty_polls_per_msg,
+        regime(&t)
     );
+    let best = m.best();
     println!(
-        "reference memcpy {size} B warm, one core: {} copies/s, {:.2} GB/s → queue/memcpy = {:.2}",
-        fmt_rate(m.per_sec),
-        m.gbps,
-        t.gbps / m.gbps
+        "reference single-core copy of {size} B warm blocks: {} → best {:.2} GB/s → queue/best copy = {:.2}",
+        m.list(),
+        best.gbps,
+        t.gbps / best.gbps
     );
+    if let Some((slow, f)) = m.disagreement() {
+        println!("  warning: the copy references disagree by {f:.1}× ({} is slow on this machine at {size} B)", slow.name());
+    }
     println!(
         "reference slot ring {size} B (plain, polling, indices every 16): {} msg/s → queue/ring = {:.2}",
         fmt_rate(raw),
         t.per_sec / raw
     );
     Ok(())
+}
+
+/// The regime a 64 B run was in: the consumer lagging a little (few empty polls) or
+/// following the producer closely (BENCHMARKS.md, issue 4).
+fn regime(t: &Throughput) -> &'static str {
+    if t.empty_polls_per_msg < 0.1 {
+        "consumer lagging"
+    } else {
+        "consumer following closely"
+    }
 }
 
 /// `latency` subcommand.
@@ -565,53 +569,197 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// `suite` subcommand: medians over `reps` of every measurement, as Markdown rows.
-pub fn suite(reps: usize) -> Res {
-    println!("| measurement | staticbus | reference (same run) | ratio |");
+/// Round trips of the cache-line reference in the suite (each side of a measurement).
+const LINE_COUNT: u64 = 100_000;
+
+/// The references of one block size, measured once: every single-core copy, the slot
+/// ring, the cache line.
+struct Refs {
+    copy: CopyRef,
+    ring: f64,
+    line: Latency,
+}
+
+impl Refs {
+    fn measure(size: usize, count: u64) -> Res<Refs> {
+        Ok(Refs {
+            copy: CopyRef::measure(size, 100),
+            ring: raw_ring(size, count)?,
+            line: cacheline(LINE_COUNT)?,
+        })
+    }
+
+    /// The largest relative move of any reference from `self` to `after`, and which.
+    fn moved(&self, after: &Refs) -> (f64, &'static str) {
+        [
+            (
+                refs::moved(self.copy.best().gbps, after.copy.best().gbps),
+                "best copy",
+            ),
+            (refs::moved(self.ring, after.ring), "slot ring"),
+            (refs::moved(self.line.p50, after.line.p50), "cache line"),
+        ]
+        .into_iter()
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .expect("three")
+    }
+}
+
+/// One summary figure of a suite, with the issue's bar where it has one.
+pub struct Figure {
+    /// What it is.
+    pub name: String,
+    /// Its value (a ratio, or ns for the placement).
+    pub value: f64,
+    /// `(at least?, bar)`: `(true, 0.7)` is "≥ 0.7", `(false, 1.5)` is "≤ 1.5".
+    pub bar: Option<(bool, f64)>,
+}
+
+impl Figure {
+    fn met(&self) -> Option<bool> {
+        self.bar.map(|(at_least, bar)| {
+            if at_least {
+                self.value >= bar
+            } else {
+                self.value <= bar
+            }
+        })
+    }
+}
+
+/// What a suite measured, for the spread of several suites (`ci`).
+pub struct SuiteSummary {
+    /// The figures, in order.
+    pub figures: Vec<Figure>,
+    /// Repetitions whose references moved more than 20% (of all repetitions).
+    pub noisy: (usize, usize),
+}
+
+/// `suite` subcommand: medians over `reps` of every measurement, as Markdown rows, each
+/// with its references measured right before and right after it; a repetition whose
+/// references moved by more than 20% is marked noisy.
+pub fn suite(reps: usize) -> Res<SuiteSummary> {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let first_line = cacheline(LINE_COUNT)?;
+    println!(
+        "vCPU placement seen: cache-line one-way p50 {:.0} ns → {} (below {:.0} ns: close); load average {}",
+        first_line.p50,
+        refs::placement(first_line.p50),
+        refs::CLOSE_BELOW_NS,
+        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    );
+    println!();
+    println!("| measurement | staticbus | references (same run: before → after) | ratio |");
     println!("|---|---|---|---|");
+    let mut figures = Vec::new();
+    let mut noisy = (0, 0);
     for size in [64usize, 1024, 65536] {
         let count = default_count(size);
-        let (mut rate, mut gb, mut notif, mut mgb, mut ring) =
+        let (mut rate, mut gb, mut notif, mut to_ring, mut to_copy) =
             (vec![], vec![], vec![], vec![], vec![]);
+        let (mut regimes, mut marks, mut refs_text, mut warnings) =
+            (vec![], vec![], vec![], vec![]);
         for _ in 0..reps {
-            let m = memcpy(size);
-            ring.push(raw_ring(size, count)?);
+            let before = Refs::measure(size, count)?;
             let t = throughput(size, count, Spin::DEFAULT.polls, 16)?;
+            let after = Refs::measure(size, count)?;
+            let ring = (before.ring + after.ring) / 2.0;
+            let best = (before.copy.best().gbps + after.copy.best().gbps) / 2.0;
             rate.push(t.per_sec);
             gb.push(t.gbps);
             notif.push(t.notif_per_msg);
-            mgb.push(m.gbps);
+            to_ring.push(t.per_sec / ring);
+            to_copy.push(t.gbps / best);
+            regimes.push(if regime(&t) == "consumer lagging" {
+                "L"
+            } else {
+                "F"
+            });
+            let (m, which) = before.moved(&after);
+            noisy.1 += 1;
+            if m > refs::NOISY {
+                noisy.0 += 1;
+                marks.push(format!("noisy ({which} moved {:.0}%)", m * 100.0));
+            } else {
+                marks.push("ok".to_string());
+            }
+            refs_text.push(format!(
+                "ring {} → {} msg/s; copy {} → {}; line {:.0} → {:.0} ns",
+                fmt_rate(before.ring),
+                fmt_rate(after.ring),
+                before.copy.list(),
+                after.copy.list(),
+                before.line.p50,
+                after.line.p50
+            ));
+            for r in [&before.copy, &after.copy] {
+                if let Some((slow, f)) = r.disagreement() {
+                    warnings.push(format!(
+                        "warning: {size} B copy references disagree by {f:.1}× ({} is slow here)",
+                        slow.name()
+                    ));
+                }
+            }
         }
         let all = rate
             .iter()
-            .map(|r| fmt_rate(*r))
+            .zip(&regimes)
+            .zip(&marks)
+            .map(|((r, g), m)| format!("{} {g} {m}", fmt_rate(*r)))
             .collect::<Vec<_>>()
             .join(" / ");
-        let (rate, gb, notif, mgb, ring) = (
+        let (rate, gb, notif, to_ring, to_copy) = (
             median(rate),
             median(gb),
             median(notif),
-            median(mgb),
-            median(ring),
+            median(to_ring),
+            median(to_copy),
         );
         println!(
-            "| queue {size} B throughput (batch 16, spin {}) | {} msg/s, {gb:.2} GB/s, {notif:.5} notifications/msg (runs: {all}) | memcpy {size} B warm: {mgb:.2} GB/s; slot ring: {} msg/s | {:.2}× memcpy, {:.2}× slot ring |",
+            "| queue {size} B throughput (batch 16, spin {}) | {} msg/s, {gb:.2} GB/s, {notif:.5} notifications/msg (runs, L = consumer lagging, F = following: {all}) | {} | {to_ring:.2}× slot ring, {to_copy:.2}× best copy |",
             Spin::DEFAULT.polls,
             fmt_rate(rate),
-            fmt_rate(ring),
-            gb / mgb,
-            rate / ring
+            refs_text.join("; "),
         );
+        warnings.dedup();
+        for w in warnings {
+            eprintln!("staticbus-bench: {w}");
+        }
+        figures.push(Figure {
+            name: format!("{size} B queue / slot ring"),
+            value: to_ring,
+            bar: Some((true, 0.7)),
+        });
+        figures.push(Figure {
+            name: format!("{size} B queue / best single-core copy"),
+            value: to_copy,
+            bar: (size == 65536).then_some((true, 0.5)),
+        });
     }
-    let (mut q50, mut q99, mut c50, mut c99) = (vec![], vec![], vec![], vec![]);
+    let (mut q50, mut q99, mut c50, mut c99, mut ratio) = (vec![], vec![], vec![], vec![], vec![]);
+    let mut marks = vec![];
     #[cfg(feature = "iceoryx2")]
     let (mut i50, mut i99) = (vec![], vec![]);
     for _ in 0..reps {
+        let before = cacheline(LINE_COUNT)?;
         let (q, c) = latency(200_000)?;
+        let after = cacheline(LINE_COUNT)?;
+        let m = refs::moved(before.p50, after.p50).max(refs::moved(before.p50, c.p50));
+        noisy.1 += 1;
+        if m > refs::NOISY {
+            noisy.0 += 1;
+            marks.push(format!(
+                "noisy (line {:.0} / {:.0} / {:.0} ns)",
+                before.p50, c.p50, after.p50
+            ));
+        } else {
+            marks.push("ok".to_string());
+        }
         q50.push(q.p50);
         q99.push(q.p99);
         c50.push(c.p50);
         c99.push(c.p99);
+        ratio.push(q.p50 / c.p50);
         #[cfg(feature = "iceoryx2")]
         {
             let i = crate::ice::latency(200_000)?;
@@ -619,11 +767,33 @@ pub fn suite(reps: usize) -> Res {
             i99.push(i.p99);
         }
     }
-    let (q50, q99, c50, c99) = (median(q50), median(q99), median(c50), median(c99));
-    println!(
-        "| queue 64 B one-way latency, polling | p50 {q50:.0} ns, p99 {q99:.0} ns | cache-line ping-pong: p50 {c50:.0} ns, p99 {c99:.0} ns | {:.2}× |",
-        q50 / c50
+    let all = q50
+        .iter()
+        .zip(&marks)
+        .map(|(q, m)| format!("{q:.0} ns {m}"))
+        .collect::<Vec<_>>()
+        .join(" / ");
+    let (q50, q99, c50, c99, ratio) = (
+        median(q50),
+        median(q99),
+        median(c50),
+        median(c99),
+        median(ratio),
     );
+    println!(
+        "| queue 64 B one-way latency, polling | p50 {q50:.0} ns, p99 {q99:.0} ns (runs: {all}) | cache-line ping-pong: p50 {c50:.0} ns, p99 {c99:.0} ns ({}) | {ratio:.2}× |",
+        refs::placement(c50)
+    );
+    figures.push(Figure {
+        name: "64 B one-way latency / cache line".into(),
+        value: ratio,
+        bar: Some((false, 1.5)),
+    });
+    figures.push(Figure {
+        name: "cache-line one-way p50, ns (placement)".into(),
+        value: c50,
+        bar: None,
+    });
     #[cfg(feature = "iceoryx2")]
     {
         let (i50, i99) = (median(i50), median(i99));
@@ -632,5 +802,67 @@ pub fn suite(reps: usize) -> Res {
             q50 / i50
         );
     }
+    println!();
+    println!(
+        "{} of {} repetitions noisy (a reference moved more than {:.0}% between before and after)",
+        noisy.0,
+        noisy.1,
+        refs::NOISY * 100.0
+    );
+    Ok(SuiteSummary { figures, noisy })
+}
+
+/// `ci` subcommand: the suite `runs` times, `gap` apart (as CI machines see it), then the
+/// spread of every figure against the issue's bars.
+pub fn ci(runs: usize, gap: std::time::Duration, reps: usize) -> Res {
+    let mut all: Vec<SuiteSummary> = Vec::new();
+    for run in 0..runs {
+        if run > 0 {
+            println!("\n(waiting {} s before run {})", gap.as_secs(), run + 1);
+            std::thread::sleep(gap);
+        }
+        println!("\n## run {} of {runs}\n", run + 1);
+        all.push(suite(reps)?);
+    }
+    println!("\n## spread over {runs} runs\n");
+    let head: Vec<String> = (1..=runs).map(|i| format!("run {i}")).collect();
+    println!(
+        "| figure | {} | min–max | bar | met in every run |",
+        head.join(" | ")
+    );
+    println!("|---|{}---|---|---|", "---|".repeat(runs));
+    for (i, f) in all[0].figures.iter().enumerate() {
+        let v: Vec<f64> = all.iter().map(|s| s.figures[i].value).collect();
+        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let cells: Vec<String> = v.iter().map(|x| format!("{x:.2}")).collect();
+        let bar = match f.bar {
+            Some((true, b)) => format!("≥ {b}"),
+            Some((false, b)) => format!("≤ {b}"),
+            None => "—".into(),
+        };
+        let met = match f.bar {
+            None => "—".to_string(),
+            Some(_) => {
+                let n = all
+                    .iter()
+                    .filter(|s| s.figures[i].met() == Some(true))
+                    .count();
+                if n == runs {
+                    "yes".into()
+                } else {
+                    format!("no ({n} of {runs})")
+                }
+            }
+        };
+        println!(
+            "| {} | {} | {lo:.2}–{hi:.2} | {bar} | {met} |",
+            f.name,
+            cells.join(" | ")
+        );
+    }
+    let noisy: usize = all.iter().map(|s| s.noisy.0).sum();
+    let total: usize = all.iter().map(|s| s.noisy.1).sum();
+    println!("\n{noisy} of {total} repetitions noisy over all runs.");
     Ok(())
 }

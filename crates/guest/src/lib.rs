@@ -64,6 +64,9 @@ pub use events::Events;
 pub use evtchn::{EventChannels, FiredSet, UpcallSleep, MAX_DRAIN_ROUNDS, MAX_POLL_PORTS};
 pub use hypercall::{Errno, Hypercall};
 pub use platform::{Platform, TwoLevelTransport};
-pub use region::{OutOfBounds, Region, Word, BLOCK_COPY_MIN};
+pub use region::{
+    block_copy, calibrate_block_copy, set_block_copy, set_platform_copy, BlockCopy, Calibration,
+    OutOfBounds, PlatformCopy, Region, Word, BLOCK_COPY_MIN, CALIBRATION_BLOCKS,
+};
 pub use staticbus_abi::shared_info::SharedInfo;
 pub use staticbus_manifest as manifest;

@@ -5,6 +5,13 @@ use core::fmt;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
+mod copy;
+
+pub use copy::{
+    block_copy, calibrate_block_copy, set_block_copy, set_platform_copy, BlockCopy, Calibration,
+    PlatformCopy, BLOCK_COPY_MIN, CALIBRATION_BLOCKS,
+};
+
 /// A static shared-memory region mapped into this domain: a base pointer and a length.
 ///
 /// The memory is shared with other domains that may be buggy or hostile and may change it
@@ -117,8 +124,8 @@ impl Region {
     }
 
     /// Copies `buf.len()` bytes at `offset` into `buf` with volatile reads (8 bytes at a
-    /// time where the region address is 8-aligned; on x86-64 one `rep movsb` from
-    /// [`BLOCK_COPY_MIN`] bytes up). The bytes are a snapshot; a peer may change them at
+    /// time where the region address is 8-aligned; from [`BLOCK_COPY_MIN`] bytes up, the
+    /// selected [`BlockCopy`] method). The bytes are a snapshot; a peer may change them at
     /// any time, so validate what you read before using it.
     #[inline]
     pub fn read_bytes(&self, offset: usize, buf: &mut [u8]) -> Result<(), OutOfBounds> {
@@ -126,13 +133,16 @@ impl Region {
         // SAFETY: `offset + buf.len() <= self.len` (checked above): the pointer stays
         // inside (or one past the end of) the region.
         let src = unsafe { self.base.as_ptr().add(offset) };
-        #[cfg(all(target_arch = "x86_64", not(miri)))]
         if buf.len() >= BLOCK_COPY_MIN {
-            // SAFETY: `[src, src + buf.len())` is inside the region, valid for reads by
-            // `Region::new`'s contract; `buf` is an exclusive borrow of `buf.len()` bytes,
-            // which cannot overlap the region (never reachable through references).
-            unsafe { block_copy(buf.as_mut_ptr(), src, buf.len()) };
-            return Ok(());
+            let method = block_copy();
+            if method != BlockCopy::Words {
+                // SAFETY: `[src, src + buf.len())` is inside the region, valid for reads
+                // by `Region::new`'s contract (and only accessed by such copies);
+                // `buf` is an exclusive borrow of `buf.len()` bytes, which cannot overlap
+                // the region (never reachable through references).
+                unsafe { method.copy(buf.as_mut_ptr(), src, buf.len()) };
+                return Ok(());
+            }
         }
         let n = buf.len();
         let lead = src.align_offset(8).min(n);
@@ -158,20 +168,23 @@ impl Region {
     }
 
     /// Copies `buf` to `offset` with volatile writes (8 bytes at a time where the region
-    /// address is 8-aligned; on x86-64 one `rep movsb` from [`BLOCK_COPY_MIN`] bytes up).
+    /// address is 8-aligned; from [`BLOCK_COPY_MIN`] bytes up, the selected [`BlockCopy`]
+    /// method).
     #[inline]
     pub fn write_bytes(&self, offset: usize, buf: &[u8]) -> Result<(), OutOfBounds> {
         self.check(offset, buf.len())?;
         // SAFETY: `offset + buf.len() <= self.len` (checked above): the pointer stays
         // inside (or one past the end of) the region.
         let dst = unsafe { self.base.as_ptr().add(offset) };
-        #[cfg(all(target_arch = "x86_64", not(miri)))]
         if buf.len() >= BLOCK_COPY_MIN {
-            // SAFETY: `[dst, dst + buf.len())` is inside the region, valid for writes by
-            // `Region::new`'s contract; `buf` is a shared borrow of `buf.len()` readable
-            // bytes that cannot overlap the region.
-            unsafe { block_copy(dst, buf.as_ptr(), buf.len()) };
-            return Ok(());
+            let method = block_copy();
+            if method != BlockCopy::Words {
+                // SAFETY: `[dst, dst + buf.len())` is inside the region, valid for writes
+                // by `Region::new`'s contract; `buf` is a shared borrow of `buf.len()`
+                // readable bytes that cannot overlap the region.
+                unsafe { method.copy(dst, buf.as_ptr(), buf.len()) };
+                return Ok(());
+            }
         }
         let n = buf.len();
         let lead = dst.align_offset(8).min(n);
@@ -336,38 +349,6 @@ word!(u8, AtomicU8);
 word!(u16, AtomicU16);
 word!(u32, AtomicU32);
 word!(u64, AtomicU64);
-
-/// Copies of at least this many bytes between a [`Region`] and private memory use the
-/// CPU's block-copy instruction where it has one (x86-64's `rep movsb`, which moves whole
-/// cache lines and writes them without first fetching their old contents — between two
-/// cores this doubles the bandwidth of 64 KiB messages; see BENCHMARKS.md). Shorter copies,
-/// other architectures and Miri use the volatile word loop.
-pub const BLOCK_COPY_MIN: usize = 512;
-
-/// Copies `n` bytes from `src` to `dst` with `rep movsb`.
-///
-/// Like a volatile access, the copy is opaque to the compiler: it happens exactly once, as
-/// machine loads and stores, whatever another domain does to the same bytes meanwhile.
-///
-/// # Safety
-/// `src` must be valid for reads and `dst` for writes of `n` bytes, and the two ranges
-/// must not overlap.
-#[cfg(all(target_arch = "x86_64", not(miri)))]
-unsafe fn block_copy(dst: *mut u8, src: *const u8, n: usize) {
-    // SAFETY: the caller guarantees both ranges are valid and disjoint. The x86-64 ABI
-    // guarantees the direction flag is clear at this point, so `rep movsb` copies
-    // forwards, touching exactly `[src, src + n)` and `[dst, dst + n)`; it changes no
-    // flags and uses no stack.
-    unsafe {
-        core::arch::asm!(
-            "rep movsb",
-            inout("rcx") n => _,
-            inout("rdi") dst => _,
-            inout("rsi") src => _,
-            options(nostack, preserves_flags)
-        );
-    }
-}
 
 #[cfg(test)]
 mod tests {
