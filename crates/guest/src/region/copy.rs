@@ -5,9 +5,12 @@
 //! at 16–64 KiB, or `rep movsb` on some hosts), so a program measures once at start and
 //! keeps the fastest.
 //!
-//! Until something selects a method, x86-64 uses `rep movsb` and every other target (and
-//! Miri) the volatile word loop. The platform's own copy routine (glibc's `memcpy` in a
-//! Linux process) is one of the candidates once the program installs it with
+//! Unless the program selects a method itself, on x86-64 the first block copy of the
+//! process calibrates once (a few tens of microseconds: [`calibrate_block_copy`] on a
+//! 64 KiB static scratch area, timed with the time-stamp counter) and keeps the fastest;
+//! copies made by other threads while that runs use `rep movsb`. Other targets (and Miri)
+//! use the volatile word loop. The platform's own copy routine (glibc's `memcpy` in a Linux
+//! process) is one of the candidates once the program installs it with
 //! [`set_platform_copy`]; a `no_std` guest without one simply does not have that choice.
 
 use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
@@ -47,7 +50,12 @@ const DEFAULT: BlockCopy = if X86 {
     BlockCopy::Words
 };
 
-static METHOD: AtomicU8 = AtomicU8::new(DEFAULT as u8);
+/// `METHOD` before the first block copy on x86-64: calibrate then.
+const AUTO: u8 = 0xfe;
+/// `METHOD` while one thread calibrates (the others use [`DEFAULT`]).
+const CALIBRATING: u8 = 0xff;
+
+static METHOD: AtomicU8 = AtomicU8::new(if X86 { AUTO } else { DEFAULT as u8 });
 static PLATFORM: AtomicUsize = AtomicUsize::new(0);
 
 impl BlockCopy {
@@ -138,14 +146,68 @@ fn platform() -> Option<PlatformCopy> {
     Some(unsafe { core::mem::transmute::<usize, PlatformCopy>(raw) })
 }
 
-/// The method copies of [`BLOCK_COPY_MIN`] bytes and more use now (process-wide).
+/// The method copies of [`BLOCK_COPY_MIN`] bytes and more use now (process-wide). On
+/// x86-64, the first call calibrates unless a method was selected before.
+#[inline]
 pub fn block_copy() -> BlockCopy {
-    BlockCopy::from_raw(METHOD.load(Ordering::Relaxed))
+    match METHOD.load(Ordering::Relaxed) {
+        AUTO => auto_select(),
+        CALIBRATING => DEFAULT,
+        raw => BlockCopy::from_raw(raw),
+    }
 }
 
-/// Selects the method for copies of [`BLOCK_COPY_MIN`] bytes and more, process-wide.
-/// Returns `false` (and changes nothing) if the method is not available here. Copies in
-/// progress finish with the method they started with.
+/// Scratch memory of the automatic calibration, touched only by the one thread that wins
+/// the `AUTO -> CALIBRATING` exchange, once.
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+struct Scratch(core::cell::UnsafeCell<[u8; AUTO_SCRATCH]>);
+
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+// SAFETY: the contents are reached only by the single winner of the exchange in
+// `auto_select` (see there), so no two threads ever access them.
+unsafe impl Sync for Scratch {}
+
+/// Bytes of the automatic calibration's scratch area (blocks up to 16 KiB are timed).
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+const AUTO_SCRATCH: usize = 64 << 10;
+
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+static SCRATCH: Scratch = Scratch(core::cell::UnsafeCell::new([0; AUTO_SCRATCH]));
+
+/// The automatic calibration (x86-64): the first caller calibrates on [`SCRATCH`] with
+/// the time-stamp counter and selects the fastest method, unless something selected one
+/// meanwhile; callers racing with it get [`DEFAULT`].
+#[cold]
+#[inline(never)]
+fn auto_select() -> BlockCopy {
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    if METHOD
+        .compare_exchange(AUTO, CALIBRATING, Ordering::Acquire, Ordering::Relaxed)
+        .is_ok()
+    {
+        // SAFETY: this thread won the only `AUTO -> CALIBRATING` exchange there will ever
+        // be (nothing stores `AUTO` again), so it is the only one ever to reach the
+        // scratch area.
+        let scratch = unsafe { &mut *SCRATCH.0.get() };
+        // SAFETY: `rdtsc` reads the time-stamp counter; it has no preconditions.
+        let mut tsc = || unsafe { core::arch::x86_64::_rdtsc() };
+        let cal = calibrate_block_copy(scratch, 3, &mut tsc);
+        // An explicit `set_block_copy` made meanwhile wins over the calibration.
+        let _ = METHOD.compare_exchange(
+            CALIBRATING,
+            cal.fastest as u8,
+            Ordering::Release,
+            Ordering::Relaxed,
+        );
+        return block_copy();
+    }
+    DEFAULT
+}
+
+/// Selects the method for copies of [`BLOCK_COPY_MIN`] bytes and more, process-wide
+/// (instead of the automatic calibration, if it did not run yet). Returns `false` (and
+/// changes nothing) if the method is not available here. Copies in progress finish with
+/// the method they started with.
 pub fn set_block_copy(method: BlockCopy) -> bool {
     if !method.is_available() {
         return false;
@@ -401,6 +463,15 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_automatic_selection_is_an_available_method() {
+        // Whatever ran first in this process (calibration, explicit selection), the
+        // answer is settled and available.
+        let m = block_copy();
+        assert!(m.is_available(), "{m:?}");
+        assert!(!matches!(METHOD.load(Ordering::Relaxed), AUTO));
     }
 
     #[test]
