@@ -13,7 +13,7 @@
 //! process) is one of the candidates once the program installs it with
 //! [`set_platform_copy`]; a `no_std` guest without one simply does not have that choice.
 
-use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 
 /// Copies of at least this many bytes between a [`Region`](super::Region) and private
 /// memory use the selected [`BlockCopy`] method; shorter ones always use the volatile word
@@ -56,7 +56,7 @@ const AUTO: u8 = 0xfe;
 const CALIBRATING: u8 = 0xff;
 
 static METHOD: AtomicU8 = AtomicU8::new(if X86 { AUTO } else { DEFAULT as u8 });
-static PLATFORM: AtomicUsize = AtomicUsize::new(0);
+static PLATFORM: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
 
 impl BlockCopy {
     /// Every method, available here or not.
@@ -138,12 +138,13 @@ impl BlockCopy {
 
 fn platform() -> Option<PlatformCopy> {
     let raw = PLATFORM.load(Ordering::Acquire);
-    if raw == 0 {
+    if raw.is_null() {
         return None;
     }
-    // SAFETY: the only non-zero values ever stored are `PlatformCopy` function pointers
-    // (`set_platform_copy`), and a function pointer round-trips through `usize`.
-    Some(unsafe { core::mem::transmute::<usize, PlatformCopy>(raw) })
+    // SAFETY: the only non-null values ever stored are `PlatformCopy` function pointers
+    // cast to `*mut ()` (`set_platform_copy`); casting back gives the same function
+    // pointer (same size, provenance kept).
+    Some(unsafe { core::mem::transmute::<*mut (), PlatformCopy>(raw) })
 }
 
 /// The method copies of [`BLOCK_COPY_MIN`] bytes and more use now (process-wide). On
@@ -226,7 +227,7 @@ pub fn set_block_copy(method: BlockCopy) -> bool {
 /// memory, and be safe to call from any thread; it must not assume the source bytes
 /// stay unchanged while it copies (another domain may write them).
 pub unsafe fn set_platform_copy(f: PlatformCopy) {
-    PLATFORM.store(f as usize, Ordering::Release);
+    PLATFORM.store(f as *mut (), Ordering::Release);
 }
 
 /// The volatile word loop: bytes up to `dst`'s 8-alignment, then 8-byte words where
