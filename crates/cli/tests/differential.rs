@@ -764,6 +764,14 @@ const CASES_4_20: &[Case] = &[
         )],
     },
     Case {
+        code: "SB0423",
+        edits: &[(PONG, "\t\tpong {\n\t\t\tcompatible = \"xen,domain\";\n\t\t\tmax_grant_frames = <0x80000000>;\n")],
+    },
+    Case {
+        code: "SB0424",
+        edits: &[(PONG, "\t\tpong {\n\t\t\tcompatible = \"xen,domain\";\n\t\t\tsve = <0x00>;\n")],
+    },
+    Case {
         code: "SB0419",
         edits: &[(
             PING_EC1_END,

@@ -247,6 +247,12 @@ codes! {
     MODULE_OUTSIDE_DOMAIN = "SB0422", Error,
         "boot module inside a /chosen node that is not a domain node",
         "the early scan registers it as one of dom0's modules: a kernel there becomes dom0's kernel and Xen boots a dom0 nobody declared";
+    GRANT_FRAMES_OVERFLOW = "SB0423", Error,
+        "`max_grant_frames` or `max_maptrack_frames` above 2^31-1",
+        "4.18+: panic `max_grant_frames (…) overflow` / `max_maptrack_frames (…) overflow` while the domain is created; 4.17 ignores both properties";
+    SVE_DISABLED = "SB0424", Error,
+        "`sve` needs a Xen built with CONFIG_ARM64_SVE",
+        "4.18+: panic `'sve' property found, but CONFIG_ARM64_SVE not selected` (Debian's builds have no CONFIG_ARM64_SVE, which needs CONFIG_UNSUPPORTED); 4.17 ignores the property";
 
     // ---- the system description (TOML) ----
     DESC_SYNTAX = "SB0501", Error,

@@ -552,6 +552,42 @@ impl<'t> Reader<'t> {
                     ),
                 }
             }
+            // Grant-table limits: Xen 4.18+ reads them as signed 32-bit numbers.
+            if self.sys.target.xen >= XenVersion::V4_18 {
+                for name in ["max_grant_frames", "max_maptrack_frames"] {
+                    let Some(p) = c.prop(name) else { continue };
+                    if let Some(v) = p.as_u32().filter(|&v| v > i32::MAX as u32) {
+                        self.diags.push(
+                            Diagnostic::new(
+                                GRANT_FRAMES_OVERFLOW,
+                                self.locs.prop(&path, p),
+                                format!(
+                                    "`{name}` of `{}` is {v:#x}; Xen allows at most 0x7fffffff",
+                                    c.name
+                                ),
+                            )
+                            .label(format!("Xen panics: `{name} ({v}) overflow`"))
+                            .help(format!(
+                                "use a smaller `{name}`, or leave it out for Xen's default"
+                            )),
+                        );
+                    }
+                }
+                // `sve` panics a Xen built without CONFIG_ARM64_SVE (Debian's, any without
+                // CONFIG_UNSUPPORTED), whatever its value.
+                if let Some(p) = c.prop("sve") {
+                    self.diags.push(
+                        Diagnostic::new(
+                            SVE_DISABLED,
+                            self.locs.prop(&path, p),
+                            format!("domain `{}` asks for SVE", c.name),
+                        )
+                        .label("Xen panics: `'sve' property found, but CONFIG_ARM64_SVE not selected`")
+                        .note("the property is refused whatever its value, even 0, by a build without CONFIG_ARM64_SVE")
+                        .help("remove `sve`, or build Xen with CONFIG_UNSUPPORTED=y CONFIG_ARM64_SVE=y"),
+                    );
+                }
+            }
             // vCPU affinity nodes (`xen,vcpu`) are read from Xen 4.21 on.
             for v in c
                 .children

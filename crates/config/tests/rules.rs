@@ -1397,6 +1397,36 @@ fn sb0422_module_outside_domain() {
         .run();
 }
 
+#[test]
+fn sb0423_grant_frames_overflow() {
+    Case::dts("sb0423_grant_frames_overflow.dts", GRANT_FRAMES_OVERFLOW)
+        .at("|max_grant_frames")
+        .fix("<0x80000000>", "<0x7fffffff>")
+        .dtb("/chosen/domU1", Some("max_grant_frames"))
+        .run();
+}
+
+#[test]
+fn sb0423_grant_frames_ignored_by_4_17() {
+    // 4.17 does not read the property: no panic, nothing to report.
+    let mut s = Sources::new();
+    let c = check(
+        &mut s,
+        &fixture("sb0423_grant_frames_overflow.dts"),
+        &opts(XenVersion::V4_17, false),
+    );
+    assert!(c.diags.is_empty(), "{}", dump(&s, &c));
+}
+
+#[test]
+fn sb0424_sve_disabled() {
+    Case::dts("sb0424_sve_disabled.dts", SVE_DISABLED)
+        .at("|sve = <0>;")
+        .fix("\t\t\tsve = <0>;\n", "")
+        .dtb("/chosen/domU1", Some("sve"))
+        .run();
+}
+
 // ======================================================================================
 // SB05xx the system description
 // ======================================================================================
