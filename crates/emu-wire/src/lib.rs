@@ -11,7 +11,7 @@
 //! | 0 | `req_seq: u32` — bumped after a request is written (futex) | guest |
 //! | 4 | `done_seq: u32` — set to `req_seq` once the response is written (futex) | hypervisor |
 //! | 8 | `events: u32` — bumped whenever something becomes pending (futex) | hypervisor |
-//! | 12 | `guest_waiting: u32` — 1 while the guest sleeps on `done_seq` or `events` | guest |
+//! | 12 | `guest_waiting: u32` — non-zero while a guest thread sleeps on `done_seq` or `events` (a count) | guest |
 //! | 16 | `hv_waiting: u32` — 1 while the hypervisor thread sleeps on `req_seq` | hypervisor |
 //! | 24 | `op: u64` — hypercall number | guest |
 //! | 32 | `cmd: u32` | guest |
@@ -58,7 +58,7 @@ pub struct Control {
     pub done_seq: AtomicU32,
     /// Bumped by the hypervisor whenever something becomes pending for the domain.
     pub events: AtomicU32,
-    /// 1 while the guest sleeps.
+    /// Non-zero while a guest thread sleeps (`staticbus-guest-emu` counts its sleepers).
     pub guest_waiting: AtomicU32,
     /// 1 while the hypervisor thread sleeps.
     pub hv_waiting: AtomicU32,

@@ -25,7 +25,7 @@ use staticbus_guest::{
 };
 use staticbus_manifest::Manifest;
 use std::collections::HashMap;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
@@ -93,12 +93,12 @@ impl EmuHypercall {
                 std::hint::spin_loop();
                 continue;
             }
-            c.guest_waiting.store(1, SeqCst);
+            c.guest_waiting.fetch_add(1, SeqCst);
             let d = c.done_seq.load(SeqCst);
             if d != seq {
                 wire::wait(&c.done_seq, d, Some(Duration::from_millis(100)));
             }
-            c.guest_waiting.store(0, SeqCst);
+            c.guest_waiting.fetch_sub(1, SeqCst);
         }
         self.mem.read_response(arg)
     }
@@ -119,11 +119,11 @@ impl EmuHypercall {
                 },
                 None => Some(Duration::from_millis(200)),
             };
-            c.guest_waiting.store(1, SeqCst);
+            c.guest_waiting.fetch_add(1, SeqCst);
             if c.events.load(SeqCst) == seen && !ready() {
                 wire::wait(&c.events, seen, left);
             }
-            c.guest_waiting.store(0, SeqCst);
+            c.guest_waiting.fetch_sub(1, SeqCst);
         }
     }
 
@@ -346,6 +346,52 @@ impl EmuPlatform {
     /// The futex-based transport (e.g. to count or time hypercalls).
     pub fn transport(&self) -> &EmuHypercall {
         &self.hc
+    }
+
+    /// The memfd behind shared region `shm_id` (as the runner handed it), e.g. to give the
+    /// same memory to another process — a vhost-user daemon's memory table — without a
+    /// copy. `None` if the domain has no such region.
+    pub fn region_fd(&self, shm_id: &str) -> Option<BorrowedFd<'_>> {
+        self.regions.get(shm_id).map(SharedMem::fd)
+    }
+
+    /// A handle that sleeps until the hypervisor announces an event for this domain,
+    /// usable from another thread than the one making hypercalls (it makes none).
+    pub fn event_waiter(&self) -> EventWaiter<'_> {
+        EventWaiter {
+            control: self.hc.control(),
+        }
+    }
+}
+
+/// Sleeps on the domain's `events` futex, which the hypervisor bumps whenever something
+/// becomes pending for the domain (see [`EmuPlatform::event_waiter`]).
+///
+/// It only reads the futex word and sleeps on it, so a thread of its own can turn the
+/// domain's events into something else to wait on (an eventfd in an epoll loop) while the
+/// domain's thread keeps making hypercalls: the guest's sleepers are counted
+/// (`guest_waiting`), so one of them finishing does not stop the hypervisor waking another.
+#[derive(Clone, Copy, Debug)]
+pub struct EventWaiter<'a> {
+    control: &'a Control,
+}
+
+impl EventWaiter<'_> {
+    /// The current value of the event counter.
+    pub fn counter(&self) -> u32 {
+        self.control.events.load(SeqCst)
+    }
+
+    /// Sleeps until the counter differs from `seen`, at most `timeout`; returns the
+    /// counter (equal to `seen` on a timeout or a spurious wake-up).
+    pub fn wait_change(&self, seen: u32, timeout: Duration) -> u32 {
+        let c = self.control;
+        c.guest_waiting.fetch_add(1, SeqCst);
+        if c.events.load(SeqCst) == seen {
+            wire::wait(&c.events, seen, Some(timeout));
+        }
+        c.guest_waiting.fetch_sub(1, SeqCst);
+        c.events.load(SeqCst)
     }
 }
 
