@@ -18,8 +18,10 @@
 //!
 //! The writer overwrites the oldest record when the ring is full: it never waits for a
 //! reader and reads nothing a reader writes except the NEED_WAKEUP bits (through
-//! [`header::collect_wakeups`]), so a hostile reader can cost at most spurious
-//! notifications. Each slot is a seqlock: the writer marks it busy, writes the record,
+//! [`header::collect_wakeups`]), so a reader can cost the attached writer at most spurious
+//! notifications; a reader that keeps to its own line affects nobody else at all, one that
+//! writes elsewhere can forge for the other readers and make a restarted writer refuse to
+//! attach (docs/protocols.md §4.7 says exactly what holds then). Each slot is a seqlock: the writer marks it busy, writes the record,
 //! then stamps it with the record's sequence number; a reader copies the record out and
 //! keeps it only if the stamp did not change meanwhile, so a torn record is never
 //! returned. A reader that was lapped learns exactly how many records it missed

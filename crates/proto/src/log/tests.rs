@@ -816,6 +816,276 @@ proptest! {
     }
 }
 
+/// The hostile reader of the two hostile-reader properties below.
+const HOSTILE: usize = 1;
+
+/// Another domain's store of `value` into the 8-byte word at `off`, with the width of the
+/// fields there (two u32 halves where the layout has two u32 fields: `protocol`/`version`,
+/// writer `state`/`flags`, `slot_size`/reserved, a reader's `state`/`flags`), as a
+/// hostile member would write them. (Same widths as the protocol's own accesses, so that
+/// Miri's weak-memory model applies.)
+fn scribble(reg: &Region, off: usize, value: u64) {
+    let line = (READERS_OFFSET..data_offset(READERS))
+        .contains(&off)
+        .then(|| (off - READERS_OFFSET) % 64);
+    if matches!(off, 0x08 | 0x40 | 0x58) || line == Some(0) {
+        reg.store_le::<u32>(off, value as u32, Ordering::SeqCst)
+            .unwrap();
+        reg.store_le::<u32>(off + 4, (value >> 32) as u32, Ordering::SeqCst)
+            .unwrap();
+    } else {
+        put64(reg, off, value);
+    }
+}
+
+fn flags_of(reg: &Region, index: usize) -> u32 {
+    reg.load_le::<u32>(reader_line(index) + 4, Ordering::SeqCst)
+        .unwrap()
+}
+
+#[test]
+fn a_writer_restart_tolerates_a_corrupt_reader_line() {
+    let mem = Mem::new(SMALL);
+    let reg = mem.region();
+    let mut w = writer(&mem);
+    for n in 0..5 {
+        w.append(&msg(n, 16)).unwrap();
+    }
+    // Reader 1's whole line garbage: state, flags, epoch, cursor, reserved.
+    reg.write_bytes(reader_line(HOSTILE), &[0xff; 64]).unwrap();
+    drop(w);
+    let mut w = writer(&mem);
+    assert_eq!(w.head(), 5);
+    // Its flag bit is set: it gets (spurious) notifications, nothing else changes.
+    assert!(w.append(&msg(5, 16)).unwrap().contains(HOSTILE));
+    let mut r0 = reader(&mem, 0, Start::Resume);
+    let mut buf = [0u8; MAX];
+    for n in 0..6 {
+        let g = r0.read(&mut buf).unwrap().unwrap();
+        assert_eq!((g.seq, g.missed, &buf[..g.len]), (n, 0, &msg(n, 16)[..]));
+    }
+    // The hostile reader itself: its own cursor is out of range, so it cannot resume.
+    assert!(matches!(
+        Reader::attach(reg, READERS, HOSTILE, Start::Resume),
+        Err(Error::Header(HeaderError::BadOwnField))
+    ));
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// §4.7: a reader that writes anything, at any time, into its own line (the only
+    /// memory a correct reader writes) changes nothing for the writer and the other
+    /// readers but the notifications it gets: every append succeeds, a restarted writer
+    /// attaches and continues, and the other readers get exactly what the model predicts.
+    #[test]
+    fn a_reader_scribbling_on_its_own_line_affects_nobody(
+        steps in proptest::collection::vec(
+            (op(), proptest::option::of((0usize..9, any::<u64>()))),
+            1..if cfg!(miri) { 40 } else { 300 },
+        ),
+    ) {
+        let mem = Mem::new(SMALL);
+        let reg = mem.region();
+        let mut w = writer(&mem);
+        let mut rs: Vec<Reader> = (0..READERS).map(|i| reader(&mem, i, Start::Resume)).collect();
+        let mut model = [ModelReader::default(); READERS];
+        let mut records: Vec<Vec<u8>> = Vec::new();
+        let mut avail = 0u64;
+        let mut buf = [0u8; MAX];
+        for (op, scribble) in steps {
+            if let Some((word, value)) = scribble {
+                // Any field of its line: state, flags, epoch, cursor, the reserved words.
+                let line = reader_line(HOSTILE);
+                if word < 2 {
+                    reg.store_le::<u32>(line + 4 * word, value as u32, Ordering::SeqCst)
+                        .unwrap();
+                } else {
+                    put64(&reg, line + 8 * (word - 1), value);
+                }
+            }
+            match op {
+                Op::Append(len) => {
+                    let m = msg(records.len() as u64, len);
+                    match w.append(&m) {
+                        Ok(wake) => {
+                            records.push(m);
+                            avail = avail.max((records.len() as u64).saturating_sub(SLOTS));
+                            for (i, mr) in model.iter().enumerate() {
+                                let want = if i == HOSTILE {
+                                    flags_of(&reg, HOSTILE) & 1 != 0
+                                } else {
+                                    mr.waiting
+                                };
+                                prop_assert_eq!(wake.contains(i), want);
+                            }
+                        }
+                        Err(Error::TooLarge { .. }) => prop_assert!(len > MAX),
+                        Err(e) => prop_assert!(false, "append: {e:?}"),
+                    }
+                }
+                Op::Read(i) | Op::ReadSmall(i) if i != HOSTILE => {
+                    let small = matches!(op, Op::ReadSmall(_));
+                    let b = if small { &mut buf[..0] } else { &mut buf[..] };
+                    let got = rs[i].read(b);
+                    let mr = &mut model[i];
+                    mr.waiting = false;
+                    if mr.cursor == records.len() as u64 {
+                        prop_assert_eq!(got, Ok(None));
+                        continue;
+                    }
+                    let seq = mr.cursor.max(avail);
+                    let want = &records[seq as usize];
+                    match got {
+                        Err(Error::BufferTooSmall { len }) => {
+                            prop_assert!(small && len == want.len() && len > 0);
+                        }
+                        Ok(Some(g)) => {
+                            prop_assert_eq!((g.seq, g.missed), (seq, seq - mr.cursor));
+                            prop_assert_eq!(&buf[..g.len], &want[..]);
+                            mr.missed += g.missed;
+                            mr.returned += 1;
+                            mr.cursor = seq + 1;
+                            mr.saved = mr.cursor;
+                        }
+                        other => prop_assert!(false, "read {other:?}"),
+                    }
+                }
+                Op::ReaderRestart(i, s) if i != HOSTILE => {
+                    rs[i] = reader(&mem, i, start(s));
+                    let mr = &mut model[i];
+                    let head = records.len() as u64;
+                    let to = match start(s) {
+                        Start::Resume => mr.saved,
+                        Start::Oldest => head.saturating_sub(SLOTS),
+                        Start::Latest => head,
+                    };
+                    if !matches!(start(s), Start::Resume) {
+                        *mr = ModelReader { base: to, ..ModelReader::default() };
+                    }
+                    mr.cursor = to;
+                    mr.saved = to;
+                    mr.waiting = false;
+                    prop_assert_eq!(rs[i].position(), to);
+                }
+                Op::Wait(i) if i != HOSTILE => {
+                    let block = rs[i].prepare_wait().unwrap();
+                    prop_assert_eq!(block, model[i].cursor == records.len() as u64);
+                    model[i].waiting = block;
+                }
+                // What the hostile reader does besides scribbling: attach for real now and
+                // then (which writes its line as a correct reader would), whatever comes of
+                // it.
+                Op::Read(_) | Op::ReadSmall(_) | Op::Wait(_) => {}
+                Op::ReaderRestart(_, s) => {
+                    let _ = Reader::attach(reg, READERS, HOSTILE, start(s));
+                }
+                Op::WriterRestart => {
+                    w = Writer::attach(reg, READERS, SLOT).expect("a corrupt reader line");
+                    prop_assert_eq!(w.head(), records.len() as u64);
+                }
+                Op::WriterDies(len) => {
+                    died_mid_record(&reg, &w, len);
+                    avail = avail.max((records.len() as u64 + 1).saturating_sub(SLOTS));
+                    w = Writer::attach(reg, READERS, SLOT).expect("a corrupt reader line");
+                    prop_assert_eq!(w.head(), records.len() as u64);
+                }
+            }
+        }
+        for i in (0..READERS).filter(|&i| i != HOSTILE) {
+            let (r, mr) = (&mut rs[i], &mut model[i]);
+            while let Some(g) = r.read(&mut buf).unwrap() {
+                prop_assert_eq!(g.seq - g.missed, mr.cursor);
+                prop_assert_eq!(&buf[..g.len], &records[g.seq as usize][..]);
+                mr.cursor = g.seq + 1;
+                mr.returned += 1;
+                mr.missed += g.missed;
+            }
+            prop_assert_eq!(mr.returned + mr.missed, records.len() as u64 - mr.base);
+        }
+    }
+
+    /// §4.7: a reader that writes anywhere in the region (every member maps all of it
+    /// read-write) can make the others' records and positions wrong and a restarted writer
+    /// refuse to attach (or find the log exhausted), but no more: an attached writer never
+    /// fails or waits because of what is written after its attach (it reads nothing shared
+    /// but the flag bits) and its head advances by one per append, a restarted writer either
+    /// attaches or gives a typed error, and every reader operation ends, with a record
+    /// whose accounting is consistent, nothing, or a typed error.
+    #[test]
+    fn a_reader_writing_anywhere_leaves_only_typed_errors(
+        steps in proptest::collection::vec(
+            (op(), 0usize..SMALL / 8, any::<u64>(), any::<bool>()),
+            1..if cfg!(miri) { 30 } else { 200 },
+        ),
+    ) {
+        let mem = Mem::new(SMALL);
+        let reg = mem.region();
+        let mut w = writer(&mem);
+        let mut rs: Vec<Reader> = (0..READERS).map(|i| reader(&mem, i, Start::Resume)).collect();
+        let mut from: Vec<u64> = vec![0; READERS];
+        let mut buf = [0u8; MAX];
+        for (op, at, value, hostile) in steps {
+            if hostile {
+                scribble(&reg, 8 * at, value);
+            }
+            let was: Vec<Option<Broken>> = rs.iter().map(|r| r.broken()).collect();
+            let mut replaced = None;
+            match op {
+                Op::Append(len) => {
+                    let head = w.head();
+                    match w.append(&msg(head, len)) {
+                        Ok(_) => prop_assert_eq!(w.head(), head + 1),
+                        Err(Error::TooLarge { .. }) => prop_assert!(len > w.max_record()),
+                        // A head of exactly 2^62 found at a restart: valid, and full.
+                        Err(Error::Exhausted) => prop_assert_eq!(head, MAX_HEAD),
+                        Err(e) => prop_assert!(false, "append: {e:?}"),
+                    }
+                }
+                Op::Read(i) | Op::ReadSmall(i) if i != HOSTILE => {
+                    let b = if matches!(op, Op::ReadSmall(_)) { &mut buf[..4] } else { &mut buf[..] };
+                    match rs[i].read(b) {
+                        Ok(Some(g)) => {
+                            prop_assert!(g.len <= rs[i].max_record());
+                            prop_assert_eq!(g.seq - g.missed, from[i]);
+                            from[i] = g.seq + 1;
+                            prop_assert_eq!(rs[i].position(), from[i]);
+                        }
+                        Ok(None) => {}
+                        Err(Error::PeerBroken(_) | Error::BufferTooSmall { .. } | Error::Contended) => {}
+                        Err(e) => prop_assert!(false, "read: {e:?}"),
+                    }
+                }
+                Op::ReaderRestart(i, s) => match Reader::attach(reg, READERS, i, start(s)) {
+                    Ok(r) => {
+                        from[i] = r.position();
+                        rs[i] = r;
+                        replaced = Some(i);
+                    }
+                    Err(Error::Header(_) | Error::PeerBroken(_) | Error::ReadersMismatch { .. }) => {}
+                    Err(e) => prop_assert!(false, "attach: {e:?}"),
+                },
+                Op::WriterRestart | Op::WriterDies(_) => match Writer::attach(reg, READERS, SLOT) {
+                    Ok(nw) => w = nw,
+                    // The writer keeps going on its private state if it cannot re-attach.
+                    Err(Error::Header(_) | Error::SlotSizeMismatch { .. } | Error::ReadersMismatch { .. }) => {}
+                    Err(e) => prop_assert!(false, "writer attach: {e:?}"),
+                },
+                Op::Wait(i) => match rs[i].prepare_wait() {
+                    Ok(_) | Err(Error::PeerBroken(_)) => {}
+                    Err(e) => prop_assert!(false, "wait: {e:?}"),
+                },
+                Op::Read(_) | Op::ReadSmall(_) => {}
+            }
+            for (i, (r, b)) in rs.iter().zip(was).enumerate() {
+                if let (Some(b), false) = (b, replaced == Some(i)) {
+                    prop_assert_eq!(r.broken(), Some(b), "sticky");
+                }
+            }
+        }
+    }
+}
+
 /// A fast writer thread laps a slow reader thread (two "domains") on a 4-slot ring:
 /// every record returned is intact, sequence numbers increase, and returned + missed ==
 /// written. Under Miri this also checks the seqlock is free of data races (payload words
