@@ -20,6 +20,9 @@
 //! hypercall (the emulator's transport serves one thread at a time); the serving loop takes
 //! the pending bit and polls the rings after every wake-up, so a doorbell is never lost.
 //!
+//! If the frontend's domain is destroyed without detaching (its port falls back to
+//! UNBOUND), the backend fails instead of serving nobody for ever.
+//!
 //! `kill-after=N` (for the restart test): unless the file `DISK.killed` exists, create it
 //! and kill this domain's whole process group — the bridge and its daemon at the same
 //! instant — with SIGKILL after `N` requests served; the restarted domain serves on.
@@ -32,6 +35,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustix::event::{eventfd, EventfdFlags};
+use staticbus_guest::ops::PortState;
 use staticbus_guest::Platform;
 use staticbus_guest_emu::EmuPlatform;
 use staticbus_vhost_bridge::msg::{serve_with, MsgBackend};
@@ -43,6 +47,9 @@ use staticbus_virtio_msg::layout::{field, DRV_ATTACHED};
 const BLK_CONFIG_SIZE: u32 = 60;
 /// virtio device type 2: block.
 const VIRTIO_BLK: u32 = 2;
+/// The longest sleep of the serving loop with nothing to do (then it checks the frontend
+/// is still there).
+const IDLE: Duration = Duration::from_millis(100);
 
 fn fail(why: impl std::fmt::Display) -> ! {
     println!("FAIL virtio-blk-backend: {why}");
@@ -191,10 +198,11 @@ fn main() {
         loop {
             drain(doorbell.as_fd());
             let _ = dev.events().try_take_any(&[port]);
-            match serve_with(&mut dev, Some(doorbell.as_fd()), Duration::from_millis(100)) {
-                Ok(n) => served += n as u64,
+            let work = match serve_with(&mut dev, Some(doorbell.as_fd()), IDLE) {
+                Ok(n) => n as u64,
                 Err(e) => fail(format_args!("the bridge failed: {e}")),
-            }
+            };
+            served += work;
             turns += 1;
             let drv = dev
                 .region()
@@ -203,6 +211,16 @@ fn main() {
                 attached = true;
             } else if attached {
                 break;
+            }
+            // Idle: is the frontend still there? A destroyed domain's static port falls
+            // back to UNBOUND here (a restarted one is bound again, and rings).
+            if work == 0 {
+                match dev.events().status(port).map(|s| s.state) {
+                    Ok(PortState::Interdomain { .. }) => {}
+                    other => fail(format_args!(
+                        "the frontend domain is gone without detaching (port {port}: {other:?})"
+                    )),
+                }
             }
             if kill_after.is_some_and(|n| served >= n) {
                 std::fs::write(&marker, b"killed by virtio-blk-backend kill-after\n")

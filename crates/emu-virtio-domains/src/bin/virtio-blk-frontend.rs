@@ -208,6 +208,7 @@ fn main() {
         dev.request(Op::Read(b), &mut buf);
         model[b * BLOCK..(b + 1) * BLOCK].copy_from_slice(&buf);
     }
+    let started = std::time::Instant::now();
     let mut w = Workload::new(seed, blocks);
     let (mut writes, mut reads) = (0u64, 0u64);
     for i in 0..ops {
@@ -230,6 +231,13 @@ fn main() {
             }
         }
     }
+    let elapsed = started.elapsed();
+    println!(
+        "workload: {ops} requests in {} ms ({:.0} requests/s, one in flight, {} resets)",
+        elapsed.as_millis(),
+        ops as f64 / elapsed.as_secs_f64().max(1e-9),
+        dev.resets
+    );
     for b in 0..blocks {
         dev.request(Op::Read(b), &mut buf);
         if buf[..] != model[b * BLOCK..(b + 1) * BLOCK] {
