@@ -646,6 +646,9 @@ fn import_imagebuilder(a: ImportArgs) -> u8 {
             im.not_imported
         );
         eprintln!("next: staticbus build {} --uboot -o out", a.out.display());
+        if let Some(at) = im.script_addr {
+            eprintln!("then, in U-Boot: <load command> {at:#x} boot.scr; source {at:#x}");
+        }
     }
     0
 }

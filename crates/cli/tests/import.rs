@@ -65,7 +65,9 @@ fn import_build_check_round_trip() {
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(
-        stderr(&o).contains("next: staticbus build system.toml --uboot -o out"),
+        stderr(&o).contains(
+            "next: staticbus build system.toml --uboot -o out\nthen, in U-Boot: <load command> 0x40200000 boot.scr; source 0x40200000"
+        ),
         "{}",
         stderr(&o)
     );
@@ -87,22 +89,23 @@ fn import_build_check_round_trip() {
         ],
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    // The script loads every file where uboot-script-gen would (MEMORY_START + 2 MiB, one
-    // 2 MiB slot per 1 MiB file, domUs in order, then Xen and the tree) with LOAD_CMD.
+    // The script loads every file where uboot-script-gen would (its own script at
+    // MEMORY_START + 2 MiB, then one 2 MiB slot per 1 MiB file, domUs in order, then Xen and
+    // the tree) with LOAD_CMD.
     let script = std::fs::read_to_string(d.join("out/boot.source")).unwrap();
     for (addr, file) in [
-        (0x4020_0000u64, "ping/Image"),
-        (0x4040_0000, "pong/Image"),
-        (0x4060_0000, "log/Image"),
-        (0x4080_0000, "xen"),
-        (0x40a0_0000, "host.dtb"),
+        (0x4040_0000u64, "ping/Image"),
+        (0x4060_0000, "pong/Image"),
+        (0x4080_0000, "log/Image"),
+        (0x40a0_0000, "xen"),
+        (0x40c0_0000, "host.dtb"),
     ] {
         let line = format!("if ${{sb_load}} {addr:#x} {file}; then");
         assert!(script.contains(&line), "{line}\n{script}");
     }
     assert!(script.contains("setenv sb_load tftpb; fi"), "{script}");
     assert!(
-        script.trim_end().ends_with("booti 0x40800000 - 0x40a00000"),
+        script.trim_end().ends_with("booti 0x40a00000 - 0x40c00000"),
         "{script}"
     );
 }
@@ -138,12 +141,14 @@ fn the_readme_configuration_with_dom0_round_trips() {
     let o = run_in(d, &["check", "out/host.dtb", "--deny-warnings"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let script = std::fs::read_to_string(d.join("out/boot.source")).unwrap();
+    // `../xen` from the description's folder is loaded as `xen`, as uboot-script-gen names it.
+    assert!(script.contains(" 0x41200000 xen; then"), "{script}");
     assert!(
-        script.contains(" 0x40600000 zynqmp-dom1/Image-domU; then"),
+        script.contains(" 0x40800000 zynqmp-dom1/Image-domU; then"),
         "{script}"
     );
     assert!(
-        script.contains(" 0x40c00000 zynqmp-dom2/Image-domU; then"),
+        script.contains(" 0x40e00000 zynqmp-dom2/Image-domU; then"),
         "{script}"
     );
 }

@@ -53,38 +53,48 @@ pub fn module_file(
         return format!("{b}.bin");
     }
     if let Some(p) = path {
-        let pp = std::path::Path::new(p);
-        // A relative path, resolved lexically; `..` above the start is dropped (the
-        // files of `../dom1/Image` and `../dom2/Image` stay apart as `dom1/Image` and
-        // `dom2/Image`).
-        let mut parts: Vec<&str> = Vec::new();
-        let mut plain = !pp.is_absolute();
-        for c in pp.components() {
-            match c {
-                std::path::Component::Normal(n) => match n.to_str() {
-                    Some(n) => parts.push(n),
-                    None => plain = false,
-                },
-                std::path::Component::ParentDir => {
-                    parts.pop();
-                }
-                std::path::Component::CurDir => {}
-                _ => plain = false,
-            }
-        }
-        if plain && !parts.is_empty() {
-            return parts.join("/");
-        }
-        if let Some(name) = pp.file_name().and_then(|n| n.to_str()) {
-            return name.to_string();
-        }
+        return script_path(p);
     }
     format!("{domain}-{}", kind.as_str())
 }
 
-/// The file name the script loads Xen from: `[uboot] xen`, default [`XEN_FILE`].
-pub fn xen_file(sys: &System) -> &str {
-    sys.uboot.xen_file.as_deref().unwrap_or(XEN_FILE)
+/// The name the script loads a file of the description under: a relative path as it is,
+/// resolved lexically, with `..` above the start dropped (the files of `../dom1/Image` and
+/// `../dom2/Image` stay apart as `dom1/Image` and `dom2/Image`); else the basename.
+pub fn script_path(p: &str) -> String {
+    let pp = std::path::Path::new(p);
+    let mut parts: Vec<&str> = Vec::new();
+    let mut plain = !pp.is_absolute();
+    for c in pp.components() {
+        match c {
+            std::path::Component::Normal(n) => match n.to_str() {
+                Some(n) => parts.push(n),
+                None => plain = false,
+            },
+            std::path::Component::ParentDir => {
+                parts.pop();
+            }
+            std::path::Component::CurDir => {}
+            _ => plain = false,
+        }
+    }
+    if plain && !parts.is_empty() {
+        return parts.join("/");
+    }
+    pp.file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(p)
+        .to_string()
+}
+
+/// The file name the script loads Xen from: `[uboot] xen` (as [`script_path`] names it),
+/// default [`XEN_FILE`].
+pub fn xen_file(sys: &System) -> String {
+    sys.uboot
+        .xen_file
+        .as_deref()
+        .map(script_path)
+        .unwrap_or_else(|| XEN_FILE.to_string())
 }
 
 /// The command the script loads files with: `[uboot] load`, default `tftpb`.
@@ -113,7 +123,7 @@ pub fn loads(sys: &System) -> Result<Vec<ScriptLoad>, ScriptError> {
     };
     let mut v = vec![
         ScriptLoad {
-            file: xen_file(sys).into(),
+            file: xen_file(sys),
             addr: xen.base,
             size: xen.size,
             what: "Xen".into(),
@@ -338,7 +348,7 @@ mod tests {
         d2.modules[0].path = Some("dom2/Image".into());
         sys.domains.push(d2);
         sys.uboot.load = Some("load mmc 0:1".into());
-        sys.uboot.xen_file = Some("boot/xen-4.20".into());
+        sys.uboot.xen_file = Some("../boot/xen-4.20".into());
         let s = script(&sys).unwrap();
         assert!(
             s.contains("if test -z \"${sb_load}\"; then setenv sb_load load mmc 0:1; fi"),

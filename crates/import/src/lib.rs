@@ -5,10 +5,12 @@
 //! Every assignment of the file is either imported (the description says, in a comment,
 //! which line each value came from) or reported: unsupported variables (SB0804), unknown
 //! ones (SB0805), values the importer cannot read (SB0803) — never dropped silently.
-//! Modules are placed where `uboot-script-gen` would load them: from `MEMORY_START` + 2 MiB,
-//! each on a 2 MiB boundary after the previous file, in its order (dom0 kernel and ramdisk,
-//! then each domU's kernel, ramdisk and passthrough tree, then Xen, then the device tree),
-//! so `staticbus build --uboot` writes the script `uboot-script-gen` would have.
+//! Modules are placed where `uboot-script-gen` would load them: its script takes the 2 MiB
+//! at `MEMORY_START` + 2 MiB (at least 12 MiB), then each file goes on the next 2 MiB
+//! boundary after the previous one, in its order (dom0 kernel and ramdisk, then each domU's
+//! kernel, ramdisk and passthrough tree, then Xen, then the device tree), so `staticbus
+//! build --uboot` writes the script `uboot-script-gen` would have, to be loaded at the same
+//! address ([`Imported::script_addr`]).
 
 #![deny(unsafe_code)]
 
@@ -27,6 +29,8 @@ use vars::Handling;
 
 /// uboot-script-gen's alignment and first offset: 2 MiB.
 pub const ALIGN: u64 = 2 << 20;
+/// uboot-script-gen never puts its script below 12 MiB.
+pub const SCRIPT_FLOOR: u64 = 12 << 20;
 /// Room left for the host device tree: Xen refuses larger ones.
 pub const DTB_ROOM: u64 = 2 << 20;
 /// The most domUs a configuration may declare (Xen's event-channel and domid spaces allow
@@ -73,8 +77,12 @@ pub struct Imported {
     pub imported: usize,
     /// Variables reported as not imported.
     pub not_imported: usize,
-    /// The `DEVICE_TREE` file (to pass as `--base`), relative to the output directory.
+    /// The `DEVICE_TREE` file (the description's `[platform] base`), relative to the
+    /// output directory.
     pub base: Option<String>,
+    /// Where the U-Boot script goes (`LOAD_CMD ADDR boot.scr; source ADDR`): the 2 MiB
+    /// uboot-script-gen keeps for it, below every file.
+    pub script_addr: Option<u64>,
 }
 
 /// An assignment looked up by key.
@@ -478,7 +486,10 @@ pub fn import(sources: &Sources, file: FileId, text: &str, opts: &Options) -> Im
             ram = Some((s, e - s));
         }
     }
-    im.memaddr = mstart.unwrap_or(0).saturating_add(ALIGN);
+    // uboot-script-gen: the script at MEMORY_START + 2 MiB (not below 12 MiB), 2 MiB for it,
+    // then the files.
+    let script_addr = mstart.unwrap_or(0).saturating_add(ALIGN).max(SCRIPT_FLOOR);
+    im.memaddr = script_addr.saturating_add(ALIGN);
 
     // ---- load command ----
     let load = match (&opts.load_cmd, cfg.get("LOAD_CMD")) {
@@ -954,6 +965,7 @@ pub fn import(sources: &Sources, file: FileId, text: &str, opts: &Options) -> Im
     if im.diags.has_errors() {
         return Imported {
             toml: None,
+            script_addr: None,
             imported: 0,
             not_imported: im.not_imported.len(),
             base,
@@ -975,7 +987,14 @@ pub fn import(sources: &Sources, file: FileId, text: &str, opts: &Options) -> Im
     );
     let _ = writeln!(
         t,
-        "# `staticbus build THIS.toml --uboot -o out` writes the host tree and the U-Boot script."
+        "# `staticbus build THIS.toml --uboot -o out` writes the host tree and the U-Boot script;"
+    );
+    let _ = writeln!(
+        t,
+        "# U-Boot loads the script where uboot-script-gen would: `{} {} boot.scr; source {}`.",
+        load.as_ref().map(|l| l.0.as_str()).unwrap_or("tftpb"),
+        hex(script_addr),
+        hex(script_addr)
     );
     let _ = writeln!(t);
     let _ = writeln!(t, "[system]\nname = {}\n", toml_str(&opts.name));
@@ -1110,6 +1129,7 @@ pub fn import(sources: &Sources, file: FileId, text: &str, opts: &Options) -> Im
     im.imported = (order.len() + unknown).saturating_sub(im.not_imported.len());
     Imported {
         toml: Some(t),
+        script_addr: Some(script_addr),
         imported: im.imported,
         not_imported: im.not_imported.len(),
         base,

@@ -140,10 +140,11 @@ fn readme_configuration() {
     assert_eq!(names, ["dom0", "domU0", "domU1"]);
     // uboot-script-gen's order and 2 MiB steps: dom0 kernel, ramdisk; domU0 kernel,
     // ramdisk, passthrough tree; domU1 kernel, ramdisk; then Xen and the tree.
-    let want: Vec<u64> = (1..=7).map(|i| 0x4000_0000 + i * 0x20_0000).collect();
+    // The first slot, at MEMORY_START + 2 MiB, is the script's.
+    let want: Vec<u64> = (2..=8).map(|i| 0x4000_0000 + i * 0x20_0000).collect();
     assert_eq!(module_addrs(&sys), want);
-    assert_eq!(sys.platform.xen_image.as_ref().unwrap().base, 0x4100_0000);
-    assert_eq!(sys.platform.dtb.as_ref().unwrap().base, 0x4120_0000);
+    assert_eq!(sys.platform.xen_image.as_ref().unwrap().base, 0x4120_0000);
+    assert_eq!(sys.platform.dtb.as_ref().unwrap().base, 0x4140_0000);
     // With dom0, DOMU_ENHANCED defaults to "enabled"; DOMU_MEM to 512 MiB.
     assert!(sys.domains[1..]
         .iter()
@@ -424,7 +425,7 @@ fn without_the_images_sizes_can_be_assumed() {
     };
     let sys = check_description(&r);
     // Each image gets the assumed 8 MiB, placed 8 MiB apart.
-    let want: Vec<u64> = (0..7).map(|i| 0x4020_0000 + i * 0x80_0000).collect();
+    let want: Vec<u64> = (0..7).map(|i| 0x4040_0000 + i * 0x80_0000).collect();
     assert_eq!(module_addrs(&sys), want);
     assert!(sys
         .domains

@@ -35,7 +35,7 @@ pub(super) fn uboot_tree(
         }
         std::fs::copy(from, to)
     };
-    copy(xen, uboot::xen_file(sys)).map_err(io)?;
+    copy(xen, &uboot::xen_file(sys)).map_err(io)?;
     copy(&out.join("host.dtb"), uboot::DTB_FILE).map_err(io)?;
     for l in loads {
         copy(&l.file, &l.script_name).map_err(io)?;
