@@ -7,7 +7,7 @@
 //!   `emulate` program; the emulator runs themselves are in `tests/run.rs` (which builds
 //!   the programs), and it must name the example;
 //! - `staticbus boot …`: the description must check clean; the boots are in
-//!   `tests/boot.rs`, which must name the example.
+//!   `tests/boot.rs` (or `tests/linux.rs`, `tests/ivshmem.rs`), which must name the example.
 //!
 //! A configuration-only example (no `emulate` programs) must be refused by `run` with a
 //! message that says so.
@@ -130,11 +130,12 @@ fn every_example_header_command_works() {
                             String::from_utf8_lossy(&o.stderr)
                         ));
                     }
-                    // Boots of descriptions with a Linux domain are in tests/linux.rs.
-                    let (runner, also) = if args[0] == "run" {
-                        ("run.rs", None)
+                    // Boots of descriptions with a Linux domain are in tests/linux.rs, those
+                    // of the qemu-ivshmem platform in tests/ivshmem.rs.
+                    let (runner, also): (&str, &[&str]) = if args[0] == "run" {
+                        ("run.rs", &[])
                     } else {
-                        ("boot.rs", Some("linux.rs"))
+                        ("boot.rs", &["linux.rs", "ivshmem.rs"])
                     };
                     let read = |f: &str| {
                         std::fs::read_to_string(
@@ -142,7 +143,10 @@ fn every_example_header_command_works() {
                         )
                         .unwrap()
                     };
-                    let tests = read(runner) + &also.map(read).unwrap_or_default();
+                    let tests: String = std::iter::once(runner)
+                        .chain(also.iter().copied())
+                        .map(read)
+                        .collect();
                     let dir = rel.trim_end_matches("/system.toml");
                     if !tests.contains(&format!("\"{dir}/")) {
                         failures.push(format!(
