@@ -695,7 +695,7 @@ fn record(seq: u64, buf: &mut Vec<u8>) {
 }
 
 fn writer(p: &EmuPlatform, t: &staticbus_guest::Region, d: &mut Domain) -> Res {
-    let mut w = LogWriter::open(p, "l", 64).map_err(|e| format!("open l: {e}"))?;
+    let mut w = LogWriter::open(p, "l").map_err(|e| format!("open l: {e}"))?;
     let fin = word(t, L_FINAL);
     let mut buf = Vec::new();
     let started = Instant::now();

@@ -13,8 +13,7 @@ use crate::domain::{self, sb_domain, Ev};
 use crate::handle::{self, handle};
 use crate::status::*;
 use core::ffi::{c_char, c_void, CStr};
-use staticbus_guest::manifest::Protocol;
-use staticbus_guest::{Channel, Platform};
+use staticbus_guest::Channel;
 use staticbus_proto::endpoint::{
     BlobReader, BlobWriter, Error, LatestReader, LatestWriter, LogReader, LogWriter, QueueRx,
     QueueTx,
@@ -246,23 +245,6 @@ unsafe fn set<T>(out: *mut T, v: T) {
     if !out.is_null() {
         // SAFETY: valid for writes (contract).
         unsafe { out.write(v) }
-    }
-}
-
-/// A protocol parameter of channel `name` from the manifest (0 if the channel is not
-/// there: opening then reports why).
-fn param(
-    p: &domain::CPlatform,
-    name: &str,
-    protocol: Protocol,
-    get: impl Fn(&staticbus_guest::manifest::Channel) -> Option<u32>,
-) -> Result<usize, sb_status> {
-    match p.manifest().channel(name) {
-        Some(c) if c.protocol == protocol => match get(c) {
-            Some(v) => Ok(v as usize),
-            None => Err(SB_ERR_BAD_MANIFEST),
-        },
-        _ => Ok(0),
     }
 }
 
@@ -649,8 +631,7 @@ pub unsafe extern "C" fn sb_log_writer_open(
         let p = unsafe { domain::platform(d) }?;
         // SAFETY: forwarded.
         let name = unsafe { self::name(name) }?;
-        let slot = param(p, name, Protocol::Log, |c| c.slot_size)?;
-        let e = LogWriter::open(p, name, slot).map_err(err)?;
+        let e = LogWriter::open(p, name).map_err(err)?;
         // SAFETY: forwarded.
         match unsafe { handle::put(w, e) } {
             SB_OK => Ok(()),
@@ -808,8 +789,7 @@ pub unsafe extern "C" fn sb_latest_writer_open(
         let p = unsafe { domain::platform(d) }?;
         // SAFETY: forwarded.
         let name = unsafe { self::name(name) }?;
-        let size = param(p, name, Protocol::Latest, |c| c.value_size)?;
-        let e = LatestWriter::open(p, name, size).map_err(err)?;
+        let e = LatestWriter::open(p, name).map_err(err)?;
         // SAFETY: forwarded.
         match unsafe { handle::put(w, e) } {
             SB_OK => Ok(()),
@@ -856,8 +836,8 @@ pub unsafe extern "C" fn sb_latest_reader_open(
         let p = unsafe { domain::platform(d) }?;
         // SAFETY: forwarded.
         let name = unsafe { self::name(name) }?;
-        let size = param(p, name, Protocol::Latest, |c| c.value_size)?;
-        let e = LatestReader::open(p, name, size).map_err(err)?;
+        let e = LatestReader::open(p, name).map_err(err)?;
+        let size = e.value_size();
         // SAFETY: forwarded.
         match unsafe { handle::put(r, (e, size)) } {
             SB_OK => Ok(()),

@@ -168,6 +168,7 @@ pub(crate) fn classify(e: &Error) -> (sb_status, Option<usize>) {
         Error::WrongProtocol { .. } => SB_ERR_WRONG_PROTOCOL,
         Error::WrongRole { .. } => SB_ERR_WRONG_ROLE,
         Error::Event(_) => SB_ERR_EVENT,
+        Error::Undeclared { .. } => SB_ERR_BAD_MANIFEST,
         Error::Queue(q) => match q {
             queue::Error::Header(h) => header(h),
             queue::Error::PeerBroken(_) | queue::Error::OutOfBounds => SB_ERR_BROKEN,

@@ -128,10 +128,7 @@ where
     );
     // The ends this domain initialises first, so the C side's opens never wait on ours.
     let mut requests = ep("open requests", QueueTx::open(platform, "requests"))?;
-    let mut setpoint = ep(
-        "open setpoint",
-        LatestWriter::open(platform, "setpoint", 16),
-    )?;
+    let mut setpoint = ep("open setpoint", LatestWriter::open(platform, "setpoint"))?;
     let mut replies = ep("open replies", QueueRx::open(platform, "replies"))?;
     let mut events = ep(
         "open events",

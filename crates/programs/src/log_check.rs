@@ -50,7 +50,8 @@
 //! `RESULT FAIL <reason>`.
 //!
 //! Arguments (all optional): `count=N` (writer; default [`DEFAULT_COUNT`]), `slot=BYTES`
-//! (writer; a power of two from 32 to [`MAX_SLOT`], default [`DEFAULT_SLOT`]), `log=`,
+//! (writer; only checked: it must equal the `slot-size` the description declares, which
+//! the writer attaches with, at most [`MAX_SLOT`]), `log=`,
 //! `ctl=`, `ack=` (channel names; defaults `log`, `ctl`, `ack`).
 
 use crate::args::{ArgError, Args};
@@ -65,8 +66,6 @@ use staticbus_proto::log::{self, Start, SLOT_PAYLOAD};
 
 /// Records written unless `count=` says otherwise.
 pub const DEFAULT_COUNT: u64 = 10_000;
-/// Slot size unless `slot=` says otherwise (records of up to 112 bytes).
-pub const DEFAULT_SLOT: usize = 128;
 /// Largest slot size this program accepts.
 pub const MAX_SLOT: usize = 1024;
 /// Largest record this program writes or reads.
@@ -341,6 +340,10 @@ enum Fail<'a> {
         want: u64,
     },
     ReaderBad(u64),
+    SlotArg {
+        got: u64,
+        declared: usize,
+    },
 }
 
 impl fmt::Display for Fail<'_> {
@@ -367,6 +370,11 @@ impl fmt::Display for Fail<'_> {
                 write!(f, "the reader reports {what} {got}, expected {want}")
             }
             Fail::ReaderBad(seq) => write!(f, "the reader found record {seq} bad"),
+            Fail::SlotArg { got, declared } => write!(
+                f,
+                "slot={got}, but the description declares slot-size {declared} for this log \
+                 (the writer attaches with the declared one: drop slot=)"
+            ),
         }
     }
 }
@@ -511,11 +519,12 @@ where
     match role {
         Role::Writer => {
             let count = args.u64_or("count", DEFAULT_COUNT)?;
-            let slot = args.u64_or("slot", DEFAULT_SLOT as u64)?;
-            if slot > MAX_SLOT as u64 {
-                return Err(Fail::Setup("slot= is above 1024 bytes"));
-            }
-            writer(platform, clock, names, count, slot as usize, out)
+            // The description declares the slot size; `slot=` may only repeat it.
+            let slot = match args.get("slot") {
+                Some(_) => Some(args.u64_or("slot", 0)?),
+                None => None,
+            };
+            writer(platform, clock, names, count, slot, out)
         }
         Role::Reader => reader(platform, clock, names, out),
         _ => Err(Fail::Setup(
@@ -578,10 +587,22 @@ fn writer<P: Platform + ?Sized, C: Clock, W: Write>(
     clock: &C,
     names: Names<'_>,
     count: u64,
-    slot_size: usize,
+    slot: Option<u64>,
     out: &mut W,
 ) -> Result<Passed, Fail<'static>> {
-    let mut log = ep("open log", LogWriter::open(platform, names.log, slot_size))?;
+    let mut log = ep("open log", LogWriter::open(platform, names.log))?;
+    let slot_size = log.writer().slot_size();
+    if let Some(want) = slot.filter(|&s| s != slot_size as u64) {
+        return Err(Fail::SlotArg {
+            got: want,
+            declared: slot_size,
+        });
+    }
+    if slot_size > MAX_SLOT {
+        return Err(Fail::Setup(
+            "the log's slot-size is above 1024 bytes, this program's largest",
+        ));
+    }
     if log.channel().info().readers != 1 {
         return Err(Fail::Setup("the log channel must have exactly one reader"));
     }

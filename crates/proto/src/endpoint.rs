@@ -57,6 +57,12 @@ pub enum Error {
     Blob(blob::Error),
     /// Signalling or waiting on the event channel failed.
     Event(Errno),
+    /// The manifest does not give the channel's slot or value size (`slot_size` of a
+    /// `log`, `value_size` of a `latest`; manifests of format 2 and later always do).
+    Undeclared {
+        /// The missing manifest field.
+        field: &'static str,
+    },
 }
 
 impl fmt::Display for Error {
@@ -80,6 +86,11 @@ impl fmt::Display for Error {
             Error::Latest(e) => write!(f, "{e}"),
             Error::Blob(e) => write!(f, "{e}"),
             Error::Event(e) => write!(f, "event channel: {e}"),
+            Error::Undeclared { field } => write!(
+                f,
+                "the manifest gives no `{field}` for this channel (built by an older \
+                 staticbus? rebuild the system)"
+            ),
         }
     }
 }
@@ -169,6 +180,17 @@ fn open_typed<'p, P: Platform + ?Sized>(
     // no message: drop it before the protocol starts.
     ch.clear_initial();
     Ok(ch)
+}
+
+/// A size the manifest declares for `ch` (`field` names it in the error).
+fn declared<E: Events>(
+    ch: &Channel<'_, E>,
+    field: &'static str,
+    get: impl Fn(&staticbus_guest::manifest::Channel) -> Option<u32>,
+) -> Result<usize, Error> {
+    get(ch.info())
+        .map(|v| v as usize)
+        .ok_or(Error::Undeclared { field })
 }
 
 /// Signals every peer of `ch` if `needed` (the protocol said the peer waits).
@@ -511,16 +533,16 @@ impl<E: Events> fmt::Debug for LogWriter<'_, E> {
 
 impl<'p, E: Events> LogWriter<'p, E> {
     /// Opens `name`, which must be a `log` channel whose writer is this domain, and
-    /// attaches with `slot_size`-byte slots (records of up to
-    /// [`log::max_record`]`(slot_size)` bytes), initialising the region on first start
-    /// and continuing the sequence after a restart; signals the readers, which may wait
-    /// for the initialisation.
+    /// attaches with the slot size the description declares (`slot-size`, the
+    /// manifest's `slot_size`; records of up to [`log::max_record`]`(slot_size)` bytes),
+    /// initialising the region on first start and continuing the sequence after a
+    /// restart; signals the readers, which may wait for the initialisation.
     pub fn open<P: Platform<Events<'p> = E> + ?Sized>(
         platform: &'p P,
         name: &str,
-        slot_size: usize,
     ) -> Result<Self, Error> {
         let ch = open_typed(platform, name, Protocol::Log, Role::Writer)?;
+        let slot_size = declared(&ch, "slot_size", |c| c.slot_size)?;
         let readers = ch.info().readers as usize;
         let w = log::Writer::attach(*ch.region(), readers, slot_size)?;
         let mut counters = Counters::default();
@@ -655,15 +677,16 @@ impl<E: Events> fmt::Debug for LatestWriter<'_, E> {
 
 impl<'p, E: Events> LatestWriter<'p, E> {
     /// Opens `name`, which must be a `latest` channel this domain writes, and attaches
-    /// to the slot of the writer index the manifest gives it, for values of
-    /// `value_size` bytes. Writer 0 initialises the region; the others block until it
-    /// has. Signals the readers, which may wait for the initialisation.
+    /// to the slot of the writer index the manifest gives it, for values of the size the
+    /// description declares (`value-size`, the manifest's `value_size`). Writer 0
+    /// initialises the region; the others block until it has. Signals the readers, which
+    /// may wait for the initialisation.
     pub fn open<P: Platform<Events<'p> = E> + ?Sized>(
         platform: &'p P,
         name: &str,
-        value_size: usize,
     ) -> Result<Self, Error> {
         let ch = open_typed(platform, name, Protocol::Latest, Role::Writer)?;
+        let value_size = declared(&ch, "value_size", |c| c.value_size)?;
         let i = ch.info();
         let (writers, readers, index) = (i.writers as usize, i.readers as usize, i.index as usize);
         // Writers share no event channel: while writer 0 has not initialised the region,
@@ -716,13 +739,14 @@ impl<E: Events> fmt::Debug for LatestReader<'_, E> {
 
 impl<'p, E: Events> LatestReader<'p, E> {
     /// Opens `name`, which must be a `latest` channel this domain reads, for values of
-    /// `value_size` bytes; blocks until writer 0 has initialised the region.
+    /// the size the description declares; blocks until writer 0 has initialised the
+    /// region.
     pub fn open<P: Platform<Events<'p> = E> + ?Sized>(
         platform: &'p P,
         name: &str,
-        value_size: usize,
     ) -> Result<Self, Error> {
         let ch = open_typed(platform, name, Protocol::Latest, Role::Reader)?;
+        let value_size = declared(&ch, "value_size", |c| c.value_size)?;
         let i = ch.info();
         let (writers, readers, index) = (i.writers as usize, i.readers as usize, i.index as usize);
         let r = attach_once_initialised(
@@ -762,6 +786,12 @@ impl<'p, E: Events> LatestReader<'p, E> {
     /// Wait-loop statistics.
     pub fn counters(&self) -> Counters {
         self.counters
+    }
+
+    /// The value size the channel was opened with (the description's `value-size`).
+    pub fn value_size(&self) -> usize {
+        // `open` refused a manifest without it.
+        self.ch.info().value_size.unwrap_or(0) as usize
     }
 
     /// The protocol handle.

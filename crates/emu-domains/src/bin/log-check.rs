@@ -1,4 +1,4 @@
-//! `log-check [count=N] [slot=BYTES] [log=NAME] [ctl=NAME] [ack=NAME]`: the log check of
+//! `log-check [count=N] [log=NAME] [ctl=NAME] [ack=NAME]`: the log check of
 //! `staticbus_programs::log_check` (a writer that never waits appends checksummed records to
 //! a `log` channel, paced, in bursts that lap the paused reader, then free-running; the
 //! reader verifies every record and accounts exactly for every lost one), on the

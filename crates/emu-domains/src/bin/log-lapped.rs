@@ -16,9 +16,6 @@ use staticbus_emu_domains::{connect, count_arg};
 use staticbus_proto::endpoint::{Error, LogReader, LogWriter, QueueRx, QueueTx};
 use staticbus_proto::log::Start;
 
-/// Slot size of the log (records of up to 48 bytes).
-const SLOT: usize = 64;
-
 fn fail(msg: &str) -> ! {
     eprintln!("FAIL {msg}");
     std::process::exit(1);
@@ -43,7 +40,7 @@ fn or_fail<T>(what: &str, r: Result<T, Error>) -> T {
 
 fn logger(bursts: u64) {
     let p = connect();
-    let mut log = or_fail("open log", LogWriter::open(&p, "log", SLOT));
+    let mut log = or_fail("open log", LogWriter::open(&p, "log"));
     let mut done = or_fail("open done", QueueTx::open(&p, "done"));
     let mut ack = or_fail("open ack", QueueRx::open(&p, "ack"));
     let slots = log.writer().slots() as u64;
@@ -67,7 +64,7 @@ fn logger(bursts: u64) {
 fn collector(bursts: u64) {
     let p = connect();
     // The typed open refuses a channel used with the wrong protocol or role.
-    match LogWriter::open(&p, "log", SLOT) {
+    match LogWriter::open(&p, "log") {
         Err(e @ Error::WrongRole { .. }) => println!("collector: refused as expected: {e}"),
         other => fail(&format!("opening the log as its writer: {other:?}")),
     }

@@ -70,7 +70,7 @@ fn settings(version: u64) -> Vec<u8> {
 
 fn sensor(n: u64) {
     let p = connect();
-    let mut w = or_fail("open", LatestWriter::open(&p, "reading", 16));
+    let mut w = or_fail("open", LatestWriter::open(&p, "reading"));
     let index = w.writer().index() as u64;
     for i in 1..=n {
         or_fail("publish", w.publish(now_ns(), &reading(i, index)));
@@ -106,7 +106,7 @@ fn monitor(na: u64, nb: u64, versions: u64) {
         last_v = b.version;
         blobs += 1;
     }
-    let mut rd = or_fail("open reading", LatestReader::open(&p, "reading", 16));
+    let mut rd = or_fail("open reading", LatestReader::open(&p, "reading"));
     let (mut last, mut from) = ([0u64; 2], [0u64; 2]);
     let mut v = [0u8; 16];
     while last != [na, nb] {

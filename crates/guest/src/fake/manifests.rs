@@ -27,11 +27,18 @@ fn leak<T>(v: Vec<T>) -> &'static [T] {
     Box::leak(v.into_boxed_slice())
 }
 
+/// The slot size [`two_domains`] declares for a `log` channel (a description's
+/// `slot-size`).
+pub const FAKE_SLOT_SIZE: u32 = 64;
+/// The value size [`two_domains`] declares for a `latest` channel (`value-size`).
+pub const FAKE_VALUE_SIZE: u32 = 16;
+
 /// The manifests of two domains, `a` (domid 1) and `b` (domid 2), sharing one channel
 /// per `(name, protocol, size)` entry: `a` is the producer (queue) or the writer (other
 /// protocols), `b` the consumer or reader; the channel's region has the channel's name
 /// as `xen,shm-id`; channel `i` uses ports [`pair_ports`]`(i)`, and `b`'s end starts
-/// pending (Xen binds `a`'s end first). The manifests are leaked (`'static`), and stay
+/// pending (Xen binds `a`'s end first); a `log` channel declares [`FAKE_SLOT_SIZE`], a
+/// `latest` one [`FAKE_VALUE_SIZE`]. The manifests are leaked (`'static`), and stay
 /// reachable from a static.
 pub fn two_domains(channels: &[(&'static str, Protocol, u64)]) -> [&'static Manifest; 2] {
     let names = ["a", "b"];
@@ -67,8 +74,8 @@ pub fn two_domains(channels: &[(&'static str, Protocol, u64)]) -> [&'static Mani
                 index: 0,
                 writers: 1,
                 readers: 1,
-                slot_size: None,
-                value_size: None,
+                slot_size: (protocol == Protocol::Log).then_some(FAKE_SLOT_SIZE),
+                value_size: (protocol == Protocol::Latest).then_some(FAKE_VALUE_SIZE),
                 peers,
             });
             regions.push(Region {

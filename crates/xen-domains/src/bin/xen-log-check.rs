@@ -9,7 +9,7 @@
 //! figures:
 //!
 //! ```text
-//! staticbus.domain=writer count=10000 slot=128
+//! staticbus.domain=writer count=10000
 //! ```
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
