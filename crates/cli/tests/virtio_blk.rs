@@ -6,9 +6,10 @@
 //! wrote. Skipped with a message when qemu-storage-daemon is missing, unless
 //! `STATICBUS_REQUIRE_VHOST_DAEMONS=1` (CI) makes that a failure.
 
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::Once;
 
 use staticbus_emu_virtio_domains::{digest, expected_disk, Rng, BLOCK};
@@ -79,10 +80,14 @@ fn pass_field<'a>(out: &'a str, dom: &str, key: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {key}= in `{line}`"))
 }
 
-/// Runs `example` in a fresh folder holding a disk of seeded random contents; checks both
-/// domains passed, the frontend's report, and the file against the workload. Returns the
-/// output.
-fn run_example(example: &str, extra: &[&str]) -> Option<String> {
+/// Runs `example` in a fresh folder holding a disk of seeded random contents, showing
+/// `on_line` every line of its output (with the folder) as it comes; checks both domains
+/// passed, the frontend's report, and the file against the workload. Returns the output.
+fn run_example(
+    example: &str,
+    extra: &[&str],
+    mut on_line: impl FnMut(&str, &Path),
+) -> Option<String> {
     qemu_storage_daemon()?;
     build_programs();
     let dir = tempfile::tempdir().unwrap();
@@ -93,19 +98,28 @@ fn run_example(example: &str, extra: &[&str]) -> Option<String> {
     let disk = dir.path().join(DISK);
     std::fs::write(&disk, &initial).unwrap();
     std::fs::set_permissions(&disk, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_staticbus"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_staticbus"))
         .arg("run")
         .arg(root().join("examples").join(example).join("system.toml"))
         .args(["--timeout", "900"])
         .args(extra)
         .current_dir(dir.path())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("run staticbus");
-    let (out, err) = (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    );
-    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    let stderr = child.stderr.take().unwrap();
+    let err = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
+    let mut out = String::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.expect("staticbus run's output");
+        on_line(&line, dir.path());
+        out.push_str(&line);
+        out.push('\n');
+    }
+    let status = child.wait().unwrap();
+    let err = err.join().unwrap();
+    assert_eq!(status.code(), Some(0), "{out}\n{err}");
     for dom in ["frontend", "backend"] {
         let l = err
             .lines()
@@ -146,7 +160,7 @@ fn run_example(example: &str, extra: &[&str]) -> Option<String> {
 
 #[test]
 fn virtio_blk_between_domains_writes_the_file() {
-    let Some(out) = run_example("virtio-blk", &[]) else {
+    let Some(out) = run_example("virtio-blk", &[], |_, _| {}) else {
         return;
     };
     assert_eq!(pass_field(&out, "frontend", "resets"), "0", "{out}");
@@ -155,7 +169,7 @@ fn virtio_blk_between_domains_writes_the_file() {
 
 #[test]
 fn virtio_blk_backend_killed_mid_stream_loses_no_acknowledged_write() {
-    let Some(out) = run_example("virtio-blk-restart", &["--restart-on-crash"]) else {
+    let Some(out) = run_example("virtio-blk-restart", &["--restart-on-crash"], |_, _| {}) else {
         return;
     };
     assert_eq!(
@@ -182,4 +196,75 @@ fn virtio_blk_backend_killed_mid_stream_loses_no_acknowledged_write() {
         })
         .unwrap_or_else(|| panic!("no reset line\n{out}"));
     assert!(at > 0 && at < OPS + BLOCKS as u64, "{out}");
+}
+
+/// The host pids of the backend domain's program running in `dir` (its working folder,
+/// which no other run shares).
+fn backend_pids(dir: &Path) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+        // comm is cut at 15 bytes: "virtio-blk-back".
+        if comm.trim_end() == "virtio-blk-back"
+            && std::fs::read_link(e.path().join("cwd")).is_ok_and(|c| c == dir)
+        {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// The backend domain destroyed from outside at a moment it does not choose: when the
+/// frontend reports 2,000 requests of the workload done, the test SIGKILLs the backend's whole process
+/// group (the sandbox launcher, the program, the bridge's daemon), as `xl destroy` would;
+/// the runner re-creates the domain (`--restart-on-crash`), and the run must end as the
+/// undisturbed one does, file included.
+#[test]
+fn virtio_blk_backend_domain_destroyed_from_outside_mid_stream() {
+    let mut killed = 0;
+    let Some(out) = run_example("virtio-blk", &["--restart-on-crash"], |line, dir| {
+        if line == "[frontend] progress 2000" {
+            let dir = dir.canonicalize().unwrap();
+            let pids = backend_pids(&dir);
+            assert_eq!(
+                pids.len(),
+                1,
+                "the backend's program in {}: {pids:?}",
+                dir.display()
+            );
+            let pid = rustix::process::Pid::from_raw(pids[0] as i32).unwrap();
+            let group = rustix::process::getpgid(Some(pid)).unwrap();
+            rustix::process::kill_process_group(group, rustix::process::Signal::KILL).unwrap();
+            killed += 1;
+        }
+    }) else {
+        return;
+    };
+    assert_eq!(killed, 1, "{out}");
+    assert_eq!(
+        out.matches("[backend] (killed by signal 9; restarted, #1)")
+            .count(),
+        1,
+        "{out}"
+    );
+    assert!(
+        out.contains("[backend] serving region `vblk` (epoch 2)"),
+        "{out}"
+    );
+    let resets: u32 = pass_field(&out, "frontend", "resets").parse().unwrap();
+    assert!(resets >= 1, "the frontend never saw NEEDS_RESET\n{out}");
+    let at: u64 = out
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("[frontend] reset 1 after ")?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no reset line\n{out}"));
+    assert!(at >= 2000, "the reset came before the kill\n{out}");
 }

@@ -9,7 +9,7 @@
 //! over `staticbus_virtio_msg`'s transport with every ring and buffer in the region. It
 //! reads the whole disk, runs `OPS` requests of the seeded workload (random 4 KiB writes
 //! and reads, every read checked against what it wrote), reads the whole disk back and
-//! checks it, flushes, and prints
+//! checks it, flushes, and prints (after a `progress N` line every 2,000 requests)
 //! `PASS virtio-blk-frontend ops=… writes=… reads=… resets=… blocks=… digest=0x…` (the
 //! digest of the disk it was told it wrote, `staticbus_emu_virtio_domains::digest`).
 //!
@@ -36,6 +36,10 @@ impl PoolOf for Pool {
 }
 
 type Blk<'l, E> = VirtIOBlk<RegionHal<Pool>, MsgTransport<'l, E>>;
+
+/// A `progress N` line every this many requests of the workload (a test kills the backend
+/// domain on one).
+const PROGRESS: u64 = 2000;
 
 /// Resets the frontend tolerates before it gives up (each one is a device restart).
 const MAX_RESETS: u32 = 100;
@@ -212,6 +216,9 @@ fn main() {
     let mut w = Workload::new(seed, blocks);
     let (mut writes, mut reads) = (0u64, 0u64);
     for i in 0..ops {
+        if i > 0 && i % PROGRESS == 0 {
+            println!("progress {i}");
+        }
         let op = w.next_op(&mut buf);
         match op {
             Op::Write(b) => {
