@@ -212,8 +212,8 @@ codes! {
         "module `bootargs` longer than 1024 bytes",
         "panic `module … command line too long` while the boot modules are parsed, before the console is up: a build without early printk (Debian's) prints nothing and never resets";
     TOO_MANY_MODULES = "SB0411", Error,
-        "more than 32 boot modules",
-        "`Ignoring … boot module … (too many)`: later modules are dropped";
+        "more than 30 boot modules (Xen keeps 32, two of them for its own image and the host DTB)",
+        "later modules are dropped while the tree is parsed (Ignoring … boot module … (too many), printed before the console is up); a domain whose kernel was dropped: `Missing kernel boot module?` then panic `Could not set up domain …`";
     STATIC_MEM_SIZE = "SB0412", Error,
         "`memory` does not equal the sum of the `xen,static-mem` banks",
         "`Size of \"memory\" property doesn't match up with the sum-up of \"xen,static-mem\"` then panic";
