@@ -27,6 +27,7 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod cpu;
 mod ctl;
 #[cfg(feature = "iceoryx2")]
 mod ice;
@@ -75,6 +76,17 @@ enum Cmd {
         /// Round trips to time (after 10,000 warm-up round trips).
         #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(1..))]
         count: u64,
+    },
+    /// The queue's own CPU cost per message on one thread (send + recv of batches of 16
+    /// in one region, no second core) against the slot ring's copies, best of many
+    /// short bursts.
+    Cpu {
+        /// Message size in bytes (at least 16).
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        /// Bursts of about a millisecond; the best is kept.
+        #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..))]
+        bursts: u32,
     },
     /// Single-core copies of warm blocks of one size by every reference method (the
     /// throughput reference alone).
@@ -168,6 +180,7 @@ fn main() {
             batch,
         } => run::throughput_cmd(size, count, if poll { u32::MAX } else { spin }, batch),
         Cmd::Latency { count } => run::latency_cmd(count),
+        Cmd::Cpu { size, bursts } => cpu::cpu_cmd(size, bursts),
         Cmd::Memcpy { size } => {
             let m = refs::CopyRef::measure(size, 200);
             for (how, r) in &m.each {

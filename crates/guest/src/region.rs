@@ -134,13 +134,12 @@ impl Region {
         // inside (or one past the end of) the region.
         let src = unsafe { self.base.as_ptr().add(offset) };
         if buf.len() >= BLOCK_COPY_MIN {
-            let method = block_copy();
-            if method != BlockCopy::Words {
-                // SAFETY: `[src, src + buf.len())` is inside the region, valid for reads
-                // by `Region::new`'s contract (and only accessed by such copies);
-                // `buf` is an exclusive borrow of `buf.len()` bytes, which cannot overlap
-                // the region (never reachable through references).
-                unsafe { method.copy(buf.as_mut_ptr(), src, buf.len()) };
+            // SAFETY: `[src, src + buf.len())` is inside the region, valid for reads by
+            // `Region::new`'s contract (and only accessed by such copies); `buf` is an
+            // exclusive borrow of `buf.len()` bytes, which cannot overlap the region
+            // (never reachable through references).
+            let done = unsafe { copy::selected(buf.as_mut_ptr(), src, buf.len()) };
+            if done {
                 return Ok(());
             }
         }
@@ -177,12 +176,11 @@ impl Region {
         // inside (or one past the end of) the region.
         let dst = unsafe { self.base.as_ptr().add(offset) };
         if buf.len() >= BLOCK_COPY_MIN {
-            let method = block_copy();
-            if method != BlockCopy::Words {
-                // SAFETY: `[dst, dst + buf.len())` is inside the region, valid for writes
-                // by `Region::new`'s contract; `buf` is a shared borrow of `buf.len()`
-                // readable bytes that cannot overlap the region.
-                unsafe { method.copy(dst, buf.as_ptr(), buf.len()) };
+            // SAFETY: `[dst, dst + buf.len())` is inside the region, valid for writes by
+            // `Region::new`'s contract; `buf` is a shared borrow of `buf.len()` readable
+            // bytes that cannot overlap the region.
+            let done = unsafe { copy::selected(dst, buf.as_ptr(), buf.len()) };
+            if done {
                 return Ok(());
             }
         }

@@ -136,6 +136,25 @@ impl BlockCopy {
     }
 }
 
+/// Copies `n` bytes with the selected method and returns `true`, or returns `false`
+/// without copying when the selection is the word loop (the caller's own). Out of line, so
+/// the callers' short-copy path stays as small as it was with one fixed instruction (their
+/// code size decides how they inline into the protocols' per-message paths).
+///
+/// # Safety
+///
+/// As [`BlockCopy::copy`].
+#[inline(never)]
+pub(super) unsafe fn selected(dst: *mut u8, src: *const u8, n: usize) -> bool {
+    let method = block_copy();
+    if method == BlockCopy::Words {
+        return false;
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { method.copy(dst, src, n) };
+    true
+}
+
 fn platform() -> Option<PlatformCopy> {
     let raw = PLATFORM.load(Ordering::Acquire);
     if raw.is_null() {
