@@ -398,6 +398,9 @@ struct Core {
     pending: u32,
     /// The own index was published but the peer's flag not checked since.
     unchecked: bool,
+    /// `(own flags, peer flags, own index)` offsets of this side, fixed at attach (plain
+    /// loads on the per-message path instead of a choice by side at every use).
+    offsets: (usize, usize, usize),
 }
 
 impl Core {
@@ -429,21 +432,19 @@ impl Core {
             published: 0,
             pending: 0,
             unchecked: false,
+            offsets: match side {
+                Side::Writer => (OFF_PRODUCER_FLAGS, OFF_CONSUMER_FLAGS, OFF_HEAD),
+                Side::Reader => (OFF_CONSUMER_FLAGS, OFF_PRODUCER_FLAGS, OFF_TAIL),
+            },
         })
     }
 
     fn own_flags(&self) -> usize {
-        match self.side {
-            Side::Writer => OFF_PRODUCER_FLAGS,
-            Side::Reader => OFF_CONSUMER_FLAGS,
-        }
+        self.offsets.0
     }
 
     fn peer_flags(&self) -> usize {
-        match self.side {
-            Side::Writer => OFF_CONSUMER_FLAGS,
-            Side::Reader => OFF_PRODUCER_FLAGS,
-        }
+        self.offsets.1
     }
 
     fn check(&self) -> Result<(), Error> {
@@ -508,10 +509,7 @@ impl Core {
 
     /// Offset of this side's index (producer head, consumer tail).
     fn own_index(&self) -> usize {
-        match self.side {
-            Side::Writer => OFF_HEAD,
-            Side::Reader => OFF_TAIL,
-        }
+        self.offsets.2
     }
 
     /// One commit or release moved the own index to `idx`: publishes it every
