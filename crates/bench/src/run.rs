@@ -848,10 +848,15 @@ pub fn ci(runs: usize, gap: std::time::Duration, reps: usize) -> Res {
                     .iter()
                     .filter(|s| s.figures[i].met() == Some(true))
                     .count();
-                if n == runs {
-                    "yes".into()
+                let verdict = if n == runs {
+                    "yes".to_string()
                 } else {
                     format!("no ({n} of {runs})")
+                };
+                if all.iter().any(|s| s.noisy.0 > 0) {
+                    format!("{verdict}, but noisy runs: no claim")
+                } else {
+                    verdict
                 }
             }
         };
@@ -861,6 +866,11 @@ pub fn ci(runs: usize, gap: std::time::Duration, reps: usize) -> Res {
             cells.join(" | ")
         );
     }
+    let cells: Vec<String> = all
+        .iter()
+        .map(|s| format!("{} of {}", s.noisy.0, s.noisy.1))
+        .collect();
+    println!("| noisy repetitions | {} | | | |", cells.join(" | "));
     let noisy: usize = all.iter().map(|s| s.noisy.0).sum();
     let total: usize = all.iter().map(|s| s.noisy.1).sum();
     println!("\n{noisy} of {total} repetitions noisy over all runs.");
