@@ -293,6 +293,12 @@ impl<B: Backend, E: Events> DeviceTransport<B, E> {
         self.backend
     }
 
+    /// Stops serving without a word to the region, as a crash would (`dev_state` stays
+    /// 1): the backend, to attach again (a restart) or to inspect.
+    pub fn into_backend(self) -> B {
+        self.backend
+    }
+
     fn memory(&self) -> Memory {
         Memory::new(
             self.region,
