@@ -282,6 +282,18 @@ codes! {
     DESC_DUPLICATE_DOM0 = "SB0509", Error,
         "more than one hardware domain",
         "nothing is generated";
+    VIRTIO_DUPLICATE = "SB0510", Error,
+        "two virtio devices, or a virtio device and a channel, have the same name",
+        "guests could not tell them apart";
+    VIRTIO_DEVICE = "SB0511", Error,
+        "unknown virtio device type, or a queue count the type does not have",
+        "the frontend's driver would not find the queues it expects (virtio-drivers fails the queue setup)";
+    VIRTIO_SIZE = "SB0512", Error,
+        "a virtio region too small for its queues and buffers, not a multiple of 4 KiB, or a queue size that is not a power of two up to 32768",
+        "the frontend runs out of DMA pages or the device side refuses the queue (DEVICE_NEEDS_RESET at start)";
+    VIRTIO_BACKEND = "SB0513", Error,
+        "a virtio device's `serve` is not exactly one of a built-in device or a vhost-user program, names a built-in device staticbus does not have, or its backend is its frontend",
+        "nothing is generated";
 
     // ---- allocation ----
     ALLOC_NO_POOL = "SB0601", Error,

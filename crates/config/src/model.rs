@@ -681,6 +681,8 @@ pub struct System {
     pub channels: Vec<Channel>,
     /// How the U-Boot script loads the files.
     pub uboot: UbootSettings,
+    /// Virtio devices.
+    pub virtio: Vec<VirtioDevice>,
 }
 
 /// `[uboot]` of a description: how the script of `staticbus build --uboot` loads files.
@@ -690,6 +692,52 @@ pub struct UbootSettings {
     pub load: Option<String>,
     /// The Xen image's file name; `None`: `xen`.
     pub xen_file: Option<String>,
+}
+
+/// How a virtio device's backend serves it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VirtioServe {
+    /// staticbus's built-in `no_std` device.
+    Builtin,
+    /// A vhost-user backend program and its arguments, driven by the bridge.
+    VhostUser {
+        /// Program.
+        program: String,
+        /// Arguments.
+        args: Vec<String>,
+    },
+}
+
+/// A virtio device between two domains (`[[virtio]]`), over its own region and one
+/// event-channel pair (docs/virtio.md).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VirtioDevice {
+    /// Name (unique among channels and devices).
+    pub name: String,
+    /// Where it was declared.
+    pub loc: Location,
+    /// Device type name (`blk`, …).
+    pub device: String,
+    /// Virtio device id.
+    pub device_id: u32,
+    /// The driving domain.
+    pub frontend: DomIdx,
+    /// The serving domain.
+    pub backend: DomIdx,
+    /// Virtqueues.
+    pub queues: u16,
+    /// Entries per queue.
+    pub queue_size: u32,
+    /// Region size.
+    pub size: u64,
+    /// How the backend serves it.
+    pub serve: VirtioServe,
+    /// The region's shm id.
+    pub shm_id: String,
+    /// The region's nodes (frontend's, backend's), indices into [`System::shm`].
+    pub shm: Vec<usize>,
+    /// The event-channel pair (frontend first), an index into [`System::evtchns`].
+    pub evtchn: usize,
 }
 
 impl System {
@@ -706,6 +754,7 @@ impl System {
             shm: Vec::new(),
             channels: Vec::new(),
             uboot: UbootSettings::default(),
+            virtio: Vec::new(),
         }
     }
 

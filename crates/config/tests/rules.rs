@@ -1497,6 +1497,40 @@ fn sb0507_channel_size_protocol() {
 }
 
 #[test]
+fn sb0510_virtio_duplicate() {
+    Case::toml("sb0510_virtio_duplicate.toml", VIRTIO_DUPLICATE)
+        .at("[[virtio]]\nname = |\"disk\"")
+        .fix("[[virtio]]\nname = \"disk\"", "[[virtio]]\nname = \"disk0\"")
+        .run();
+}
+
+#[test]
+fn sb0511_virtio_device() {
+    Case::toml("sb0511_virtio_device.toml", VIRTIO_DEVICE)
+        .at("queues = |1")
+        .fix("queues = 1", "queues = 2")
+        .run();
+}
+
+#[test]
+fn sb0512_virtio_size() {
+    // The transport's own rule: the header page, the queue's rings, one bounce page per
+    // descriptor.
+    Case::toml("sb0512_virtio_size.toml", VIRTIO_SIZE)
+        .at("size = |\"64KiB\"")
+        .fix("size = \"64KiB\"", "size = \"1040KiB\"")
+        .run();
+}
+
+#[test]
+fn sb0513_virtio_backend() {
+    Case::toml("sb0513_virtio_backend.toml", VIRTIO_BACKEND)
+        .at("serve = |{ builtin = true }")
+        .fix("{ builtin = true }", "{ vhost-user = \"vhost-device-net\" }")
+        .run();
+}
+
+#[test]
 fn sb0503_desc_missing_param() {
     Case::toml("sb0503_desc_missing_param.toml", DESC_BAD_VALUE)
         .at("protocol = |\"latest\"")

@@ -44,6 +44,7 @@ extern crate std;
 
 pub mod backends;
 pub mod device;
+pub mod devices;
 pub mod frontend;
 #[allow(unsafe_code)]
 pub mod hal;

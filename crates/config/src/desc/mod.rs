@@ -5,7 +5,8 @@
 //! - `read`: the reader, which turns the tables into the model and resolves domain
 //!   references;
 //! - `expand`: the expander, which turns high-level channels into shared regions and
-//!   event-channel pairs, and names the regions whose shm id is left open;
+//!   event-channel pairs, and names the regions whose shm id is left open; `virtio` does
+//!   the same for virtio devices;
 //! - `alloc`: the allocator, which fills in the other values left open: event-channel
 //!   ports, host ranges from the shm pool, guest ranges clear of each guest's memory map
 //!   and module load addresses.
@@ -17,6 +18,7 @@ mod alloc;
 mod expand;
 mod read;
 mod schema;
+mod virtio;
 
 pub use alloc::{first_fit, FreeList, DEFAULT_GUEST_WINDOW};
 pub use read::{read_description, valid_node_name, Overrides};
@@ -137,6 +139,7 @@ impl Builder<'_> {
         self.evtchns(desc);
         self.shm(desc);
         self.channels(desc);
+        self.virtio(desc);
         if self.diags.has_errors() {
             return;
         }

@@ -366,6 +366,43 @@ pub struct ChannelDesc {
     pub owner: Option<Spanned<String>>,
 }
 
+/// `[[virtio]]`: a virtio device one domain (the backend) serves to another (the
+/// frontend) over its own region and event-channel pair (docs/virtio.md).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct VirtioDesc {
+    /// Name (unique among channels and virtio devices).
+    pub name: Spanned<String>,
+    /// Device type: `blk`, `console`, `rng`, `net`, … (`staticbus_virtio_msg::devices`).
+    pub device: Spanned<String>,
+    /// The domain that drives the device.
+    pub frontend: Spanned<String>,
+    /// The domain that serves it.
+    pub backend: Spanned<String>,
+    /// Number of virtqueues (default: the device type's fewest).
+    pub queues: Option<Spanned<u32>>,
+    /// Entries per queue, a power of two (default 16).
+    pub queue_size: Option<Spanned<u32>>,
+    /// Region size.
+    pub size: Spanned<Size>,
+    /// How the backend serves it.
+    pub serve: Spanned<ServeDesc>,
+    /// shm id (`virtio-NAME` when absent).
+    pub shm_id: Option<Spanned<String>>,
+}
+
+/// `serve = { builtin = true }` or `serve = { vhost-user = "program", args = [...] }`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServeDesc {
+    /// staticbus's built-in `no_std` device.
+    pub builtin: Option<bool>,
+    /// A vhost-user backend program, driven by the bridge in the backend domain.
+    pub vhost_user: Option<String>,
+    /// The program's arguments.
+    pub args: Option<Vec<String>>,
+}
+
 /// The whole description.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -398,6 +435,9 @@ pub struct Description {
     /// `[[channel]]`.
     #[serde(default)]
     pub channel: Vec<Spanned<ChannelDesc>>,
+    /// `[[virtio]]`.
+    #[serde(default)]
+    pub virtio: Vec<Spanned<VirtioDesc>>,
 }
 
 #[cfg(test)]
