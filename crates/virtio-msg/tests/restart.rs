@@ -86,7 +86,7 @@ fn io<E: Events>(
 
 #[test]
 fn the_frontend_recovers_from_device_restarts() {
-    let (ops, every) = if cfg!(miri) { (24, 6) } else { (3000, 250) };
+    let (ops, every) = if cfg!(miri) { (40, 4) } else { (3000, 250) };
     let restarts = 5;
     let [fe, be] = manifests();
     let bus = Bus::new(&[fe, be]);
