@@ -1500,7 +1500,10 @@ fn sb0507_channel_size_protocol() {
 fn sb0510_virtio_duplicate() {
     Case::toml("sb0510_virtio_duplicate.toml", VIRTIO_DUPLICATE)
         .at("[[virtio]]\nname = |\"disk\"")
-        .fix("[[virtio]]\nname = \"disk\"", "[[virtio]]\nname = \"disk0\"")
+        .fix(
+            "[[virtio]]\nname = \"disk\"",
+            "[[virtio]]\nname = \"disk0\"",
+        )
         .run();
 }
 
@@ -1526,7 +1529,10 @@ fn sb0512_virtio_size() {
 fn sb0513_virtio_backend() {
     Case::toml("sb0513_virtio_backend.toml", VIRTIO_BACKEND)
         .at("serve = |{ builtin = true }")
-        .fix("{ builtin = true }", "{ vhost-user = \"vhost-device-net\" }")
+        .fix(
+            "{ builtin = true }",
+            "{ vhost-user = \"vhost-device-net\" }",
+        )
         .run();
 }
 
