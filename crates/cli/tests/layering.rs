@@ -155,3 +155,28 @@ fn runtime_crates_never_reach_the_tool_side() {
         }
     }
 }
+
+/// The README's layout table has one row per workspace crate (`| `crates/NAME` | … |`),
+/// and names no crate that is not there.
+#[test]
+fn the_readme_layout_table_lists_every_crate() {
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("read the README");
+    let rows: BTreeSet<String> = readme
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `crates/"))
+        .filter_map(|l| l.split('`').next())
+        .map(str::to_string)
+        .collect();
+    let crates: BTreeSet<String> = std::fs::read_dir(root().join("crates"))
+        .expect("read crates/")
+        .map(|e| e.unwrap())
+        .filter(|e| e.path().join("Cargo.toml").is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let missing: Vec<_> = crates.difference(&rows).collect();
+    let stale: Vec<_> = rows.difference(&crates).collect();
+    assert!(
+        missing.is_empty() && stale.is_empty(),
+        "README.md's layout table: no row for {missing:?}; rows for crates that do not exist: {stale:?}"
+    );
+}
