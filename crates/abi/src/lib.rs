@@ -265,12 +265,16 @@ pub mod ivshmem {
     pub const LEFT_WORDS: u32 = 1024;
     /// Start of the `virt` machine's low PCIe MMIO window (`highmem=off`): BARs go here.
     pub const PCI_MMIO_BASE: u64 = 0x1000_0000;
+    /// RAM base of QEMU's `virt` machine: every VM's RAM (as much as `-m` gives) starts
+    /// here.
+    pub const RAM_BASE: u64 = 0x4000_0000;
 
     const _: () = {
         assert!(BAR0_BASE >= PCI_MMIO_BASE && BAR0_BASE + SMALL_BAR_MAX <= BAR1_BASE);
         assert!(BAR1_BASE + SMALL_BAR_MAX <= SHM_BASE);
         assert!(SHM_BASE % SHM_MAX == 0);
         assert!(LEFT_WORDS as u64 * 4 <= CONTROL_PAGE);
+        assert!(SHM_BASE + SHM_MAX <= RAM_BASE);
     };
 }
 

@@ -14,6 +14,7 @@ pub mod emit;
 pub mod examples;
 pub mod from_dt;
 pub mod gen;
+pub mod ivshmem;
 pub mod manifest;
 pub mod model;
 pub mod synth;

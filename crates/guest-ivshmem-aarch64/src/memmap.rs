@@ -16,7 +16,7 @@ pub use staticbus_baremetal_aarch64::mmu::{
 };
 
 /// RAM base of the `virt` machine.
-pub const RAM_BASE: u64 = 0x4000_0000;
+pub const RAM_BASE: u64 = ivshmem::RAM_BASE;
 /// Bytes of RAM the map covers (three 1 GiB blocks).
 pub const RAM_SPAN: u64 = 3 * L1_BLOCK;
 /// The `virt` machine's first PL011 (the console QEMU's `-serial` connects).

@@ -26,7 +26,7 @@ use super::{setup, step, BootOptions, CargoDir, SetupError};
 use crate::{report_human, write_atomic, write_outputs};
 use staticbus_abi::ivshmem;
 use staticbus_config::compile::{self, Options};
-use staticbus_config::model::System;
+use staticbus_config::ivshmem::layout;
 use staticbus_diag::Sources;
 use staticbus_ivshmem_server::{Event as ServerEvent, Server};
 use std::collections::{BTreeMap, BTreeSet};
@@ -45,51 +45,8 @@ const MACHINE: [&str; 4] = [
     "-cpu",
     "cortex-a57",
 ];
-/// RAM a VM gets at least (its image and stack take a few hundred KiB; QEMU puts the DTB
-/// at half the RAM).
-const MIN_MEMORY_MIB: u64 = 32;
-/// Smallest shared object.
-const MIN_OBJECT: u64 = 1 << 20;
 /// How long the VMs may take to connect to the server.
 const JOIN_LIMIT: Duration = Duration::from_secs(120);
-
-/// The layout facts this platform needs, checked.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) struct Layout {
-    /// Bytes of the shared object (a power of two).
-    pub(super) object: u64,
-    /// Vectors per peer.
-    pub(super) vectors: u16,
-}
-
-/// Step 2 of the module documentation. The layout's rules are the validator's
-/// (SB0901–SB0903, which `boot` refuses to start without `--no-check`); this only sizes the
-/// object and the vectors, saturating on a layout those rules reject.
-pub(super) fn layout(sys: &System) -> Layout {
-    let end = sys
-        .shm
-        .iter()
-        .map(|n| n.guest.saturating_add(n.size))
-        .max()
-        .unwrap_or(ivshmem::SHM_BASE)
-        .clamp(
-            ivshmem::SHM_BASE,
-            ivshmem::SHM_BASE + ivshmem::SHM_MAX - ivshmem::CONTROL_PAGE,
-        );
-    let need = end - ivshmem::SHM_BASE + ivshmem::CONTROL_PAGE;
-    let object = need.next_power_of_two().max(MIN_OBJECT);
-    let top = sys
-        .evtchns
-        .iter()
-        .flat_map(|p| [p.first.port, p.second.port])
-        .map(|p| p.min(ivshmem::MAX_VECTORS - 1) + 1)
-        .max()
-        .unwrap_or(1);
-    Layout {
-        object,
-        vectors: u16::try_from(top.max(2)).unwrap_or(u16::MAX),
-    }
-}
 
 /// Runs `staticbus boot` for a `qemu-ivshmem` system; returns the exit status.
 pub(super) fn boot(file: &Path, base_dir: &Path, o: &BootOptions) -> Result<u8, SetupError> {
@@ -153,7 +110,7 @@ pub(super) fn boot(file: &Path, base_dir: &Path, o: &BootOptions) -> Result<u8, 
         Server::new(lay.object, lay.vectors).map_err(|e| setup(format!("ivshmem server: {e}")))?;
     server
         .announce_departures(
-            lay.object - ivshmem::CONTROL_PAGE,
+            lay.control_page(),
             ivshmem::LEFT_WORDS,
             ivshmem::LEFT_VECTOR as u16,
         )
@@ -189,7 +146,7 @@ pub(super) fn boot(file: &Path, base_dir: &Path, o: &BootOptions) -> Result<u8, 
     let start = Instant::now();
     for d in &domains {
         let (image, bootargs) = &kernels[&d.domid];
-        let mem = (d.memory_kib.unwrap_or(0) / 1024).max(MIN_MEMORY_MIB);
+        let mem = staticbus_config::ivshmem::vm_memory_mib(d);
         let qmp = sock_dir.path.join(format!("{}.qmp", d.domid));
         let mut args: Vec<String> = MACHINE.iter().map(|s| s.to_string()).collect();
         args.extend([
@@ -473,7 +430,8 @@ fn cont(path: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use staticbus_config::model::{Domain, EvtchnEnd, EvtchnPair, ShmNode, SourceKind};
+    use staticbus_config::ivshmem::{Layout, MIN_OBJECT};
+    use staticbus_config::model::{Domain, EvtchnEnd, EvtchnPair, ShmNode, SourceKind, System};
     use staticbus_diag::Location;
 
     fn end(domain: usize, port: u32) -> EvtchnEnd {
