@@ -261,8 +261,9 @@ fn chromium(profile: &Path, extra: &[&str], page: &Path) -> Output {
     run_with_deadline(c, Duration::from_secs(120))
 }
 
-/// The HTML of examples/demo in a real browser: the page runs its script without an
-/// error, logs nothing to the console, and its screenshot is a picture, not a blank page.
+/// The HTML of examples/demo (Xen) and of examples/ivshmem-queue (qemu-ivshmem) in a real
+/// browser: the page runs its script without an error, logs nothing to the console, and
+/// its screenshot is a picture, not a blank page.
 #[test]
 fn the_html_renders_in_a_real_browser() {
     let have = Command::new("chromium")
@@ -285,16 +286,28 @@ fn the_html_renders_in_a_real_browser() {
         );
         return;
     }
+    // The map's own colours are there: a queue region (#43a047) and a kernel (#42a5f5);
+    // on the ivshmem platform a queue and the shared object (#fff8e1).
+    renders("demo", &[[0x43, 0xa0, 0x47], [0x42, 0xa5, 0xf5]]);
+    renders("ivshmem-queue", &[[0x43, 0xa0, 0x47], [0xff, 0xf8, 0xe1]]);
+}
+
+/// One example's page in the browser (see the test above).
+fn renders(name: &str, colours_wanted: &[[u8; 3]]) {
     let dir = tempfile::tempdir().unwrap();
-    let page = dir.path().join("demo.html");
-    let o = map(&root().join("examples/demo/system.toml"), &page);
+    let page = dir.path().join(format!("{name}.html"));
+    let o = map(&root().join(format!("examples/{name}/system.toml")), &page);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
     // 1. The DOM after load: the script ran to its end and no error reached the title.
-    let dom = chromium(&dir.path().join("p1"), &["--dump-dom"], &page);
+    let dom = chromium(
+        &dir.path().join(format!("{name}-1")),
+        &["--dump-dom"],
+        &page,
+    );
     let dom_text = String::from_utf8_lossy(&dom.stdout);
     assert!(
-        dom_text.contains("<title>staticbus map: demo</title>"),
+        dom_text.contains(&format!("<title>staticbus map: {name}</title>")),
         "page title (a script error renames it): {}",
         &dom_text[..dom_text.len().min(400)]
     );
@@ -312,9 +325,9 @@ fn the_html_renders_in_a_real_browser() {
     assert_eq!(console(&dom), Vec::<String>::new(), "console output");
 
     // 2. The screenshot is a picture.
-    let png_path = dir.path().join("demo.png");
+    let png_path = dir.path().join(format!("{name}.png"));
     let shot = chromium(
-        &dir.path().join("p2"),
+        &dir.path().join(format!("{name}-2")),
         &[
             &format!("--screenshot={}", png_path.display()),
             "--window-size=1400,1000",
@@ -352,7 +365,7 @@ fn the_html_renders_in_a_real_browser() {
         .count();
     let drawn = pixels.len() - background;
     eprintln!(
-        "screenshot: {} colours, {:.1} % of pixels drawn",
+        "{name} screenshot: {} colours, {:.1} % of pixels drawn",
         colours.len(),
         100.0 * drawn as f64 / pixels.len() as f64
     );
@@ -362,8 +375,7 @@ fn the_html_renders_in_a_real_browser() {
         "{drawn} of {} pixels drawn: nearly blank",
         pixels.len()
     );
-    // The map's own colours are there: a queue region (#43a047) and a kernel (#42a5f5).
-    for c in [[0x43, 0xa0, 0x47], [0x42, 0xa5, 0xf5]] {
-        assert!(pixels.contains(&c), "colour {c:02x?} not on screen");
+    for c in colours_wanted {
+        assert!(pixels.contains(c), "{name}: colour {c:02x?} not on screen");
     }
 }

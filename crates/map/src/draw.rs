@@ -2,7 +2,7 @@
 //! value). Text from the description only ever goes into text nodes.
 
 use crate::layout::{lanes, place_labels, Rect, Scale};
-use crate::objects::{addr, size, Item, Kind, Scene};
+use crate::objects::{addr, size, Item, Kind, Scene, XEN_LEGEND};
 use crate::Problem;
 use svg::node::element::{
     Anchor, Definitions, Group, Line, Marker, Path, Pattern, Rectangle, Style, Text, Title,
@@ -40,6 +40,15 @@ path.gap { fill: none; stroke: #90a4ae; stroke-width: 1; }
 line.lead { stroke: #b0bec5; stroke-width: 0.6; } line.tick { stroke: #90a4ae; stroke-width: 0.6; }
 .hl > rect, rect.hl { stroke: #000; stroke-width: 2.5; } path.hl { stroke-width: 3.5; }
 ";
+
+/// The style sheet. A qemu-ivshmem picture calls the class of a pair of no channel
+/// `doorbell` (there are no event channels on that platform); the rules are the same.
+fn css(scene: Option<&Scene>) -> String {
+    match scene.map(|s| s.hypervisor) {
+        Some(staticbus_config::model::Hypervisor::QemuIvshmem) => CSS.replace("evtchn", "doorbell"),
+        _ => CSS.to_string(),
+    }
+}
 
 /// The drawing under construction: the SVG group and every label's box (for the
 /// no-overlap test).
@@ -359,26 +368,9 @@ pub fn draw(
         "small",
     );
     // Legend.
-    let legend = [
-        ("ram", "RAM"),
-        ("pool", "shm pool"),
-        ("free", "pool free"),
-        ("reserved", "reserved"),
-        ("xen", "Xen"),
-        ("dtb", "DTB"),
-        ("kernel", "kernel"),
-        ("ramdisk", "ramdisk"),
-        ("staticmem", "static mem"),
-        ("queue", "queue"),
-        ("log", "log"),
-        ("latest", "latest"),
-        ("blob", "blob"),
-        ("shm", "shm"),
-        ("window", "guest window"),
-        ("overlap", "overlap"),
-    ];
+    let legend = scene.map_or(XEN_LEGEND, |s| s.legend.as_slice());
     let mut x = 10.0;
-    for (class, name) in legend {
+    for &(class, name) in legend {
         c.add(rect(x, 63.0, 10.0, 10.0, class));
         c.label(x + 13.0, 62.0, name, 20, 10.0, "small");
         x += 13.0 + name.chars().count() as f64 * 10.0 * CHAR + 12.0;
@@ -386,7 +378,7 @@ pub fn draw(
     let mut y = 90.0;
     if let Some(scene) = scene {
         // Row 1: host map (left), channel graph (right).
-        c.label(10.0, y, "Host physical memory", 40, 14.0, "h2");
+        c.label(10.0, y, &scene.host_title, 60, 14.0, "h2");
         let host_col = Column {
             x: 10.0,
             width: 700.0,
@@ -401,11 +393,16 @@ pub fn draw(
         } else {
             memory_map(&mut c, &host_col, y + 26.0, &scene.host, scene, problems) + 26.0
         };
+        // Lines under the map clear its last axis label (Xen's pictures keep their 4 px).
+        let under = match scene.hypervisor {
+            staticbus_config::model::Hypervisor::Xen => 4.0,
+            _ => 10.0,
+        };
         for (label, o) in &scene.heap_regions {
             let probs = &scene.objs[*o].problems;
             let t = c.text(
                 20.0,
-                y + h + 4.0,
+                y + h + under,
                 &with_problems(label, probs, problems),
                 chars(680.0, 11.0),
                 11.0,
@@ -417,7 +414,7 @@ pub fn draw(
         let gh = graph(&mut c, 730.0, y, scene, problems);
         y += h.max(gh) + 24.0;
         // Row 2: guest maps, four per row.
-        c.label(10.0, y, "Guest-physical memory, per domain", 60, 14.0, "h2");
+        c.label(10.0, y, &scene.guests_title, 80, 14.0, "h2");
         y += 24.0;
         let per_row = 4;
         let card_w = (WIDTH - 20.0) / per_row as f64;
@@ -576,7 +573,7 @@ pub fn draw(
         .set("height", height)
         .set("viewBox", format!("0 0 {WIDTH} {height}"))
         .set("font-family", "monospace")
-        .add(Style::new(CSS))
+        .add(Style::new(css(scene)))
         .add(defs)
         .add(
             rect(0.0, 0.0, WIDTH, height, "")
@@ -591,7 +588,7 @@ pub fn draw(
 /// channels) on the right, ordered by the mean position of their domains so that edges
 /// cross little. Returns its height.
 fn graph(c: &mut Canvas, x0: f64, y0: f64, scene: &Scene, problems: &[Problem]) -> f64 {
-    c.label(x0, y0, "Channels and event channels", 40, 14.0, "h2");
+    c.label(x0, y0, &scene.graph_title, 40, 14.0, "h2");
     let top = y0 + 28.0;
     let n = scene.domain_labels.len();
     if n == 0 {

@@ -8,6 +8,12 @@
 //! pairs), and the problems of the check, each drawn on the objects its locations point at
 //! (an overlap is also drawn as a hatched band where the ranges overlap).
 //!
+//! That is a Xen system's picture. A `hypervisor = "qemu-ivshmem"` system has no host map
+//! shared between domains (each is its own QEMU VM): its first map is the ivshmem shared
+//! object at its offsets (each channel's window, what is free, the server's control page),
+//! each VM's map is the runtime's (RAM, the BARs, the channels), and the graph labels
+//! doorbells with peer ids and vectors (`ivshmem`, docs/map.md).
+//!
 //! [`svg()`](fn@svg) gives a standalone SVG (problems listed at its bottom); [`html`](fn@html) one
 //! self-contained page (no network resources) with the SVG inline, zoom and highlight in a
 //! few lines of script, and the problems as an HTML list with anchors.
@@ -19,10 +25,11 @@
 #![deny(unsafe_code)]
 
 pub mod draw;
+mod ivshmem;
 pub mod layout;
 pub mod objects;
 
-use staticbus_config::model::System;
+use staticbus_config::model::{Hypervisor, System};
 use staticbus_diag::{Diagnostic, Diagnostics, Location, Sources};
 use std::path::Path;
 
@@ -75,7 +82,8 @@ pub struct Problem {
     pub notes: Vec<String>,
     /// The rule's title.
     pub title: &'static str,
-    /// What Xen does when the rule is broken.
+    /// What happens when the rule is broken (Xen's reaction for Xen's rules, the
+    /// platform's for qemu-ivshmem's).
     pub xen: &'static str,
     /// Names of the drawn objects it is shown on.
     pub drawn_on: Vec<String>,
@@ -158,6 +166,18 @@ pub fn drawing(input: &Input, problems_text: bool) -> Drawing {
         .collect();
     let (errors, warnings) = (input.diags.errors(), input.diags.warnings());
     let subtitle = match input.system {
+        Some(s) if s.target.hypervisor == Hypervisor::QemuIvshmem => {
+            let lay = staticbus_config::ivshmem::layout(s);
+            format!(
+                "{} · qemu-ivshmem: one QEMU virt VM per domain, no hypervisor · {} VMs · {} channels · {} doorbell pairs · shared object {}, {} vectors per peer · {errors} errors, {warnings} warnings",
+                input.file,
+                s.domains.iter().filter(|d| !d.dom0).count(),
+                s.channels.len(),
+                s.evtchns.len(),
+                objects::size(lay.object),
+                lay.vectors
+            )
+        }
         Some(s) => format!(
             "{} · Xen {}{} · {} domains · {} channels · {} event channels · {} shared-memory nodes · {errors} errors, {warnings} warnings",
             input.file,
@@ -275,6 +295,11 @@ const PAGE_JS: &str = r#"
 /// script error is reported in the page title (`map error: …`).
 pub fn html(input: &Input) -> String {
     let d = drawing(input, false);
+    // A rule's consequence is Xen's on a Xen system, the platform's otherwise.
+    let what = match input.system.map(|s| s.target.hypervisor) {
+        Some(Hypervisor::QemuIvshmem) => "what happens",
+        _ => "what Xen does",
+    };
     let name = input
         .system
         .map_or(input.file.as_str(), |s| s.name.as_str());
@@ -332,7 +357,7 @@ pub fn html(input: &Input) -> String {
                 ));
             }
             o.push_str(&format!(
-                "<div class=\"xen\">what Xen does: {}</div>\n",
+                "<div class=\"xen\">{what}: {}</div>\n",
                 escape_html(p.xen)
             ));
             let on = if p.drawn_on.is_empty() {

@@ -1,6 +1,8 @@
 //! What is drawn, taken from the model, and which problems belong to which drawn object.
 
-use staticbus_config::model::{GicVersion, ModuleKind, ReservedKind, ShmRole, System};
+use staticbus_config::model::{
+    Channel, GicVersion, Hypervisor, ModuleKind, ReservedKind, ShmRole, System,
+};
 use staticbus_diag::{Diagnostic, Location};
 
 /// Which part of the picture an object is in (some diagnostics concern only one part).
@@ -141,11 +143,25 @@ pub struct GuestMap {
 /// Everything to draw.
 #[derive(Clone, Debug, Default)]
 pub struct Scene {
+    /// The platform the picture is of (its headings, legend and wording follow it).
+    pub hypervisor: Hypervisor,
+    /// Heading of the first map: the host physical map (Xen) or the shared object's
+    /// offsets (qemu-ivshmem).
+    pub host_title: String,
+    /// Heading of the per-domain maps.
+    pub guests_title: String,
+    /// Heading of the channel graph.
+    pub graph_title: String,
+    /// The legend: (CSS class, name).
+    pub legend: Vec<(&'static str, &'static str)>,
     /// Every object.
     pub objs: Vec<Obj>,
-    /// Host map boxes.
+    /// First map's boxes: host physical ranges (Xen) or windows of the shared object at
+    /// their offsets (qemu-ivshmem).
     pub host: Vec<Item>,
-    /// Shared regions without a host address (Xen allocates them from its heap).
+    /// Lines under the first map, each with its object: shared regions without a host
+    /// address (Xen allocates them from its heap), or regions that are not in the shared
+    /// object (qemu-ivshmem).
     pub heap_regions: Vec<(String, usize)>,
     /// One guest map per domain, in domain order.
     pub guests: Vec<GuestMap>,
@@ -203,12 +219,12 @@ pub fn range(base: u64, size_: u64) -> String {
     )
 }
 
-struct Builder {
-    scene: Scene,
+pub(crate) struct Builder {
+    pub(crate) scene: Scene,
 }
 
 impl Builder {
-    fn obj(&mut self, view: View, name: String, locs: Vec<Location>) -> usize {
+    pub(crate) fn obj(&mut self, view: View, name: String, locs: Vec<Location>) -> usize {
         self.scene.objs.push(Obj {
             locs: locs
                 .into_iter()
@@ -222,7 +238,7 @@ impl Builder {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn host(
+    pub(crate) fn host(
         &mut self,
         kind: Kind,
         base: u64,
@@ -246,14 +262,88 @@ impl Builder {
 }
 
 /// The domain name of a model index, for labels.
-fn dname(sys: &System, d: usize) -> &str {
+pub(crate) fn dname(sys: &System, d: usize) -> &str {
     sys.domains.get(d).map_or("?", |d| d.name.as_str())
 }
 
-/// Builds the scene of a system.
+/// The legend of a Xen system's picture (and of a picture without a model).
+pub const XEN_LEGEND: &[(&str, &str)] = &[
+    ("ram", "RAM"),
+    ("pool", "shm pool"),
+    ("free", "pool free"),
+    ("reserved", "reserved"),
+    ("xen", "Xen"),
+    ("dtb", "DTB"),
+    ("kernel", "kernel"),
+    ("ramdisk", "ramdisk"),
+    ("staticmem", "static mem"),
+    ("queue", "queue"),
+    ("log", "log"),
+    ("latest", "latest"),
+    ("blob", "blob"),
+    ("shm", "shm"),
+    ("window", "guest window"),
+    ("overlap", "overlap"),
+];
+
+/// The legend of a qemu-ivshmem system's picture.
+pub const IVSHMEM_LEGEND: &[(&str, &str)] = &[
+    ("ram", "VM RAM"),
+    ("pool", "shared object (BAR2)"),
+    ("free", "object free"),
+    ("reserved", "control page"),
+    ("window", "BAR0, BAR1"),
+    ("queue", "queue"),
+    ("log", "log"),
+    ("latest", "latest"),
+    ("blob", "blob"),
+    ("shm", "shm"),
+    ("overlap", "overlap"),
+];
+
+/// The shared regions: one per shm id with its nodes, in first-node order.
+pub(crate) fn regions(sys: &System) -> Vec<(String, Vec<usize>)> {
+    let mut regions: Vec<(String, Vec<usize>)> = Vec::new();
+    for (i, n) in sys.shm.iter().enumerate() {
+        match regions.iter_mut().find(|(id, _)| *id == n.id) {
+            Some((_, v)) => v.push(i),
+            None => regions.push((n.id.clone(), vec![i])),
+        }
+    }
+    regions
+}
+
+/// What domain `di` is in channel `c`, by the protocol's role names (`producer`,
+/// `consumer`, `writer+reader`, …).
+pub(crate) fn role(c: &Channel, di: usize) -> String {
+    let (w, r) = c.protocol.roles();
+    match (c.writers.contains(&di), c.readers.contains(&di)) {
+        (true, true) => format!("{w:?}+{r:?}").to_lowercase(),
+        (true, false) => format!("{w:?}").to_lowercase(),
+        _ => format!("{r:?}").to_lowercase(),
+    }
+}
+
+/// Builds the scene of a system, for the platform it targets.
 pub fn scene(sys: &System) -> Scene {
+    match sys.target.hypervisor {
+        Hypervisor::Xen => xen_scene(sys),
+        Hypervisor::QemuIvshmem => crate::ivshmem::scene(sys),
+    }
+}
+
+/// The scene of a Xen system: the host physical map, each domain's guest-physical map as
+/// Xen lays it out, the channel graph with event-channel ports.
+fn xen_scene(sys: &System) -> Scene {
     let mut b = Builder {
-        scene: Scene::default(),
+        scene: Scene {
+            hypervisor: Hypervisor::Xen,
+            host_title: "Host physical memory".into(),
+            guests_title: "Guest-physical memory, per domain".into(),
+            graph_title: "Channels and event channels".into(),
+            legend: XEN_LEGEND.to_vec(),
+            ..Scene::default()
+        },
     };
     let p = &sys.platform;
     // Domains first: their objects are the graph's domain nodes and the guest maps' titles.
@@ -287,14 +377,7 @@ pub fn scene(sys: &System) -> Scene {
             vec![r.loc.clone()],
         );
     }
-    // Regions: one per shm id, in first-node order.
-    let mut regions: Vec<(String, Vec<usize>)> = Vec::new();
-    for (i, n) in sys.shm.iter().enumerate() {
-        match regions.iter_mut().find(|(id, _)| *id == n.id) {
-            Some((_, v)) => v.push(i),
-            None => regions.push((n.id.clone(), vec![i])),
-        }
-    }
+    let regions = regions(sys);
     if let Some(pool) = &p.shm_pool {
         let mut used: Vec<(u64, u64)> = regions
             .iter()
@@ -552,14 +635,7 @@ pub fn scene(sys: &System) -> Scene {
         for n in sys.shm.iter().filter(|n| n.domain == di) {
             let ri = regions.iter().position(|(id, _)| *id == n.id).unwrap_or(0);
             let ch = n.channel.and_then(|c| sys.channels.get(c));
-            let role = ch.map(|c| {
-                let (w, r) = c.protocol.roles();
-                match (c.writers.contains(&di), c.readers.contains(&di)) {
-                    (true, true) => format!("{w:?}+{r:?}").to_lowercase(),
-                    (true, false) => format!("{w:?}").to_lowercase(),
-                    _ => format!("{r:?}").to_lowercase(),
-                }
-            });
+            let role = ch.map(|c| role(c, di));
             let xrole = n.role.map_or("no role (DOMID_IO owns)", |r| r.as_str());
             let label = match ch {
                 Some(c) => format!(

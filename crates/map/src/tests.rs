@@ -2,6 +2,7 @@
 
 use super::*;
 use staticbus_config::compile::{check, Options};
+use staticbus_config::model::Hypervisor;
 use std::path::PathBuf;
 
 fn examples() -> Vec<PathBuf> {
@@ -84,6 +85,24 @@ fn assert_everything_present(d: &Drawing, sys: &System, what: &str) {
             "{what}: region {} in a tooltip",
             n.id
         );
+    }
+    let ivshmem = sys.target.hypervisor == Hypervisor::QemuIvshmem;
+    for p in sys.evtchns.iter().filter(|_| ivshmem) {
+        let (a, b) = (&sys.domains[p.first.domain], &sys.domains[p.second.domain]);
+        for (from, to, port) in [(a, b, p.second.port), (b, a, p.first.port)] {
+            let line = format!(
+                "{} rings {}: peer {} vector {port}",
+                from.name, to.name, to.domid
+            );
+            assert!(
+                d.svg.contains(&line) || sys.channels.iter().any(|c| c.evtchns.len() > 4),
+                "{what}: doorbell `{line}`"
+            );
+        }
+    }
+    if ivshmem {
+        // Each VM loads its own kernel: nothing to place on a shared map.
+        return;
     }
     for p in &sys.evtchns {
         let a = format!("{}:{}", sys.domains[p.first.domain].name, p.first.port);
@@ -264,4 +283,243 @@ fn formats_by_extension() {
     assert_eq!(Format::from_path(Path::new("map.HTML")), Some(Format::Html));
     assert_eq!(Format::from_path(Path::new("map.png")), None);
     assert_eq!(Format::from_path(Path::new("map")), None);
+}
+
+/// Words that belong to Xen's picture only: a qemu-ivshmem system has no hypervisor, no
+/// event channels, no `DOMID_IO`, no Xen heap and no domids (its VMs have peer ids).
+const XEN_ONLY: &[&str] = &[
+    "Xen",
+    "DOMID_IO",
+    "evtchn",
+    "event channel",
+    "heap",
+    "domid",
+    "Host physical",
+];
+
+/// The qemu-ivshmem examples are drawn as VMs around one shared object: each channel's
+/// window at the offset and with the size the model gives it (its guest address minus the
+/// BAR2 base), the object as `staticbus boot` sizes it with its control page, each VM's
+/// RAM and BAR2 where the runtime maps them, doorbells as peer ids and vectors, none of
+/// Xen's words, and no overlap for the kernels every VM loads at its own address 0.
+#[test]
+fn ivshmem_examples_are_drawn_as_vms_around_the_shared_object() {
+    use staticbus_abi::ivshmem as iv;
+    let mut seen = 0;
+    for p in examples() {
+        let (d, sys) = draw_file(&p);
+        if sys.target.hypervisor != Hypervisor::QemuIvshmem {
+            continue;
+        }
+        seen += 1;
+        let what = p.display().to_string();
+        assert!(d.problems.is_empty(), "{what}: {:?}", d.problems);
+        let mut sources = Sources::new();
+        let c = check(&mut sources, &p, &Options::default());
+        let input = Input {
+            system: Some(&sys),
+            diags: &c.diags,
+            sources: &sources,
+            file: what.clone(),
+        };
+        let page = html(&input);
+        for w in XEN_ONLY {
+            assert!(!d.svg.contains(w), "{what}: the SVG says `{w}`");
+            assert!(!page.contains(w), "{what}: the page says `{w}`");
+        }
+        // Only the legend's swatch: no overlap band anywhere.
+        assert_eq!(d.svg.matches("class=\"overlap\"").count(), 1, "{what}");
+        for (_, m) in sys.modules() {
+            assert!(m.addr == 0, "{what}: the model places no modules here");
+        }
+        assert!(!d.svg.contains(" kernel 2 MiB"), "{what}: kernels on a map");
+
+        let lay = staticbus_config::ivshmem::layout(&sys);
+        let scene = objects::scene(&sys);
+        assert!(d.svg.contains(&format!(
+            "ivshmem shared object ({}, BAR2 of every VM)",
+            objects::size(lay.object)
+        )));
+        // The object map: the object, its control page, and one window per channel.
+        let obj = scene
+            .host
+            .iter()
+            .find(|i| i.kind == objects::Kind::Pool)
+            .expect("the object");
+        assert_eq!((obj.base, obj.size), (0, lay.object), "{what}");
+        let ctl = scene
+            .host
+            .iter()
+            .find(|i| i.kind == objects::Kind::Reserved)
+            .expect("the control page");
+        assert_eq!(
+            (ctl.base, ctl.size),
+            (lay.object - iv::CONTROL_PAGE, iv::CONTROL_PAGE)
+        );
+        assert!(d.svg.contains(&objects::addr(ctl.base as u128)), "{what}");
+        for ch in &sys.channels {
+            let n = &sys.shm[ch.shm[0]];
+            let off = n.guest - iv::SHM_BASE;
+            let win: Vec<_> = scene
+                .host
+                .iter()
+                .filter(|i| i.kind == objects::Kind::Shm(Some(ch.protocol)))
+                .filter(|i| i.label.starts_with(&format!("{} (", ch.name)))
+                .collect();
+            assert_eq!(win.len(), 1, "{what}: {}", ch.name);
+            assert_eq!((win[0].base, win[0].size), (off, ch.size), "{what}");
+            let tail = format!(
+                "{} at offset {}",
+                objects::size(ch.size),
+                objects::addr(off as u128)
+            );
+            assert!(win[0].label.ends_with(&tail), "{what}: {}", win[0].label);
+            assert!(d.svg.contains(&tail), "{what}: {tail}");
+            assert!(
+                d.svg.contains(&format!(
+                    "{} · {} · {} · offset {}",
+                    ch.name,
+                    ch.protocol.as_str(),
+                    objects::size(ch.size),
+                    objects::addr(off as u128)
+                )),
+                "{what}: the graph's {}",
+                ch.name
+            );
+            // In every member's map, at its guest address.
+            for &m in &ch.shm {
+                let n = &sys.shm[m];
+                let g = &scene.guests[n.domain];
+                assert!(
+                    g.items.iter().any(|i| i.base == n.guest
+                        && i.size == n.size
+                        && i.label.starts_with(&ch.name)),
+                    "{what}: {} in {}",
+                    ch.name,
+                    sys.domains[n.domain].name
+                );
+            }
+        }
+        // Free space: what the windows and the control page leave, to the byte.
+        let used: u64 = sys.channels.iter().map(|c| c.size).sum::<u64>() + iv::CONTROL_PAGE;
+        let free: u64 = scene
+            .host
+            .iter()
+            .filter(|i| i.kind == objects::Kind::PoolFree)
+            .map(|i| i.size)
+            .sum();
+        assert_eq!(free + used, lay.object, "{what}");
+        // Each VM: RAM where QEMU's virt machine has it, BAR2 where the runtime maps it.
+        for (di, dom) in sys.domains.iter().enumerate() {
+            let g = &scene.guests[di];
+            assert!(
+                g.title.contains(&format!("peer id {}", dom.domid)),
+                "{what}"
+            );
+            let mib = staticbus_config::ivshmem::vm_memory_mib(dom);
+            assert!(g.items.iter().any(|i| i.kind == objects::Kind::GuestRam
+                && (i.base, i.size) == (iv::RAM_BASE, mib << 20)));
+            assert!(g.items.iter().any(|i| i.kind == objects::Kind::ShmWindow
+                && (i.base, i.size) == (iv::SHM_BASE, lay.object)));
+            assert!(scene.domain_labels[di].contains(&format!("peer id {}", dom.domid)));
+        }
+        assert_no_label_overlaps(&d, &what);
+        assert_everything_present(&d, &sys, &what);
+    }
+    assert!(seen >= 3, "only {seen} qemu-ivshmem examples");
+}
+
+/// The platform's own problems are drawn where they are: a region outside the object
+/// (SB0901) on the VMs' maps and under the object, a region at two addresses (SB0902) as
+/// two windows of the object, a port that is no vector (SB0903) on its channel; two
+/// regions that share bytes of the object are drawn as an overlap.
+#[test]
+fn ivshmem_problems_are_drawn_on_what_they_concern() {
+    let t = r#"
+[target]
+hypervisor = "qemu-ivshmem"
+[[domain]]
+name = "a"
+memory = "32MiB"
+kernel = { file = "k", size = "1MiB" }
+[[domain]]
+name = "b"
+memory = "32MiB"
+kernel = { file = "k", size = "1MiB" }
+[[channel]]
+name = "q"
+protocol = "queue"
+from = "a"
+to = "b"
+size = "64KiB"
+guest = 0x2000_0000
+ports = { a = 0, b = 1 }
+[[shm]]
+id = "over"
+size = "64KiB"
+users = [{ domain = "a", guest = 0x2000_8000 }, { domain = "b", guest = 0x2000_8000 }]
+[[shm]]
+id = "out"
+size = "4KiB"
+users = [{ domain = "a", guest = 0x1000_0000 }, { domain = "b", guest = 0x1000_0000 }]
+[[shm]]
+id = "split"
+size = "4KiB"
+users = [{ domain = "a", guest = 0x2008_0000 }, { domain = "b", guest = 0x2009_0000 }]
+"#;
+    let (d, _, diags) = draw_text("ivshmem-bad.toml", t);
+    for code in ["SB0901", "SB0902", "SB0903"] {
+        assert!(diags.has_code(code), "{code}: {:?}", diags.codes());
+    }
+    let on = |code: &str| -> Vec<String> {
+        d.problems
+            .iter()
+            .filter(|p| p.code == code)
+            .flat_map(|p| p.drawn_on.clone())
+            .collect()
+    };
+    let out = on("SB0901");
+    assert!(out.iter().any(|o| o == "shm out"), "{out:?}");
+    assert!(out.iter().any(|o| o == "a: shm out"), "{out:?}");
+    assert!(d
+        .svg
+        .contains("shm out · a, b · 4 KiB at guest 0x1000_0000: not in the shared object"));
+    let split = on("SB0902");
+    assert!(
+        split.iter().any(|o| o.contains("as a place it"))
+            && split.iter().any(|o| o.contains("as b place it")),
+        "{split:?}"
+    );
+    assert!(
+        on("SB0903").iter().any(|o| o == "channel q"),
+        "{:?}",
+        on("SB0903")
+    );
+    assert!(
+        d.svg.contains("overlap: q (queue) · a → b"),
+        "no overlap band"
+    );
+    let dir = std::env::temp_dir().join(format!("staticbus-map-test-{}", std::process::id()));
+    let mut sources = Sources::new();
+    let c = check(
+        &mut sources,
+        &dir.join("ivshmem-bad.toml"),
+        &Options::default(),
+    );
+    let input = Input {
+        system: c.system.as_ref(),
+        diags: &c.diags,
+        sources: &sources,
+        file: "ivshmem-bad.toml".into(),
+    };
+    let page = html(&input);
+    assert!(
+        page.contains("what happens: "),
+        "the platform's consequence"
+    );
+    for w in XEN_ONLY {
+        assert!(!d.svg.contains(w), "the SVG says `{w}`");
+        assert!(!page.contains(w), "the page says `{w}`");
+    }
+    assert_no_label_overlaps(&d, "ivshmem problems");
 }
