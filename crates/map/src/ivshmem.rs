@@ -112,7 +112,7 @@ pub(crate) fn scene(sys: &System) -> Scene {
         Some(c) if c.name == *id => format!("{id} ({})", c.protocol.as_str()),
         Some(c) => format!("shm {id} ({} {})", c.protocol.as_str(), c.name),
         None => match virtio_of(id) {
-            Some(v) => format!("shm {id} (virtio-{} {})", v.device, v.name),
+            Some(v) => format!("virtio-{} {}", v.device, v.name),
             None => format!("shm {id}"),
         },
     };

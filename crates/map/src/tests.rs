@@ -76,7 +76,10 @@ fn assert_everything_present(d: &Drawing, sys: &System, what: &str) {
     for n in &sys.shm {
         assert!(
             d.svg.contains(&format!("shm {}", n.id))
-                || sys.channels.iter().any(|c| c.shm_id == n.id),
+                || sys.channels.iter().any(|c| c.shm_id == n.id)
+                || sys.virtio.iter().any(|v| {
+                    v.shm_id == n.id && d.svg.contains(&format!("virtio-{} {}", v.device, v.name))
+                }),
             "{what}: region {}",
             n.id
         );
@@ -522,4 +525,59 @@ users = [{ domain = "a", guest = 0x2008_0000 }, { domain = "b", guest = 0x2009_0
         assert!(!page.contains(w), "the page says `{w}`");
     }
     assert_no_label_overlaps(&d, "ivshmem problems");
+}
+
+/// A qemu-ivshmem system with a virtio device, a region and a pair of no channel: each is
+/// drawn in the object and the graph, named for what it is, without overlapping labels.
+#[test]
+fn ivshmem_virtio_regions_and_pairs_are_drawn() {
+    let t = r#"
+[target]
+hypervisor = "qemu-ivshmem"
+[[domain]]
+name = "frontend"
+memory = "32MiB"
+kernel = { file = "k", size = "2MiB" }
+[[domain]]
+name = "backend"
+memory = "64MiB"
+kernel = { file = "k", size = "2MiB" }
+[[virtio]]
+name = "disk"
+device = "blk"
+frontend = "frontend"
+backend = "backend"
+size = "1MiB"
+serve = { builtin = true }
+[[channel]]
+name = "stats"
+protocol = "log"
+from = "backend"
+to = ["frontend"]
+size = "64KiB"
+slot-size = "64B"
+[[shm]]
+id = "raw"
+size = "4KiB"
+users = [{ domain = "frontend" }, { domain = "backend" }]
+[[evtchn]]
+a = "frontend:10"
+b = "backend:10"
+"#;
+    let (d, sys, diags) = draw_text("ivshmem-virtio.toml", t);
+    assert!(!diags.has_errors(), "{:?}", diags.codes());
+    assert_eq!(sys.virtio.len(), 1);
+    assert!(d
+        .svg
+        .contains("virtio-blk disk · frontend, backend · 1 MiB at offset"));
+    assert!(d.svg.contains("doorbell pair of virtio-blk disk"));
+    assert!(d
+        .svg
+        .contains("shm raw · frontend, backend · 4 KiB at offset"));
+    assert!(d.svg.contains("frontend rings backend: peer 2 vector 10"));
+    for w in XEN_ONLY {
+        assert!(!d.svg.contains(w), "the SVG says `{w}`");
+    }
+    assert_no_label_overlaps(&d, "ivshmem virtio");
+    assert_everything_present(&d, &sys, "ivshmem virtio");
 }
