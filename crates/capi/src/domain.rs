@@ -201,6 +201,7 @@ const NO_MANIFEST: Manifest = Manifest {
     channels: &[],
     regions: &[],
     evtchns: &[],
+    virtio: &[],
 };
 
 /// How a domain gets its manifest.

@@ -680,6 +680,7 @@ mod roundtrip {
                     channels: leak(channels),
                     regions: leak(regions),
                     evtchns: leak(evtchns),
+                    virtio: &[],
                 },
             )
     }

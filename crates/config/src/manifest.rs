@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 pub use staticbus_manifest::owned::{
     Channel as ChannelEntry, Evtchn as EvtchnEntry, Manifest as DomainManifest, Peer as PeerEntry,
-    Region as RegionEntry,
+    Region as RegionEntry, Virtio as VirtioEntry, VirtioServe as VirtioServeEntry,
 };
 pub use staticbus_manifest::{owned::FORMAT, FORMAT_VERSION as VERSION};
 
@@ -44,6 +44,9 @@ pub(crate) struct Index<'a> {
     /// Per domain: its event-channel ends as (pair index, is the second end), in pair
     /// order, the first end before the second.
     evtchns: Vec<Vec<(usize, bool)>>,
+    /// Per domain: the virtio devices it is the frontend or the backend of, in device
+    /// order.
+    virtio: Vec<Vec<usize>>,
 }
 
 impl<'a> Index<'a> {
@@ -81,11 +84,22 @@ impl<'a> Index<'a> {
                 }
             }
         }
+        let mut virtio: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for (i, v) in sys.virtio.iter().enumerate() {
+            for d in [v.frontend, v.backend] {
+                if let Some(list) = virtio.get_mut(d) {
+                    if list.last() != Some(&i) {
+                        list.push(i);
+                    }
+                }
+            }
+        }
         Index {
             owners,
             channels,
             shm,
             evtchns,
+            virtio,
         }
     }
 
@@ -192,6 +206,10 @@ fn manifest_with(sys: &System, d: DomIdx, ix: &Index<'_>) -> DomainManifest {
             }
         })
         .collect();
+    let virtio = ix.virtio[d]
+        .iter()
+        .filter_map(|&i| virtio_entry(sys, &sys.virtio[i], d))
+        .collect();
     DomainManifest {
         format_version: VERSION,
         system: sys.name.clone(),
@@ -201,7 +219,56 @@ fn manifest_with(sys: &System, d: DomIdx, ix: &Index<'_>) -> DomainManifest {
         channels,
         regions,
         evtchns,
+        virtio,
     }
+}
+
+/// Device `v` as domain `d` (its frontend or its backend) sees it; `None` in a broken
+/// model (`d` is neither side, or the device's nodes or pair are missing).
+fn virtio_entry(sys: &System, v: &VirtioDevice, d: DomIdx) -> Option<VirtioEntry> {
+    let (role, peer) = if v.frontend == d {
+        (staticbus_manifest::VirtioRole::Frontend, v.backend)
+    } else if v.backend == d {
+        (staticbus_manifest::VirtioRole::Backend, v.frontend)
+    } else {
+        return None;
+    };
+    let node = v
+        .shm
+        .iter()
+        .filter_map(|&i| sys.shm.get(i))
+        .find(|n| n.domain == d)?;
+    let pair = sys.evtchns.get(v.evtchn)?;
+    let (me, other) = if pair.first.domain == d {
+        (&pair.first, &pair.second)
+    } else if pair.second.domain == d {
+        (&pair.second, &pair.first)
+    } else {
+        return None;
+    };
+    let pd = sys.domains.get(peer)?;
+    Some(VirtioEntry {
+        name: v.name.clone(),
+        device: v.device.clone(),
+        device_id: v.device_id,
+        role,
+        queues: v.queues,
+        queue_size: v.queue_size,
+        shm_id: v.shm_id.clone(),
+        guest_addr: node.guest,
+        size: v.size,
+        peer: pd.name.clone(),
+        peer_domid: pd.domid,
+        local_port: me.port,
+        remote_port: other.port,
+        serve: match &v.serve {
+            VirtioServe::Builtin => VirtioServeEntry::Builtin,
+            VirtioServe::VhostUser { program, args } => VirtioServeEntry::VhostUser {
+                program: program.clone(),
+                args: args.clone(),
+            },
+        },
+    })
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Tests of the manifest emitters on a hand-built system: three domains, a queue, a blob
-//! with two readers, a low-level event-channel pair, a heap-form region and a roleless one.
+//! with two readers, a low-level event-channel pair, a heap-form region, a roleless one and
+//! a virtio-blk device (frontend `sensor`, backend `logger`).
 //!
 //! The Rust manifests of this system are checked in under
 //! `crates/manifest/tests/generated/`, where the `staticbus-manifest` crate compiles them
@@ -166,6 +167,25 @@ fn system() -> System {
             None,
             None,
         ),
+        // The virtio device's region (nodes 8 and 9), roleless like `[[virtio]]` makes it.
+        shm(
+            SENSOR,
+            "virtio-disk",
+            Some(0x9010_0000),
+            0x7fc0_0000,
+            0x2_0000,
+            None,
+            None,
+        ),
+        shm(
+            LOGGER,
+            "virtio-disk",
+            Some(0x9010_0000),
+            0x7fb0_0000,
+            0x2_0000,
+            None,
+            None,
+        ),
     ];
     sys.evtchns = vec![
         EvtchnPair {
@@ -189,7 +209,28 @@ fn system() -> System {
             second: end(LOGGER, 31),
             channel: None,
         },
+        // The virtio device's doorbell (pair 4), the frontend's end first.
+        EvtchnPair {
+            first: end(SENSOR, 40),
+            second: end(LOGGER, 41),
+            channel: None,
+        },
     ];
+    sys.virtio = vec![VirtioDevice {
+        name: "disk".into(),
+        loc: Location::None,
+        device: "blk".into(),
+        device_id: 2,
+        frontend: SENSOR,
+        backend: LOGGER,
+        queues: 1,
+        queue_size: 16,
+        size: 0x2_0000,
+        serve: VirtioServe::Builtin,
+        shm_id: "virtio-disk".into(),
+        shm: vec![8, 9],
+        evtchn: 4,
+    }];
     sys.channels = vec![
         channel(
             "cmd-queue",
@@ -245,11 +286,64 @@ fn manifests_of_the_test_system() {
     assert_eq!(ms.len(), 3);
     let s = &ms[SENSOR];
     assert_eq!(s.channels.len(), 2);
-    assert_eq!(s.regions.len(), 4);
-    assert_eq!(s.evtchns.len(), 3);
+    assert_eq!(s.regions.len(), 5);
+    assert_eq!(s.evtchns.len(), 4);
     let c = &ms[CTRL];
     assert_eq!(c.channels[1].peers.len(), 2);
-    assert_eq!(ms[LOGGER].evtchns.len(), 2);
+    assert!(c.virtio.is_empty(), "not a member of the device");
+    assert_eq!(ms[LOGGER].evtchns.len(), 3);
+}
+
+#[test]
+fn both_sides_of_a_virtio_device_get_its_metadata() {
+    let ms = manifests();
+    let (f, b) = (&ms[SENSOR].virtio, &ms[LOGGER].virtio);
+    assert_eq!((f.len(), b.len()), (1, 1));
+    let (f, b) = (&f[0], &b[0]);
+    for (v, role, addr, local, remote, peer) in [
+        (
+            f,
+            staticbus_manifest::VirtioRole::Frontend,
+            0x7fc0_0000,
+            40,
+            41,
+            "logger",
+        ),
+        (
+            b,
+            staticbus_manifest::VirtioRole::Backend,
+            0x7fb0_0000,
+            41,
+            40,
+            "sensor",
+        ),
+    ] {
+        assert_eq!((v.name.as_str(), v.device.as_str()), ("disk", "blk"));
+        assert_eq!((v.device_id, v.queues, v.queue_size), (2, 1, 16));
+        assert_eq!(v.role, role);
+        assert_eq!(v.shm_id, "virtio-disk");
+        assert_eq!((v.guest_addr, v.size), (addr, 0x2_0000));
+        assert_eq!((v.local_port, v.remote_port), (local, remote));
+        assert_eq!(v.peer, peer);
+        assert_eq!(v.serve, manifest::VirtioServeEntry::Builtin);
+    }
+    // In every form: JSON, Rust, C, the DT fragment.
+    let json: Value = serde_json::from_str(&emit::to_json(&ms[LOGGER])).unwrap();
+    assert_eq!(json["virtio"][0]["role"], "backend");
+    assert_eq!(json["virtio"][0]["serve"], "builtin");
+    assert_eq!(json["virtio"][0]["local_port"], 41);
+    let rust = emit::to_rust(&ms[SENSOR]);
+    assert!(
+        rust.contains("role: staticbus_manifest::VirtioRole::Frontend,"),
+        "{rust}"
+    );
+    let c = emit::to_c_header(&ms[SENSOR]);
+    assert!(c.contains("#define SB_VIRTIO_DISK_PORT 40\n"), "{c}");
+    assert!(c.contains("#define SB_VIRTIO_DISK_FRONTEND 1\n"), "{c}");
+    let t = emit::to_dt_fragment(&ms[LOGGER]);
+    let n = t.find("/staticbus/virtio/virtio@7fb00000").unwrap();
+    assert_eq!(str_prop(n, "role"), "backend");
+    assert_eq!(u32s_prop(n, "local-port"), [41]);
 }
 
 #[test]
@@ -318,7 +412,7 @@ fn json_round_trips_the_facts() {
         .iter()
         .map(|e| e["local_port"].as_u64().unwrap())
         .collect();
-    assert_eq!(ports, [10, 21, 30]);
+    assert_eq!(ports, [10, 21, 30, 40]);
     assert_eq!(ev[1]["initially_pending"], true);
     assert_eq!(ev[2]["initially_pending"], false);
     assert!(ev[2]["channel"].is_null());
@@ -494,8 +588,10 @@ fn c_header_compiles_with_the_right_values() {
 _Static_assert(SB_FORMAT_VERSION == 2, "version");
 _Static_assert(SB_DOMID == 1, "domid");
 _Static_assert(SB_CHANNEL_COUNT == 2, "channels");
-_Static_assert(SB_REGION_COUNT == 4, "regions");
-_Static_assert(SB_EVTCHN_COUNT == 3, "evtchns");
+_Static_assert(SB_REGION_COUNT == 5, "regions");
+_Static_assert(SB_EVTCHN_COUNT == 4, "evtchns");
+_Static_assert(SB_VIRTIO_COUNT == 1, "virtio");
+_Static_assert(SB_VIRTIO_DISK_REMOTE_PORT == 41, "virtio port");
 
 _Static_assert(SB_CMD_QUEUE_ADDR == UINT64_C(0x7fe00000), "queue addr");
 _Static_assert(SB_CMD_QUEUE_SIZE == 0x1000, "queue size");
@@ -581,6 +677,7 @@ fn empty_manifest() -> DomainManifest {
         channels: vec![],
         regions: vec![],
         evtchns: vec![],
+        virtio: vec![],
     }
 }
 
@@ -747,7 +844,8 @@ fn dt_fragment_nodes_and_properties() {
             "region@7fe00000",
             "region@7fe10000",
             "region@100000000",
-            "region@7ff00000"
+            "region@7ff00000",
+            "region@7fc00000"
         ]
     );
     let heap = &regions.children[2];
@@ -765,7 +863,7 @@ fn dt_fragment_nodes_and_properties() {
     assert_eq!(u32s_prop(ev, "#address-cells"), [1]);
     assert_eq!(u32s_prop(ev, "#size-cells"), [0]);
     let names: Vec<&str> = ev.children.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(names, ["evtchn@a", "evtchn@15", "evtchn@1e"]);
+    assert_eq!(names, ["evtchn@a", "evtchn@15", "evtchn@1e", "evtchn@28"]);
     assert_eq!(u32s_prop(&ev.children[2], "reg"), [30]);
     assert_eq!(str_prop(&ev.children[2], "remote-domain"), "logger");
     assert!(ev.children[2].prop("channel").is_none());

@@ -363,6 +363,7 @@ mod tests {
             },
         ],
         evtchns: &[evtchn(1, 3), evtchn(2, 1), evtchn(5, 70)],
+        virtio: &[],
     };
 
     fn platform() -> IvshmemPlatform<Fake> {

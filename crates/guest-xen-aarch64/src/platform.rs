@@ -344,6 +344,7 @@ mod tests {
             region("absent", 0x0a00_0000, 0x1000),
         ],
         evtchns: &[],
+        virtio: &[],
     };
 
     fn shm(id: &str, base: u64, size: u64) -> std::string::String {

@@ -403,6 +403,7 @@ mod tests {
         ],
         regions: &[],
         evtchns: &[evt(10, "b", 2, 11, true), evt(20, "b", 2, 21, true)],
+        virtio: &[],
     };
 
     /// Domain "b" (domid 2): bound second, so its ports start pending.
@@ -432,6 +433,7 @@ mod tests {
         ],
         regions: &[],
         evtchns: &[evt(11, "a", 1, 10, false), evt(21, "a", 1, 20, false)],
+        virtio: &[],
     };
 
     static NEWER: Manifest = Manifest {

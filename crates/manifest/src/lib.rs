@@ -23,7 +23,7 @@
 //! #         peers: &[Peer { domain: "b", domid: 2, role: Role::Consumer, local_port: 10,
 //! #                         remote_port: 11 }],
 //! #     }],
-//! #     regions: &[], evtchns: &[],
+//! #     regions: &[], evtchns: &[], virtio: &[],
 //! # };
 //! const Q: &Channel = MANIFEST.channel("q").expect("no channel q");
 //! const PORT: u32 = Q.peer("b").expect("b is not a member of q").local_port;
@@ -260,6 +260,9 @@ pub struct Manifest {
     pub regions: &'static [Region],
     /// Every static event-channel port the domain owns, channel ports included.
     pub evtchns: &'static [Evtchn],
+    /// The virtio devices the domain drives or serves (`[[virtio]]`; their regions and
+    /// ports are also in [`Manifest::regions`] and [`Manifest::evtchns`]).
+    pub virtio: &'static [Virtio],
 }
 
 impl Manifest {
@@ -296,6 +299,19 @@ impl Manifest {
         while i < evtchns.len() {
             if evtchns[i].local_port == local_port {
                 return Some(&evtchns[i]);
+            }
+            i += 1;
+        }
+        None
+    }
+
+    /// The virtio device with this name.
+    pub const fn virtio_device(&self, name: &str) -> Option<&'static Virtio> {
+        let devs = self.virtio;
+        let mut i = 0;
+        while i < devs.len() {
+            if str_eq(devs[i].name, name) {
+                return Some(&devs[i]);
             }
             i += 1;
         }
@@ -431,6 +447,81 @@ pub struct Evtchn {
     pub channel: Option<&'static str>,
 }
 
+/// A domain's side of a virtio device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
+pub enum VirtioRole {
+    /// The driving side (a virtio driver over the virtio-msg transport).
+    Frontend,
+    /// The serving side (the device side of the transport).
+    Backend,
+}
+
+impl VirtioRole {
+    /// The manifest name (`"frontend"`, `"backend"`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            VirtioRole::Frontend => "frontend",
+            VirtioRole::Backend => "backend",
+        }
+    }
+}
+
+impl core::fmt::Display for VirtioRole {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How the backend domain serves a virtio device (`serve` in the description).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum VirtioServe {
+    /// staticbus's own `no_std` device side (`serve = { builtin = true }`).
+    Builtin,
+    /// A vhost-user daemon driven by the bridge: its program and arguments.
+    VhostUser {
+        /// The daemon's program.
+        program: &'static str,
+        /// Its arguments.
+        args: &'static [&'static str],
+    },
+}
+
+/// A virtio device (`[[virtio]]`) as this domain sees it: one shared region carrying the
+/// virtio-msg transport (docs/virtio.md) and one event channel to the other side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Virtio {
+    /// Device name (unique among channels and devices).
+    pub name: &'static str,
+    /// Device type name (`"blk"`, `"rng"`, `"console"`, …).
+    pub device: &'static str,
+    /// Virtio device id (2 block, 3 console, 4 entropy, …).
+    pub device_id: u32,
+    /// This domain's side.
+    pub role: VirtioRole,
+    /// Number of virtqueues.
+    pub queues: u16,
+    /// Entries per virtqueue (the largest size the device offers).
+    pub queue_size: u32,
+    /// `xen,shm-id` of the device's region.
+    pub shm_id: &'static str,
+    /// Guest-physical address of the region in this domain.
+    pub guest_addr: u64,
+    /// Region size in bytes.
+    pub size: u64,
+    /// The other side's domain name.
+    pub peer: &'static str,
+    /// The other side's domain id.
+    pub peer_domid: u16,
+    /// This domain's port of the device's event channel (the doorbell, both ways).
+    pub local_port: u32,
+    /// The other side's port.
+    pub remote_port: u32,
+    /// How the backend serves the device.
+    pub serve: VirtioServe,
+}
+
 /// `a == b`, usable in `const fn`.
 const fn str_eq(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
@@ -548,6 +639,22 @@ mod tests {
                 channel: None,
             },
         ],
+        virtio: &[Virtio {
+            name: "disk",
+            device: "blk",
+            device_id: 2,
+            role: VirtioRole::Frontend,
+            queues: 1,
+            queue_size: 16,
+            shm_id: "virtio-disk",
+            guest_addr: 0x7fd0_0000,
+            size: 0x2_0000,
+            peer: "c",
+            peer_domid: 3,
+            local_port: 30,
+            remote_port: 31,
+            serve: VirtioServe::Builtin,
+        }],
     };
 
     // The lookups work at compile time.
@@ -607,6 +714,29 @@ mod tests {
         assert!(M.evtchn(0).is_none());
     }
 
+    // Device lookups work at compile time too.
+    const DISK_PORT: u32 = match M.virtio_device("disk") {
+        Some(d) => d.local_port,
+        None => panic!("no device disk"),
+    };
+
+    #[test]
+    fn virtio_lookup() {
+        assert_eq!(DISK_PORT, 30);
+        let d = M.virtio_device("disk").unwrap();
+        assert_eq!(
+            (d.device, d.device_id, d.role),
+            ("blk", 2, VirtioRole::Frontend)
+        );
+        assert_eq!(d.serve, VirtioServe::Builtin);
+        assert!(M.virtio_device("dis").is_none());
+        assert!(
+            M.virtio_device("q").is_none(),
+            "a channel is no virtio device"
+        );
+        assert_eq!(VirtioRole::Backend.as_str(), "backend");
+    }
+
     #[test]
     fn empty_manifest() {
         const E: Manifest = Manifest {
@@ -618,11 +748,13 @@ mod tests {
             channels: &[],
             regions: &[],
             evtchns: &[],
+            virtio: &[],
         };
         assert!(E.is_supported());
         assert!(E.channel("q").is_none());
         assert!(E.region("q").is_none());
         assert!(E.evtchn(1).is_none());
+        assert!(E.virtio_device("disk").is_none());
     }
 
     #[test]

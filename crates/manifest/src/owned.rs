@@ -13,7 +13,7 @@
 //! [`Manifest::from_static`] convert field by field with exhaustive destructuring, so a field
 //! added to one form and not the other does not compile.
 
-use crate::{Protocol, Role, ShmRole};
+use crate::{Protocol, Role, ShmRole, VirtioRole};
 use alloc::boxed::Box;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -51,6 +51,9 @@ pub struct Manifest {
     pub regions: Vec<Region>,
     /// Every static event-channel port the domain owns, channel ports included.
     pub evtchns: Vec<Evtchn>,
+    /// The virtio devices the domain drives or serves (absent in JSON: none).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub virtio: Vec<Virtio>,
 }
 
 /// A channel as this domain sees it (owned form of [`crate::Channel`]).
@@ -145,6 +148,61 @@ pub struct Evtchn {
     pub channel: Option<String>,
 }
 
+/// How the backend serves a virtio device (owned form of [`crate::VirtioServe`]); in JSON
+/// `"builtin"` or `{ "vhost-user": { "program": …, "args": [ … ] } }`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(
+    feature = "serde",
+    serde(rename_all = "kebab-case", deny_unknown_fields)
+)]
+pub enum VirtioServe {
+    /// staticbus's own `no_std` device side.
+    Builtin,
+    /// A vhost-user daemon driven by the bridge.
+    VhostUser {
+        /// The daemon's program.
+        program: String,
+        /// Its arguments.
+        args: Vec<String>,
+    },
+}
+
+/// A virtio device as this domain sees it (owned form of [`crate::Virtio`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
+pub struct Virtio {
+    /// Device name.
+    pub name: String,
+    /// Device type name (`"blk"`, …).
+    pub device: String,
+    /// Virtio device id.
+    pub device_id: u32,
+    /// This domain's side.
+    pub role: VirtioRole,
+    /// Number of virtqueues.
+    pub queues: u16,
+    /// Entries per virtqueue.
+    pub queue_size: u32,
+    /// `xen,shm-id` of the device's region.
+    pub shm_id: String,
+    /// Guest-physical address of the region in this domain.
+    pub guest_addr: u64,
+    /// Region size in bytes.
+    pub size: u64,
+    /// The other side's domain name.
+    pub peer: String,
+    /// The other side's domain id.
+    pub peer_domid: u16,
+    /// This domain's port of the device's event channel.
+    pub local_port: u32,
+    /// The other side's port.
+    pub remote_port: u32,
+    /// How the backend serves the device.
+    pub serve: VirtioServe,
+}
+
 fn leak_str(s: String) -> &'static str {
     Box::leak(s.into_boxed_str())
 }
@@ -166,6 +224,7 @@ impl Manifest {
             channels,
             regions,
             evtchns,
+            virtio,
         } = self;
         Box::leak(Box::new(crate::Manifest {
             format_version,
@@ -176,6 +235,7 @@ impl Manifest {
             channels: leak_slice(channels.into_iter().map(Channel::leak).collect()),
             regions: leak_slice(regions.into_iter().map(Region::leak).collect()),
             evtchns: leak_slice(evtchns.into_iter().map(Evtchn::leak).collect()),
+            virtio: leak_slice(virtio.into_iter().map(Virtio::leak).collect()),
         }))
     }
 
@@ -190,6 +250,7 @@ impl Manifest {
             channels,
             regions,
             evtchns,
+            virtio,
         } = *m;
         Manifest {
             format_version,
@@ -200,6 +261,7 @@ impl Manifest {
             channels: channels.iter().map(Channel::from_static).collect(),
             regions: regions.iter().map(Region::from_static).collect(),
             evtchns: evtchns.iter().map(Evtchn::from_static).collect(),
+            virtio: virtio.iter().map(Virtio::from_static).collect(),
         }
     }
 }
@@ -388,6 +450,100 @@ impl Evtchn {
             remote_port,
             initially_pending,
             channel: channel.map(str::to_string),
+        }
+    }
+}
+
+impl VirtioServe {
+    fn leak(self) -> crate::VirtioServe {
+        match self {
+            VirtioServe::Builtin => crate::VirtioServe::Builtin,
+            VirtioServe::VhostUser { program, args } => crate::VirtioServe::VhostUser {
+                program: leak_str(program),
+                args: leak_slice(args.into_iter().map(leak_str).collect()),
+            },
+        }
+    }
+
+    fn from_static(s: &crate::VirtioServe) -> VirtioServe {
+        match *s {
+            crate::VirtioServe::Builtin => VirtioServe::Builtin,
+            crate::VirtioServe::VhostUser { program, args } => VirtioServe::VhostUser {
+                program: program.to_string(),
+                args: args.iter().map(|a| a.to_string()).collect(),
+            },
+        }
+    }
+}
+
+impl Virtio {
+    fn leak(self) -> crate::Virtio {
+        let Virtio {
+            name,
+            device,
+            device_id,
+            role,
+            queues,
+            queue_size,
+            shm_id,
+            guest_addr,
+            size,
+            peer,
+            peer_domid,
+            local_port,
+            remote_port,
+            serve,
+        } = self;
+        crate::Virtio {
+            name: leak_str(name),
+            device: leak_str(device),
+            device_id,
+            role,
+            queues,
+            queue_size,
+            shm_id: leak_str(shm_id),
+            guest_addr,
+            size,
+            peer: leak_str(peer),
+            peer_domid,
+            local_port,
+            remote_port,
+            serve: serve.leak(),
+        }
+    }
+
+    fn from_static(v: &crate::Virtio) -> Virtio {
+        let crate::Virtio {
+            name,
+            device,
+            device_id,
+            role,
+            queues,
+            queue_size,
+            shm_id,
+            guest_addr,
+            size,
+            peer,
+            peer_domid,
+            local_port,
+            remote_port,
+            serve,
+        } = *v;
+        Virtio {
+            name: name.to_string(),
+            device: device.to_string(),
+            device_id,
+            role,
+            queues,
+            queue_size,
+            shm_id: shm_id.to_string(),
+            guest_addr,
+            size,
+            peer: peer.to_string(),
+            peer_domid,
+            local_port,
+            remote_port,
+            serve: VirtioServe::from_static(&serve),
         }
     }
 }

@@ -5,7 +5,10 @@
 //! low-level event channel, a heap-form region, a roleless region); that test fails if they
 //! are stale.
 
-use staticbus_manifest::{Channel, Manifest, Protocol, Role, ShmRole, DOMID_IO, FORMAT_VERSION};
+use staticbus_manifest::{
+    Channel, Manifest, Protocol, Role, ShmRole, Virtio, VirtioRole, VirtioServe, DOMID_IO,
+    FORMAT_VERSION,
+};
 
 mod sensor {
     include!("generated/sensor.rs");
@@ -113,7 +116,7 @@ fn regions() {
 fn evtchns() {
     let m = &sensor::MANIFEST;
     let ports: Vec<u32> = m.evtchns.iter().map(|e| e.local_port).collect();
-    assert_eq!(ports, [10, 21, 30]);
+    assert_eq!(ports, [10, 21, 30, 40]);
     let low = m.evtchn(30).unwrap();
     assert_eq!(low.channel, None);
     assert_eq!(low.remote_domain, "logger");
@@ -123,4 +126,32 @@ fn evtchns() {
     assert!(back.initially_pending);
     assert_eq!(m.evtchn(21).unwrap().channel, Some("config"));
     assert!(m.evtchn(11).is_none());
+}
+
+// A device resolves at compile time on both sides.
+const DISK: &Virtio = sensor::MANIFEST.virtio_device("disk").unwrap();
+
+#[test]
+fn virtio_device_on_both_sides() {
+    let b = logger::MANIFEST.virtio_device("disk").unwrap();
+    assert_eq!(
+        (DISK.role, b.role),
+        (VirtioRole::Frontend, VirtioRole::Backend)
+    );
+    assert_eq!(
+        (DISK.local_port, DISK.remote_port),
+        (b.remote_port, b.local_port)
+    );
+    assert_eq!((DISK.peer, b.peer), ("logger", "sensor"));
+    assert_eq!(DISK.shm_id, b.shm_id);
+    assert_eq!((DISK.device, DISK.device_id, DISK.queues), ("blk", 2, 1));
+    assert_eq!(b.serve, VirtioServe::Builtin);
+    // Its region and port are in the plain lists too.
+    assert_eq!(
+        sensor::MANIFEST.region(DISK.shm_id).unwrap().guest_addr,
+        DISK.guest_addr
+    );
+    assert!(sensor::MANIFEST.evtchn(DISK.local_port).is_some());
+    assert!(ctrl_plane::MANIFEST.virtio_device("disk").is_none());
+    assert!(sensor::MANIFEST.virtio_device("cmd-queue").is_none());
 }

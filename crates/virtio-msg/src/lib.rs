@@ -15,6 +15,8 @@
 //! * [`backends`] — `no_std` block (RAM disk), entropy and console devices.
 //! * [`frontend`] and [`hal`] — virtio-drivers' `Transport` and `Hal` over the region, so
 //!   that crate's drivers run unchanged.
+//! * [`open`] — a device by name from the domain's manifest (`[[virtio]]`): its region,
+//!   doorbell port and parameters, checked for this domain's side.
 //!
 //! ```no_run
 //! use staticbus_virtio_msg::frontend::Link;
@@ -50,6 +52,7 @@ pub mod frontend;
 pub mod hal;
 pub mod layout;
 pub mod msg;
+pub mod open;
 pub mod queue;
 pub mod ring;
 

@@ -333,6 +333,55 @@ mod tests {
             }
         );
         assert_ne!(sys.evtchns[rng.evtchn].first.port, pair.first.port);
+
+        // Both domains' manifests carry both devices, each with this side's role, region
+        // address and port.
+        use staticbus_manifest::{owned::VirtioServe as Serve, VirtioRole};
+        let ms = crate::manifest::manifests(&sys);
+        let (app, storage) = (&ms[disk.frontend], &ms[disk.backend]);
+        assert_eq!((app.virtio.len(), storage.virtio.len()), (2, 2));
+        for (m, role, node, me, other, peer) in [
+            (
+                app,
+                VirtioRole::Frontend,
+                f,
+                &pair.first,
+                &pair.second,
+                "storage",
+            ),
+            (
+                storage,
+                VirtioRole::Backend,
+                b,
+                &pair.second,
+                &pair.first,
+                "app",
+            ),
+        ] {
+            let v = &m.virtio[0];
+            assert_eq!(
+                (v.name.as_str(), v.device.as_str(), v.role),
+                ("disk", "blk", role)
+            );
+            assert_eq!((v.device_id, v.queues, v.queue_size), (2, 1, 16));
+            assert_eq!(
+                (v.shm_id.as_str(), v.guest_addr, v.size),
+                ("virtio-disk", node.guest, 0x20000)
+            );
+            assert_eq!((v.local_port, v.remote_port), (me.port, other.port));
+            assert_eq!(v.peer, peer);
+            assert_eq!(v.serve, Serve::Builtin);
+            assert!(m.regions.iter().any(|r| r.shm_id == "virtio-disk"));
+            assert!(m.evtchns.iter().any(|e| e.local_port == me.port));
+            assert_eq!(m.virtio[1].name, "rng0");
+        }
+        assert_eq!(
+            storage.virtio[1].serve,
+            Serve::VhostUser {
+                program: "vhost-device-rng".into(),
+                args: vec!["--socket-path".into(), "/tmp/rng.sock".into()]
+            }
+        );
     }
 
     #[test]

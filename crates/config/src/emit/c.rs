@@ -27,6 +27,12 @@ use std::fmt::Write;
 ///   `_ROLE_NAME`, `_OWNER`, `_OWNER_DOMID`, `_CHANNEL` (if any);
 /// - per event channel, by local port `<N>`: `SB_EVTCHN_<N>_PORT`, `_REMOTE_DOMAIN`,
 ///   `_REMOTE_DOMID`, `_REMOTE_PORT`, `_INITIALLY_PENDING`, `_CHANNEL` (if any);
+/// - `SB_VIRTIO_COUNT` and per virtio device `<V>`: `SB_VIRTIO_<V>_NAME`, `_DEVICE` (the
+///   type name), `_DEVICE_ID`, `_ROLE_NAME` (`"frontend"` or `"backend"`), `_FRONTEND`
+///   (1 or 0), `_QUEUES`, `_QUEUE_SIZE`, `_SHM_ID`, `_ADDR`, `_SIZE`, `_PEER`,
+///   `_PEER_DOMID`, `_PORT`, `_REMOTE_PORT`, `_BUILTIN` (1: served by staticbus's own
+///   device side) and, for a vhost-user backend, `_VHOST_USER` (the program); virtio
+///   devices are macros only (`struct sb_manifest` has no table of them);
 /// - tables `sb_channels[]`, `sb_regions[]`, `sb_evtchns[]`, `sb_channel_<i>_peers[]` and
 ///   `sb_manifest`, of the types `struct sb_channel` etc. defined (once per translation
 ///   unit) at the top.
@@ -82,7 +88,12 @@ pub(super) fn c_header_capacity(m: &DomainManifest) -> usize {
         .iter()
         .map(|e| 420 + 4 * e.remote_domain.len())
         .sum();
-    C_TYPES_CAPACITY + 1024 + channels + regions + evtchns
+    let virtio: usize = m
+        .virtio
+        .iter()
+        .map(|v| 900 + 16 * v.name.len() + v.shm_id.len() + v.peer.len())
+        .sum();
+    C_TYPES_CAPACITY + 1024 + channels + regions + evtchns + virtio
 }
 
 /// Appends the types and constants shared by every manifest header (guarded so that headers
@@ -282,6 +293,7 @@ pub(super) struct Ids {
     peers: Vec<Vec<usize>>,
     regions: Vec<usize>,
     evtchns: Vec<usize>,
+    virtio: Vec<usize>,
 }
 
 /// Appends the macro section to `o`, with names made unique.
@@ -296,6 +308,7 @@ pub(super) fn c_defines(m: &DomainManifest, o: &mut String) {
         peers: Vec::with_capacity(m.channels.len()),
         regions: Vec::with_capacity(m.regions.len()),
         evtchns: Vec::with_capacity(m.evtchns.len()),
+        virtio: Vec::with_capacity(m.virtio.len()),
     };
     for c in &m.channels {
         ids.chans.push(ents.len());
@@ -322,6 +335,10 @@ pub(super) fn c_defines(m: &DomainManifest, o: &mut String) {
             alt: Alt::Index(i),
             level: 0,
         });
+    }
+    for v in &m.virtio {
+        ids.virtio.push(ents.len());
+        ents.push(Entity::named(&v.name));
     }
 
     // Disambiguate whole entities while that helps.
@@ -494,6 +511,7 @@ pub(super) fn c_macros(m: &DomainManifest, ents: &[Entity<'_>], ids: &Ids, w: &m
     w.define(None, &["SB_CHANNEL_COUNT"], n(m.channels.len()));
     w.define(None, &["SB_REGION_COUNT"], n(m.regions.len()));
     w.define(None, &["SB_EVTCHN_COUNT"], n(m.evtchns.len()));
+    w.define(None, &["SB_VIRTIO_COUNT"], n(m.virtio.len()));
 
     for (i, c) in m.channels.iter().enumerate() {
         let e = ids.chans[i];
@@ -605,6 +623,42 @@ pub(super) fn c_macros(m: &DomainManifest, ents: &[Entity<'_>], ids: &Ids, w: &m
         w.define(o, &[P, s, "_INITIALLY_PENDING"], pending);
         if let Some(c) = &ev.channel {
             w.define(o, &[P, s, "_CHANNEL"], CValue::Str(c));
+        }
+    }
+    for (i, v) in m.virtio.iter().enumerate() {
+        let e = ids.virtio[i];
+        let s = stem(e);
+        let o = Some(e);
+        w.heading(|o| {
+            o.push_str("Virtio device ");
+            push_c_comment(o, &v.name);
+            let _ = write!(o, " ({} {}).", c_comment(&v.device), v.role);
+        });
+        const P: &str = "SB_VIRTIO_";
+        let num = |x: u64| CValue::Num(x);
+        w.define(o, &[P, s, "_NAME"], CValue::Str(&v.name));
+        w.define(o, &[P, s, "_DEVICE"], CValue::Str(&v.device));
+        w.define(o, &[P, s, "_DEVICE_ID"], num(v.device_id.into()));
+        w.define(o, &[P, s, "_ROLE_NAME"], CValue::Str(v.role.as_str()));
+        let frontend = v.role == staticbus_manifest::VirtioRole::Frontend;
+        w.define(o, &[P, s, "_FRONTEND"], num(frontend.into()));
+        w.define(o, &[P, s, "_QUEUES"], num(v.queues.into()));
+        w.define(o, &[P, s, "_QUEUE_SIZE"], num(v.queue_size.into()));
+        w.define(o, &[P, s, "_SHM_ID"], CValue::Str(&v.shm_id));
+        w.define(o, &[P, s, "_ADDR"], CValue::U64(v.guest_addr));
+        w.define(o, &[P, s, "_SIZE"], CValue::U64(v.size));
+        w.define(o, &[P, s, "_PEER"], CValue::Str(&v.peer));
+        w.define(o, &[P, s, "_PEER_DOMID"], num(v.peer_domid.into()));
+        w.define(o, &[P, s, "_PORT"], num(v.local_port.into()));
+        w.define(o, &[P, s, "_REMOTE_PORT"], num(v.remote_port.into()));
+        match &v.serve {
+            crate::manifest::VirtioServeEntry::Builtin => {
+                w.define(o, &[P, s, "_BUILTIN"], num(1));
+            }
+            crate::manifest::VirtioServeEntry::VhostUser { program, .. } => {
+                w.define(o, &[P, s, "_BUILTIN"], num(0));
+                w.define(o, &[P, s, "_VHOST_USER"], CValue::Str(program));
+            }
         }
     }
 }

@@ -80,7 +80,11 @@ pub const DT_COMPATIBLE: &str = "staticbus,manifest-v1";
 /// and unique (a channel and its region share a guest address): the unit address is the
 /// first `reg` address in lower-case hex, as the device-tree specification asks, and
 /// `dtc` compiles the fragment without warnings. Nodes are in manifest order. The three
-/// containers are always present, possibly empty. Only an invalid system (two regions at
+/// containers are always present, possibly empty; a fourth, `virtio`, is present when the
+/// domain has virtio devices: one `virtio@<guest address>` node per device with `reg`,
+/// `device-name`, `device`, `device-id`, `role`, `queues`, `queue-size`, `xen,shm-id`,
+/// `peer`, `peer-domid`, `local-port`, `remote-port` and either `builtin` (empty) or
+/// `vhost-user` and `vhost-user-args`. Only an invalid system (two regions at
 /// one guest address, a port listed twice) can repeat a unit address; the later node is
 /// then named `channel-2@…` (`-3`, …) so node names stay unique. Channel names are in
 /// `channel-name`, not `name`, which `dtc` reserves.
@@ -107,7 +111,12 @@ pub fn to_dt_source(m: &DomainManifest) -> String {
         .sum();
     let regions: usize = m.regions.iter().map(|r| 230 + 2 * r.shm_id.len()).sum();
     let evtchns: usize = m.evtchns.iter().map(|e| 150 + e.remote_domain.len()).sum();
-    let size = 1024 + channels + regions + evtchns;
+    let virtio: usize = m
+        .virtio
+        .iter()
+        .map(|v| 400 + 2 * v.name.len() + v.shm_id.len() + v.peer.len())
+        .sum();
+    let size = 1024 + channels + regions + evtchns + virtio;
     let mut w = DtsWriter::with_capacity(size);
     write_fragment(m, &mut w);
     w.finish()
@@ -273,6 +282,37 @@ pub(super) fn write_fragment(m: &DomainManifest, out: &mut impl FragmentSink) {
         out.end_node();
     }
     out.end_node();
+
+    if !m.virtio.is_empty() {
+        container(out, "virtio", 2, 2);
+        let mut units = UnitNames::default();
+        for v in &m.virtio {
+            units.name(&mut name, "virtio", v.guest_addr);
+            out.begin_node(&name);
+            out.prop_u32s("reg", &reg64(v.guest_addr, v.size));
+            out.prop_strings("device-name", &[&v.name]);
+            out.prop_strings("device", &[&v.device]);
+            out.prop_u32s("device-id", &[v.device_id]);
+            out.prop_strings("role", &[v.role.as_str()]);
+            out.prop_u32s("queues", &[v.queues.into()]);
+            out.prop_u32s("queue-size", &[v.queue_size]);
+            out.prop_strings("xen,shm-id", &[&v.shm_id]);
+            out.prop_strings("peer", &[&v.peer]);
+            out.prop_u32s("peer-domid", &[v.peer_domid.into()]);
+            out.prop_u32s("local-port", &[v.local_port]);
+            out.prop_u32s("remote-port", &[v.remote_port]);
+            match &v.serve {
+                crate::manifest::VirtioServeEntry::Builtin => out.prop_empty("builtin"),
+                crate::manifest::VirtioServeEntry::VhostUser { program, args } => {
+                    out.prop_strings("vhost-user", &[program]);
+                    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                    out.prop_strings("vhost-user-args", &args);
+                }
+            }
+            out.end_node();
+        }
+        out.end_node();
+    }
     out.end_node();
 }
 

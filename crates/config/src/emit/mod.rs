@@ -64,7 +64,9 @@ mod tests {
     use super::dts::*;
     use super::rust::*;
     use super::*;
-    use crate::manifest::{ChannelEntry, EvtchnEntry, PeerEntry, RegionEntry};
+    use crate::manifest::{
+        ChannelEntry, EvtchnEntry, PeerEntry, RegionEntry, VirtioEntry, VirtioServeEntry,
+    };
     use staticbus_abi::domid::DOMID_IO;
     use staticbus_manifest::Protocol;
     use std::collections::HashSet;
@@ -164,6 +166,22 @@ mod tests {
             initially_pending,
             channel: initially_pending.then(|| "c".into()),
         };
+        let virtio = |name: &str, guest_addr: u64, serve| VirtioEntry {
+            name: name.into(),
+            device: "blk".into(),
+            device_id: 2,
+            role: staticbus_manifest::VirtioRole::Backend,
+            queues: 1,
+            queue_size: 16,
+            shm_id: format!("virtio-{name}"),
+            guest_addr,
+            size: 0x2_0000,
+            peer: "p".into(),
+            peer_domid: 1,
+            local_port: 5,
+            remote_port: 6,
+            serve,
+        };
         DomainManifest {
             format_version: crate::manifest::VERSION,
             system: "sys \"q\" \t é".into(),
@@ -187,6 +205,17 @@ mod tests {
                 evtchn(u32::MAX, false),
                 evtchn(1, false),
             ],
+            virtio: vec![
+                virtio("d\"isk", 0x1000, VirtioServeEntry::Builtin),
+                virtio(
+                    "",
+                    0x1000,
+                    VirtioServeEntry::VhostUser {
+                        program: "q \"s\" d".into(),
+                        args: vec!["--a=\\".into(), "".into(), "é".into()],
+                    },
+                ),
+            ],
         }
     }
 
@@ -196,6 +225,7 @@ mod tests {
         empty.channels.clear();
         empty.regions.clear();
         empty.evtchns.clear();
+        empty.virtio.clear();
         for m in [awkward_manifest(), empty] {
             let tree = to_dt_fragment(&m);
             assert_eq!(to_dt_source(&m), staticbus_dt::print_dts(&tree));
@@ -211,5 +241,17 @@ mod tests {
             names,
             ["evtchn@1", "evtchn-2@1", "evtchn@ffffffff", "evtchn-3@1"]
         );
+        let tree = to_dt_fragment(&awkward_manifest());
+        let devs: Vec<&str> = tree
+            .find("/staticbus/virtio")
+            .unwrap()
+            .children
+            .iter()
+            .map(|n| n.name.as_str())
+            .collect();
+        assert_eq!(devs, ["virtio@1000", "virtio-2@1000"]);
+        let mut empty = awkward_manifest();
+        empty.virtio.clear();
+        assert!(to_dt_fragment(&empty).find("/staticbus/virtio").is_none());
     }
 }

@@ -2,7 +2,10 @@
 //! staticbus_manifest::Manifest`.
 
 use super::*;
-use crate::manifest::{ChannelEntry, DomainManifest, EvtchnEntry, PeerEntry, RegionEntry};
+use crate::manifest::{
+    ChannelEntry, DomainManifest, EvtchnEntry, PeerEntry, RegionEntry, VirtioEntry,
+    VirtioServeEntry,
+};
 use staticbus_abi::domid::DOMID_IO;
 use std::fmt::Write;
 
@@ -40,6 +43,8 @@ pub fn to_rust(m: &DomainManifest) -> String {
     w.list(1, "regions", region, &m.regions, rust_region);
     let evtchn = "staticbus_manifest::Evtchn";
     w.list(1, "evtchns", evtchn, &m.evtchns, rust_evtchn);
+    let virtio = "staticbus_manifest::Virtio";
+    w.list(1, "virtio", virtio, &m.virtio, rust_virtio);
     w.out.push_str("};\n");
     w.out
 }
@@ -130,6 +135,49 @@ pub(super) fn rust_evtchn(w: &mut RustWriter, i: usize, e: &EvtchnEntry) {
     w.field(i, "channel", |o| push_rust_opt_str(o, &e.channel));
 }
 
+/// The fields of a `staticbus_manifest::Virtio`.
+pub(super) fn rust_virtio(w: &mut RustWriter, i: usize, v: &VirtioEntry) {
+    w.string(i, "name", &v.name);
+    w.string(i, "device", &v.device);
+    w.num(i, "device_id", v.device_id.into());
+    w.field(i, "role", |o| {
+        o.push_str("staticbus_manifest::VirtioRole::");
+        push_variant(o, v.role.as_str());
+    });
+    w.num(i, "queues", v.queues.into());
+    w.num(i, "queue_size", v.queue_size.into());
+    w.string(i, "shm_id", &v.shm_id);
+    w.field(i, "guest_addr", |o| push_rust_hex(o, v.guest_addr));
+    w.field(i, "size", |o| push_rust_hex(o, v.size));
+    w.string(i, "peer", &v.peer);
+    w.num(i, "peer_domid", v.peer_domid.into());
+    w.num(i, "local_port", v.local_port.into());
+    w.num(i, "remote_port", v.remote_port.into());
+    match &v.serve {
+        VirtioServeEntry::Builtin => w.field(i, "serve", |o| {
+            o.push_str("staticbus_manifest::VirtioServe::Builtin");
+        }),
+        VirtioServeEntry::VhostUser { program, args } => {
+            w.indent(i);
+            w.out
+                .push_str("serve: staticbus_manifest::VirtioServe::VhostUser {\n");
+            w.string(i + 1, "program", program);
+            w.field(i + 1, "args", |o| {
+                o.push_str("&[");
+                for (k, a) in args.iter().enumerate() {
+                    if k > 0 {
+                        o.push_str(", ");
+                    }
+                    push_rust_str(o, a);
+                }
+                o.push(']');
+            });
+            w.indent(i);
+            w.out.push_str("},\n");
+        }
+    }
+}
+
 /// About the size of [`to_rust`] (a little more for typical names).
 pub(super) fn rust_capacity(m: &DomainManifest) -> usize {
     let peers = |c: &ChannelEntry| -> usize { c.peers.iter().map(|p| 200 + p.domain.len()).sum() };
@@ -140,7 +188,20 @@ pub(super) fn rust_capacity(m: &DomainManifest) -> usize {
         .sum();
     let regions: usize = m.regions.iter().map(|r| 340 + 2 * r.shm_id.len()).sum();
     let evtchns: usize = m.evtchns.iter().map(|e| 260 + e.remote_domain.len()).sum();
-    1024 + channels + regions + evtchns
+    let virtio: usize = m
+        .virtio
+        .iter()
+        .map(|v| {
+            let serve = match &v.serve {
+                VirtioServeEntry::Builtin => 0,
+                VirtioServeEntry::VhostUser { program, args } => {
+                    120 + program.len() + args.iter().map(|a| a.len() + 4).sum::<usize>()
+                }
+            };
+            520 + v.name.len() + v.shm_id.len() + v.peer.len() + serve
+        })
+        .sum();
+    1024 + channels + regions + evtchns + virtio
 }
 
 /// Writes Rust source lines with four-space indentation.

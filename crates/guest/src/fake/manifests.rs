@@ -106,6 +106,7 @@ pub fn two_domains(channels: &[(&'static str, Protocol, u64)]) -> [&'static Mani
             channels: leak(chans),
             regions: leak(regions),
             evtchns: leak(evtchns),
+            virtio: &[],
         })));
     }
     let pair = out.map(|m| m.expect("both sides built"));

@@ -107,4 +107,5 @@ pub const MANIFEST: staticbus_manifest::Manifest = staticbus_manifest::Manifest 
             channel: Some("config"),
         },
     ],
+    virtio: &[],
 };
