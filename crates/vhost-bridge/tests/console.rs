@@ -72,15 +72,25 @@ fn bytes_both_ways_through_the_console_daemon() {
         // One byte at a time: vhost-device-console 0.1.0 adds a used element per byte for
         // one receive buffer, so several bytes in one read would be returned as several
         // completions of a buffer the driver has only once.
+        //
+        // And the driver gives the daemon back its receive buffer only once the daemon is
+        // idle: after filling a buffer, the daemon re-checks the available ring
+        // (`enable_notification`), and if the buffer is back already it runs its receive
+        // path again with no input pending, which takes the buffer off the ring and never
+        // returns it (0.1.0, `handle_event`'s BACKEND_RX_EFD arm; then no byte ever arrives
+        // again — this test hung in about half its runs on a loaded machine). So: wait until
+        // the byte is there (`recv(false)` takes the used buffer without re-posting it),
+        // give the daemon a moment to finish its loop, then `recv(true)`, which re-posts.
         let input = b"typed on the console";
         let mut received = Vec::new();
         for &byte in input {
             tcp.write_all(&[byte]).unwrap();
-            let ch = wait_until(&b, Duration::from_secs(30), "console input", || {
-                console.recv(true).unwrap()
+            wait_until(&b, Duration::from_secs(30), "console input", || {
+                console.recv(false).unwrap()
             })
             .unwrap();
-            received.push(ch);
+            std::thread::sleep(Duration::from_millis(20));
+            received.push(console.recv(true).unwrap().expect("the byte just seen"));
         }
         assert_eq!(&received, input, "the driver received something else");
         (console, tcp)
