@@ -29,6 +29,9 @@
 //! * [`log_check`] — a writer that never waits appends checksummed records to a `log`
 //!   channel, paced, in bursts that lap the paused reader, then free-running; the reader
 //!   verifies every record it gets and accounts exactly for every one it lost;
+//! * [`virtio_blk`] — `virtio-drivers`' block driver in one domain, staticbus's RAM-disk
+//!   device side in the other, over a `[[virtio]]` device: checksummed random 4 KiB writes
+//!   and reads, every read verified, and the disk digests of both sides;
 //! * [`c_peer`] — the Rust end of the C API check: checked data to and from a C program
 //!   (crates/capi) over a queue each way, a log, a latest value and a blob.
 
@@ -44,6 +47,7 @@ pub mod log_check;
 pub mod ping_pong;
 pub mod queue_check;
 pub mod stats;
+pub mod virtio_blk;
 
 pub use args::Args;
 

@@ -1,0 +1,561 @@
+//! virtio-blk between two domains: `virtio-drivers`' `VirtIOBlk`, unchanged, in the
+//! frontend, over `staticbus_virtio_msg`'s transport and DMA layer; staticbus's own
+//! `no_std` device side with its RAM-disk backend (`RamBlk`) in the backend, the disk in
+//! the backend's own memory. One `[[virtio]]` device (docs/virtio.md); each domain's side
+//! follows from its role in the manifest.
+//!
+//! **Frontend.** Opens the device by name, attaches to the region (waiting on the doorbell
+//! until the device side serves it), initialises the driver and runs `count` requests on
+//! the disk's first blocks of 4 KiB (at most [`MAX_BLOCKS`]): request `i` goes to block
+//! `mix(seed + i) mod blocks`, a write when that number is even, a read when odd. A write
+//! bumps the block's generation and writes [`pattern`]`(seed, block, generation)`: the
+//! block number, the generation, pseudo-random bytes derived from the three, and a 32-bit
+//! FNV-1a checksum of everything before it. A read is verified against the pattern of the
+//! block's current generation (generation 0: never written, all zeros, as a fresh RAM
+//! disk is): checksum first, then block and generation, then every byte. So it needs no
+//! shadow copy of the disk, only a 16-bit generation per block. Then every block is read
+//! back and verified once more, the disk flushed, and the frontend prints the requests,
+//! their rate (its own clock) and a 64-bit FNV-1a digest of the disk it expects (every
+//! byte of the device's capacity), detaches and rings the doorbell.
+//!
+//! **Backend.** Serves the device with `DeviceTransport` over a RAM disk of `disk-size`
+//! bytes (default: the whole buffer the image gives it) until the frontend has driven the
+//! device and detached; then prints the requests served by type and the digest of its
+//! disk, which must equal the frontend's. It passes if no request failed and the
+//! frontend broke nothing (no broken queue, no broken control ring).
+//!
+//! Both sides end with `RESULT PASS …` or `RESULT FAIL <reason>`.
+//!
+//! Arguments (all optional): `device=NAME` (default: the domain's only virtio device),
+//! `count=N` (frontend; default [`DEFAULT_COUNT`]), `seed=S` (frontend; default
+//! [`DEFAULT_SEED`]), `disk-size=BYTES` (backend; a multiple of 4096, at most the buffer).
+
+use crate::args::{ArgError, Args};
+use crate::queue_check::{fnv1a32, mix};
+use crate::stats::per_second;
+use crate::Clock;
+use core::fmt::{self, Write};
+use staticbus_guest::manifest::{Manifest, VirtioRole};
+use staticbus_guest::{Errno, Events, Platform};
+use staticbus_virtio_msg::backends::RamBlk;
+use staticbus_virtio_msg::device::{status, AttachError, DeviceTransport};
+use staticbus_virtio_msg::frontend::{CallError, Link, LinkError, MsgTransport};
+use staticbus_virtio_msg::hal::{DmaPool, PoolOf, RegionHal};
+use staticbus_virtio_msg::layout::{DRV_ATTACHED, OFF_DRV_STATE};
+use staticbus_virtio_msg::open::{self, OpenError};
+use virtio_drivers::device::blk::{BlkReq, BlkResp, VirtIOBlk};
+
+/// Bytes per request.
+pub const BLOCK: usize = 4096;
+/// Blocks the frontend uses at most (the first ones of a larger disk).
+pub const MAX_BLOCKS: usize = 1024;
+/// Requests unless `count=` says otherwise.
+pub const DEFAULT_COUNT: u64 = 2000;
+/// Seed unless `seed=` says otherwise.
+pub const DEFAULT_SEED: u64 = 0x5eed;
+/// The RAM disk's device id.
+pub const DISK_ID: &[u8] = b"staticbus-ramdisk";
+
+const SECTOR: usize = 512;
+const DIGEST_SEED: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// Folds `bytes` into a running 64-bit FNV-1a digest.
+pub fn fnv1a64(mut h: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// The digest of a whole disk as both sides print it.
+pub fn disk_digest(disk: &[u8]) -> u64 {
+    fnv1a64(DIGEST_SEED, disk)
+}
+
+/// The contents of `block` at `generation` for `seed`: all zeros for generation 0,
+/// otherwise the block number (8 bytes LE), the generation (4 bytes LE), pseudo-random
+/// bytes and the FNV-1a checksum of the first 4092 bytes (4 bytes LE).
+pub fn pattern(seed: u64, block: u64, generation: u16, buf: &mut [u8; BLOCK]) {
+    if generation == 0 {
+        buf.fill(0);
+        return;
+    }
+    buf[..8].copy_from_slice(&block.to_le_bytes());
+    buf[8..12].copy_from_slice(&u32::from(generation).to_le_bytes());
+    let mut state = mix(seed ^ block.rotate_left(20) ^ u64::from(generation).rotate_left(44));
+    for chunk in buf[12..BLOCK - 4].chunks_mut(8) {
+        state = mix(state);
+        chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
+    }
+    let sum = fnv1a32(&buf[..BLOCK - 4]);
+    buf[BLOCK - 4..].copy_from_slice(&sum.to_le_bytes());
+}
+
+/// What is wrong with `got`, read from `block` whose generation is `generation`.
+fn verify(seed: u64, block: u64, generation: u16, got: &[u8; BLOCK]) -> Option<&'static str> {
+    if generation == 0 {
+        return got
+            .iter()
+            .any(|&b| b != 0)
+            .then_some("not zero (never written)");
+    }
+    if fnv1a32(&got[..BLOCK - 4]).to_le_bytes() != got[BLOCK - 4..] {
+        return Some("bad checksum");
+    }
+    if got[..8] != block.to_le_bytes() {
+        return Some("another block's data");
+    }
+    if got[8..12] != u32::from(generation).to_le_bytes() {
+        return Some("another generation (a lost or stale write)");
+    }
+    let mut want = [0u8; BLOCK];
+    pattern(seed, block, generation, &mut want);
+    (want != *got).then_some("wrong contents")
+}
+
+/// Why a run failed.
+#[derive(Debug)]
+enum Fail<'a> {
+    Arg(ArgError<'a>),
+    Open(OpenError<'a>),
+    Setup(&'static str),
+    NoDevice(&'a Manifest),
+    Link(LinkError),
+    Attach(AttachError),
+    Call(&'static str, CallError),
+    Driver(&'static str, virtio_drivers::Error),
+    Events(Errno),
+    Bad {
+        request: u64,
+        block: u64,
+        why: &'static str,
+    },
+    Backend {
+        failed: u64,
+        queue: u64,
+        ring: u64,
+    },
+}
+
+impl fmt::Display for Fail<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fail::Arg(e) => write!(f, "{e}"),
+            Fail::Open(e) => write!(f, "{e}"),
+            Fail::Setup(m) => f.write_str(m),
+            Fail::NoDevice(m) => write!(
+                f,
+                "domain `{}` has {} virtio devices: name one with device=NAME",
+                m.domain,
+                m.virtio.len()
+            ),
+            Fail::Link(e) => write!(f, "attaching to the device: {e}"),
+            Fail::Attach(e) => write!(f, "serving the device: {e}"),
+            Fail::Call(what, e) => write!(f, "{what}: {e}"),
+            Fail::Driver(what, e) => write!(f, "{what}: {e}"),
+            Fail::Events(e) => write!(f, "waiting on the doorbell: {e}"),
+            Fail::Bad {
+                request,
+                block,
+                why,
+            } => write!(f, "request {request}: block {block} reads back {why}"),
+            Fail::Backend {
+                failed,
+                queue,
+                ring,
+            } => write!(
+                f,
+                "{failed} requests failed, {queue} broken queues, {ring} broken control rings"
+            ),
+        }
+    }
+}
+
+impl<'a> From<ArgError<'a>> for Fail<'a> {
+    fn from(e: ArgError<'a>) -> Self {
+        Fail::Arg(e)
+    }
+}
+
+impl<'a> From<OpenError<'a>> for Fail<'a> {
+    fn from(e: OpenError<'a>) -> Self {
+        Fail::Open(e)
+    }
+}
+
+/// Runs this domain's side (see the module documentation) with `disk` as the RAM disk's
+/// memory if it is the backend (the frontend does not touch it); prints progress, figures
+/// and the `RESULT` line to `out`; returns whether it passed.
+pub fn run<P, C, W>(platform: &P, clock: &C, args: &Args<'_>, out: &mut W, disk: &mut [u8]) -> bool
+where
+    P: Platform + ?Sized,
+    C: Clock,
+    W: Write,
+{
+    let r = run_inner(platform, clock, args, out, disk);
+    crate::result(out, r)
+}
+
+/// The summary of a passed run.
+enum Passed {
+    Frontend {
+        count: u64,
+        writes: u64,
+        reads: u64,
+        blocks: u64,
+        digest: u64,
+    },
+    Backend {
+        served: [u64; 5],
+        digest: u64,
+    },
+}
+
+impl fmt::Display for Passed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Passed::Frontend {
+                count,
+                writes,
+                reads,
+                blocks,
+                digest,
+            } => write!(
+                f,
+                "virtio-blk frontend: {count} requests ({writes} writes, {reads} reads) \
+                 + {blocks} verified, disk digest {digest:#018x}"
+            ),
+            Passed::Backend { served, digest } => write!(
+                f,
+                "virtio-blk backend: {} requests ({} reads, {} writes, {} flushes), \
+                 disk digest {digest:#018x}",
+                served.iter().sum::<u64>(),
+                served[0],
+                served[1],
+                served[2]
+            ),
+        }
+    }
+}
+
+fn run_inner<'a, P, C, W>(
+    platform: &'a P,
+    clock: &C,
+    args: &Args<'a>,
+    out: &mut W,
+    disk: &mut [u8],
+) -> Result<Passed, Fail<'a>>
+where
+    P: Platform + ?Sized,
+    C: Clock,
+    W: Write,
+{
+    let m = platform.manifest();
+    let name = match args.get("device") {
+        Some(n) => n,
+        None => match m.virtio {
+            [only] => only.name,
+            _ => return Err(Fail::NoDevice(m)),
+        },
+    };
+    let role = m
+        .virtio_device(name)
+        .map_or(VirtioRole::Frontend, |d| d.role);
+    let dev = open::open(platform, name, role)?;
+    let d = dev.device;
+    let _ = writeln!(
+        out,
+        "virtio-blk: device `{}` ({} id {}, {} queue(s) of {}), {} of it, region `{}` \
+         {:#x} bytes at {:#x}, port {} to `{}` port {}",
+        d.name,
+        d.device,
+        d.device_id,
+        d.queues,
+        d.queue_size,
+        d.role,
+        d.shm_id,
+        d.size,
+        d.guest_addr,
+        d.local_port,
+        d.peer,
+        d.remote_port
+    );
+    if d.device_id != 2 {
+        return Err(Fail::Setup(
+            "the device is not a block device (virtio id 2)",
+        ));
+    }
+    match role {
+        VirtioRole::Frontend => frontend(platform, clock, args, out, dev),
+        VirtioRole::Backend => backend(platform, clock, args, out, dev, disk),
+    }
+}
+
+/// The DMA pool of the frontend (one device per domain).
+struct Pool;
+
+impl PoolOf for Pool {
+    fn pool() -> &'static DmaPool {
+        static POOL: DmaPool = DmaPool::new();
+        &POOL
+    }
+}
+
+type Blk<'l, E> = VirtIOBlk<RegionHal<Pool>, MsgTransport<'l, E>>;
+
+/// One request with the driver's non-blocking calls, sleeping on the doorbell until it
+/// completes.
+fn request<E: Events>(
+    link: &Link<E>,
+    blk: &mut Blk<'_, E>,
+    block: usize,
+    write: bool,
+    buf: &mut [u8; BLOCK],
+) -> Result<(), Fail<'static>> {
+    let (mut req, mut resp) = (BlkReq::default(), BlkResp::default());
+    let sector = block * BLOCK / SECTOR;
+    // SAFETY: req, buf and resp are neither moved nor touched until the request is
+    // completed below (a failure ends the program's use of the driver).
+    let token = unsafe {
+        if write {
+            blk.write_blocks_nb(sector, &mut req, buf, &mut resp)
+        } else {
+            blk.read_blocks_nb(sector, &mut req, buf, &mut resp)
+        }
+    }
+    .map_err(|e| Fail::Driver("submitting a request", e))?;
+    while blk.peek_used() != Some(token) {
+        link.wait_used()
+            .map_err(|e| Fail::Call("waiting for a used buffer", e))?;
+    }
+    // SAFETY: the same req, buf and resp as above.
+    unsafe {
+        if write {
+            blk.complete_write_blocks(token, &req, buf, &mut resp)
+        } else {
+            blk.complete_read_blocks(token, &req, buf, &mut resp)
+        }
+    }
+    .map_err(|e| Fail::Driver("completing a request", e))
+}
+
+fn frontend<'a, P, C, W>(
+    platform: &'a P,
+    clock: &C,
+    args: &Args<'a>,
+    out: &mut W,
+    dev: open::Opened,
+) -> Result<Passed, Fail<'a>>
+where
+    P: Platform + ?Sized,
+    C: Clock,
+    W: Write,
+{
+    let count = args.u64_or("count", DEFAULT_COUNT)?;
+    let seed = args.u64_or("seed", DEFAULT_SEED)?;
+    let events = platform.events();
+    let link = loop {
+        match Link::attach(dev.region, platform.events(), dev.port, dev.guest_base) {
+            Ok(l) => break l,
+            Err(LinkError::NotReady) => events.wait(dev.port).map_err(Fail::Events)?,
+            Err(e) => return Err(Fail::Link(e)),
+        }
+    };
+    Pool::pool().attach(dev.region, dev.guest_base);
+    let transport = link.transport().map_err(|e| Fail::Call("device info", e))?;
+    let mut blk: Blk<'_, _> =
+        VirtIOBlk::new(transport).map_err(|e| Fail::Driver("initialising the driver", e))?;
+    let capacity = blk.capacity() * SECTOR as u64;
+    let blocks = ((capacity / BLOCK as u64) as usize).min(MAX_BLOCKS);
+    if blocks == 0 {
+        return Err(Fail::Setup("the disk is smaller than one 4 KiB block"));
+    }
+    let _ = writeln!(
+        out,
+        "virtio-blk frontend: driver up, capacity {capacity} bytes, using {blocks} blocks; \
+         {count} requests, seed {seed:#x}"
+    );
+    let mut generation = [0u16; MAX_BLOCKS];
+    let mut buf = [0u8; BLOCK];
+    let (mut writes, mut reads) = (0u64, 0u64);
+    let started = clock.now_ns();
+    for i in 0..count {
+        let r = mix(seed.wrapping_add(i));
+        let block = ((r >> 1) % blocks as u64) as usize;
+        if r & 1 == 0 {
+            // A block written 65,535 times starts again at generation 1.
+            let g = generation[block].checked_add(1).unwrap_or(1);
+            generation[block] = g;
+            pattern(seed, block as u64, g, &mut buf);
+            request(&link, &mut blk, block, true, &mut buf)?;
+            writes += 1;
+        } else {
+            buf.fill(0xa5);
+            request(&link, &mut blk, block, false, &mut buf)?;
+            if let Some(why) = verify(seed, block as u64, generation[block], &buf) {
+                return Err(Fail::Bad {
+                    request: i,
+                    block: block as u64,
+                    why,
+                });
+            }
+            reads += 1;
+        }
+    }
+    let elapsed = clock.now_ns().saturating_sub(started);
+    let _ = writeln!(
+        out,
+        "virtio-blk frontend: {count} requests in {} us ({} requests/s, {} KiB/s, one in flight)",
+        elapsed / 1000,
+        per_second(count, elapsed),
+        per_second(count * BLOCK as u64, elapsed) / 1024
+    );
+    // Every block once more, and the digest of the whole disk the frontend expects.
+    let mut digest = DIGEST_SEED;
+    for (block, &g) in generation[..blocks].iter().enumerate() {
+        buf.fill(0xa5);
+        request(&link, &mut blk, block, false, &mut buf)?;
+        if let Some(why) = verify(seed, block as u64, g, &buf) {
+            return Err(Fail::Bad {
+                request: count + block as u64,
+                block: block as u64,
+                why,
+            });
+        }
+        digest = fnv1a64(digest, &buf);
+    }
+    let zero = [0u8; SECTOR];
+    for _ in (blocks * BLOCK / SECTOR) as u64..blk.capacity() {
+        digest = fnv1a64(digest, &zero);
+    }
+    blk.flush().map_err(|e| Fail::Driver("flush", e))?;
+    drop(blk);
+    Pool::pool().detach();
+    link.detach();
+    // Wake the backend: it ends once the frontend has detached.
+    let _ = events.send(dev.port);
+    Ok(Passed::Frontend {
+        count,
+        writes,
+        reads,
+        blocks: blocks as u64,
+        digest,
+    })
+}
+
+fn backend<'a, P, C, W>(
+    platform: &'a P,
+    clock: &C,
+    args: &Args<'a>,
+    out: &mut W,
+    dev: open::Opened,
+    disk: &mut [u8],
+) -> Result<Passed, Fail<'a>>
+where
+    P: Platform + ?Sized,
+    C: Clock,
+    W: Write,
+{
+    let size = args.u64_or("disk-size", disk.len() as u64)?;
+    if size == 0 || size % BLOCK as u64 != 0 || size > disk.len() as u64 {
+        let _ = writeln!(
+            out,
+            "virtio-blk backend: disk-size={size} (this image's buffer holds {} bytes)",
+            disk.len()
+        );
+        return Err(Fail::Setup(
+            "disk-size must be a non-zero multiple of 4096 within the image's disk buffer",
+        ));
+    }
+    let disk = &mut disk[..size as usize];
+    let _ = writeln!(
+        out,
+        "virtio-blk backend: RAM disk of {size} bytes, serving `{}`",
+        dev.device.name
+    );
+    let events = platform.events();
+    let mut t = DeviceTransport::attach(
+        dev.region,
+        platform.events(),
+        dev.port,
+        RamBlk::new(disk, DISK_ID),
+    )
+    .map_err(Fail::Attach)?;
+    let mut driven = false;
+    let mut started = None;
+    loop {
+        loop {
+            let work = t.poll();
+            if t.status() & status::DRIVER_OK != 0 {
+                driven = true;
+                started.get_or_insert_with(|| clock.now_ns());
+            }
+            if work == 0 {
+                break;
+            }
+        }
+        let attached = dev
+            .region
+            .load_le::<u32>(OFF_DRV_STATE, core::sync::atomic::Ordering::Acquire)
+            == Some(DRV_ATTACHED);
+        if driven && !attached {
+            break;
+        }
+        events.wait(dev.port).map_err(Fail::Events)?;
+    }
+    let elapsed = clock.now_ns().saturating_sub(started.unwrap_or(0));
+    let faults = t.faults();
+    let blk = t.into_backend();
+    let served = blk.served;
+    let total: u64 = served.iter().sum();
+    let _ = writeln!(
+        out,
+        "virtio-blk backend: served {total} requests in {} us ({} requests/s); faults: {} \
+         refused, {} dropped, {} broken queues, {} broken rings, {} lost",
+        elapsed / 1000,
+        per_second(total, elapsed),
+        faults.refused,
+        faults.dropped,
+        faults.queue,
+        faults.ring,
+        faults.lost
+    );
+    if served[4] != 0 || faults.queue != 0 || faults.ring != 0 {
+        return Err(Fail::Backend {
+            failed: served[4],
+            queue: faults.queue,
+            ring: faults.ring,
+        });
+    }
+    Ok(Passed::Backend {
+        served,
+        digest: disk_digest(blk.disk()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_verify_only_themselves() {
+        let mut b = [0u8; BLOCK];
+        pattern(1, 7, 3, &mut b);
+        assert_eq!(verify(1, 7, 3, &b), None);
+        assert_eq!(
+            verify(1, 7, 4, &b),
+            Some("another generation (a lost or stale write)")
+        );
+        assert_eq!(verify(1, 8, 3, &b), Some("another block's data"));
+        assert_eq!(verify(2, 7, 3, &b), Some("wrong contents"));
+        assert_eq!(verify(1, 7, 0, &b), Some("not zero (never written)"));
+        b[100] ^= 1;
+        assert_eq!(verify(1, 7, 3, &b), Some("bad checksum"));
+        pattern(1, 7, 0, &mut b);
+        assert_eq!(verify(1, 7, 0, &b), None);
+        let mut c = [0u8; BLOCK];
+        pattern(1, 7, 2, &mut c);
+        pattern(1, 7, 3, &mut b);
+        assert_ne!(b[12..], c[12..], "generations differ in their bytes too");
+    }
+}
