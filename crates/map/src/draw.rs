@@ -393,11 +393,9 @@ pub fn draw(
         } else {
             memory_map(&mut c, &host_col, y + 26.0, &scene.host, scene, problems) + 26.0
         };
-        // Lines under the map clear its last axis label (Xen's pictures keep their 4 px).
-        let under = match scene.hypervisor {
-            staticbus_config::model::Hypervisor::Xen => 4.0,
-            _ => 10.0,
-        };
+        // Lines under the map start clear of its last axis label (which reaches 6 px below
+        // the map's end).
+        let under = 10.0;
         for (label, o) in &scene.heap_regions {
             let probs = &scene.objs[*o].problems;
             let t = c.text(

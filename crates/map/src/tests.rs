@@ -404,7 +404,10 @@ fn ivshmem_examples_are_drawn_as_vms_around_the_shared_object() {
             }
         }
         // Free space: what the windows and the control page leave, to the byte.
-        let used: u64 = sys.channels.iter().map(|c| c.size).sum::<u64>() + iv::CONTROL_PAGE;
+        let mut ids: Vec<(&str, u64)> = sys.shm.iter().map(|n| (n.id.as_str(), n.size)).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let used: u64 = ids.iter().map(|r| r.1).sum::<u64>() + iv::CONTROL_PAGE;
         let free: u64 = scene
             .host
             .iter()
@@ -580,4 +583,34 @@ b = "backend:10"
     }
     assert_no_label_overlaps(&d, "ivshmem virtio");
     assert_everything_present(&d, &sys, "ivshmem virtio");
+}
+
+/// A region Xen allocates from its heap (4.19+, no host address) is listed under the host
+/// map, clear of the map's last address label.
+#[test]
+fn heap_regions_are_listed_under_the_host_map_without_overlap() {
+    let t = r#"
+[target]
+xen = "4.20"
+static-shm = true
+[platform]
+ram = [{ base = 0x4000_0000, size = "1GiB" }]
+[[domain]]
+name = "a"
+memory = "16MiB"
+kernel = { file = "k", size = "1MiB" }
+[[domain]]
+name = "b"
+memory = "16MiB"
+kernel = { file = "k", size = "1MiB" }
+[[shm]]
+id = "heaped"
+size = "1MiB"
+users = [{ domain = "a", role = "owner" }, { domain = "b", role = "borrower" }]
+"#;
+    let (d, sys, diags) = draw_text("heap.toml", t);
+    assert!(!diags.has_errors(), "{:?}", diags.codes());
+    assert!(sys.shm.iter().all(|n| n.host.is_none()), "heap form");
+    assert!(d.svg.contains("1 MiB from Xen's heap"));
+    assert_no_label_overlaps(&d, "heap form");
 }
