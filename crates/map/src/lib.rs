@@ -169,7 +169,7 @@ pub fn drawing(input: &Input, problems_text: bool) -> Drawing {
         Some(s) if s.target.hypervisor == Hypervisor::QemuIvshmem => {
             let lay = staticbus_config::ivshmem::layout(s);
             format!(
-                "{} · qemu-ivshmem: one QEMU virt VM per domain, no hypervisor · {} VMs · {} channels · {} doorbell pairs · shared object {}, {} vectors per peer · {errors} errors, {warnings} warnings",
+                "{} · qemu-ivshmem (a QEMU virt VM per domain, no hypervisor) · {} VMs · {} channels · {} doorbell pairs · object {}, {} vectors · {errors} errors, {warnings} warnings",
                 input.file,
                 s.domains.iter().filter(|d| !d.dom0).count(),
                 s.channels.len(),
