@@ -48,8 +48,9 @@ use staticbus_guest::ops::PortState;
 use staticbus_guest::{Errno, Events, Platform, Region};
 use staticbus_manifest::Manifest;
 use std::fmt;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Where the initramfs of `staticbus boot` puts the domain's manifest.
@@ -223,6 +224,10 @@ pub struct MappedRegion {
     pub len: usize,
     /// Where this process sees it.
     pub base: *mut u8,
+    /// The xen-shmem device node it was mapped from (`/dev/xen-shmem/<id>`).
+    pub device: PathBuf,
+    /// The open device file, kept for [`LinuxPlatform::region_fd`].
+    file: Arc<std::fs::File>,
 }
 
 /// What [`LinuxPlatform::open`] found, for the program's first lines.
@@ -340,6 +345,16 @@ impl LinuxPlatform {
     pub fn found(&self) -> &Found {
         &self.found
     }
+
+    /// A new fd of region `shm_id`'s xen-shmem device (a duplicate of the one it was
+    /// mapped from), which another process can `mmap` with `MAP_SHARED` at offsets from
+    /// 0 to the region's size: what a vhost-user daemon gets as its memory table
+    /// (docs/linux.md, "Linux as a virtio backend"). `None` for a region the manifest does
+    /// not list; the `dup` error otherwise.
+    pub fn region_fd(&self, shm_id: &str) -> Option<std::io::Result<OwnedFd>> {
+        let r = self.regions.iter().find(|r| r.shm_id == shm_id)?;
+        Some(r.file.try_clone().map(OwnedFd::from))
+    }
 }
 
 fn load_manifest(path: &Path) -> Result<&'static Manifest, Error> {
@@ -383,12 +398,15 @@ fn map_region(
             std::io::Error::last_os_error(),
         ));
     }
-    // The mapping outlives the file; it is never unmapped (Regions may be copied freely).
+    // The mapping is never unmapped (Regions may be copied freely); the file stays open
+    // for region_fd.
     Ok(MappedRegion {
         shm_id,
         guest_addr,
         len,
         base: p.cast(),
+        device: dev.to_path_buf(),
+        file: Arc::new(f),
     })
 }
 

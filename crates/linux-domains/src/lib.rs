@@ -4,8 +4,9 @@
 //! [`staticbus_guest_linux::LinuxPlatform`], and the initramfs `/init` that starts them
 //! ([`init`]).
 //!
-//! Binaries: `linux-ping-pong`, `linux-queue-check`, `linux-log-check` (one per program)
-//! and `linux-init`. `staticbus boot` builds the ones a Linux domain's description names
+//! Binaries: `linux-ping-pong`, `linux-queue-check`, `linux-log-check` (one per program),
+//! `linux-vhost-bridge` (a virtio device served by a vhost-user daemon, [`vhost`]) and
+//! `linux-init`. `staticbus boot` builds the ones a Linux domain's description names
 //! and writes the initramfs:
 //!
 //! ```text
@@ -24,6 +25,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod init;
+pub mod vhost;
 
 use staticbus_guest_linux::{LinuxPlatform, Options};
 use staticbus_programs::{Args, Clock};

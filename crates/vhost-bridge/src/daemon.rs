@@ -66,6 +66,57 @@ impl Daemon {
         Ok(daemon)
     }
 
+    /// Starts `command` and waits up to `timeout` for the first Unix socket to appear in
+    /// the folder `dir` (which should be empty and private to this daemon): for daemons
+    /// that derive the socket's name from the path they are given (rust-vmm's
+    /// vhost-device-* append the socket's index, `--socket-path X` listens on `X0`). Fails
+    /// like [`Daemon::spawn`]; [`Daemon::socket`] then names the socket found.
+    pub fn spawn_in(mut command: Command, dir: &Path, timeout: Duration) -> Result<Self, Error> {
+        use std::os::unix::fs::FileTypeExt;
+        let program = command.get_program().to_string_lossy().into_owned();
+        let err = |why: String| Error::Daemon {
+            program: program.clone(),
+            why,
+        };
+        let child = command
+            .spawn()
+            .map_err(|e| err(format!("cannot start: {e}")))?;
+        let mut daemon = Self {
+            child,
+            program: program.clone(),
+            socket: dir.to_path_buf(),
+        };
+        let deadline = Instant::now() + timeout;
+        loop {
+            let entries = std::fs::read_dir(dir)
+                .map_err(|e| err(format!("cannot list {}: {e}", dir.display())))?;
+            let found = entries
+                .filter_map(Result::ok)
+                .find(|e| e.file_type().is_ok_and(|t| t.is_socket()));
+            if let Some(e) = found {
+                daemon.socket = e.path();
+                return Ok(daemon);
+            }
+            if let Some(status) = daemon
+                .child
+                .try_wait()
+                .map_err(|e| err(format!("wait: {e}")))?
+            {
+                return Err(err(format!(
+                    "exited ({status}) before creating a socket in {}",
+                    dir.display()
+                )));
+            }
+            if Instant::now() >= deadline {
+                return Err(err(format!(
+                    "created no socket in {} within {timeout:?}",
+                    dir.display()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// The socket it listens on.
     pub fn socket(&self) -> &Path {
         &self.socket

@@ -1,0 +1,446 @@
+//! A Linux domain as the backend of a virtio device: `linux-vhost-bridge` serves the
+//! virtio-msg device side of one `[[virtio]]` device on its shared region and event
+//! channel, and hands the virtqueues to an unmodified vhost-user daemon (rust-vmm's
+//! vhost-device-rng, qemu-storage-daemon, …) started as a child process
+//! (docs/linux.md, "Linux as a virtio backend"; docs/virtio.md).
+//!
+//! Who does what:
+//!
+//! - **this process** maps the region (through [`LinuxPlatform`], from the xen-shmem
+//!   device), binds the device's static event channel on `/dev/xen/evtchn`, serves the
+//!   control ring (`staticbus_virtio_msg::device::DeviceTransport`, every frontend value
+//!   checked there) and drives the daemon as a vhost-user frontend
+//!   (`staticbus_vhost_bridge::Bridge` behind `msg::MsgBackend`);
+//! - **the daemon** gets a duplicate of the xen-shmem device's fd as its memory table
+//!   (offset 0, the whole region, at the frontend's guest-physical base) and maps it
+//!   itself with `MAP_SHARED`, so it reads and writes the frontend's rings and buffers in
+//!   place;
+//! - **doorbells**: the frontend's event makes the evtchn fd readable, which wakes
+//!   `msg::serve_with`; a moved available index becomes a write to the daemon's kick
+//!   eventfd; the daemon's call eventfd becomes EVENT_USED in the response ring and an
+//!   `IOCTL_EVTCHN_NOTIFY` back.
+//!
+//! The device is the `[[virtio]]` entry of the domain's manifest named by the program's
+//! `device=` word ([`Spec::from_args`]): its region, port, type, queues and the daemon with
+//! its arguments (`serve = { vhost-user = …, args = […] }`).
+
+use staticbus_guest::manifest::{Manifest, Virtio, VirtioRole, VirtioServe};
+use staticbus_guest::ops::PortState;
+use staticbus_guest::{Events, Platform};
+use staticbus_guest_linux::LinuxPlatform;
+use staticbus_programs::Args;
+use staticbus_vhost_bridge::msg::{serve_with, MsgBackend};
+use staticbus_vhost_bridge::{Bridge, Daemon, Options, SharedRegion};
+use staticbus_virtio_msg::device::DeviceTransport;
+use staticbus_virtio_msg::layout::{field, DRV_ATTACHED};
+use staticbus_virtio_msg::open::lookup;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The word of a daemon argument that is replaced by the socket path the bridge chose.
+pub const SOCKET_PLACEHOLDER: &str = "{socket}";
+
+/// Where the daemons' private socket folders are made.
+pub const SOCKET_ROOT: &str = "/run/staticbus-vhost";
+
+/// The longest sleep of the serving loop with nothing to do (then it checks that the
+/// frontend is still attached and its domain still there).
+const IDLE: Duration = Duration::from_millis(100);
+
+/// After this long without work the loop prints the device's state (once per period).
+const STALL: Duration = Duration::from_secs(10);
+
+/// The configuration-space size of the device types the bridge knows (vhost-user does
+/// not say it; virtio 1.2 §5): entropy has none, block 60 bytes (up to
+/// `write_zeroes_may_unmap`), console 12. Others need `config-size=`.
+pub fn config_size(device: &str) -> Option<u32> {
+    match device {
+        "rng" => Some(0),
+        "blk" => Some(60),
+        "console" => Some(12),
+        _ => None,
+    }
+}
+
+/// One virtio device served by a daemon (from the manifest's `[[virtio]]` entry).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spec {
+    /// The device's name.
+    pub name: String,
+    /// The device's region (`xen,shm-id`).
+    pub shm_id: String,
+    /// The frontend's domain.
+    pub peer: String,
+    /// This domain's port of the device's event channel.
+    pub port: u32,
+    /// Device type name (`devices::DEVICE_KINDS`).
+    pub device: String,
+    /// Virtio device id.
+    pub device_id: u32,
+    /// Queues.
+    pub queues: u16,
+    /// Largest queue size offered.
+    pub queue_size: u16,
+    /// Configuration-space bytes.
+    pub config_size: u32,
+    /// The daemon, as the description names it (run from `/bin` by its file name).
+    pub daemon: PathBuf,
+    /// Its arguments; [`SOCKET_PLACEHOLDER`] is replaced by the socket path.
+    pub daemon_args: Vec<String>,
+}
+
+impl Spec {
+    /// The backend side of `[[virtio]]` device `v` (this domain's manifest entry), which
+    /// must be served by a vhost-user program; `config_size` overrides the size
+    /// [`config_size`] knows for its device type (and is required for the others).
+    pub fn from_virtio(v: &Virtio, config: Option<u32>) -> Result<Spec, String> {
+        if v.role != VirtioRole::Backend {
+            return Err(format!(
+                "this domain is the {} of virtio device `{}`, not its backend",
+                v.role, v.name
+            ));
+        }
+        let VirtioServe::VhostUser { program, args } = v.serve else {
+            return Err(format!(
+                "virtio device `{}` is served by staticbus's built-in device (serve = {{ builtin = true }}), not by a vhost-user daemon",
+                v.name
+            ));
+        };
+        let config_size = match (config, config_size(v.device)) {
+            (Some(c), _) | (None, Some(c)) => c,
+            (None, None) => {
+                return Err(format!(
+                    "virtio device `{}`: give the configuration size of a {} device with config-size=BYTES",
+                    v.name, v.device
+                ))
+            }
+        };
+        if config_size > 256 {
+            return Err(format!("config-size={config_size}: at most 256"));
+        }
+        let queue_size = u16::try_from(v.queue_size)
+            .map_err(|_| format!("queue size {} over 65535", v.queue_size))?;
+        Ok(Spec {
+            name: v.name.to_string(),
+            shm_id: v.shm_id.to_string(),
+            peer: v.peer.to_string(),
+            port: v.local_port,
+            device: v.device.to_string(),
+            device_id: v.device_id,
+            queues: v.queues,
+            queue_size,
+            config_size,
+            daemon: PathBuf::from(program),
+            daemon_args: args.iter().map(|a| a.to_string()).collect(),
+        })
+    }
+
+    /// From the program's words `device=NAME [config-size=BYTES]`: device `NAME` of
+    /// `manifest` ([`Spec::from_virtio`]).
+    pub fn from_args(manifest: &Manifest, a: &Args<'_>) -> Result<Spec, String> {
+        let name = a.get("device").ok_or("no `device=NAME` argument")?;
+        let v = lookup(manifest, name, VirtioRole::Backend).map_err(|e| e.to_string())?;
+        let config = match a.get("config-size") {
+            None => None,
+            Some(c) => Some(
+                c.parse()
+                    .map_err(|_| format!("config-size={c}: not a number"))?,
+            ),
+        };
+        Spec::from_virtio(v, config)
+    }
+
+    /// The daemon's path: its file name in `bin` (`staticbus boot` puts every daemon
+    /// of the domain's devices in the initramfs's `/bin`, found as its description says).
+    pub fn daemon_path(&self, bin: &Path) -> PathBuf {
+        bin.join(self.daemon.file_name().unwrap_or(self.daemon.as_os_str()))
+    }
+
+    /// The daemon's arguments with [`SOCKET_PLACEHOLDER`] replaced by `socket`.
+    pub fn daemon_args(&self, socket: &Path) -> Vec<String> {
+        let s = socket.to_string_lossy();
+        self.daemon_args
+            .iter()
+            .map(|a| a.replace(SOCKET_PLACEHOLDER, &s))
+            .collect()
+    }
+}
+
+/// What a served device did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Served {
+    /// Units of work done by the serving loop (control requests, queue polls,
+    /// completions forwarded).
+    pub work: u64,
+    /// Turns of the loop.
+    pub turns: u64,
+    /// Kicks written to the daemon.
+    pub kicks: u64,
+    /// Call signals from the daemon (used buffers).
+    pub calls: u64,
+    /// Device epoch served.
+    pub epoch: u64,
+    /// Wall time from the frontend's attach to its detach.
+    pub attached_for: Duration,
+    /// The daemon's exit after SIGTERM.
+    pub daemon_exit: String,
+}
+
+/// A private folder for the daemon's socket, removed on drop.
+struct SocketDir(PathBuf);
+
+impl SocketDir {
+    fn new(name: &str) -> Result<Self, String> {
+        use std::os::unix::fs::DirBuilderExt;
+        let root = Path::new(SOCKET_ROOT);
+        std::fs::create_dir_all(root).map_err(|e| format!("{}: {e}", root.display()))?;
+        let dir = root.join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for SocketDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Serves `spec` on `p` until the frontend detaches: starts the daemon, connects the
+/// bridge with the region's fd as its memory table, attaches the device side and runs
+/// the loop; then stops the daemon. `say` gets progress lines.
+pub fn serve(
+    p: &LinuxPlatform,
+    spec: &Spec,
+    bin: &Path,
+    say: &mut dyn FnMut(&str),
+) -> Result<Served, String> {
+    let region = p
+        .region(&spec.shm_id)
+        .ok_or_else(|| format!("no region `{}` in this domain's manifest", spec.shm_id))?;
+    if region.len() as u64 % 4096 != 0 {
+        return Err(format!(
+            "region `{}` is not a multiple of 4 KiB",
+            spec.shm_id
+        ));
+    }
+    let fd = p
+        .region_fd(&spec.shm_id)
+        .ok_or_else(|| format!("no fd for region `{}`", spec.shm_id))?
+        .map_err(|e| format!("region `{}`: dup: {e}", spec.shm_id))?;
+    let port = spec.port;
+    let events = p.linux_events();
+    events
+        .bind(port)
+        .map_err(|e| format!("binding port {port}: {e}"))?;
+
+    let dir = SocketDir::new(&spec.name)?;
+    let socket = dir.0.join("vhost.sock");
+    let program = spec.daemon_path(bin);
+    let args = spec.daemon_args(&socket);
+    let mut cmd = Command::new(&program);
+    cmd.args(&args);
+    say(&format!(
+        "starting {} {}",
+        program.display(),
+        args.join(" ")
+    ));
+    let t0 = Instant::now();
+    let mut daemon =
+        Daemon::spawn_in(cmd, &dir.0, Duration::from_secs(60)).map_err(|e| e.to_string())?;
+    say(&format!(
+        "daemon pid {} listening on {} after {} ms",
+        daemon.id(),
+        daemon.socket().display(),
+        t0.elapsed().as_millis()
+    ));
+    let len = region.len() as u64;
+    let shared = SharedRegion::from_fd(fd, 0, len, 0)
+        .map_err(|e| format!("region `{}`: {e}", spec.shm_id))?;
+    let mut opts = Options::new(spec.device_id, spec.queues);
+    opts.max_queue_size = spec.queue_size;
+    // QEMU TCG on a loaded machine: generous bounds.
+    opts.connect_timeout = Duration::from_secs(60);
+    opts.request_timeout = Duration::from_secs(60);
+    opts.reattach_timeout = Duration::from_secs(5);
+    let bridge = Arc::new(
+        Bridge::connect(daemon.socket(), Arc::new(shared), opts).map_err(|e| e.to_string())?,
+    );
+    let backend =
+        MsgBackend::new(Arc::clone(&bridge), spec.config_size).map_err(|e| e.to_string())?;
+    events.clear_initial(port);
+    let mut dev = DeviceTransport::attach(region, events, port, backend)
+        .map_err(|e| format!("region `{}`: {e:?}", spec.shm_id))?;
+    say(&format!(
+        "serving {} device `{}` (epoch {}, {:#x} bytes, port {port} to {}), daemon features {:#x}",
+        spec.device,
+        spec.shm_id,
+        dev.epoch(),
+        len,
+        spec.peer,
+        bridge.device_features()
+    ));
+    let doorbell = events.fd().ok_or("the evtchn device has no fd to poll")?;
+    let mut out = Served {
+        epoch: dev.epoch(),
+        ..Served::default()
+    };
+    let mut attached: Option<Instant> = None;
+    let mut last_work = Instant::now();
+    loop {
+        let _ = dev.events().try_take_any(&[port]);
+        let work = serve_with(&mut dev, Some(doorbell), IDLE)
+            .map_err(|e| format!("the bridge failed: {e}"))? as u64;
+        out.work += work;
+        out.turns += 1;
+        let drv = dev
+            .region()
+            .load_le::<u32>(field::DRV_STATE.start, Ordering::Acquire);
+        match (drv == Some(DRV_ATTACHED), attached) {
+            (true, None) => {
+                attached = Some(Instant::now());
+                say("frontend attached");
+            }
+            (false, Some(t)) => {
+                out.attached_for = t.elapsed();
+                break;
+            }
+            _ => {}
+        }
+        if work > 0 {
+            last_work = Instant::now();
+        } else if last_work.elapsed() >= STALL {
+            // Nothing for a while: say what the device looks like (a hung boot's console
+            // then shows where it stopped).
+            last_work = Instant::now();
+            let st = bridge.stats();
+            say(&format!(
+                "idle {} s: status {:#x}, kicks {}, calls {}, turns {}, faults {:?}",
+                STALL.as_secs(),
+                dev.status(),
+                st.kicks,
+                st.calls,
+                out.turns,
+                dev.faults()
+            ));
+        }
+        if work == 0 {
+            // A destroyed frontend domain's static port is no longer interdomain.
+            match dev.events().status(port).map(|s| s.state) {
+                Ok(PortState::Interdomain { .. }) | Err(_) => {}
+                Ok(other) => {
+                    return Err(format!(
+                        "the frontend domain is gone without detaching (port {port}: {other:?})"
+                    ))
+                }
+            }
+        }
+    }
+    let stats = bridge.stats();
+    out.kicks = stats.kicks;
+    out.calls = stats.calls;
+    let faults = dev.faults();
+    dev.detach();
+    drop(bridge);
+    say(&format!("frontend detached; faults {faults:?}"));
+    let status = daemon
+        .terminate(Duration::from_secs(30))
+        .map_err(|e| e.to_string())?;
+    out.daemon_exit = status.to_string();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RNG: Virtio = Virtio {
+        name: "rng",
+        device: "rng",
+        device_id: 4,
+        role: VirtioRole::Backend,
+        queues: 1,
+        queue_size: 16,
+        shm_id: "virtio-rng",
+        guest_addr: 0x7fe0_0000,
+        size: 0x2_0000,
+        peer: "app",
+        peer_domid: 2,
+        local_port: 3,
+        remote_port: 4,
+        serve: VirtioServe::VhostUser {
+            program: "vhost-device-rng",
+            args: &["--socket-path", "{socket}"],
+        },
+    };
+
+    #[test]
+    fn a_spec_from_the_manifest_entry() {
+        let s = Spec::from_virtio(&RNG, None).unwrap();
+        assert_eq!(
+            (s.device_id, s.queues, s.queue_size, s.config_size, s.port),
+            (4, 1, 16, 0, 3)
+        );
+        assert_eq!(
+            s.daemon_path(Path::new("/bin")),
+            Path::new("/bin/vhost-device-rng")
+        );
+        assert_eq!(
+            s.daemon_args(Path::new("/run/x/vhost.sock")),
+            ["--socket-path", "/run/x/vhost.sock"]
+        );
+        let qsd = Virtio {
+            device: "blk",
+            device_id: 2,
+            serve: VirtioServe::VhostUser {
+                program: "/usr/bin/qemu-storage-daemon",
+                args: &[],
+            },
+            ..RNG
+        };
+        let s = Spec::from_virtio(&qsd, None).unwrap();
+        assert_eq!(
+            s.daemon_path(Path::new("/bin")),
+            Path::new("/bin/qemu-storage-daemon")
+        );
+        assert_eq!(s.config_size, 60);
+        assert_eq!(Spec::from_virtio(&qsd, Some(8)).unwrap().config_size, 8);
+    }
+
+    #[test]
+    fn bad_specs_say_what_is_wrong() {
+        let front = Virtio {
+            role: VirtioRole::Frontend,
+            ..RNG
+        };
+        let builtin = Virtio {
+            serve: VirtioServe::Builtin,
+            ..RNG
+        };
+        let i2c = Virtio {
+            device: "i2c",
+            device_id: 34,
+            ..RNG
+        };
+        for (v, config, words) in [
+            (
+                front,
+                None,
+                "the frontend of virtio device `rng`, not its backend",
+            ),
+            (builtin, None, "built-in device"),
+            (i2c, None, "config-size=BYTES"),
+            (RNG, Some(300), "at most 256"),
+        ] {
+            let e = Spec::from_virtio(&v, config).unwrap_err();
+            assert!(e.contains(words), "{e}");
+        }
+    }
+}
