@@ -33,7 +33,9 @@
 //!   device side in the other, over a `[[virtio]]` device: checksummed random 4 KiB writes
 //!   and reads, every read verified, and the disk digests of both sides;
 //! * [`c_peer`] — the Rust end of the C API check: checked data to and from a C program
-//!   (crates/capi) over a queue each way, a log, a latest value and a blob.
+//!   (crates/capi) over a queue each way, a log, a latest value and a blob;
+//! * [`virtio_rng`] — `virtio-drivers`' entropy driver over the virtio-msg transport: reads
+//!   entropy in several requests and checks it is not degenerate (whoever serves it).
 
 #![no_std]
 
@@ -48,6 +50,7 @@ pub mod ping_pong;
 pub mod queue_check;
 pub mod stats;
 pub mod virtio_blk;
+pub mod virtio_rng;
 
 pub use args::Args;
 
