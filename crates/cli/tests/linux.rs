@@ -222,3 +222,89 @@ fn linux_queues_both_ways_and_reads_a_log_beside_bare_metal_on_xen_4_20() {
         "lost: {writer:?} vs {reader:?}"
     );
 }
+
+/// The numeric `key=value` words of the first line of `t` that contains `key`.
+fn key_values(t: &str, key: &str) -> std::collections::BTreeMap<String, u64> {
+    let line = t
+        .lines()
+        .find(|l| l.contains(key))
+        .unwrap_or_else(|| panic!("no line with `{key}`:\n{t}"));
+    line.split_ascii_whitespace()
+        .filter_map(|w| w.split_once('='))
+        .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
+        .collect()
+}
+
+/// The musl vhost-device-rng for the Linux domain is there: named by
+/// `STATICBUS_LINUX_DAEMON_VHOST_DEVICE_RNG` (`.ci/run` sets it) or already in the cache of
+/// `scripts/virtio/install-vhost-device.sh --target aarch64-unknown-linux-musl rng`, or the
+/// Linux tests are required (then `boot` builds it, a few minutes). Otherwise reports a skip.
+fn musl_rng_daemon_ready() -> bool {
+    if required() || std::env::var_os("STATICBUS_LINUX_DAEMON_VHOST_DEVICE_RNG").is_some() {
+        return true;
+    }
+    let cached = std::env::var_os("STATICBUS_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/staticbus")
+        })
+        .join(
+            "vhost-device/vhost-device-rng-0.1.0-aarch64-unknown-linux-musl/bin/vhost-device-rng",
+        );
+    if !cached.is_file() {
+        eprintln!(
+            "skipped: no {} (scripts/virtio/install-vhost-device.sh --target \
+             aarch64-unknown-linux-musl rng; STATICBUS_LINUX_TESTS=1 requires the boot)",
+            cached.display()
+        );
+    }
+    cached.is_file()
+}
+
+/// examples/xen-linux-virtio-rng: issue 14's test 3, second half. The bare-metal `app`
+/// runs virtio-drivers' VirtIORng over virtio-msg; the Linux domain's linux-vhost-bridge
+/// serves the device side and hands the queue to rust-vmm's vhost-device-rng, unmodified,
+/// which maps the region itself from the xen-shmem fd it got as its memory table.
+///
+/// Ignored (run with `--ignored`): it passed 4 of 6 boots on a loaded machine; in the
+/// other two the frontend's first requests never completed after the daemon negotiated
+/// its features, and the boot timed out (docs/linux.md, "Not done yet").
+#[test]
+#[ignore = "hangs in about one boot in three (docs/linux.md, Linux as a virtio backend)"]
+fn bare_metal_virtio_rng_is_served_by_vhost_device_rng_in_a_linux_domain_on_xen_4_20() {
+    let Some(xen) = common::xen("4.20") else {
+        return;
+    };
+    if !linux_ready() || !musl_rng_daemon_ready() {
+        return;
+    }
+    let (o, t) = boot(&xen, "examples/xen-linux-virtio-rng/system.toml", &[]);
+    assert_eq!(o.status.code(), Some(0), "{t}");
+    for want in [
+        "linux | linux-vhost-bridge: region `virtio-rng`: 0x20000 bytes at guest 0x8000000, mapped write-back",
+        "linux | linux-vhost-bridge: starting /bin/vhost-device-rng --socket-path /run/staticbus-vhost/rng-",
+        "linux | linux-vhost-bridge: serving rng device `virtio-rng` (epoch 1, 0x20000 bytes, port 1 to app)",
+        "linux | linux-vhost-bridge: frontend attached",
+        "linux | linux-vhost-bridge: frontend detached; faults Faults { refused: 0, dropped: 0, ring: 0, queue: 0, lost: 0 }",
+        "app | virtio-rng: device `rng`: region `virtio-rng` (0x20000 bytes at 0x8000000), port 1 to linux",
+        "app | RESULT PASS virtio-rng requests=16 bytes=65536 distinct=256 chi2=",
+        "linux | RESULT PASS linux-vhost-bridge device=rng ",
+    ] {
+        assert!(has(&t, want), "no `{want}`:\n{t}");
+    }
+    // The daemon's socket is the one it made from the path it was given (index 0).
+    assert!(t.contains("/vhost.sock0 after "), "{t}");
+    // The counts the frontend checked, and every request through the daemon.
+    let front = key_values(&t, "RESULT PASS virtio-rng ");
+    assert_eq!(front["requests"], 16);
+    assert_eq!(front["bytes"], 65536);
+    assert_eq!(front["distinct"], 256);
+    assert!(front["chi2"] < 400, "chi-square {}", front["chi2"]);
+    assert_eq!(front["blocks"], 1024);
+    let bridge = key_values(&t, "RESULT PASS linux-vhost-bridge ");
+    let (kicks, calls) = (bridge["kicks"], bridge["calls"]);
+    assert!(
+        kicks >= 16 && calls >= 16,
+        "kicks {kicks}, calls {calls}: {bridge:?}"
+    );
+}

@@ -10,6 +10,9 @@
 //! /lib/modules/20-xen-privcmd.ko.xz the kernel's privcmd (port status), with
 //! /lib/modules/20-xen-privcmd.ko.xz.params   "unrestricted=1" (no xenstore to wait for)
 //! /lib/modules/30-xen-shmem.ko      linux/xen-shmem, built against the kernel's headers
+//! /bin/<daemon>                     the vhost-user daemon of each `[[virtio]]` device the
+//!                                   domain serves (`serve = { vhost-user = … }`), see
+//!                                   [`daemon_binary`]
 //! /dev/console, /proc, /sys         for the kernel and /init
 //! ```
 //!
@@ -20,7 +23,7 @@
 
 use super::{setup, step, SetupError};
 use cpio::newc::{Builder, ModeFileType};
-use staticbus_config::model::{CargoImage, LinuxKernel, System};
+use staticbus_config::model::{CargoImage, LinuxKernel, System, VirtioServe};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -134,6 +137,35 @@ pub(super) fn prepare(
         for CargoImage { bin, .. } in &l.programs {
             members.push((format!("bin/{bin}"), Member::file(&bins[bin], true)?));
         }
+        let mut daemons = Vec::new();
+        for v in sys
+            .virtio
+            .iter()
+            .filter(|v| sys.domains[v.backend].name == d.name)
+        {
+            let VirtioServe::VhostUser { program, .. } = &v.serve else {
+                continue;
+            };
+            let name = daemon_name(program);
+            if daemons.contains(&name) {
+                continue;
+            }
+            if l.programs.iter().any(|c| c.bin == name) {
+                return Err(setup(format!(
+                    "virtio device `{}` of `{}`: its daemon `{name}` has the name of one of the domain's programs",
+                    v.name, d.name
+                )));
+            }
+            let bin = daemon_binary(program, base_dir)?;
+            eprintln!(
+                "    {}: virtio device `{}`: daemon {}",
+                d.name,
+                v.name,
+                bin.display()
+            );
+            members.push((format!("bin/{name}"), Member::file(&bin, true)?));
+            daemons.push(name);
+        }
         for (name, path, params) in &modules {
             members.push((format!("lib/modules/{name}"), Member::file(path, false)?));
             if !params.is_empty() {
@@ -166,6 +198,76 @@ pub(super) fn prepare(
         done.insert(d.name.clone(), LinuxImages { kernel, initramfs });
     }
     Ok(done)
+}
+
+/// The name a daemon program has in the initramfs's `/bin`: its file name.
+pub(super) fn daemon_name(program: &str) -> String {
+    Path::new(program)
+        .file_name()
+        .map_or_else(|| program.to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+/// The static aarch64 Linux executable of a `[[virtio]]` device's vhost-user daemon,
+/// served by a Linux domain (`linux-vhost-bridge` starts `/bin/<file name>`):
+///
+/// 1. `$STATICBUS_LINUX_DAEMON_<NAME>` (the file name upper-cased, `-` and `.` as `_`:
+///    `STATICBUS_LINUX_DAEMON_VHOST_DEVICE_RNG`), a path;
+/// 2. a program given as a path (it has a `/`): that file, relative to the description;
+/// 3. `vhost-device-<kind>` (rust-vmm's daemons): `scripts/virtio/install-vhost-device.sh
+///    --target aarch64-unknown-linux-musl <kind>` (pinned, cached; minutes the first time).
+pub(super) fn daemon_binary(program: &str, base_dir: &Path) -> Result<PathBuf, SetupError> {
+    let name = daemon_name(program);
+    let var = format!(
+        "STATICBUS_LINUX_DAEMON_{}",
+        name.to_uppercase().replace(['-', '.'], "_")
+    );
+    if let Some(p) = std::env::var_os(&var) {
+        let p = PathBuf::from(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(setup(format!("{var}={}: not a file", p.display())))
+        };
+    }
+    if program.contains('/') {
+        let p = base_dir.join(program);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(
+                setup(format!("vhost-user daemon `{}`: no such file", p.display())).hint(
+                    "give a static aarch64 Linux executable (musl), relative to the description",
+                ),
+            )
+        };
+    }
+    if let Some(kind) = name.strip_prefix("vhost-device-") {
+        let path = repo().join("scripts/virtio/install-vhost-device.sh");
+        let o = Command::new("bash")
+            .arg(&path)
+            .args(["--target", TARGET, kind])
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|e| setup(format!("cannot run `{}`: {e}", path.display())))?;
+        let out = String::from_utf8_lossy(&o.stdout);
+        let line = out.lines().last().unwrap_or("").trim();
+        if !o.status.success() || line.is_empty() {
+            return Err(setup(format!(
+                "`{} --target {TARGET} {kind}` failed ({})",
+                path.display(),
+                o.status
+            ))
+            .hint("see its messages above"));
+        }
+        return Ok(PathBuf::from(line));
+    }
+    Err(setup(format!(
+        "vhost-user daemon `{program}`: staticbus does not know where to get it for a Linux domain"
+    ))
+    .hint(format!(
+        "give a path to a static aarch64 Linux executable, or set {var}"
+    )))
 }
 
 /// `cargo build` of the Linux programs (static musl executables, linked by
