@@ -14,18 +14,49 @@
 //! # let _ = n; Ok(()) }
 //! ```
 //!
+//! There is one endpoint type, [`Endpoint`], generic over the protocol's [`Side`]: the
+//! protocol handle of one role (a queue's [`Producer`](crate::queue::Producer), a log's
+//! [`Reader`](crate::log::Reader), …). The endpoint does what every protocol needs — open
+//! the channel by name, check the manifest's protocol and this domain's role, drop the
+//! bind-time event, attach (waiting while the peer has not initialised the region), count
+//! notifications, spin then block — and each side adds its operations (`send`, `append`,
+//! `read_changed`, …) in its own file of this module. The eight names programs use are
+//! aliases: [`QueueTx`], [`QueueRx`], [`LogWriter`], [`LogReader`], [`LatestWriter`],
+//! [`LatestReader`], [`BlobWriter`], [`BlobReader`]. A new protocol implements [`Side`]
+//! for its handles and writes its operations with [`Endpoint::wait_until`] and
+//! [`Notifier`] (docs/adr/0008-one-generic-endpoint.md).
+//!
 //! Peers are addressed in the manifest's order, which is the index order of the other
 //! role (a writer's peers are the readers 0, 1, …; a reader's are the writers).
 
-use crate::blob;
 use crate::header::{HeaderError, Wakeups};
-use crate::latest;
-use crate::log;
-use crate::queue::{self, Consumer, Msg, Producer};
 use crate::wait::{self, Spin, WaitStats};
+use crate::{blob, latest, log};
 use core::fmt;
-use staticbus_guest::manifest::{Protocol, Role};
-use staticbus_guest::{Channel, Errno, Events, OpenError, Platform};
+use staticbus_guest::manifest::{self, Protocol, Role};
+use staticbus_guest::{Channel, Errno, Events, OpenError, Platform, Region};
+
+mod blob_ends;
+mod latest_ends;
+mod log_ends;
+mod queue_ends;
+
+/// The producer end of a `queue` channel.
+pub type QueueTx<'p, E> = Endpoint<'p, E, crate::queue::Producer>;
+/// The consumer end of a `queue` channel.
+pub type QueueRx<'p, E> = Endpoint<'p, E, crate::queue::Consumer>;
+/// The writer end of a `log` channel: appends never wait for readers.
+pub type LogWriter<'p, E> = Endpoint<'p, E, log::Writer>;
+/// A reader end of a `log` channel.
+pub type LogReader<'p, E> = Endpoint<'p, E, log::Reader>;
+/// A writer end of a `latest` channel: its own slot, publishes never wait.
+pub type LatestWriter<'p, E> = Endpoint<'p, E, latest::Writer>;
+/// A reader end of a `latest` channel.
+pub type LatestReader<'p, E> = Endpoint<'p, E, latest::Reader>;
+/// The writer end of a `blob` channel.
+pub type BlobWriter<'p, E> = Endpoint<'p, E, blob::Writer>;
+/// A reader end of a `blob` channel.
+pub type BlobReader<'p, E> = Endpoint<'p, E, blob::Reader>;
 
 /// Why an endpoint operation failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,7 +79,7 @@ pub enum Error {
         found: Role,
     },
     /// The queue protocol failed (header mismatch, broken peer, message too large…).
-    Queue(queue::Error),
+    Queue(crate::queue::Error),
     /// The log protocol failed.
     Log(log::Error),
     /// The latest-value protocol failed.
@@ -103,8 +134,8 @@ impl From<OpenError> for Error {
     }
 }
 
-impl From<queue::Error> for Error {
-    fn from(e: queue::Error) -> Error {
+impl From<crate::queue::Error> for Error {
+    fn from(e: crate::queue::Error) -> Error {
         Error::Queue(e)
     }
 }
@@ -127,6 +158,21 @@ impl From<log::Error> for Error {
     }
 }
 
+impl Error {
+    /// The region's initialiser has not finished yet (a protocol's attach reported
+    /// `HeaderError::NotInitialized`).
+    fn is_not_initialized(&self) -> bool {
+        use HeaderError::NotInitialized as N;
+        matches!(
+            self,
+            Error::Queue(crate::queue::Error::Header(N))
+                | Error::Log(log::Error::Header(N))
+                | Error::Latest(latest::Error::Header(N))
+                | Error::Blob(blob::Error::Header(N))
+        )
+    }
+}
+
 /// Calls `attach` until the region's initialiser has finished: while it reports
 /// `NotInitialized`, calls `idle` (wait for the channel's event, or yield) and tries again.
 fn attach_once_initialised<T, E: Into<Error>>(
@@ -141,69 +187,60 @@ fn attach_once_initialised<T, E: Into<Error>>(
     }
 }
 
-impl Error {
-    /// The region's initialiser has not finished yet (a protocol's attach reported
-    /// `HeaderError::NotInitialized`).
-    fn is_not_initialized(&self) -> bool {
-        use HeaderError::NotInitialized as N;
-        matches!(
-            self,
-            Error::Queue(queue::Error::Header(N))
-                | Error::Log(log::Error::Header(N))
-                | Error::Latest(latest::Error::Header(N))
-                | Error::Blob(blob::Error::Header(N))
-        )
-    }
+/// A size the manifest declares for a channel (`field` names it in the error).
+fn declared(value: Option<u32>, field: &'static str) -> Result<usize, Error> {
+    value.map(|v| v as usize).ok_or(Error::Undeclared { field })
 }
 
-/// Opens `name` and checks the manifest's protocol and this domain's role.
-fn open_typed<'p, P: Platform + ?Sized>(
-    platform: &'p P,
-    name: &str,
-    protocol: Protocol,
-    role: Role,
-) -> Result<Channel<'p, P::Events<'p>>, Error> {
-    let ch = Channel::open(platform, name)?;
-    if ch.protocol() != protocol {
-        return Err(Error::WrongProtocol {
-            expected: protocol,
-            found: ch.protocol(),
-        });
-    }
-    if ch.role() != role {
-        return Err(Error::WrongRole {
-            expected: role,
-            found: ch.role(),
-        });
-    }
-    // The bind-time pending bit (Xen makes the second endpoint start pending) carries
-    // no message: drop it before the protocol starts.
-    ch.clear_initial();
-    Ok(ch)
+/// What an [`Endpoint`]'s open does while its [`Side::attach`] reports that the region's
+/// initialiser has not finished (`Header(NotInitialized)`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AwaitInit {
+    /// Nothing: this side initialises the region, its attach's errors are final.
+    Never,
+    /// Wait for the channel's event (the initialiser signals once it has attached), then
+    /// try again.
+    Event,
+    /// Yield the CPU ([`Platform::yield_now`]) and try again: for a side that shares no
+    /// event channel with the initialiser (a `latest` writer other than writer 0).
+    Yield,
 }
 
-/// A size the manifest declares for `ch` (`field` names it in the error).
-fn declared<E: Events>(
-    ch: &Channel<'_, E>,
-    field: &'static str,
-    get: impl Fn(&staticbus_guest::manifest::Channel) -> Option<u32>,
-) -> Result<usize, Error> {
-    get(ch.info())
-        .map(|v| v as usize)
-        .ok_or(Error::Undeclared { field })
-}
+/// One role of a protocol, as an [`Endpoint`] holds it: the protocol's handle of that
+/// role. Implemented by [`crate::queue::Producer`] and [`crate::queue::Consumer`],
+/// [`log::Writer`] and [`log::Reader`], [`latest::Writer`] and [`latest::Reader`],
+/// [`blob::Writer`] and [`blob::Reader`]; a new protocol implements it for its handles,
+/// then writes its operations as an `impl` block of `Endpoint<'p, E, ItsHandle>`.
+pub trait Side: Sized {
+    /// The protocol the manifest must declare for the channel.
+    const PROTOCOL: Protocol;
+    /// The role the manifest must give this domain.
+    const ROLE: Role;
+    /// The name `Debug` shows (the alias programs use, such as `"QueueTx"`).
+    const NAME: &'static str;
+    /// What open does while the region is not initialised yet.
+    const AWAIT_INIT: AwaitInit;
+    /// What open needs beyond the manifest (a log reader's [`log::Start`]; `()` for most).
+    type Args;
 
-/// Signals every peer of `ch` if `needed` (the protocol said the peer waits).
-fn notify_if<E: Events>(
-    ch: &Channel<'_, E>,
-    notifications: &mut u64,
-    needed: bool,
-) -> Result<(), Error> {
-    if needed {
-        *notifications += 1;
-        ch.notify_all().map_err(Error::Event)?;
+    /// Attaches to the channel's `region` as the manifest entry `info` says (its sizes,
+    /// member counts and index). Called again after each wait while it fails with the
+    /// protocol's `Header(NotInitialized)` (see [`Side::AWAIT_INIT`]).
+    fn attach(
+        region: Region,
+        info: &'static manifest::Channel,
+        args: &Self::Args,
+    ) -> Result<Self, Error>;
+
+    /// Runs once after `attach`, before open returns: signals the peers that may wait
+    /// for the initialisation (the writing sides do). Nothing by default.
+    fn opened<E: Events>(&mut self, notify: &mut Notifier<'_, '_, E>) -> Result<(), Error> {
+        let _ = notify;
+        Ok(())
     }
-    Ok(())
+
+    /// Adds this side's state to the endpoint's `Debug` output.
+    fn debug_fields(&self, d: &mut fmt::DebugStruct<'_, '_>);
 }
 
 /// Notification counters of an endpoint.
@@ -215,264 +252,73 @@ pub struct Counters {
     pub wait: WaitStats,
 }
 
-/// The producer end of a `queue` channel.
-pub struct QueueTx<'p, E: Events> {
+/// An open channel of protocol `S::PROTOCOL` in role `S::ROLE`: the channel, the
+/// protocol handle `S`, the spin budget and the counters. Programs name it by its
+/// aliases ([`QueueTx`], [`LogReader`], …); the operations are in each side's `impl`.
+pub struct Endpoint<'p, E: Events, S> {
     ch: Channel<'p, E>,
-    q: Producer,
+    side: S,
     spin: Spin,
     counters: Counters,
 }
 
-impl<E: Events> fmt::Debug for QueueTx<'_, E> {
+impl<E: Events, S: Side> fmt::Debug for Endpoint<'_, E, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("QueueTx")
-            .field("channel", &self.ch.name())
-            .field("queue", &self.q)
-            .field("counters", &self.counters)
-            .finish()
+        let mut d = f.debug_struct(S::NAME);
+        d.field("channel", &self.ch.name());
+        self.side.debug_fields(&mut d);
+        d.field("counters", &self.counters).finish()
     }
 }
 
-impl<'p, E: Events> QueueTx<'p, E> {
-    /// Opens `name`, which must be a `queue` channel whose producer is this domain;
-    /// attaches (initialising the region on first start, continuing from its state after
-    /// a restart) and signals the consumer, which may be waiting for the initialisation.
-    pub fn open<P: Platform<Events<'p> = E> + ?Sized>(
+impl<'p, E: Events, S: Side> Endpoint<'p, E, S> {
+    /// Opens `name`, which must be a channel of protocol `S::PROTOCOL` in which this
+    /// domain has role `S::ROLE`; drops the bind-time event, attaches with the
+    /// manifest's parameters and `args` (waiting as [`Side::AWAIT_INIT`] says while the
+    /// region is not initialised), then lets the side signal its peers
+    /// ([`Side::opened`]).
+    pub fn open_with<P: Platform<Events<'p> = E> + ?Sized>(
         platform: &'p P,
         name: &str,
+        args: S::Args,
     ) -> Result<Self, Error> {
-        let ch = open_typed(platform, name, Protocol::Queue, Role::Producer)?;
-        let q = Producer::attach(*ch.region())?;
-        ch.notify_all().map_err(Error::Event)?;
-        Ok(QueueTx {
-            ch,
-            q,
-            spin: Spin::DEFAULT,
-            counters: Counters {
-                notifications: 1,
-                ..Counters::default()
-            },
-        })
-    }
-
-    /// How long to poll before blocking ([`Spin::DEFAULT`] unless changed).
-    pub fn set_spin(&mut self, spin: Spin) {
-        self.spin = spin;
-    }
-
-    /// Publishes the head every `n` messages (see [`Producer::set_batch`]); call
-    /// [`QueueTx::flush`] when you stop sending for a while.
-    pub fn set_batch(&mut self, n: u32) {
-        self.q.set_batch(n);
-    }
-
-    /// Sends `msg`, waiting (spin, then block) while the queue is full.
-    pub fn send(&mut self, msg: &[u8]) -> Result<(), Error> {
-        let ch = &self.ch;
-        let notifications = &mut self.counters.notifications;
-        let wait_stats = &mut self.counters.wait;
-        let notify = wait::until(
-            &mut self.q,
-            self.spin,
-            wait_stats,
-            |q| match q.send(msg) {
-                Ok(n) => Ok(Some(n)),
-                Err(queue::Error::Full) => Ok(None),
-                Err(e) => Err(Error::Queue(e)),
-            },
-            |q| {
-                notify_if(ch, notifications, q.flush()?)?;
-                Ok(q.prepare_wait(msg.len())?)
-            },
-            || ch.wait().map(drop).map_err(Error::Event),
-        )?;
-        notify_if(&self.ch, &mut self.counters.notifications, notify)
-    }
-
-    /// Sends a `len`-byte message written in place (zero-copy), waiting (spin, then
-    /// block) while the queue is full: reserves the record, hands its payload region of
-    /// exactly `len` bytes to `f`, then commits it and notifies the consumer if it waits.
-    /// `f` runs once, after the wait; nothing is visible to the consumer before it
-    /// returns. `Err(Queue(TooLarge))` (without calling `f`) if no record of `len` bytes
-    /// ever fits.
-    pub fn send_in_place<T>(
-        &mut self,
-        len: usize,
-        f: impl FnOnce(&staticbus_guest::Region) -> T,
-    ) -> Result<T, Error> {
-        let ch = &self.ch;
-        let notifications = &mut self.counters.notifications;
-        let wait_stats = &mut self.counters.wait;
-        // Wait for room without reserving: a grant borrows the producer, so the record is
-        // reserved, filled and committed below in one go once it fits.
-        wait::until(
-            &mut self.q,
-            self.spin,
-            wait_stats,
-            |q| match q.reserve(len) {
-                Ok(_) => Ok(Some(())),
-                Err(queue::Error::Full) => Ok(None),
-                Err(e) => Err(Error::Queue(e)),
-            },
-            |q| {
-                notify_if(ch, notifications, q.flush()?)?;
-                Ok(q.prepare_wait(len)?)
-            },
-            || ch.wait().map(drop).map_err(Error::Event),
-        )?;
-        // Only this producer adds records, so the room found above is still there.
-        let g = self.q.reserve(len)?;
-        let out = f(&g.region());
-        let n = g.commit()?;
-        notify_if(&self.ch, &mut self.counters.notifications, n)?;
-        Ok(out)
-    }
-
-    /// Sends `msg` if there is room now: `Ok(false)` if the queue is full.
-    pub fn try_send(&mut self, msg: &[u8]) -> Result<bool, Error> {
-        match self.q.send(msg) {
-            Ok(n) => notify_if(&self.ch, &mut self.counters.notifications, n).map(|()| true),
-            Err(queue::Error::Full) => Ok(false),
-            Err(e) => Err(e.into()),
+        let ch = Channel::open(platform, name)?;
+        if ch.protocol() != S::PROTOCOL {
+            return Err(Error::WrongProtocol {
+                expected: S::PROTOCOL,
+                found: ch.protocol(),
+            });
         }
-    }
-
-    /// Publishes batched messages and notifies the consumer if it waits.
-    pub fn flush(&mut self) -> Result<(), Error> {
-        let n = self.q.flush()?;
-        notify_if(&self.ch, &mut self.counters.notifications, n)
-    }
-
-    /// Notifications sent and wait-loop statistics.
-    pub fn counters(&self) -> Counters {
-        self.counters
-    }
-
-    /// The protocol handle (zero-copy `reserve`/`commit`; notify via
-    /// [`QueueTx::channel`] when `commit` says so).
-    pub fn producer(&mut self) -> &mut Producer {
-        &mut self.q
-    }
-
-    /// The underlying channel.
-    pub fn channel(&self) -> &Channel<'p, E> {
-        &self.ch
-    }
-}
-
-/// The consumer end of a `queue` channel.
-pub struct QueueRx<'p, E: Events> {
-    ch: Channel<'p, E>,
-    q: Consumer,
-    spin: Spin,
-    counters: Counters,
-}
-
-impl<E: Events> fmt::Debug for QueueRx<'_, E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("QueueRx")
-            .field("channel", &self.ch.name())
-            .field("queue", &self.q)
-            .field("counters", &self.counters)
-            .finish()
-    }
-}
-
-impl<'p, E: Events> QueueRx<'p, E> {
-    /// Opens `name`, which must be a `queue` channel whose consumer is this domain, and
-    /// attaches, blocking until the producer has initialised the region.
-    pub fn open<P: Platform<Events<'p> = E> + ?Sized>(
-        platform: &'p P,
-        name: &str,
-    ) -> Result<Self, Error> {
-        let ch = open_typed(platform, name, Protocol::Queue, Role::Consumer)?;
-        let q = attach_once_initialised(|| Consumer::attach(*ch.region()), || ch.wait().map(drop))?;
-        Ok(QueueRx {
+        if ch.role() != S::ROLE {
+            return Err(Error::WrongRole {
+                expected: S::ROLE,
+                found: ch.role(),
+            });
+        }
+        // The bind-time pending bit (Xen makes the second endpoint start pending) carries
+        // no message: drop it before the protocol starts.
+        ch.clear_initial();
+        let attach = || S::attach(*ch.region(), ch.info(), &args);
+        let side = match S::AWAIT_INIT {
+            AwaitInit::Never => attach()?,
+            AwaitInit::Event => attach_once_initialised(attach, || ch.wait().map(drop))?,
+            AwaitInit::Yield => attach_once_initialised(attach, || platform.yield_now())?,
+        };
+        let mut ep = Endpoint {
             ch,
-            q,
+            side,
             spin: Spin::DEFAULT,
             counters: Counters::default(),
-        })
+        };
+        let (side, mut notify) = ep.parts();
+        side.opened(&mut notify)?;
+        Ok(ep)
     }
 
-    /// How long to poll before blocking ([`Spin::DEFAULT`] unless changed).
+    /// How long to poll before blocking ([`Spin::DEFAULT`] unless changed; ends that
+    /// never wait ignore it).
     pub fn set_spin(&mut self, spin: Spin) {
         self.spin = spin;
-    }
-
-    /// Publishes the tail every `n` messages (see [`Consumer::set_batch`]: a restart
-    /// then delivers up to `n - 1` messages again).
-    pub fn set_batch(&mut self, n: u32) {
-        self.q.set_batch(n);
-    }
-
-    /// Receives the next message into `buf`, waiting (spin, then block) while the queue
-    /// is empty; returns its length. `Err(Queue(BufferTooSmall))` leaves it queued.
-    pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
-        let ch = &self.ch;
-        let notifications = &mut self.counters.notifications;
-        let wait_stats = &mut self.counters.wait;
-        let r = wait::until(
-            &mut self.q,
-            self.spin,
-            wait_stats,
-            |q| q.recv(buf).map_err(Error::Queue),
-            |q| {
-                notify_if(ch, notifications, q.flush()?)?;
-                Ok(q.prepare_wait()?)
-            },
-            || ch.wait().map(drop).map_err(Error::Event),
-        )?;
-        notify_if(&self.ch, &mut self.counters.notifications, r.notify)?;
-        Ok(r.len)
-    }
-
-    /// Waits for the next message (spin, then block) and hands it to `f` in place
-    /// (zero-copy); releases it when `f` returns, and notifies the producer if it waits
-    /// for space. If the domain dies inside `f`, the message is delivered again after a
-    /// restart (the queue's at-least-once rule for the message in hand).
-    pub fn recv_in_place<T>(&mut self, f: impl FnOnce(&Msg<'_>) -> T) -> Result<T, Error> {
-        let ch = &self.ch;
-        let notifications = &mut self.counters.notifications;
-        let wait_stats = &mut self.counters.wait;
-        loop {
-            wait::until(
-                &mut self.q,
-                self.spin,
-                wait_stats,
-                |q| Ok(q.peek()?.map(drop)),
-                |q| {
-                    notify_if(ch, notifications, q.flush()?)?;
-                    Ok(q.prepare_wait()?)
-                },
-                || ch.wait().map(drop).map_err(Error::Event),
-            )?;
-            // Non-empty now; only a hostile producer could make this peek come back
-            // empty, in which case wait again.
-            if let Some(m) = self.q.peek()? {
-                let out = f(&m);
-                let n = m.release()?;
-                notify_if(&self.ch, &mut self.counters.notifications, n)?;
-                return Ok(out);
-            }
-        }
-    }
-
-    /// Receives a message if one is queued: `Ok(None)` if the queue is empty.
-    pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<Option<usize>, Error> {
-        match self.q.recv(buf)? {
-            Some(r) => {
-                notify_if(&self.ch, &mut self.counters.notifications, r.notify)?;
-                Ok(Some(r.len))
-            }
-            None => Ok(None),
-        }
-    }
-
-    /// Publishes batched releases and notifies the producer if it waits for space.
-    pub fn flush(&mut self) -> Result<(), Error> {
-        let n = self.q.flush()?;
-        notify_if(&self.ch, &mut self.counters.notifications, n)
     }
 
     /// Notifications sent and wait-loop statistics.
@@ -480,447 +326,107 @@ impl<'p, E: Events> QueueRx<'p, E> {
         self.counters
     }
 
-    /// The protocol handle (zero-copy `peek`/`release`; notify via
-    /// [`QueueRx::channel`] when `release` says so).
-    pub fn consumer(&mut self) -> &mut Consumer {
-        &mut self.q
-    }
-
     /// The underlying channel.
     pub fn channel(&self) -> &Channel<'p, E> {
         &self.ch
-    }
-}
-
-/// The bit set of every peer of `ch` (peers beyond 64 cannot exist: see
-/// [`crate::header::MAX_MEMBERS`]).
-fn all_peers<E: Events>(ch: &Channel<'_, E>) -> u64 {
-    match ch.peers().len() {
-        n if n >= 64 => u64::MAX,
-        n => (1u64 << n) - 1,
-    }
-}
-
-/// Signals the peers in `w` (a writer's peers are the readers, in index order).
-fn notify_members<E: Events>(
-    ch: &Channel<'_, E>,
-    notifications: &mut u64,
-    w: Wakeups,
-) -> Result<(), Error> {
-    for i in w.iter() {
-        *notifications += 1;
-        ch.notify(i).map_err(Error::Event)?;
-    }
-    Ok(())
-}
-
-/// The writer end of a `log` channel: appends never wait for readers.
-pub struct LogWriter<'p, E: Events> {
-    ch: Channel<'p, E>,
-    w: log::Writer,
-    counters: Counters,
-}
-
-impl<E: Events> fmt::Debug for LogWriter<'_, E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LogWriter")
-            .field("channel", &self.ch.name())
-            .field("head", &self.w.head())
-            .field("counters", &self.counters)
-            .finish()
-    }
-}
-
-impl<'p, E: Events> LogWriter<'p, E> {
-    /// Opens `name`, which must be a `log` channel whose writer is this domain, and
-    /// attaches with the slot size the description declares (`slot-size`, the
-    /// manifest's `slot_size`; records of up to [`log::max_record`]`(slot_size)` bytes),
-    /// initialising the region on first start and continuing the sequence after a
-    /// restart; signals the readers, which may wait for the initialisation.
-    pub fn open<P: Platform<Events<'p> = E> + ?Sized>(
-        platform: &'p P,
-        name: &str,
-    ) -> Result<Self, Error> {
-        let ch = open_typed(platform, name, Protocol::Log, Role::Writer)?;
-        let slot_size = declared(&ch, "slot_size", |c| c.slot_size)?;
-        let readers = ch.info().readers as usize;
-        let w = log::Writer::attach(*ch.region(), readers, slot_size)?;
-        let mut counters = Counters::default();
-        notify_members(&ch, &mut counters.notifications, Wakeups(all_peers(&ch)))?;
-        Ok(LogWriter { ch, w, counters })
-    }
-
-    /// Appends a record (never waits) and signals the readers that wait for one.
-    pub fn append(&mut self, payload: &[u8]) -> Result<(), Error> {
-        let w = self.w.append(payload)?;
-        notify_members(&self.ch, &mut self.counters.notifications, w)
-    }
-
-    /// The sequence number the next record gets.
-    pub fn head(&self) -> u64 {
-        self.w.head()
-    }
-
-    /// Notifications sent.
-    pub fn counters(&self) -> Counters {
-        self.counters
     }
 
     /// The protocol handle.
-    pub fn writer(&mut self) -> &mut log::Writer {
-        &mut self.w
+    pub fn side(&self) -> &S {
+        &self.side
     }
 
-    /// The underlying channel.
-    pub fn channel(&self) -> &Channel<'p, E> {
-        &self.ch
-    }
-}
-
-/// A reader end of a `log` channel.
-pub struct LogReader<'p, E: Events> {
-    ch: Channel<'p, E>,
-    r: log::Reader,
-    spin: Spin,
-    counters: Counters,
-}
-
-impl<E: Events> fmt::Debug for LogReader<'_, E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LogReader")
-            .field("channel", &self.ch.name())
-            .field("reader", &self.r)
-            .field("counters", &self.counters)
-            .finish()
-    }
-}
-
-impl<'p, E: Events> LogReader<'p, E> {
-    /// Opens `name`, which must be a `log` channel this domain reads, and attaches as
-    /// the reader index the manifest gives it, starting at `start`; blocks until the
-    /// writer has initialised the region.
-    pub fn open<P: Platform<Events<'p> = E> + ?Sized>(
-        platform: &'p P,
-        name: &str,
-        start: log::Start,
-    ) -> Result<Self, Error> {
-        let ch = open_typed(platform, name, Protocol::Log, Role::Reader)?;
-        let (readers, index) = (ch.info().readers as usize, ch.info().index as usize);
-        let r = attach_once_initialised(
-            || log::Reader::attach(*ch.region(), readers, index, start),
-            || ch.wait().map(drop),
-        )?;
-        Ok(LogReader {
-            ch,
-            r,
-            spin: Spin::DEFAULT,
-            counters: Counters::default(),
-        })
-    }
-
-    /// How long to poll before blocking ([`Spin::DEFAULT`] unless changed).
-    pub fn set_spin(&mut self, spin: Spin) {
-        self.spin = spin;
-    }
-
-    /// The next record, waiting (spin, then block) until there is one. Its `missed`
-    /// field counts the records overwritten before this reader could read them.
-    pub fn read(&mut self, buf: &mut [u8]) -> Result<log::Record, Error> {
-        let ch = &self.ch;
-        wait::until(
-            &mut self.r,
-            self.spin,
-            &mut self.counters.wait,
-            |r| r.read(buf).map_err(Error::Log),
-            |r| Ok(r.prepare_wait()?),
-            || ch.wait().map(drop).map_err(Error::Event),
+    /// The protocol handle and a [`Notifier`] for the peers, borrowed together (for a
+    /// zero-copy operation that signals while it holds the handle's grant).
+    pub fn parts(&mut self) -> (&mut S, Notifier<'_, 'p, E>) {
+        (
+            &mut self.side,
+            Notifier {
+                ch: &self.ch,
+                notifications: &mut self.counters.notifications,
+            },
         )
     }
 
-    /// The next record if there is one now.
-    pub fn try_read(&mut self, buf: &mut [u8]) -> Result<Option<log::Record>, Error> {
-        Ok(self.r.read(buf)?)
+    /// The [`Notifier`] of this endpoint's peers.
+    pub fn notifier(&mut self) -> Notifier<'_, 'p, E> {
+        self.parts().1
     }
 
-    /// Wait-loop statistics.
-    pub fn counters(&self) -> Counters {
-        self.counters
-    }
-
-    /// The protocol handle.
-    pub fn reader(&mut self) -> &mut log::Reader {
-        &mut self.r
-    }
-
-    /// The underlying channel.
-    pub fn channel(&self) -> &Channel<'p, E> {
-        &self.ch
-    }
-}
-
-/// A writer end of a `latest` channel: its own slot, publishes never wait.
-pub struct LatestWriter<'p, E: Events> {
-    ch: Channel<'p, E>,
-    w: latest::Writer,
-    counters: Counters,
-}
-
-impl<E: Events> fmt::Debug for LatestWriter<'_, E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LatestWriter")
-            .field("channel", &self.ch.name())
-            .field("index", &self.w.index())
-            .field("counters", &self.counters)
-            .finish()
-    }
-}
-
-impl<'p, E: Events> LatestWriter<'p, E> {
-    /// Opens `name`, which must be a `latest` channel this domain writes, and attaches
-    /// to the slot of the writer index the manifest gives it, for values of the size the
-    /// description declares (`value-size`, the manifest's `value_size`). Writer 0
-    /// initialises the region; the others block until it has. Signals the readers, which
-    /// may wait for the initialisation.
-    pub fn open<P: Platform<Events<'p> = E> + ?Sized>(
-        platform: &'p P,
-        name: &str,
-    ) -> Result<Self, Error> {
-        let ch = open_typed(platform, name, Protocol::Latest, Role::Writer)?;
-        let value_size = declared(&ch, "value_size", |c| c.value_size)?;
-        let i = ch.info();
-        let (writers, readers, index) = (i.writers as usize, i.readers as usize, i.index as usize);
-        // Writers share no event channel: while writer 0 has not initialised the region,
-        // poll, yielding the CPU (`Platform::yield_now`) between looks.
-        let w = attach_once_initialised(
-            || latest::Writer::attach(*ch.region(), writers, readers, index, value_size),
-            || platform.yield_now(),
-        )?;
-        let mut counters = Counters::default();
-        notify_members(&ch, &mut counters.notifications, Wakeups(all_peers(&ch)))?;
-        Ok(LatestWriter { ch, w, counters })
-    }
-
-    /// Publishes `value` with `stamp` (readers pick the highest stamp across writers:
-    /// use a clock common to all domains, or a generation number) and signals the
-    /// readers that wait for a change.
-    pub fn publish(&mut self, stamp: u64, value: &[u8]) -> Result<(), Error> {
-        let w = self.w.publish(stamp, value)?;
-        notify_members(&self.ch, &mut self.counters.notifications, w)
-    }
-
-    /// Notifications sent.
-    pub fn counters(&self) -> Counters {
-        self.counters
-    }
-
-    /// The protocol handle.
-    pub fn writer(&mut self) -> &mut latest::Writer {
-        &mut self.w
-    }
-}
-
-/// A reader end of a `latest` channel.
-pub struct LatestReader<'p, E: Events> {
-    ch: Channel<'p, E>,
-    r: latest::Reader,
-    spin: Spin,
-    counters: Counters,
-}
-
-impl<E: Events> fmt::Debug for LatestReader<'_, E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LatestReader")
-            .field("channel", &self.ch.name())
-            .field("index", &self.r.index())
-            .field("counters", &self.counters)
-            .finish()
-    }
-}
-
-impl<'p, E: Events> LatestReader<'p, E> {
-    /// Opens `name`, which must be a `latest` channel this domain reads, for values of
-    /// the size the description declares; blocks until writer 0 has initialised the
-    /// region.
-    pub fn open<P: Platform<Events<'p> = E> + ?Sized>(
-        platform: &'p P,
-        name: &str,
-    ) -> Result<Self, Error> {
-        let ch = open_typed(platform, name, Protocol::Latest, Role::Reader)?;
-        let value_size = declared(&ch, "value_size", |c| c.value_size)?;
-        let i = ch.info();
-        let (writers, readers, index) = (i.writers as usize, i.readers as usize, i.index as usize);
-        let r = attach_once_initialised(
-            || latest::Reader::attach(*ch.region(), writers, readers, index, value_size),
-            || ch.wait().map(drop),
-        )?;
-        Ok(LatestReader {
-            ch,
-            r,
-            spin: Spin::DEFAULT,
-            counters: Counters::default(),
-        })
-    }
-
-    /// The newest complete value now (`None` before any publish).
-    pub fn read(&mut self, buf: &mut [u8]) -> Result<Option<latest::Sample>, Error> {
-        Ok(self.r.read_latest(buf)?)
-    }
-
-    /// Waits (spin, then block) until the newest value differs from the one last read,
-    /// then reads it.
-    pub fn read_changed(&mut self, buf: &mut [u8]) -> Result<Option<latest::Sample>, Error> {
+    /// Runs `step` on the handle until it yields a value, spinning then blocking on the
+    /// channel's event ([`wait::until`] with this endpoint's spin budget and counters):
+    /// `step` returns `Ok(None)` for "nothing to do yet"; `prepare` (the protocol's
+    /// `prepare_wait`, which may first publish and notify through the [`Notifier`])
+    /// returns `Ok(true)` when blocking is safe.
+    #[inline]
+    pub fn wait_until<T>(
+        &mut self,
+        step: impl FnMut(&mut S) -> Result<Option<T>, Error>,
+        mut prepare: impl FnMut(&mut S, &mut Notifier<'_, 'p, E>) -> Result<bool, Error>,
+    ) -> Result<T, Error> {
         let ch = &self.ch;
-        let wait_stats = &mut self.counters.wait;
-        let r = wait::until(
-            &mut self.r,
-            self.spin,
-            wait_stats,
-            |r| Ok(r.changed().then_some(())),
-            |r| Ok(r.prepare_wait()),
-            || ch.wait().map(drop).map_err(Error::Event),
-        );
-        r?;
-        self.read(buf)
-    }
-
-    /// Wait-loop statistics.
-    pub fn counters(&self) -> Counters {
-        self.counters
-    }
-
-    /// The value size the channel was opened with (the description's `value-size`).
-    pub fn value_size(&self) -> usize {
-        // `open` refused a manifest without it.
-        self.ch.info().value_size.unwrap_or(0) as usize
-    }
-
-    /// The protocol handle.
-    pub fn reader(&mut self) -> &mut latest::Reader {
-        &mut self.r
-    }
-}
-
-/// The writer end of a `blob` channel.
-pub struct BlobWriter<'p, E: Events> {
-    ch: Channel<'p, E>,
-    w: blob::Writer,
-    counters: Counters,
-}
-
-impl<E: Events> fmt::Debug for BlobWriter<'_, E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BlobWriter")
-            .field("channel", &self.ch.name())
-            .field("version", &self.w.version())
-            .field("counters", &self.counters)
-            .finish()
-    }
-}
-
-impl<'p, E: Events> BlobWriter<'p, E> {
-    /// Opens `name`, which must be a `blob` channel this domain writes, and attaches
-    /// (initialising the region on first start; after a restart the current blob stays
-    /// visible and versions continue). Signals the readers, which may wait for the
-    /// initialisation.
-    pub fn open<P: Platform<Events<'p> = E> + ?Sized>(
-        platform: &'p P,
-        name: &str,
-    ) -> Result<Self, Error> {
-        let ch = open_typed(platform, name, Protocol::Blob, Role::Writer)?;
-        let w = blob::Writer::attach(*ch.region(), ch.info().readers as usize)?;
-        let mut counters = Counters::default();
-        notify_members(&ch, &mut counters.notifications, Wakeups(all_peers(&ch)))?;
-        Ok(BlobWriter { ch, w, counters })
-    }
-
-    /// Publishes a new blob (never waits for readers); returns its version, and signals
-    /// the readers that wait for a change.
-    pub fn publish(&mut self, blob: &[u8]) -> Result<u64, Error> {
-        let (v, w) = self.w.publish(blob)?;
-        notify_members(&self.ch, &mut self.counters.notifications, w)?;
-        Ok(v)
-    }
-
-    /// Largest blob this region holds.
-    pub fn capacity(&self) -> usize {
-        self.w.capacity()
-    }
-
-    /// Notifications sent.
-    pub fn counters(&self) -> Counters {
-        self.counters
-    }
-}
-
-/// A reader end of a `blob` channel.
-pub struct BlobReader<'p, E: Events> {
-    ch: Channel<'p, E>,
-    r: blob::Reader,
-    spin: Spin,
-    counters: Counters,
-}
-
-impl<E: Events> fmt::Debug for BlobReader<'_, E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BlobReader")
-            .field("channel", &self.ch.name())
-            .field("last_read", &self.r.last_read())
-            .field("counters", &self.counters)
-            .finish()
-    }
-}
-
-impl<'p, E: Events> BlobReader<'p, E> {
-    /// Opens `name`, which must be a `blob` channel this domain reads, and attaches as
-    /// the reader index the manifest gives it; blocks until the writer has initialised
-    /// the region.
-    pub fn open<P: Platform<Events<'p> = E> + ?Sized>(
-        platform: &'p P,
-        name: &str,
-    ) -> Result<Self, Error> {
-        let ch = open_typed(platform, name, Protocol::Blob, Role::Reader)?;
-        let (readers, index) = (ch.info().readers as usize, ch.info().index as usize);
-        let r = attach_once_initialised(
-            || blob::Reader::attach(*ch.region(), readers, index),
-            || ch.wait().map(drop),
-        )?;
-        Ok(BlobReader {
+        let mut notify = Notifier {
             ch,
-            r,
-            spin: Spin::DEFAULT,
-            counters: Counters::default(),
-        })
-    }
-
-    /// The current blob into `buf` (`None` before the first publish): the old one or the
-    /// new one, never a mix; checksum verified.
-    pub fn read(&mut self, buf: &mut [u8]) -> Result<Option<blob::Blob>, Error> {
-        Ok(self.r.read(buf)?)
-    }
-
-    /// Waits (spin, then block) for a version newer than the one last read, then reads
-    /// it.
-    pub fn read_changed(&mut self, buf: &mut [u8]) -> Result<Option<blob::Blob>, Error> {
-        let ch = &self.ch;
-        let wait_stats = &mut self.counters.wait;
-        let r = wait::until(
-            &mut self.r,
+            notifications: &mut self.counters.notifications,
+        };
+        wait::until(
+            &mut self.side,
             self.spin,
-            wait_stats,
-            |r| {
-                let last = r.last_read();
-                Ok(r.changed_since(last)?.then_some(()))
-            },
-            |r| Ok(r.prepare_wait()?),
+            &mut self.counters.wait,
+            step,
+            |s| prepare(s, &mut notify),
             || ch.wait().map(drop).map_err(Error::Event),
-        );
-        r?;
-        self.read(buf)
+        )
+    }
+}
+
+impl<'p, E: Events, S: Side<Args = ()>> Endpoint<'p, E, S> {
+    /// [`Endpoint::open_with`] for a side that needs nothing beyond the manifest.
+    pub fn open<P: Platform<Events<'p> = E> + ?Sized>(
+        platform: &'p P,
+        name: &str,
+    ) -> Result<Self, Error> {
+        Self::open_with(platform, name, ())
+    }
+}
+
+/// Signals an endpoint's peers and counts the notifications (see [`Endpoint::parts`]).
+pub struct Notifier<'a, 'p, E: Events> {
+    ch: &'a Channel<'p, E>,
+    notifications: &'a mut u64,
+}
+
+impl<E: Events> Notifier<'_, '_, E> {
+    /// Signals every peer if `needed` (the protocol said the peer waits), counting one
+    /// notification; tries every peer and returns the first error.
+    #[inline]
+    pub fn all_if(&mut self, needed: bool) -> Result<(), Error> {
+        if needed {
+            *self.notifications += 1;
+            self.ch.notify_all().map_err(Error::Event)?;
+        }
+        Ok(())
     }
 
-    /// Wait-loop statistics.
-    pub fn counters(&self) -> Counters {
-        self.counters
+    /// Signals the peers in `w` (a writer's peers are the readers, in index order),
+    /// counting one notification each; stops at the first error.
+    #[inline]
+    pub fn members(&mut self, w: Wakeups) -> Result<(), Error> {
+        for i in w.iter() {
+            *self.notifications += 1;
+            self.ch.notify(i).map_err(Error::Event)?;
+        }
+        Ok(())
+    }
+
+    /// Signals each peer in turn ([`Notifier::members`] of all of them; peers beyond 64
+    /// cannot exist: see [`crate::header::MAX_MEMBERS`]).
+    pub fn each_peer(&mut self) -> Result<(), Error> {
+        let all = match self.ch.peers().len() {
+            n if n >= 64 => u64::MAX,
+            n => (1u64 << n) - 1,
+        };
+        self.members(Wakeups(all))
     }
 }
 
@@ -952,7 +458,11 @@ mod tests {
         // Any other error ends the wait at once, as the protocol's error.
         let mut idles = 0;
         let r: Result<(), Error> = attach_once_initialised(
-            || Err(queue::Error::Header(HeaderError::BadRegion { len: 7 })),
+            || {
+                Err(crate::queue::Error::Header(HeaderError::BadRegion {
+                    len: 7,
+                }))
+            },
             || {
                 idles += 1;
                 Ok(())
@@ -960,9 +470,9 @@ mod tests {
         );
         assert!(matches!(
             r,
-            Err(Error::Queue(queue::Error::Header(HeaderError::BadRegion {
-                len: 7
-            })))
+            Err(Error::Queue(crate::queue::Error::Header(
+                HeaderError::BadRegion { len: 7 }
+            )))
         ));
         assert_eq!(idles, 0);
 
