@@ -194,7 +194,6 @@ fn count_up(faults: [Faults; 2]) -> (u64, u64) {
             assert_eq!(seen_rx.recv().unwrap(), i, "the reader saw every value");
         }
         let notifications = w.counters().notifications;
-        drop(w);
         drop(p);
         (notifications, reader.join().unwrap())
     })
