@@ -52,7 +52,31 @@ pub struct WaitStats {
 /// loop. `stats` counts empty polls and blocks.
 ///
 /// `step` returns `Ok(None)` for "nothing to do yet" (queue empty or full, nothing new).
+///
+/// The first look is inline; only when it finds nothing does the loop run, out of line
+/// (it holds the blocking call's frame, which a message that is ready at once — the
+/// streaming case — should not pay for).
+#[inline]
 pub fn until<H, T, E>(
+    handle: &mut H,
+    spin: Spin,
+    stats: &mut WaitStats,
+    mut step: impl FnMut(&mut H) -> Result<Option<T>, E>,
+    prepare: impl FnMut(&mut H) -> Result<bool, E>,
+    block: impl FnMut() -> Result<(), E>,
+) -> Result<T, E> {
+    if let Some(v) = step(handle)? {
+        return Ok(v);
+    }
+    stats.empty_polls += 1;
+    core::hint::spin_loop();
+    until_after_a_miss(handle, spin, stats, step, prepare, block)
+}
+
+/// [`until`] after its first look found nothing: the rest of the first round of polls,
+/// then prepare, block and start over.
+#[inline(never)]
+fn until_after_a_miss<H, T, E>(
     handle: &mut H,
     spin: Spin,
     stats: &mut WaitStats,
@@ -60,14 +84,16 @@ pub fn until<H, T, E>(
     mut prepare: impl FnMut(&mut H) -> Result<bool, E>,
     mut block: impl FnMut() -> Result<(), E>,
 ) -> Result<T, E> {
+    let mut first = 1;
     loop {
-        for _ in 0..=spin.polls {
+        for _ in first..=spin.polls {
             if let Some(v) = step(handle)? {
                 return Ok(v);
             }
             stats.empty_polls += 1;
             core::hint::spin_loop();
         }
+        first = 0;
         if prepare(handle)? {
             stats.blocks += 1;
             block()?;
