@@ -37,7 +37,9 @@ mod manifests;
 
 pub use bus::{Bus, BusDomain, BusPlatform, DEADLOCK};
 pub use faulty::{Chance, FaultState, FaultStats, Faults, Faulty, FaultyPlatform};
-pub use manifests::{pair_ports, two_domains, FAKE_SLOT_SIZE, FAKE_VALUE_SIZE, PAIR_DOMIDS};
+pub use manifests::{
+    pair_ports, two_domains, two_domains_from, FAKE_SLOT_SIZE, FAKE_VALUE_SIZE, PAIR_DOMIDS,
+};
 
 /// Domain ids of the two fake domains (index 0 and 1).
 pub const DOMIDS: [u16; 2] = [1, 2];

@@ -41,25 +41,38 @@ pub const FAKE_VALUE_SIZE: u32 = 16;
 /// `latest` one [`FAKE_VALUE_SIZE`]. The manifests are leaked (`'static`), and stay
 /// reachable from a static.
 pub fn two_domains(channels: &[(&'static str, Protocol, u64)]) -> [&'static Manifest; 2] {
+    let from_a: Vec<_> = channels
+        .iter()
+        .map(|&(name, protocol, size)| (name, protocol, size, 0))
+        .collect();
+    two_domains_from(&from_a)
+}
+
+/// [`two_domains`] with each channel's direction given: `(name, protocol, size, from)`,
+/// where domain `from` (0 for `a`, 1 for `b`) is the producer or the writer, the other
+/// the consumer or reader. (`b`'s ends still start pending: Xen binds `a`'s first.)
+pub fn two_domains_from(
+    channels: &[(&'static str, Protocol, u64, usize)],
+) -> [&'static Manifest; 2] {
     let names = ["a", "b"];
     let mut out = [None, None];
     for side in 0..2 {
         let other = 1 - side;
-        let role = |s: usize, p: Protocol| match (s, p) {
-            (0, Protocol::Queue) => Role::Producer,
-            (_, Protocol::Queue) => Role::Consumer,
-            (0, _) => Role::Writer,
-            _ => Role::Reader,
+        let role = |s: usize, p: Protocol, from: usize| match (s == from, p) {
+            (true, Protocol::Queue) => Role::Producer,
+            (false, Protocol::Queue) => Role::Consumer,
+            (true, _) => Role::Writer,
+            (false, _) => Role::Reader,
         };
         let mut chans = Vec::new();
         let mut regions = Vec::new();
         let mut evtchns = Vec::new();
-        for (i, &(name, protocol, size)) in channels.iter().enumerate() {
+        for (i, &(name, protocol, size, from)) in channels.iter().enumerate() {
             let ports = pair_ports(i);
             let peers = leak(std::vec![Peer {
                 domain: names[other],
                 domid: PAIR_DOMIDS[other],
-                role: role(other, protocol),
+                role: role(other, protocol, from),
                 local_port: ports[side],
                 remote_port: ports[other],
             }]);
@@ -67,7 +80,7 @@ pub fn two_domains(channels: &[(&'static str, Protocol, u64)]) -> [&'static Mani
             chans.push(Channel {
                 name,
                 protocol,
-                role: role(side, protocol),
+                role: role(side, protocol, from),
                 shm_id: name,
                 guest_addr,
                 size,
