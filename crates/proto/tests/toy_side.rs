@@ -99,8 +99,11 @@ impl Side for CounterReader {
 }
 
 impl CounterReader {
+    /// The counter. Sequentially consistent, like the flag's store before the re-check
+    /// in `prepare` and the writer's store and swap: either the reader sees the new value
+    /// or the writer sees the flag (a weaker load here lets both miss; Miri finds that).
     fn value(&self) -> u64 {
-        self.region.load_le::<u64>(OFF_VALUE, Acquire).unwrap()
+        self.region.load_le::<u64>(OFF_VALUE, SeqCst).unwrap()
     }
 }
 
