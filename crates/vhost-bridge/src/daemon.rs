@@ -19,7 +19,7 @@ impl Daemon {
     /// Starts `command` and waits up to `timeout` for `socket` to appear. A stale socket
     /// file at that path is removed first (daemons refuse to bind over one). Fails if the
     /// program cannot start, exits before creating the socket, or is too slow.
-    pub fn spawn(mut command: Command, socket: &Path, timeout: Duration) -> Result<Self, Error> {
+    pub fn spawn(command: Command, socket: &Path, timeout: Duration) -> Result<Self, Error> {
         let program = command.get_program().to_string_lossy().into_owned();
         let err = |why: String| Error::Daemon {
             program: program.clone(),
@@ -35,35 +35,11 @@ impl Daemon {
                 )))
             }
         }
-        let child = command
-            .spawn()
-            .map_err(|e| err(format!("cannot start: {e}")))?;
-        let mut daemon = Self {
-            child,
-            program: program.clone(),
-            socket: socket.to_path_buf(),
-        };
-        let deadline = Instant::now() + timeout;
-        while !socket.exists() {
-            if let Some(status) = daemon
-                .child
-                .try_wait()
-                .map_err(|e| err(format!("wait: {e}")))?
-            {
-                return Err(err(format!(
-                    "exited ({status}) before creating its socket {}",
-                    socket.display()
-                )));
-            }
-            if Instant::now() >= deadline {
-                return Err(err(format!(
-                    "did not create its socket {} within {timeout:?}",
-                    socket.display()
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Ok(daemon)
+        let where_ = format!("its socket {}", socket.display());
+        let socket = socket.to_path_buf();
+        Self::start(command, timeout, &where_, move || {
+            Ok(socket.exists().then(|| socket.clone()))
+        })
     }
 
     /// Starts `command` and waits up to `timeout` for the first Unix socket to appear in
@@ -71,8 +47,28 @@ impl Daemon {
     /// that derive the socket's name from the path they are given (rust-vmm's
     /// vhost-device-* append the socket's index, `--socket-path X` listens on `X0`). Fails
     /// like [`Daemon::spawn`]; [`Daemon::socket`] then names the socket found.
-    pub fn spawn_in(mut command: Command, dir: &Path, timeout: Duration) -> Result<Self, Error> {
+    pub fn spawn_in(command: Command, dir: &Path, timeout: Duration) -> Result<Self, Error> {
         use std::os::unix::fs::FileTypeExt;
+        let where_ = format!("a socket in {}", dir.display());
+        Self::start(command, timeout, &where_, || {
+            let entries = std::fs::read_dir(dir)
+                .map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+            Ok(entries
+                .filter_map(Result::ok)
+                .find(|e| e.file_type().is_ok_and(|t| t.is_socket()))
+                .map(|e| e.path()))
+        })
+    }
+
+    /// Starts `command`, then polls `socket` (the socket's path once it exists) every
+    /// 10 ms until it answers, the daemon exits, or `timeout` passes; `what` names the
+    /// socket waited for in the messages.
+    fn start(
+        mut command: Command,
+        timeout: Duration,
+        what: &str,
+        mut socket: impl FnMut() -> Result<Option<PathBuf>, String>,
+    ) -> Result<Self, Error> {
         let program = command.get_program().to_string_lossy().into_owned();
         let err = |why: String| Error::Daemon {
             program: program.clone(),
@@ -84,17 +80,12 @@ impl Daemon {
         let mut daemon = Self {
             child,
             program: program.clone(),
-            socket: dir.to_path_buf(),
+            socket: PathBuf::new(),
         };
         let deadline = Instant::now() + timeout;
         loop {
-            let entries = std::fs::read_dir(dir)
-                .map_err(|e| err(format!("cannot list {}: {e}", dir.display())))?;
-            let found = entries
-                .filter_map(Result::ok)
-                .find(|e| e.file_type().is_ok_and(|t| t.is_socket()));
-            if let Some(e) = found {
-                daemon.socket = e.path();
+            if let Some(path) = socket().map_err(err)? {
+                daemon.socket = path;
                 return Ok(daemon);
             }
             if let Some(status) = daemon
@@ -102,16 +93,10 @@ impl Daemon {
                 .try_wait()
                 .map_err(|e| err(format!("wait: {e}")))?
             {
-                return Err(err(format!(
-                    "exited ({status}) before creating a socket in {}",
-                    dir.display()
-                )));
+                return Err(err(format!("exited ({status}) before creating {what}")));
             }
             if Instant::now() >= deadline {
-                return Err(err(format!(
-                    "created no socket in {} within {timeout:?}",
-                    dir.display()
-                )));
+                return Err(err(format!("did not create {what} within {timeout:?}")));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
