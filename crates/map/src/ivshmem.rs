@@ -436,20 +436,7 @@ pub(crate) fn scene(sys: &System) -> Scene {
                 .collect::<Vec<_>>()
                 .join(", "),
         ];
-        let obj =
-            region_objs[ri].unwrap_or_else(|| b.obj(View::Graph, format!("shm {id}"), vec![]));
-        let mut keys = vec![format!("r{ri}")];
-        keys.extend(nodes.iter().map(|&n| format!("d{}", sys.shm[n].domain)));
-        b.scene.links.push(Link {
-            lines,
-            class: "shm",
-            edges: nodes
-                .iter()
-                .map(|&n| (sys.shm[n].domain, false, false))
-                .collect(),
-            keys,
-            obj,
-        });
+        b.region_link(sys, ri, id, nodes, lines, region_objs[ri]);
     }
     for (pi, p) in sys.evtchns.iter().enumerate() {
         if p.channel.is_some() {

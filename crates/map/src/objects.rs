@@ -224,6 +224,33 @@ pub(crate) struct Builder {
 }
 
 impl Builder {
+    /// The graph's link of region `ri` (`id`, its `nodes` in `sys.shm`) when it carries
+    /// no channel: an edge to each node's domain, keyed by the region and the domains, on
+    /// the region's object `obj` (or a graph object of its own).
+    pub(crate) fn region_link(
+        &mut self,
+        sys: &System,
+        ri: usize,
+        id: &str,
+        nodes: &[usize],
+        lines: Vec<String>,
+        obj: Option<usize>,
+    ) {
+        let obj = obj.unwrap_or_else(|| self.obj(View::Graph, format!("shm {id}"), vec![]));
+        let mut keys = vec![format!("r{ri}")];
+        keys.extend(nodes.iter().map(|&n| format!("d{}", sys.shm[n].domain)));
+        self.scene.links.push(Link {
+            lines,
+            class: "shm",
+            edges: nodes
+                .iter()
+                .map(|&n| (sys.shm[n].domain, false, false))
+                .collect(),
+            keys,
+            obj,
+        });
+    }
+
     pub(crate) fn obj(&mut self, view: View, name: String, locs: Vec<Location>) -> usize {
         self.scene.objs.push(Obj {
             locs: locs
@@ -750,20 +777,7 @@ fn xen_scene(sys: &System) -> Scene {
             })
             .collect();
         lines.push(roles.join(", "));
-        let obj =
-            region_objs[ri].unwrap_or_else(|| b.obj(View::Graph, format!("shm {id}"), vec![]));
-        let mut keys = vec![format!("r{ri}")];
-        keys.extend(nodes.iter().map(|&n| format!("d{}", sys.shm[n].domain)));
-        b.scene.links.push(Link {
-            lines,
-            class: "shm",
-            edges: nodes
-                .iter()
-                .map(|&n| (sys.shm[n].domain, false, false))
-                .collect(),
-            keys,
-            obj,
-        });
+        b.region_link(sys, ri, id, nodes, lines, region_objs[ri]);
     }
     for (pi, p) in sys.evtchns.iter().enumerate() {
         if p.channel.is_some() {
