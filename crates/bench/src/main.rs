@@ -33,6 +33,7 @@ mod ctl;
 mod ice;
 mod refs;
 mod run;
+mod scale;
 mod soak;
 
 use clap::{Parser, Subcommand};
@@ -142,6 +143,18 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "none", hide = true)]
         inject: soak::Fault,
     },
+    /// Scale: check + build of a generated big system, the DTS parser's memory on a big
+    /// tree against dtc, `staticbus run` of many streaming domains.
+    Scale {
+        #[command(subcommand)]
+        what: ScaleCmd,
+    },
+    /// Internal: one domain of `scale run` (started by `staticbus run`).
+    #[command(hide = true)]
+    ScaleDomain {
+        /// Parameters.
+        args: Vec<String>,
+    },
     /// Internal: one domain of the soak (started by `staticbus run`).
     #[command(hide = true)]
     SoakDomain {
@@ -156,9 +169,119 @@ enum Cmd {
     },
 }
 
+#[derive(Subcommand)]
+enum ScaleCmd {
+    /// `check` + `build` of a generated description, in process and as `staticbus`
+    /// processes (median of `--runs`, wall and CPU time).
+    Compile {
+        /// Domains.
+        #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(2..))]
+        domains: u64,
+        /// Queue channels.
+        #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u64).range(1..))]
+        channels: u64,
+        /// Runs of each measurement.
+        #[arg(long, default_value_t = 11, value_parser = clap::value_parser!(u64).range(1..))]
+        runs: u64,
+        /// The `staticbus` executable (default: next to this one).
+        #[arg(long)]
+        staticbus: Option<std::path::PathBuf>,
+        /// An older `staticbus` to measure in alternation and compare outputs with.
+        #[arg(long)]
+        reference: Option<std::path::PathBuf>,
+    },
+    /// Peak memory, CPU and wall time of `staticbus check` and `dtc` on a generated DTS.
+    Dts {
+        /// Labelled nodes (each referenced by another's phandle).
+        #[arg(long, default_value_t = 40_000, value_parser = clap::value_parser!(u64).range(2..))]
+        labels: u64,
+        /// Runs of each measurement.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+        runs: u64,
+        /// The `staticbus` executable (default: next to this one).
+        #[arg(long)]
+        staticbus: Option<std::path::PathBuf>,
+        /// An older `staticbus` to measure in alternation.
+        #[arg(long)]
+        reference: Option<std::path::PathBuf>,
+        /// Only write the generated DTS to this file.
+        #[arg(long)]
+        write: Option<std::path::PathBuf>,
+    },
+    /// `staticbus run` of 2 domains / 1 channel, then of many domains, every channel
+    /// streaming: messages/s and the runner's own CPU per message.
+    Run {
+        /// Domains of the big system.
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(2..))]
+        domains: u64,
+        /// Queue channels of the big system.
+        #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
+        channels: u64,
+        /// Warm-up after start-up, before the window (`2s`).
+        #[arg(long, default_value = "2s", value_parser = soak::parse_duration)]
+        warmup: std::time::Duration,
+        /// Measuring window (`10s`).
+        #[arg(long, default_value = "10s", value_parser = soak::parse_duration)]
+        window: std::time::Duration,
+        /// The `staticbus` executable (default: next to this one).
+        #[arg(long)]
+        staticbus: Option<std::path::PathBuf>,
+    },
+}
+
+fn scale_cmd(what: ScaleCmd) -> Result<(), String> {
+    match what {
+        ScaleCmd::Compile {
+            domains,
+            channels,
+            runs,
+            staticbus,
+            reference,
+        } => scale::compile_cmd(&scale::CompileOptions {
+            domains: domains as usize,
+            channels: channels as usize,
+            runs: runs as usize,
+            staticbus,
+            reference,
+        }),
+        ScaleCmd::Dts {
+            labels,
+            runs,
+            staticbus,
+            reference,
+            write,
+        } => match write {
+            Some(p) => std::fs::write(&p, scale::dts_text(labels as usize))
+                .map_err(|e| format!("{}: {e}", p.display())),
+            None => scale::dts_cmd(&scale::DtsOptions {
+                labels: labels as usize,
+                runs: runs as usize,
+                staticbus,
+                reference,
+            }),
+        },
+        ScaleCmd::Run {
+            domains,
+            channels,
+            warmup,
+            window,
+            staticbus,
+        } => scale::run_cmd(&scale::RunOptions {
+            domains: domains as usize,
+            channels: channels as usize,
+            warmup,
+            window,
+            staticbus,
+        }),
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
-    if !matches!(cli.cmd, Cmd::Soak { .. } | Cmd::SoakDomain { .. }) {
+    if !matches!(
+        cli.cmd,
+        Cmd::Soak { .. } | Cmd::SoakDomain { .. } | Cmd::Scale { .. } | Cmd::ScaleDomain { .. }
+    ) {
         match refs::setup_copy(cli.copy) {
             Ok((method, cal)) => {
                 if !matches!(cli.cmd, Cmd::Peer { .. }) {
@@ -220,6 +343,8 @@ fn main() {
             inject,
         }),
         Cmd::SoakDomain { args } => soak::domain_main(&args),
+        Cmd::Scale { what } => scale_cmd(what),
+        Cmd::ScaleDomain { args } => scale::domain_main(&args),
         Cmd::Peer { args } => run::peer(&args),
     };
     if let Err(e) = r {

@@ -4,7 +4,7 @@
 //! `profile_build --dump DIR` instead writes every output of `build_outputs` for that
 //! system under `DIR` (to compare outputs byte for byte before and after a change).
 //! `profile_build --stage NAME [N]` runs only one stage `N` times (default 20), for
-//! `perf record` or `perf stat` of that stage alone; NAME is one of `host_tree`,
+//! `perf record` or `perf stat` of that stage alone; NAME is one of `read`, `validate`, `host_tree`,
 //! `print_dts`, `write_dtb`, `manifests`, `json`, `rust`, `c`, `dt`, `build`.
 
 use staticbus_config::compile::build_outputs;
@@ -49,8 +49,17 @@ fn stage(name: &str, n: usize) {
     let ms = manifest::manifests(&sys);
     let t = Instant::now();
     let mut bytes = 0usize;
+    let text = synth::description(256, 8192);
     for _ in 0..n {
         bytes += match name {
+            "read" => {
+                let mut sources = Sources::new();
+                let file = sources.add_text("synth.toml", text.clone());
+                let (sys, d) =
+                    read_description(file, &text, "s", Path::new("."), &Overrides::default());
+                sys.map_or(0, |s| s.domains.len()) + d.len()
+            }
+            "validate" => validate(&sys).len(),
             "host_tree" => gen::host_tree(&sys, None).root.children.len(),
             "print_dts" => staticbus_dt::print_dts(&tree).len(),
             "write_dtb" => staticbus_dt::write_dtb(&tree).len(),

@@ -50,9 +50,9 @@ impl<'a> Files<'a> for Sources {
     ) -> Result<std::ops::Range<usize>, FilesError> {
         let f = self.try_get(id).ok_or(FilesError::FileMissing)?;
         let text = f.text.as_deref().unwrap_or("");
-        let starts: Vec<usize> = std::iter::once(0)
-            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
-            .collect();
+        // The line starts computed once when the file was added (rescanning the text for
+        // every line of every diagnostic made rendering quadratic in big files).
+        let starts = f.line_starts();
         let start = *starts.get(line_index).ok_or(FilesError::LineTooLarge {
             given: line_index,
             max: starts.len().saturating_sub(1),

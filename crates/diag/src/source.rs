@@ -37,6 +37,13 @@ impl SourceFile {
     }
 }
 
+impl SourceFile {
+    /// The byte offset where each line starts: 0, then one past every `\n`.
+    pub(crate) fn line_starts(&self) -> &[usize] {
+        &self.line_starts
+    }
+}
+
 /// All files read during a run. Parsers add files here and refer to them by [`FileId`].
 #[derive(Clone, Debug, Default)]
 pub struct Sources {

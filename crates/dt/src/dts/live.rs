@@ -47,14 +47,48 @@ pub(crate) struct INode {
     pub span: Option<Span>,
     pub labels: Vec<ILabel>,
     pub props: Vec<IProp>,
-    /// First index of each property name (deleted ones included).
-    prop_index: HashMap<String, usize>,
+    /// First index of each property name (deleted ones included), once the node has
+    /// more than [`INDEX_PROPS`] properties (below that a scan is cheaper, and a map per
+    /// node was most of the parser's memory on big trees).
+    prop_index: Option<HashMap<String, usize>>,
     pub children: Vec<NodeId>,
     /// First index of each child name (deleted ones included).
     child_index: HashMap<String, usize>,
     pub parent: Option<NodeId>,
     pub deleted: bool,
     pub omit: bool,
+}
+
+/// Properties a node has before its property names get a map.
+const INDEX_PROPS: usize = 8;
+
+impl INode {
+    /// The first property (deleted ones included) with this name.
+    fn prop_position(&self, name: &str) -> Option<usize> {
+        match &self.prop_index {
+            Some(ix) => ix.get(name).copied(),
+            None => self.props.iter().position(|p| p.name == name),
+        }
+    }
+
+    /// Appends a property whose name the node does not have yet.
+    fn push_new_prop(&mut self, p: IProp) {
+        if let Some(ix) = &mut self.prop_index {
+            ix.insert(p.name.clone(), self.props.len());
+        }
+        self.props.push(p);
+        self.index_props_if_many();
+    }
+
+    fn index_props_if_many(&mut self) {
+        if self.prop_index.is_none() && self.props.len() > INDEX_PROPS {
+            let mut ix = HashMap::with_capacity(self.props.len());
+            for (i, p) in self.props.iter().enumerate() {
+                ix.entry(p.name.clone()).or_insert(i);
+            }
+            self.prop_index = Some(ix);
+        }
+    }
 }
 
 fn add_label(labels: &mut Vec<ILabel>, name: &str, span: Option<Span>) {
@@ -96,10 +130,6 @@ impl Live {
         deleted: bool,
     ) -> NodeId {
         let id = self.nodes.len();
-        let mut prop_index = HashMap::new();
-        for (i, p) in props.iter().enumerate() {
-            prop_index.entry(p.name.clone()).or_insert(i);
-        }
         let mut child_index = HashMap::new();
         for (i, &c) in children.iter().enumerate() {
             child_index.entry(self.nodes[c].name.clone()).or_insert(i);
@@ -113,13 +143,14 @@ impl Live {
             span,
             labels,
             props,
-            prop_index,
+            prop_index: None,
             children,
             child_index,
             parent: None,
             deleted,
             omit: false,
         });
+        self.nodes[id].index_props_if_many();
         id
     }
 
@@ -159,8 +190,8 @@ impl Live {
                 continue;
             }
             let o = &mut self.nodes[old];
-            match o.prop_index.get(&p.name) {
-                Some(&i) => {
+            match o.prop_position(&p.name) {
+                Some(i) => {
                     let op = &mut o.props[i];
                     for l in &p.labels {
                         add_label(&mut op.labels, &l.name, l.span);
@@ -170,10 +201,7 @@ impl Live {
                     op.span = p.span;
                     op.name_span = p.name_span;
                 }
-                None => {
-                    o.prop_index.insert(p.name.clone(), o.props.len());
-                    o.props.push(p);
-                }
+                None => o.push_new_prop(p),
             }
         }
         let children = std::mem::take(&mut self.nodes[new].children);
@@ -195,7 +223,7 @@ impl Live {
 
     pub fn delete_property_by_name(&mut self, node: NodeId, name: &str) {
         let n = &mut self.nodes[node];
-        if let Some(&i) = n.prop_index.get(name) {
+        if let Some(i) = n.prop_position(name) {
             let p = &mut n.props[i];
             p.deleted = true;
             delete_labels(&mut p.labels);
@@ -601,7 +629,7 @@ impl Live {
                 } else {
                     let n = &mut self.nodes[id];
                     n.props.remove(i);
-                    n.prop_index.clear();
+                    n.prop_index = None;
                 }
             }
         }
