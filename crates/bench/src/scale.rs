@@ -521,6 +521,8 @@ fn run_once(
     let child = Command::new(staticbus)
         .arg("run")
         .arg(&sys)
+        // 64 domains and 512 regions are beyond Xen's module and shared-memory tables.
+        .arg("--beyond-xen-tables")
         .args(["--timeout", &timeout.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

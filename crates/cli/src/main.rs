@@ -132,6 +132,11 @@ enum Cmd {
         /// read every other domain's memory through /proc or ptrace).
         #[arg(long)]
         no_sandbox: bool,
+        /// Run a system larger than Xen's fixed tables allow: more than 30 boot modules
+        /// (SB0411) or more shared regions than Xen has room for (SB0226) become warnings.
+        /// For scale tests of the protocols; no Xen build boots such a system.
+        #[arg(long)]
+        beyond_xen_tables: bool,
     },
     /// Boot the system on real Xen under qemu-system-aarch64: build the guests (modules
     /// with `cargo = { bin = … }`), merge the configuration into QEMU's board tree, load
@@ -265,6 +270,7 @@ fn options(a: &CheckArgs) -> Options {
         static_memory: a.static_memory.then_some(true),
         base: a.base.clone(),
         include_dirs: a.include.clone(),
+        beyond_xen_tables: false,
     }
 }
 
@@ -410,9 +416,14 @@ fn run(cli: Cli) -> u8 {
             max_restarts,
             built,
             no_sandbox,
+            beyond_xen_tables,
         } => {
             let mut sources = Sources::new();
-            let c = compile::check(&mut sources, &file, &Options::default());
+            let check_opts = Options {
+                beyond_xen_tables,
+                ..Options::default()
+            };
+            let c = compile::check(&mut sources, &file, &check_opts);
             if !c.diags.is_empty() {
                 report_human(&sources, &c.diags);
             }
@@ -439,6 +450,7 @@ fn run(cli: Cli) -> u8 {
                 max_restarts,
                 built,
                 sandbox: !no_sandbox,
+                beyond_xen_tables,
             };
             let base_dir = file.parent().unwrap_or(Path::new(".")).to_path_buf();
             run::run(&sys, c.base, &base_dir, &opts)

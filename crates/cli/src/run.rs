@@ -37,6 +37,8 @@ pub struct RunOptions {
     pub built: Option<PathBuf>,
     /// Start the domains in the sandbox (`staticbus_emu_runner::sandbox`).
     pub sandbox: bool,
+    /// Run systems larger than Xen's fixed tables allow (SB0226, SB0411 as warnings).
+    pub beyond_xen_tables: bool,
 }
 
 /// Console output, each line prefixed with the domain's name.
@@ -131,7 +133,7 @@ pub fn run(sys: &System, base: Option<Tree>, base_dir: &Path, opts: &RunOptions)
 /// Boots the build in `dir` (its `host.dtb` and `domains/<name>/manifest.json`).
 fn run_built(sys: &System, base_dir: &Path, opts: &RunOptions, dir: &Path) -> u8 {
     let dtb = dir.join("host.dtb");
-    let host = match runner::read_host_dtb(&dtb, &sys.target) {
+    let host = match runner::read_host_dtb_with(&dtb, &sys.target, opts.beyond_xen_tables) {
         Ok(h) => h,
         Err(e) => {
             report_human(&e.sources, &e.diags);

@@ -901,3 +901,62 @@ fn a_c_program_talks_to_a_rust_domain_over_every_protocol() {
         "{why}"
     );
 }
+
+/// `pairs` queue-check producer/consumer pairs, each with its `stream` and `ack` queues.
+fn queue_pairs(dir: &Path, pairs: usize) -> PathBuf {
+    use std::fmt::Write;
+    let mut s = String::from(
+        "[system]\nname = \"pairs\"\n\n[target]\nxen = \"4.20\"\nstatic-shm = true\n\n\
+         [platform]\nram = [{ base = 0x4000_0000, size = \"2GiB\" }]\n\
+         shm-pool = { base = 0x7000_0000, size = \"16MiB\" }\n\n",
+    );
+    for p in 0..pairs {
+        let _ = write!(
+            s,
+            "[[domain]]\nname = \"p{p}\"\nmemory = \"16MiB\"\nkernel = {{ size = \"2MiB\" }}\n\
+             emulate = {{ program = \"queue-check\", args = [\"count=2000\", \"rtt=100\", \"stream=stream{p}\", \"ack=ack{p}\"] }}\n\n\
+             [[domain]]\nname = \"c{p}\"\nmemory = \"16MiB\"\nkernel = {{ size = \"2MiB\" }}\n\
+             emulate = {{ program = \"queue-check\", args = [\"stream=stream{p}\", \"ack=ack{p}\"] }}\n\n\
+             [[channel]]\nname = \"stream{p}\"\nprotocol = \"queue\"\nfrom = \"p{p}\"\nto = \"c{p}\"\nsize = \"16KiB\"\n\n\
+             [[channel]]\nname = \"ack{p}\"\nprotocol = \"queue\"\nfrom = \"c{p}\"\nto = \"p{p}\"\nsize = \"4KiB\"\n\n"
+        );
+    }
+    let path = dir.join("system.toml");
+    std::fs::write(&path, s).unwrap();
+    path
+}
+
+#[test]
+fn beyond_xen_tables_runs_a_system_no_xen_boots() {
+    // 34 domains (Xen keeps 30 boot modules) and 34 regions (Xen 4.20 has room for 32).
+    let dir = tempfile::tempdir().unwrap();
+    let sys = queue_pairs(dir.path(), 17);
+    let sys = sys.to_str().unwrap();
+    let o = run(&[sys, "--timeout", "120"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}\n{err}");
+    assert!(err.contains("error[SB0411]"), "{err}");
+    assert!(err.contains("error[SB0226]"), "{err}");
+    assert!(!out.contains("RESULT"), "nothing may run: {out}");
+
+    let o = run(&[sys, "--beyond-xen-tables", "--timeout", "120"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    assert!(err.contains("warning[SB0411]"), "{err}");
+    assert!(err.contains("warning[SB0226]"), "{err}");
+    assert!(err.contains("no Xen build boots it"), "{err}");
+    for p in 0..17 {
+        assert!(
+            out.contains(&format!(
+                "[c{p}] RESULT PASS queue-check consumer: 2000 messages in order and intact"
+            )),
+            "c{p}: {out}"
+        );
+        assert!(
+            out.contains(&format!(
+                "[p{p}] RESULT PASS queue-check producer: 2000 messages verified"
+            )),
+            "p{p}: {out}"
+        );
+    }
+}

@@ -1,12 +1,12 @@
 //! The whole pipeline, shared by the CLI and the benchmarks: read an input (TOML, DTS or
 //! DTB), validate it, and produce every output file in memory.
 
-use crate::codes::{BASE_TREE, INPUT_KIND, IO_ERROR};
+use crate::codes::{BASE_TREE, INPUT_KIND, IO_ERROR, SHM_TOO_MANY_REGIONS, TOO_MANY_MODULES};
 use crate::desc::{read_description, Overrides};
 use crate::from_dt::system_from_tree;
 use crate::model::{Platform, SourceKind, System, Target, XenVersion};
 use crate::{emit, gen, manifest, validate};
-use staticbus_diag::{Diagnostic, Diagnostics, FileId, Location, Sources, Span};
+use staticbus_diag::{Diagnostic, Diagnostics, FileId, Location, Severity, Sources, Span};
 use staticbus_dt::{
     check_blob_tree, parse_dts, print_dts, read_dtb, write_dtb, DtsOptions, FsLoader, Tree,
 };
@@ -56,7 +56,15 @@ pub struct Options {
     pub base: Option<PathBuf>,
     /// Extra `/include/` directories for DTS input.
     pub include_dirs: Vec<PathBuf>,
+    /// For the emulator only (`staticbus run --beyond-xen-tables`): the limits that are
+    /// sizes of Xen's fixed tables — SB0226 (shared regions per domain) and SB0411 (boot
+    /// modules) — become warnings, so systems larger than any Xen build boots can be run.
+    pub beyond_xen_tables: bool,
 }
+
+/// The codes [`Options::beyond_xen_tables`] turns into warnings: sizes of Xen's fixed
+/// tables, which the emulator does not have.
+pub const XEN_TABLE_CODES: [&str; 2] = [SHM_TOO_MANY_REGIONS.id, TOO_MANY_MODULES.id];
 
 /// The result of loading and checking an input.
 #[derive(Debug)]
@@ -314,6 +322,9 @@ pub fn check(sources: &mut Sources, path: &Path, opts: &Options) -> Checked {
             }
         }
     }
+    if opts.beyond_xen_tables {
+        out.diags = beyond_xen_tables(std::mem::take(&mut out.diags));
+    }
     out.diags.sort();
     out
 }
@@ -425,4 +436,20 @@ pub fn uboot_outputs(sys: &System) -> Result<Vec<OutputFile>, crate::uboot::Scri
             bytes: script.into_bytes(),
         },
     ])
+}
+
+/// [`Options::beyond_xen_tables`]: the table-size errors become warnings that say so.
+fn beyond_xen_tables(diags: Diagnostics) -> Diagnostics {
+    let mut out = Diagnostics::new();
+    for d in diags {
+        if XEN_TABLE_CODES.contains(&d.code.id) && d.severity == Severity::Error {
+            out.push(d.severity(Severity::Warning).note(
+                "--beyond-xen-tables: the emulator has no such table and runs the system; \
+                 no Xen build boots it",
+            ));
+        } else {
+            out.push(d);
+        }
+    }
+    out
 }

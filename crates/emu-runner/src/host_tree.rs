@@ -38,10 +38,21 @@ pub struct HostTreeError {
 
 /// Reads the host DTB at `path` for `target` and checks it (see the module documentation).
 pub fn read_host_dtb(path: &Path, target: &Target) -> Result<HostTree, HostTreeError> {
+    read_host_dtb_with(path, target, false)
+}
+
+/// [`read_host_dtb`], where with `beyond_xen_tables` the sizes of Xen's fixed tables are
+/// warnings ([`Options::beyond_xen_tables`], `staticbus run --beyond-xen-tables`).
+pub fn read_host_dtb_with(
+    path: &Path,
+    target: &Target,
+    beyond_xen_tables: bool,
+) -> Result<HostTree, HostTreeError> {
     let mut sources = Sources::new();
     let opts = Options {
         xen: Some(target.xen),
         static_shm: Some(target.static_shm),
+        beyond_xen_tables,
         ..Options::default()
     };
     let c = compile::check(&mut sources, path, &opts);

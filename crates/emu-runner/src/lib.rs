@@ -20,7 +20,7 @@ pub mod host_tree;
 mod runner;
 pub mod sandbox;
 
-pub use host_tree::{boot_spec, read_host_dtb, HostTree, HostTreeError};
+pub use host_tree::{boot_spec, read_host_dtb, read_host_dtb_with, HostTree, HostTreeError};
 pub use runner::{
     copy_lines, run, DomainProgram, DomainReport, Output, Report, RunError, RunOptions, MAX_LINE,
 };
