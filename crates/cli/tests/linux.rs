@@ -266,11 +266,10 @@ fn musl_rng_daemon_ready() -> bool {
 /// serves the device side and hands the queue to rust-vmm's vhost-device-rng, unmodified,
 /// which maps the region itself from the xen-shmem fd it got as its memory table.
 ///
-/// Ignored (run with `--ignored`): it passed 4 of 6 boots on a loaded machine; in the
-/// other two the frontend's first requests never completed after the daemon negotiated
-/// its features, and the boot timed out (docs/linux.md, "Not done yet").
+/// It once hung in one boot in three: the daemon (no `REPLY_ACK`) dropped the first kick
+/// when it came before it had read SET_VRING_ENABLE; the bridge now waits for the daemon
+/// to have read the ring requests (crates/vhost-bridge/tests/kick_race.rs).
 #[test]
-#[ignore = "hangs in about one boot in three (docs/linux.md, Linux as a virtio backend)"]
 fn bare_metal_virtio_rng_is_served_by_vhost_device_rng_in_a_linux_domain_on_xen_4_20() {
     let Some(xen) = common::xen("4.20") else {
         return;

@@ -321,13 +321,27 @@ pub fn serve(
             // then shows where it stopped).
             last_work = Instant::now();
             let st = bridge.stats();
+            let queues: Vec<String> = (0..spec.queues)
+                .filter_map(|q| {
+                    let i = dev.backend().indices(dev.region(), q)?;
+                    Some(format!(
+                        "queue {q} avail {} used {} kicked {:?}",
+                        i.avail, i.used, i.kicked
+                    ))
+                })
+                .collect();
             say(&format!(
-                "idle {} s: status {:#x}, kicks {}, calls {}, turns {}, faults {:?}",
+                "idle {} s: status {:#x}, kicks {}, calls {}, turns {}, {}, faults {:?}",
                 STALL.as_secs(),
                 dev.status(),
                 st.kicks,
                 st.calls,
                 out.turns,
+                if queues.is_empty() {
+                    "no queue enabled".to_string()
+                } else {
+                    queues.join(", ")
+                },
                 dev.faults()
             ));
         }

@@ -691,7 +691,32 @@ impl Bridge {
                 self.start_queue(inner, q)?;
             }
         }
-        Ok(())
+        self.sync(inner)
+    }
+
+    /// Returns once the daemon has handled every request sent so far.
+    ///
+    /// Without `REPLY_ACK` none of the requests that start a ring (SET_FEATURES …
+    /// SET_VRING_ENABLE) has an answer, so they may still sit unread in the daemon's socket
+    /// when the driver's first kick arrives. vhost-user-backend (rust-vmm's daemons) reads
+    /// a kick as soon as SET_VRING_KICK registered the eventfd and drops it while the ring
+    /// is not yet enabled, so that kick would be lost and a driver waiting for its first
+    /// request would wait for ever (tests/kick_race.rs). A request with an answer of its
+    /// own orders them: the daemon handles requests one at a time, in order, so its answer
+    /// to GET_FEATURES means the ring requests before it are done. QEMU does the same
+    /// (`enforce_reply` in hw/virtio/vhost-user.c). With `REPLY_ACK` every request was
+    /// acknowledged already.
+    fn sync(&self, inner: &mut Inner) -> Result<(), Error> {
+        let acked = inner
+            .conn
+            .as_ref()
+            .is_some_and(|c| c.protocol.contains(VhostUserProtocolFeatures::REPLY_ACK));
+        if acked {
+            return Ok(());
+        }
+        self.request(inner, "GET_FEATURES (waiting for the ring requests)", |f| {
+            f.get_features().map(|_| ())
+        })
     }
 
     fn start_queue(&self, inner: &mut Inner, q: u16) -> Result<(), Error> {
@@ -805,6 +830,7 @@ impl Bridge {
         inner.queues[usize::from(queue)] = Some(cfg);
         if inner.status & status::DRIVER_OK != 0 {
             self.start_queue(&mut inner, queue)?;
+            self.sync(&mut inner)?;
         }
         Ok(())
     }

@@ -18,7 +18,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use staticbus_guest::Events;
+use staticbus_guest::{Events, Region};
 use staticbus_virtio_msg::device::{Backend, DeviceTransport, Refused, MAX_QUEUES};
 use staticbus_virtio_msg::queue::{QueueError, QueueLayout, SplitQueue};
 
@@ -31,6 +31,20 @@ pub struct MsgBackend {
     config_size: u32,
     /// The available index last forwarded to the daemon, per queue.
     kicked: [Option<u16>; MAX_QUEUES],
+    /// The region offsets of each enabled queue's rings (for [`MsgBackend::indices`]).
+    layouts: [Option<QueueLayout>; MAX_QUEUES],
+}
+
+/// Where a queue stands, read from the rings in the region (for a stalled device's
+/// report).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueIndices {
+    /// The available ring's `idx` (what the driver made available).
+    pub avail: u16,
+    /// The used ring's `idx` (what the daemon returned).
+    pub used: u16,
+    /// The available index last kicked to the daemon.
+    pub kicked: Option<u16>,
 }
 
 impl MsgBackend {
@@ -54,12 +68,26 @@ impl MsgBackend {
             bridge,
             config_size,
             kicked: [None; MAX_QUEUES],
+            layouts: [None; MAX_QUEUES],
         })
     }
 
     /// The bridge.
     pub fn bridge(&self) -> &Arc<Bridge> {
         &self.bridge
+    }
+
+    /// The indices of enabled queue `queue` as they are in `region` (the device's
+    /// region), `None` for a queue that is not enabled. A queue whose `avail` is ahead of
+    /// `used` with nothing moving has requests the daemon has not returned.
+    pub fn indices(&self, region: &Region, queue: u16) -> Option<QueueIndices> {
+        let q = usize::from(queue);
+        let layout = self.layouts.get(q).copied().flatten()?;
+        Some(QueueIndices {
+            avail: region.load_le::<u16>(layout.avail + 2, Ordering::Acquire)?,
+            used: region.load_le::<u16>(layout.used + 2, Ordering::Acquire)?,
+            kicked: self.kicked[q],
+        })
     }
 }
 
@@ -103,13 +131,22 @@ impl Backend for MsgBackend {
     }
 
     fn status_changed(&mut self, new: u8) -> Result<(), Refused> {
+        let starts = new & status::DRIVER_OK != 0 && self.bridge.status() & status::DRIVER_OK == 0;
         self.bridge
             .set_status(new & !status::DEVICE_NEEDS_RESET)
-            .map_err(|_| Refused)
+            .map_err(|_| Refused)?;
+        if starts {
+            // The daemon's rings start now: kicks forwarded before are gone (the bridge
+            // drains them), so the next poll kicks every queue once, whatever the driver
+            // made available before DRIVER_OK included.
+            self.kicked = [None; MAX_QUEUES];
+        }
+        Ok(())
     }
 
     fn reset(&mut self) {
         self.kicked = [None; MAX_QUEUES];
+        self.layouts = [None; MAX_QUEUES];
         // A failed re-attach stays in the bridge (failure()); serve() reports it.
         let _ = self.bridge.set_status(0);
     }
@@ -121,6 +158,7 @@ impl Backend for MsgBackend {
             .ok_or(Refused)?;
         self.bridge.set_guest_base(base).map_err(|_| Refused)?;
         self.kicked[usize::from(queue)] = None;
+        self.layouts[usize::from(queue)] = Some(layout);
         self.bridge
             .set_queue(
                 queue,
@@ -136,6 +174,7 @@ impl Backend for MsgBackend {
 
     fn queue_reset(&mut self, queue: u16) {
         self.kicked[usize::from(queue)] = None;
+        self.layouts[usize::from(queue)] = None;
         let _ = self.bridge.reset_queue(queue);
     }
 
