@@ -2,19 +2,28 @@
 //! V1, PROPNODENAME, BYTESTRING) switched by the same tokens, the same longest-match
 //! choices, the same escape handling, and `/include/` expanded lexically (the included
 //! file's tokens are spliced into the stream wherever the directive appears).
+//!
+//! The parser pulls tokens one at a time, so no token vector of the whole input is ever
+//! held (on a 6 MB tree it was over a million tokens). Lexing runs twice: [`scan`] lexes
+//! everything once and reports every lexical diagnostic, keeping no tokens; then
+//! [`Lexer::replay`] lexes again on demand for the parser, silently, with the same
+//! `/include/` outcomes and stopping where the first pass stopped. So the lexer's
+//! diagnostics still come before the parser's, and the parser's error budget still counts
+//! all of them, exactly as when the whole input was lexed before parsing.
 
 use super::codes;
 use super::{DtsOptions, FileLoader};
 use staticbus_diag::{Diagnostic, Diagnostics, FileId, Sources, Span};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Component, Path, PathBuf};
 use std::rc::Rc;
 
 /// Total `/include/` expansions allowed in one parse (guards against exponential DAGs).
 const MAX_INCLUDE_EXPANSIONS: usize = 4096;
 
-/// A token kind.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A token kind. Tokens with text (names, labels, references, strings) carry none: the
+/// parser reads it from the token's span ([`Lexer::text`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Tok {
     V1,
     Plugin,
@@ -24,22 +33,22 @@ pub(crate) enum Tok {
     DelNode,
     OmitNoRef,
     Incbin,
-    /// `name:` (the name without the colon).
-    Label(String),
+    /// `name:` (the span covers the name without the colon).
+    Label,
     /// An integer literal (already converted; errors already reported).
     Literal(u64),
     /// A character literal's value.
     CharLit(u64),
-    /// `&label` (without `&`).
-    LabelRef(String),
-    /// `&{…}` (the text between the braces).
-    PathRef(String),
+    /// `&label` (the span covers the `&`).
+    LabelRef,
+    /// `&{…}` (the span covers `&{` and `}`).
+    PathRef,
     /// Two hex digits inside `[…]`.
     Byte(u8),
-    /// A property or node name (a leading backslash removed).
-    Name(String),
-    /// A string literal's bytes after escape processing (no NUL).
-    Str(Vec<u8>),
+    /// A property or node name (the span covers a leading backslash, if any).
+    Name,
+    /// A string literal (the span covers the quotes).
+    Str,
     Shl,
     Shr,
     Le,
@@ -56,7 +65,7 @@ pub(crate) enum Tok {
 }
 
 /// A token with its span.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Token {
     pub tok: Tok,
     pub span: Span,
@@ -70,6 +79,7 @@ enum State {
     ByteString,
 }
 
+#[derive(Clone)]
 struct Frame {
     file: FileId,
     text: Rc<str>,
@@ -80,24 +90,43 @@ struct Frame {
     key: PathBuf,
 }
 
-/// Lexes `text` (registered as `name`) and everything it includes.
-pub(crate) fn lex(
+/// What the first pass saw, for the second to lex the same tokens.
+pub(crate) struct Recording {
+    /// The main file.
+    file: FileId,
+    text: Rc<str>,
+    /// Every `/include/` in lexing order: the file expanded, or None when it was not.
+    includes: Vec<Option<Frame>>,
+    /// Tokens the first pass produced (fewer than the input holds if it gave up).
+    tokens: usize,
+}
+
+/// The first pass: lexes `text` (registered as `name`) and everything it includes,
+/// reports every lexical problem to `diags`, and keeps no tokens.
+pub(crate) fn scan(
     sources: &mut Sources,
     name: &str,
     text: String,
     opts: &DtsOptions,
     loader: &dyn FileLoader,
     diags: &mut Diagnostics,
-) -> Vec<Token> {
+) -> Recording {
     let text: Rc<str> = Rc::from(text);
     let file = sources.add_text(name, text.to_string());
     let path = PathBuf::from(name);
     let mut lx = Lexer {
-        sources,
+        sources: Some(sources),
         opts,
         loader,
-        diags,
-        tokens: Vec::new(),
+        diags: Some(diags),
+        out: VecDeque::new(),
+        keep: false,
+        produced: 0,
+        limit: usize::MAX,
+        replay: None,
+        recorded: Vec::new(),
+        files: vec![(file, text.clone())],
+        main: (file, text.len()),
         state: State::Initial,
         stack: vec![Frame {
             file,
@@ -109,28 +138,113 @@ pub(crate) fn lex(
         cache: HashMap::new(),
         expansions: 0,
         stopped: false,
+        done: false,
     };
-    lx.run();
-    let end = text.len();
-    lx.tokens.push(Token {
-        tok: Tok::Eof,
-        span: Span::new(file, end, end),
-    });
-    lx.tokens
+    while lx.advance() {}
+    Recording {
+        file,
+        text,
+        includes: lx.recorded,
+        tokens: lx.produced,
+    }
 }
 
-struct Lexer<'a> {
-    sources: &'a mut Sources,
+/// Lexes a file and everything it includes. The first pass ([`scan`]) reports; the
+/// second ([`Lexer::replay`]) hands the tokens to the parser one at a time.
+pub(crate) struct Lexer<'a> {
+    /// None in the second pass (every file is registered already).
+    sources: Option<&'a mut Sources>,
     opts: &'a DtsOptions,
     loader: &'a dyn FileLoader,
-    diags: &'a mut Diagnostics,
-    tokens: Vec<Token>,
+    /// None in the second pass (every lexical problem is reported already).
+    diags: Option<&'a mut Diagnostics>,
+    /// Tokens lexed and not yet taken (second pass).
+    out: VecDeque<Token>,
+    /// Whether tokens are kept (second pass) or only counted (first pass).
+    keep: bool,
+    produced: usize,
+    /// The second pass stops after as many tokens as the first produced.
+    limit: usize,
+    /// Second pass: the first pass's `/include/` outcomes, in order.
+    replay: Option<std::vec::IntoIter<Option<Frame>>>,
+    /// First pass: the `/include/` outcomes.
+    recorded: Vec<Option<Frame>>,
+    /// Text of every file read, for [`Lexer::text`].
+    files: Vec<(FileId, Rc<str>)>,
+    /// The main file and its length (where `Eof` is).
+    main: (FileId, usize),
     state: State,
     stack: Vec<Frame>,
     cache: HashMap<PathBuf, (FileId, Rc<str>)>,
     expansions: usize,
     /// Set after too many errors: the rest of the input is ignored.
     stopped: bool,
+    /// The input is used up (or the first pass stopped here).
+    done: bool,
+}
+
+impl<'a> Lexer<'a> {
+    /// The second pass over what [`scan`] recorded (`opts` and `loader` are not used
+    /// again: every `/include/` is replayed).
+    pub(crate) fn replay(
+        rec: Recording,
+        opts: &'a DtsOptions,
+        loader: &'a dyn FileLoader,
+    ) -> Lexer<'a> {
+        let path = PathBuf::new();
+        Lexer {
+            sources: None,
+            opts,
+            loader,
+            diags: None,
+            out: VecDeque::new(),
+            keep: true,
+            produced: 0,
+            limit: rec.tokens,
+            replay: Some(rec.includes.into_iter()),
+            recorded: Vec::new(),
+            files: vec![(rec.file, rec.text.clone())],
+            main: (rec.file, rec.text.len()),
+            state: State::Initial,
+            stack: vec![Frame {
+                file: rec.file,
+                text: rec.text,
+                pos: 0,
+                key: path.clone(),
+                path,
+            }],
+            cache: HashMap::new(),
+            expansions: 0,
+            stopped: false,
+            done: false,
+        }
+    }
+
+    /// The next token; `Eof` at the end, and again after it.
+    pub(crate) fn next_token(&mut self) -> Token {
+        loop {
+            if let Some(t) = self.out.pop_front() {
+                return t;
+            }
+            if !self.advance() {
+                let (file, end) = self.main;
+                return Token {
+                    tok: Tok::Eof,
+                    span: Span::new(file, end, end),
+                };
+            }
+        }
+    }
+
+    /// The source text under `span` (of a token this lexer produced).
+    pub(crate) fn text(&self, span: Span) -> &str {
+        let text = match self.files.iter().rev().find(|(f, _)| *f == span.file) {
+            Some((_, t)) => t,
+            None => return "",
+        };
+        text.get(span.start as usize..span.end as usize)
+            .unwrap_or("")
+    }
 }
 
 fn is_ws(c: u8) -> bool {
@@ -318,19 +432,29 @@ impl Lexer<'_> {
 
     fn push_tok(&mut self, tok: Tok, start: usize, end: usize) {
         let span = self.span(start, end);
-        self.tokens.push(Token { tok, span });
+        self.push_token(Token { tok, span });
+    }
+
+    fn push_token(&mut self, t: Token) {
+        self.produced += 1;
+        if self.keep {
+            self.out.push_back(t);
+        }
     }
 
     fn error(&mut self, d: Diagnostic) {
         if self.stopped {
             return;
         }
+        let Some(diags) = self.diags.as_deref_mut() else {
+            return;
+        };
         let span = d.location.as_span();
-        self.diags.push(d);
-        if self.diags.len() >= super::MAX_ERRORS {
+        diags.push(d);
+        if diags.len() >= super::MAX_ERRORS {
             self.stopped = true;
             if let Some(span) = span {
-                self.diags.push(
+                diags.push(
                     Diagnostic::new(codes::SYNTAX, span, "too many errors; giving up")
                         .label("the rest of the input was not read")
                         .help("fix the errors above first"),
@@ -339,23 +463,30 @@ impl Lexer<'_> {
         }
     }
 
-    fn run(&mut self) {
-        while let Some(frame) = self.stack.last() {
-            if self.stopped {
-                return;
-            }
-            if frame.pos >= frame.text.len() {
-                self.stack.pop();
-                continue;
-            }
-            let text = frame.text.clone();
-            let pos = frame.pos;
-            let idx = self.stack.len() - 1;
-            let next = self.step(text.as_bytes(), pos);
-            // `step` may have pushed an included file above `idx`; the including file
-            // resumes at `next` once that one ends.
-            self.stack[idx].pos = next;
+    /// Lexes one more item (which may produce no token, or open or close a file).
+    /// False once the input is used up, the first pass gave up, or the second pass has
+    /// produced what the first did.
+    fn advance(&mut self) -> bool {
+        if self.done || self.stopped || self.produced >= self.limit {
+            self.done = true;
+            return false;
         }
+        let Some(frame) = self.stack.last() else {
+            self.done = true;
+            return false;
+        };
+        if frame.pos >= frame.text.len() {
+            self.stack.pop();
+            return true;
+        }
+        let text = frame.text.clone();
+        let pos = frame.pos;
+        let idx = self.stack.len() - 1;
+        let next = self.step(text.as_bytes(), pos);
+        // `step` may have pushed an included file above `idx`; the including file
+        // resumes at `next` once that one ends.
+        self.stack[idx].pos = next;
+        true
     }
 
     /// Lexes one item at `i` and returns the offset after it.
@@ -421,7 +552,7 @@ impl Lexer<'_> {
                         Tok::DelProp | Tok::DelNode | Tok::OmitNoRef => State::PropNodeName,
                         _ => self.state,
                     };
-                    self.push_tok(tok.clone(), i, end);
+                    self.push_tok(*tok, i, end);
                     return end;
                 }
             }
@@ -466,12 +597,7 @@ impl Lexer<'_> {
         // Labels win over names, bytes and everything else when they match.
         let ll = label_len(b, i);
         if ll > 0 && b.get(i + ll) == Some(&b':') {
-            let name = String::from_utf8_lossy(&b[i..i + ll]).into_owned();
-            let span = self.span(i, i + ll);
-            self.tokens.push(Token {
-                tok: Tok::Label(name),
-                span,
-            });
+            self.push_tok(Tok::Label, i, i + ll);
             return i + ll + 1;
         }
 
@@ -497,9 +623,8 @@ impl Lexer<'_> {
                     j += 1;
                 }
                 if j > start {
-                    let name = String::from_utf8_lossy(&b[start..j]).into_owned();
                     self.state = State::V1;
-                    self.push_tok(Tok::Name(name), i, j);
+                    self.push_tok(Tok::Name, i, j);
                     return j;
                 }
             }
@@ -515,8 +640,7 @@ impl Lexer<'_> {
         if c == b'&' {
             let ll = label_len(b, i + 1);
             if ll > 0 {
-                let name = String::from_utf8_lossy(&b[i + 1..i + 1 + ll]).into_owned();
-                self.push_tok(Tok::LabelRef(name), i, i + 1 + ll);
+                self.push_tok(Tok::LabelRef, i, i + 1 + ll);
                 return i + 1 + ll;
             }
             if b.get(i + 1) == Some(&b'{') {
@@ -537,8 +661,7 @@ impl Lexer<'_> {
                         self.push_tok(Tok::Bad, i, j + 1);
                         return j + 1;
                     }
-                    let r = String::from_utf8_lossy(&b[i + 2..j]).into_owned();
-                    self.push_tok(Tok::PathRef(r), i, j + 1);
+                    self.push_tok(Tok::PathRef, i, j + 1);
                     return j + 1;
                 }
                 let d = Diagnostic::new(
@@ -577,7 +700,7 @@ impl Lexer<'_> {
         ];
         for (op, tok) in OPS {
             if b[i..].starts_with(op) {
-                self.push_tok(tok.clone(), i, i + 2);
+                self.push_tok(*tok, i, i + 2);
                 return i + 2;
             }
         }
@@ -665,7 +788,13 @@ impl Lexer<'_> {
     fn string(&mut self, b: &[u8], i: usize) -> usize {
         match scan_string(b, i) {
             Ok(end) => {
-                let (bytes, bad) = unescape(&b[i + 1..end], end - i - 2);
+                // The second pass reports nothing, and the parser unescapes the text
+                // itself.
+                let bad = if self.diags.is_some() {
+                    unescape(&b[i + 1..end], end - i - 2).1
+                } else {
+                    None
+                };
                 if let Some(k) = bad {
                     let at = i + 1 + k;
                     let d = Diagnostic::new(
@@ -677,7 +806,7 @@ impl Lexer<'_> {
                     .help("write e.g. `\\x0a`, or `\\\\x` for a literal backslash and x");
                     self.error(d);
                 }
-                self.push_tok(Tok::Str(bytes), i, end);
+                self.push_tok(Tok::Str, i, end);
                 end
             }
             Err(StrErr::Eof) => {
@@ -783,7 +912,7 @@ impl Lexer<'_> {
             }
             u64::from(bytes[0])
         };
-        self.tokens.push(Token {
+        self.push_token(Token {
             tok: Tok::CharLit(value),
             span,
         });
@@ -858,7 +987,7 @@ impl Lexer<'_> {
             self.error(d);
             v = u64::MAX;
         }
-        self.tokens.push(Token {
+        self.push_token(Token {
             tok: Tok::Literal(v),
             span,
         });
@@ -935,7 +1064,27 @@ impl Lexer<'_> {
         Some(end)
     }
 
+    /// `/include/ "name"` at `start..end`: the first pass resolves it and records the
+    /// outcome, the second replays that outcome.
     fn include(&mut self, name: &str, start: usize, end: usize) {
+        let frame = match &mut self.replay {
+            Some(replay) => replay.next().flatten(),
+            None => {
+                let frame = self.resolve_include(name, start, end);
+                self.recorded.push(frame.clone());
+                frame
+            }
+        };
+        if let Some(f) = frame {
+            if !self.files.iter().any(|(file, _)| *file == f.file) {
+                self.files.push((f.file, f.text.clone()));
+            }
+            self.stack.push(f);
+        }
+    }
+
+    /// The file `/include/ "name"` expands to, or None (reported) when it is not expanded.
+    fn resolve_include(&mut self, name: &str, start: usize, end: usize) -> Option<Frame> {
         let span = self.span(start, end);
         if self.expansions >= MAX_INCLUDE_EXPANSIONS {
             if self.expansions == MAX_INCLUDE_EXPANSIONS {
@@ -949,7 +1098,7 @@ impl Lexer<'_> {
                 .help("include each file once");
                 self.error(d);
             }
-            return;
+            return None;
         }
         self.expansions += 1;
         if self.stack.len() > self.opts.max_include_depth {
@@ -964,7 +1113,7 @@ impl Lexer<'_> {
             .label("not expanded")
             .help("flatten the include hierarchy");
             self.error(d);
-            return;
+            return None;
         }
         let cur_dir = self
             .stack
@@ -997,7 +1146,7 @@ impl Lexer<'_> {
                 .label("this file is already being included")
                 .help("remove the recursive /include/");
                 self.error(d);
-                return;
+                return None;
             }
             if let Some((file, text)) = self.cache.get(&key) {
                 found = Some((cand.clone(), key, *file, text.clone()));
@@ -1005,10 +1154,11 @@ impl Lexer<'_> {
             }
             match self.loader.load(cand) {
                 Ok(text) => {
+                    // Only the first pass resolves includes, and it has the sources.
+                    let sources = self.sources.as_deref_mut()?;
                     let text: Rc<str> = Rc::from(text);
-                    let file = self
-                        .sources
-                        .add_text(cand.to_string_lossy().into_owned(), text.to_string());
+                    let file =
+                        sources.add_text(cand.to_string_lossy().into_owned(), text.to_string());
                     self.cache.insert(key.clone(), (file, text.clone()));
                     found = Some((cand.clone(), key, file, text));
                     break;
@@ -1040,15 +1190,15 @@ impl Lexer<'_> {
                 .note(format!("searched: {}", tried.join(", ")))
                 .help("check the file name, or add its directory to the include path");
             self.error(d);
-            return;
+            return None;
         };
-        self.stack.push(Frame {
+        Some(Frame {
             file,
             text,
             pos: 0,
             path,
             key,
-        });
+        })
     }
 }
 

@@ -684,9 +684,11 @@ impl Live {
         }
     }
 
-    /// Converts the live part into a [`Node`] tree. Also returns, in tree order, whether
-    /// each node was marked `/omit-if-no-ref/`.
-    pub fn to_tree(&self) -> (Node, Vec<bool>) {
+    /// Converts the live part into a [`Node`] tree, moving names and values out of the
+    /// live nodes (each live node's lists are freed as soon as it is converted, so the
+    /// two trees never both exist in full). Also returns, in tree order, whether each
+    /// node was marked `/omit-if-no-ref/`.
+    pub fn take_tree(&mut self) -> (Node, Vec<bool>) {
         let mut omit = Vec::new();
         let root = match self.root {
             Some(r) => self.convert(r, &mut omit),
@@ -695,41 +697,49 @@ impl Live {
         (root, omit)
     }
 
-    fn convert(&self, id: NodeId, omit: &mut Vec<bool>) -> Node {
-        let n = &self.nodes[id];
+    fn convert(&mut self, id: NodeId, omit: &mut Vec<bool>) -> Node {
+        let n = &mut self.nodes[id];
         omit.push(n.omit);
-        let mut node = Node {
-            name: n.name.clone(),
-            labels: n
-                .labels
-                .iter()
-                .filter(|l| !l.deleted)
-                .map(|l| l.name.clone())
-                .collect(),
-            props: n
-                .props
-                .iter()
-                .filter(|p| !p.deleted)
-                .map(|p| Property {
-                    name: p.name.clone(),
-                    value: p.value.bytes.clone(),
-                    labels: p
-                        .labels
-                        .iter()
-                        .filter(|l| !l.deleted)
-                        .map(|l| l.name.clone())
-                        .collect(),
-                    span: p.span,
-                    name_span: p.name_span,
-                    chunks: p.value.chunks.clone(),
-                })
-                .collect(),
-            children: Vec::new(),
-            span: n.span,
+        let live_labels = |labels: Vec<ILabel>| -> Vec<String> {
+            let mut v: Vec<String> =
+                Vec::with_capacity(labels.iter().filter(|l| !l.deleted).count());
+            v.extend(labels.into_iter().filter(|l| !l.deleted).map(|l| l.name));
+            v
         };
-        for &c in &n.children {
+        let labels = live_labels(std::mem::take(&mut n.labels));
+        let iprops = std::mem::take(&mut n.props);
+        n.prop_index = None;
+        let mut props = Vec::with_capacity(iprops.iter().filter(|p| !p.deleted).count());
+        props.extend(iprops.into_iter().filter(|p| !p.deleted).map(|p| {
+            let mut chunks = p.value.chunks;
+            chunks.shrink_to_fit();
+            let mut value = p.value.bytes;
+            value.shrink_to_fit();
+            Property {
+                name: p.name,
+                value,
+                labels: live_labels(p.labels),
+                span: p.span,
+                name_span: p.name_span,
+                chunks,
+            }
+        }));
+        let children = std::mem::take(&mut n.children);
+        n.child_index = HashMap::new();
+        let name = std::mem::take(&mut n.name);
+        let span = n.span;
+        let live_children = children.iter().filter(|&&c| !self.nodes[c].deleted).count();
+        let mut node = Node {
+            name,
+            labels,
+            props,
+            children: Vec::with_capacity(live_children),
+            span,
+        };
+        for c in children {
             if !self.nodes[c].deleted {
-                node.children.push(self.convert(c, omit));
+                let child = self.convert(c, omit);
+                node.children.push(child);
             }
         }
         node

@@ -73,16 +73,15 @@ pub fn parse_dts(
     loader: &dyn FileLoader,
 ) -> (Option<Tree>, Diagnostics) {
     let mut diags = Diagnostics::new();
-    let tokens = lexer::lex(sources, name, text, opts, loader, &mut diags);
-    let parsed = parser::parse(&tokens, &mut diags);
-    drop(tokens);
+    let recording = lexer::scan(sources, name, text, opts, loader, &mut diags);
+    let parsed = parser::parse(lexer::Lexer::replay(recording, opts, loader), &mut diags);
     if diags.has_errors() {
         return (None, diags);
     }
     let mut live = parsed.live;
     let boot_cpuid = live.boot_cpuid();
     live.check(&mut diags);
-    let (root, omit) = live.to_tree();
+    let (root, omit) = live.take_tree();
     drop(live);
     let mut tree = Tree {
         memreserve: parsed.memreserve,

@@ -2,7 +2,7 @@
 //! semantic actions (merging, deletion, label handling, integer expression evaluation).
 
 use super::codes;
-use super::lexer::{Tok, Token};
+use super::lexer::{unescape, Lexer, Tok, Token};
 use super::live::{ILabel, IProp, IValue, Live, NodeId};
 use crate::tree::{Chunk, ChunkKind, Elem, MemReserve};
 use staticbus_diag::{Diagnostic, Diagnostics, Span};
@@ -80,11 +80,12 @@ struct NodeBody {
     children: Vec<NodeId>,
 }
 
-/// Parses a token stream (ending with `Eof`).
-pub(crate) fn parse(toks: &[Token], diags: &mut Diagnostics) -> Parsed {
+/// Parses the tokens `lx` hands out (up to `Eof`).
+pub(crate) fn parse(mut lx: Lexer<'_>, diags: &mut Diagnostics) -> Parsed {
+    let cur = lx.next_token();
     let mut p = Parser {
-        toks,
-        pos: 0,
+        lx,
+        cur,
         live: Live::default(),
         diags,
         memreserve: Vec::new(),
@@ -117,9 +118,10 @@ pub(crate) fn parse(toks: &[Token], diags: &mut Diagnostics) -> Parsed {
     }
 }
 
-struct Parser<'a> {
-    toks: &'a [Token],
-    pos: usize,
+struct Parser<'a, 'l> {
+    lx: Lexer<'l>,
+    /// The current token.
+    cur: Token,
     live: Live,
     diags: &'a mut Diagnostics,
     memreserve: Vec<MemReserve>,
@@ -130,7 +132,7 @@ struct Parser<'a> {
     root_deleted: Option<Span>,
 }
 
-fn describe(t: &Tok) -> String {
+fn describe(t: &Tok, text: &str) -> String {
     match t {
         Tok::V1 => "`/dts-v1/`".into(),
         Tok::Plugin => "`/plugin/`".into(),
@@ -140,14 +142,13 @@ fn describe(t: &Tok) -> String {
         Tok::DelNode => "`/delete-node/`".into(),
         Tok::OmitNoRef => "`/omit-if-no-ref/`".into(),
         Tok::Incbin => "`/incbin/`".into(),
-        Tok::Label(l) => format!("label `{l}:`"),
+        Tok::Label => format!("label `{text}:`"),
         Tok::Literal(_) => "a number".into(),
         Tok::CharLit(_) => "a character literal".into(),
-        Tok::LabelRef(l) => format!("reference `&{l}`"),
-        Tok::PathRef(p) => format!("reference `&{{{p}}}`"),
+        Tok::LabelRef | Tok::PathRef => format!("reference `{text}`"),
         Tok::Byte(_) => "a byte".into(),
-        Tok::Name(n) => format!("name `{n}`"),
-        Tok::Str(_) => "a string".into(),
+        Tok::Name => format!("name `{}`", text.strip_prefix('\\').unwrap_or(text)),
+        Tok::Str => "a string".into(),
         Tok::Shl => "`<<`".into(),
         Tok::Shr => "`>>`".into(),
         Tok::Le => "`<=`".into(),
@@ -184,21 +185,47 @@ enum BinOp {
     Mod,
 }
 
-impl Parser<'_> {
+impl Parser<'_, '_> {
     fn peek(&self) -> &Tok {
-        &self.toks[self.pos.min(self.toks.len() - 1)].tok
+        &self.cur.tok
     }
 
     fn peek_span(&self) -> Span {
-        self.toks[self.pos.min(self.toks.len() - 1)].span
+        self.cur.span
     }
 
     fn bump(&mut self) -> Span {
-        let s = self.peek_span();
-        if self.pos < self.toks.len() - 1 {
-            self.pos += 1;
+        let s = self.cur.span;
+        if self.cur.tok != Tok::Eof {
+            self.cur = self.lx.next_token();
         }
         s
+    }
+
+    /// The current token's text.
+    fn text(&self) -> &str {
+        self.lx.text(self.cur.span)
+    }
+
+    /// The current token's text as a label, property or node name (`Label`, `Name`; a
+    /// name's leading backslash dropped), or a `LabelRef`'s label.
+    fn name(&self) -> String {
+        let t = self.text();
+        match self.cur.tok {
+            Tok::Name => t.strip_prefix('\\').unwrap_or(t),
+            Tok::LabelRef => t.strip_prefix('&').unwrap_or(t),
+            _ => t,
+        }
+        .to_string()
+    }
+
+    /// The current `Str` token's bytes after escape processing (no NUL).
+    fn string_bytes(&self) -> Vec<u8> {
+        let b = self.text().as_bytes();
+        match b.len() {
+            0 | 1 => Vec::new(),
+            n => unescape(&b[1..], n - 2).0,
+        }
     }
 
     fn at(&self, c: char) -> bool {
@@ -212,7 +239,7 @@ impl Parser<'_> {
     }
 
     fn syntax_help(&mut self, expected: &str, help: Option<&str>) -> Fail {
-        let tok = self.peek().clone();
+        let tok = *self.peek();
         if tok == Tok::Bad {
             return Fail::Recover;
         }
@@ -234,7 +261,7 @@ impl Parser<'_> {
             span,
             format!(
                 "syntax error: expected {expected}, found {}",
-                describe(&tok)
+                describe(&tok, self.text())
             ),
         )
         .label(format!("expected {expected}"));
@@ -328,7 +355,7 @@ impl Parser<'_> {
                     self.peek_span(),
                     format!(
                         "expected `/dts-v1/;` at the start of the file, found {}",
-                        describe(t)
+                        describe(t, self.text())
                     ),
                 )
                 .label("dtc requires the /dts-v1/; header first")
@@ -347,7 +374,7 @@ impl Parser<'_> {
                 return;
             }
         }
-        while matches!(self.peek(), Tok::Label(_) | Tok::MemReserve) {
+        while matches!(self.peek(), Tok::Label | Tok::MemReserve) {
             match self.memreserve() {
                 Ok(m) => self.memreserve.push(m),
                 Err(Fail::Fatal) => return,
@@ -389,8 +416,8 @@ impl Parser<'_> {
 
     fn memreserve(&mut self) -> PResult<MemReserve> {
         let mut labels = Vec::new();
-        while let Tok::Label(l) = self.peek() {
-            labels.push(l.clone());
+        while let Tok::Label = self.peek() {
+            labels.push(self.name());
             self.bump();
         }
         if *self.peek() != Tok::MemReserve {
@@ -413,14 +440,22 @@ impl Parser<'_> {
 
     /// `&label` or `&{path}` → (reference for lookup, reference as written without `&`).
     fn dt_ref(&mut self) -> PResult<(String, String, Span)> {
-        match self.peek().clone() {
-            Tok::LabelRef(l) => {
+        match self.peek() {
+            Tok::LabelRef => {
+                let l = self.name();
                 let s = self.bump();
                 Ok((l.clone(), l, s))
             }
-            Tok::PathRef(p) => {
+            Tok::PathRef => {
+                let t = self.text();
+                let written = t.strip_prefix('&').unwrap_or(t).to_string();
+                let p = written
+                    .strip_prefix('{')
+                    .and_then(|p| p.strip_suffix('}'))
+                    .unwrap_or(&written)
+                    .to_string();
                 let s = self.bump();
-                Ok((p.clone(), format!("{{{p}}}"), s))
+                Ok((p, written, s))
             }
             _ => Err(self.syntax("a reference (`&label` or `&{/path}`)")),
         }
@@ -438,7 +473,7 @@ impl Parser<'_> {
     }
 
     fn top_item(&mut self) -> PResult<()> {
-        match self.peek().clone() {
+        match *self.peek() {
             Tok::Punct('/') => {
                 let slash = self.bump();
                 let body = self.nodedef(1)?;
@@ -468,9 +503,10 @@ impl Parser<'_> {
                 }
                 Ok(())
             }
-            Tok::Label(_) | Tok::LabelRef(_) | Tok::PathRef(_) => {
+            Tok::Label | Tok::LabelRef | Tok::PathRef => {
                 let mut label = None;
-                if let Tok::Label(l) = self.peek().clone() {
+                if let Tok::Label = self.peek() {
+                    let l = self.name();
                     let s = self.bump();
                     label = Some((l, s));
                 }
@@ -662,8 +698,9 @@ impl Parser<'_> {
     }
 
     fn expect_name(&mut self, what: &str) -> PResult<(String, Span)> {
-        match self.peek().clone() {
-            Tok::Name(n) => {
+        match self.peek() {
+            Tok::Name => {
+                let n = self.name();
                 let s = self.bump();
                 Ok((n, s))
             }
@@ -675,8 +712,9 @@ impl Parser<'_> {
         let mut labels = Vec::new();
         let mut omit = None;
         loop {
-            match self.peek().clone() {
-                Tok::Label(l) => {
+            match *self.peek() {
+                Tok::Label => {
+                    let l = self.name();
                     let s = self.bump();
                     labels.push(ILabel {
                         name: l,
@@ -688,7 +726,7 @@ impl Parser<'_> {
                 _ => break,
             }
         }
-        match self.peek().clone() {
+        match *self.peek() {
             Tok::DelProp => {
                 if omit.is_some() {
                     return Err(self.syntax("a node after /omit-if-no-ref/"));
@@ -715,7 +753,8 @@ impl Parser<'_> {
                 self.live.nodes[id].omit = omit.is_some();
                 Ok(Item::Node(id))
             }
-            Tok::Name(name) => {
+            Tok::Name => {
+                let name = self.name();
                 let nspan = self.bump();
                 match self.peek() {
                     Tok::Punct('{') => Ok(Item::Open(PendingNode {
@@ -760,7 +799,8 @@ impl Parser<'_> {
     }
 
     fn value_labels(&mut self, v: &mut IValue) {
-        while let Tok::Label(l) = self.peek().clone() {
+        while let Tok::Label = self.peek() {
+            let l = self.name();
             let s = self.bump();
             v.labels.push((l, s));
         }
@@ -770,8 +810,9 @@ impl Parser<'_> {
         let mut v = IValue::default();
         loop {
             self.value_labels(&mut v);
-            match self.peek().clone() {
-                Tok::Str(s) => {
+            match *self.peek() {
+                Tok::Str => {
+                    let s = self.string_bytes();
                     let span = self.bump();
                     let offset = v.bytes.len();
                     v.bytes.extend_from_slice(&s);
@@ -780,7 +821,7 @@ impl Parser<'_> {
                 }
                 Tok::Punct('<') | Tok::Bits => self.cells(&mut v)?,
                 Tok::Punct('[') => self.bytes(&mut v)?,
-                Tok::LabelRef(_) | Tok::PathRef(_) => {
+                Tok::LabelRef | Tok::PathRef => {
                     let (_, written, span) = self.dt_ref()?;
                     let offset = v.bytes.len();
                     push_chunk(&mut v, offset, ChunkKind::PathRef(written), span);
@@ -841,9 +882,10 @@ impl Parser<'_> {
         let mut elems = Vec::new();
         let end = loop {
             self.check_budget()?;
-            match self.peek().clone() {
+            match *self.peek() {
                 Tok::Punct('>') => break self.bump(),
-                Tok::Label(l) => {
+                Tok::Label => {
+                    let l = self.name();
                     let s = self.bump();
                     v.labels.push((l, s));
                 }
@@ -872,7 +914,7 @@ impl Parser<'_> {
                         reference: None,
                     });
                 }
-                Tok::LabelRef(_) | Tok::PathRef(_) => {
+                Tok::LabelRef | Tok::PathRef => {
                     let (_, written, span) = self.dt_ref()?;
                     if bits != 32 {
                         let d = Diagnostic::new(
@@ -898,6 +940,8 @@ impl Parser<'_> {
                 }
             }
         };
+        // Exactly sized: a big tree has hundreds of thousands of these.
+        elems.shrink_to_fit();
         push_chunk(
             v,
             offset,
@@ -914,12 +958,13 @@ impl Parser<'_> {
         let start = self.bump();
         let offset = v.bytes.len();
         let end = loop {
-            match self.peek().clone() {
+            match *self.peek() {
                 Tok::Byte(b) => {
                     self.bump();
                     v.bytes.push(b);
                 }
-                Tok::Label(l) => {
+                Tok::Label => {
+                    let l = self.name();
                     let s = self.bump();
                     v.labels.push((l, s));
                 }
@@ -1085,6 +1130,10 @@ impl Parser<'_> {
 }
 
 fn push_chunk(v: &mut IValue, offset: usize, kind: ChunkKind, span: Span) {
+    if v.chunks.capacity() == 0 {
+        // Most values are one chunk; the list grows as usual past that.
+        v.chunks.reserve_exact(1);
+    }
     v.chunks.push(Chunk {
         offset: offset as u32,
         len: (v.bytes.len() - offset) as u32,
