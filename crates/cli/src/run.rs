@@ -166,6 +166,7 @@ fn run_built(sys: &System, base_dir: &Path, opts: &RunOptions, dir: &Path) -> u8
             program: resolve_program(&em.program, base_dir),
             args: em.args.clone(),
             manifest: dir.join("domains").join(&d.name).join("manifest.json"),
+            limits: em.limits,
         });
     }
     let sandbox = if opts.sandbox {

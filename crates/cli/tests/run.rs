@@ -960,3 +960,78 @@ fn beyond_xen_tables_runs_a_system_no_xen_boots() {
         );
     }
 }
+
+/// Four hostile domains, each taking one resource without bound under the `limits` of its
+/// description (a fork bomb, endless allocation, endless descriptors, a file without end),
+/// next to an honest ping-pong: each is stopped at its limit, the honest domains finish
+/// every round trip, and the run ends with the summary and each hostile domain's reason.
+#[test]
+fn domains_that_exhaust_a_resource_are_stopped_at_their_limits() {
+    use std::os::unix::fs::PermissionsExt;
+    build_examples();
+    let dir = tempfile::tempdir().unwrap();
+    // The domains run under uids of their own when this is root: let them in and write.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let huge = dir.path().join("huge");
+    let n = 10_000;
+    let hostile = |name: &str, args: &str, limits: &str| {
+        format!(
+            "[[domain]]\nname = \"{name}\"\nmemory = \"16MiB\"\nkernel = {{ size = \"2MiB\" }}\n\
+             emulate = {{ program = \"limits-probe\", args = [{args}], limits = {{ {limits} }} }}\n\n"
+        )
+    };
+    let desc = format!(
+        "[target]\nxen = \"4.20\"\nstatic-shm = true\n\n[platform]\nram = [{{ base = 0x4000_0000, size = \"1GiB\" }}]\nshm-pool = {{ base = 0x7000_0000, size = \"16MiB\" }}\n\n\
+         [[domain]]\nname = \"ping\"\nmemory = \"16MiB\"\nkernel = {{ size = \"2MiB\" }}\nemulate = {{ program = \"ping-pong\", args = [\"ping\", \"{n}\"] }}\n\n\
+         [[domain]]\nname = \"pong\"\nmemory = \"16MiB\"\nkernel = {{ size = \"2MiB\" }}\nemulate = {{ program = \"ping-pong\", args = [\"pong\", \"{n}\"] }}\n\n\
+         {}{}{}{}\
+         [[channel]]\nname = \"pingpong\"\nprotocol = \"queue\"\nfrom = \"ping\"\nto = \"pong\"\nsize = \"4KiB\"\n",
+        hostile("bomb", "\"fork\"", "processes = 16"),
+        hostile("hog", "\"memory\"", "memory = \"64MiB\""),
+        hostile("leak", "\"files\"", "files = 64"),
+        hostile("filler", &format!("\"file\", {:?}", huge.display().to_string()), "file-size = \"4MiB\""),
+    );
+    let sys = dir.path().join("exhaust.toml");
+    std::fs::write(&sys, desc).unwrap();
+    let o = run(&[sys.to_str().unwrap(), "--timeout", "300"]);
+    let (out, err) = text(&o);
+    // The hostile domains failed, so the run does; it was not stopped by its timeout.
+    assert_eq!(o.status.code(), Some(1), "{out}\n{err}");
+    assert!(!err.contains("killed (timeout)"), "{err}");
+    for dom in ["ping", "pong"] {
+        assert!(
+            out.contains(&format!(
+                "[{dom}] RESULT PASS ping-pong {dom}: {n} round trips"
+            )),
+            "{out}"
+        );
+    }
+    for (dom, why) in [
+        ("bomb", "fork refused (Resource temporarily unavailable"),
+        ("hog", "allocation refused"),
+        ("leak", "open refused (Too many open files"),
+    ] {
+        assert!(
+            out.contains(&format!("[{dom}] RESULT CONTAINED {why}")),
+            "{dom}\n{out}"
+        );
+    }
+    let status = |dom: &str| {
+        err.lines()
+            .find(|l| l.split_whitespace().next() == Some(dom))
+            .unwrap_or_else(|| panic!("no summary line for {dom}\n{err}"))
+            .to_string()
+    };
+    assert!(status("ping").ends_with("exited 0"), "{err}");
+    assert!(status("pong").ends_with("exited 0"), "{err}");
+    for dom in ["bomb", "hog", "leak"] {
+        assert!(status(dom).ends_with("exited 3"), "{err}");
+    }
+    assert!(
+        status("filler").ends_with(
+            "killed by signal 25 (SIGXFSZ: it wrote past its file-size limit, 4194304 bytes)"
+        ),
+        "{err}"
+    );
+    assert_eq!(std::fs::metadata(&huge).unwrap().len(), 4 << 20);
+}

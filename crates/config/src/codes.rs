@@ -294,6 +294,9 @@ codes! {
     VIRTIO_BACKEND = "SB0513", Error,
         "a virtio device's `serve` is not exactly one of a built-in device or a vhost-user program, names a built-in device staticbus does not have, or its backend is its frontend",
         "nothing is generated";
+    EMULATE_LIMIT = "SB0514", Error,
+        "an emulator resource limit (`emulate = { limits = { … } }`) is out of range",
+        "not a Xen setting: `staticbus run` could not start the domain's program under it (too little memory, processes or descriptors to start) or the kernel refuses it (cpu.max)";
 
     // ---- allocation ----
     ALLOC_NO_POOL = "SB0601", Error,

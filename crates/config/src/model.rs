@@ -407,6 +407,65 @@ pub struct Emulate {
     pub program: String,
     /// Its arguments.
     pub args: Vec<String>,
+    /// What the domain's processes may take from the machine (`limits = { … }`).
+    pub limits: Limits,
+}
+
+/// What one emulator domain may take from the machine (`emulate = { limits = { … } }`),
+/// so that it cannot stop the others or the runner. `staticbus run` sets each as a
+/// resource limit of the domain's processes before `execve` and, where it may write a
+/// cgroup v2 subtree, as a limit of the domain's cgroup (docs/emulator.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of private memory per process (`RLIMIT_DATA`: heap, anonymous mappings,
+    /// thread stacks) and, with cgroups, of the whole domain (`memory.max`).
+    pub memory: u64,
+    /// Processes and threads of the domain, its namespace's init included
+    /// (`RLIMIT_NPROC`, counted per domain in its own user namespace; `pids.max`).
+    pub processes: u64,
+    /// Open descriptors per process (`RLIMIT_NOFILE`).
+    pub files: u64,
+    /// Bytes one file may grow to (`RLIMIT_FSIZE`; a write past it gets `SIGXFSZ`).
+    pub file_size: u64,
+    /// CPU time per 100 ms period in microseconds, i.e. CPUs × 100 000 (`cpu.max`, with
+    /// cgroups only); `None`: no bound.
+    pub cpu_quota_us: Option<u64>,
+}
+
+impl Limits {
+    /// The limits of a domain whose description sets none.
+    pub const DEFAULT: Limits = Limits {
+        memory: 1 << 30,
+        processes: 256,
+        files: 1024,
+        file_size: 1 << 30,
+        cpu_quota_us: None,
+    };
+    /// The smallest `memory` accepted: a program with glibc and Rust's `std` needs a few
+    /// MiB of private memory to start at all.
+    pub const MIN_MEMORY: u64 = 16 << 20;
+    /// The fewest `processes` accepted: the sandbox's namespace init and the program.
+    pub const MIN_PROCESSES: u64 = 2;
+    /// The most `processes` accepted (the kernel's `pid_max` limit).
+    pub const MAX_PROCESSES: u64 = 4 << 20;
+    /// The fewest `files` accepted: stdin, stdout, stderr, the domain's memory and
+    /// regions, and what libc opens while starting.
+    pub const MIN_FILES: u64 = 16;
+    /// The most `files` accepted (the kernel's default `fs.nr_open`).
+    pub const MAX_FILES: u64 = 1 << 20;
+    /// The period of `cpu.max`, in microseconds.
+    pub const CPU_PERIOD_US: u64 = 100_000;
+    /// The smallest `cpu` accepted, in microseconds per period (0.01 CPU; the kernel
+    /// refuses quotas under 1 ms).
+    pub const MIN_CPU_QUOTA_US: u64 = 1_000;
+    /// The largest `cpu` accepted, in microseconds per period (1024 CPUs).
+    pub const MAX_CPU_QUOTA_US: u64 = 1024 * Self::CPU_PERIOD_US;
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::DEFAULT
+    }
 }
 
 /// The kernel of a Linux domain.

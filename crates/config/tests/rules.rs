@@ -1537,6 +1537,14 @@ fn sb0513_virtio_backend() {
 }
 
 #[test]
+fn sb0514_emulate_limit() {
+    Case::toml("sb0514_emulate_limit.toml", EMULATE_LIMIT)
+        .at("processes = |1")
+        .fix("processes = 1,", "processes = 64,")
+        .run();
+}
+
+#[test]
 fn sb0503_desc_missing_param() {
     Case::toml("sb0503_desc_missing_param.toml", DESC_BAD_VALUE)
         .at("protocol = |\"latest\"")

@@ -24,3 +24,4 @@ pub use host_tree::{boot_spec, read_host_dtb, read_host_dtb_with, HostTree, Host
 pub use runner::{
     copy_lines, run, DomainProgram, DomainReport, Output, Report, RunError, RunOptions, MAX_LINE,
 };
+pub use sandbox::Limits;

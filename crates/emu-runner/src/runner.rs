@@ -11,7 +11,7 @@
 //! interrupt flag is set.
 
 use crate::check::{self, Expected};
-use crate::sandbox::{self, Sandbox};
+use crate::sandbox::{self, Limits, Sandbox};
 use staticbus_abi::shared_info::SharedInfo;
 use staticbus_emu::{
     BootError, BootSpec, Console, DomId, DomainState, Hypervisor, Notify, PageMem, Policy, Stats,
@@ -39,6 +39,8 @@ pub struct DomainProgram {
     pub args: Vec<String>,
     /// The domain's `manifest.json` (as `staticbus build` writes it).
     pub manifest: PathBuf,
+    /// What its processes may take from the machine (from its `emulate` table).
+    pub limits: Limits,
 }
 
 /// How a run behaves.
@@ -363,7 +365,7 @@ impl Runner {
         let mut cmd = match &self.sandbox {
             Some(s) => {
                 let mut c = Command::new(&s.launcher);
-                c.args(s.args(d.domid, &d.prog.program, &d.prog.args));
+                c.args(s.args(d.domid, &d.prog.limits, &d.prog.program, &d.prog.args));
                 c
             }
             None => {
@@ -383,11 +385,18 @@ impl Runner {
         // Its own process group, so that the domain and everything it forks is killed
         // together; and killed if the runner dies.
         cmd.process_group(0);
-        // SAFETY: prctl with integer arguments only, async-signal-safe.
+        // Without the sandbox the limits are set here (the launcher sets them otherwise,
+        // inside the domain's user namespace, where they also bound its processes).
+        let rlimits = match self.sandbox {
+            Some(_) => Vec::new(),
+            None => sandbox::rlimits(&d.prog.limits, false),
+        };
+        // SAFETY: prctl with integer arguments only and `apply_rlimits` (getrlimit and
+        // setrlimit on a list built before the fork): async-signal-safe.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
+                sandbox::apply_rlimits(&rlimits).map_err(std::io::Error::from_raw_os_error)
             });
         }
         let mut child: Child = cmd.spawn().map_err(|e| {
@@ -510,11 +519,18 @@ fn zeroed_siginfo() -> libc::siginfo_t {
     unsafe { std::mem::zeroed() }
 }
 
-fn describe(st: &ExitStatus) -> (String, bool) {
+fn describe(st: &ExitStatus, limits: &Limits) -> (String, bool) {
     if let Some(c) = st.code() {
         (format!("exited {c}"), c == 0)
     } else if let Some(s) = st.signal() {
-        (format!("killed by signal {s}"), false)
+        let why = match s {
+            libc::SIGXFSZ => format!(
+                " (SIGXFSZ: it wrote past its file-size limit, {} bytes)",
+                limits.file_size
+            ),
+            _ => String::new(),
+        };
+        (format!("killed by signal {s}{why}"), false)
     } else {
         ("exited".into(), false)
     }
@@ -665,7 +681,7 @@ pub fn run(
         if gen != r.generation[i] {
             continue;
         }
-        let (what, ok) = describe(&st);
+        let (what, ok) = describe(&st, &r.doms[i].prog.limits);
         let domid = r.doms[i].domid;
         let shut_down = matches!(r.hv.state(domid), Some(DomainState::Shutdown(_)));
         if !ok && !shut_down {

@@ -16,7 +16,9 @@
 //!    there), dies with the launcher (`PR_SET_PDEATHSIG`), and forks the domain program as
 //!    pid 2, whose wait status it reports back so that the launcher ends the same way;
 //! 4. drops every capability (bounding set, ambient set, securebits locked so that even
-//!    uid 0 of its namespace gains none at `execve`) and sets `PR_SET_NO_NEW_PRIVS`;
+//!    uid 0 of its namespace gains none at `execve`), sets the domain's resource limits
+//!    ([`rlimits`]; `RLIMIT_NPROC` here, inside the user namespace, counts only this
+//!    domain's processes) and sets `PR_SET_NO_NEW_PRIVS`;
 //! 5. installs a seccomp filter ([`DENIED`]) that refuses with `EPERM` what a domain never
 //!    needs: tracing and reading other processes (`ptrace`, `process_vm_readv/writev`,
 //!    `kcmp`, `pidfd_getfd`, `pidfd_open`), new namespaces and mounts, kernel modules,
@@ -27,6 +29,7 @@
 //! the machine is checked before a run ([`check`]); `staticbus run --no-sandbox` runs domains
 //! without it, for debugging, and says so.
 
+pub use staticbus_config::model::Limits;
 use std::ffi::{CStr, CString, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -63,18 +66,120 @@ impl Sandbox {
         self.uid_base.map(|b| b + u32::from(domid))
     }
 
-    /// The launcher's arguments for running `program args…` as domain `domid`.
-    pub fn args(&self, domid: u16, program: &Path, args: &[String]) -> Vec<OsString> {
+    /// The launcher's arguments for running `program args…` as domain `domid`, under
+    /// `limits`.
+    pub fn args(
+        &self,
+        domid: u16,
+        limits: &Limits,
+        program: &Path,
+        args: &[String],
+    ) -> Vec<OsString> {
         let mut v: Vec<OsString> = Vec::new();
         if let Some(u) = self.uid_for(domid) {
             v.push("--uid".into());
             v.push(u.to_string().into());
+        }
+        for r in rlimits(limits, true) {
+            v.push("--rlimit".into());
+            v.push(format!("{}={}", r.name, r.value).into());
         }
         v.push("--".into());
         v.push(program.as_os_str().to_owned());
         v.extend(args.iter().map(OsString::from));
         v
     }
+}
+
+/// One resource limit a domain's processes get before `execve` (soft and hard limit alike,
+/// so that the domain cannot raise it again).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rlimit {
+    /// `RLIMIT_…`.
+    pub resource: libc::__rlimit_resource_t,
+    /// Its name on the launcher's command line (`data`, `nproc`, …).
+    pub name: &'static str,
+    /// The limit.
+    pub value: u64,
+}
+
+/// The resource limits that carry `limits` out: private memory per process
+/// (`RLIMIT_DATA`), descriptors (`RLIMIT_NOFILE`), file size (`RLIMIT_FSIZE`), no core
+/// dumps (`RLIMIT_CORE` 0) and, when `per_domain_uid` (in the sandbox, where each domain
+/// is alone in its own user namespace, so the kernel counts its processes apart from every
+/// other's), processes and threads (`RLIMIT_NPROC`). Without the sandbox the domains share
+/// the runner's uid, whose count covers them all, so `RLIMIT_NPROC` would bound the wrong
+/// thing and is left out.
+pub fn rlimits(limits: &Limits, per_domain_uid: bool) -> Vec<Rlimit> {
+    let mut v = vec![
+        Rlimit {
+            resource: libc::RLIMIT_DATA,
+            name: "data",
+            value: limits.memory,
+        },
+        Rlimit {
+            resource: libc::RLIMIT_NOFILE,
+            name: "nofile",
+            value: limits.files,
+        },
+        Rlimit {
+            resource: libc::RLIMIT_FSIZE,
+            name: "fsize",
+            value: limits.file_size,
+        },
+        Rlimit {
+            resource: libc::RLIMIT_CORE,
+            name: "core",
+            value: 0,
+        },
+    ];
+    if per_domain_uid {
+        v.push(Rlimit {
+            resource: libc::RLIMIT_NPROC,
+            name: "nproc",
+            value: limits.processes,
+        });
+    }
+    v
+}
+
+/// Sets every limit of `list` (lowered to the hard limit this process already has, which
+/// it cannot raise); the `errno` of a failure. Async-signal-safe (two system calls per
+/// limit, no allocation), for use between `fork` and `execve`.
+pub fn apply_rlimits(list: &[Rlimit]) -> Result<(), i32> {
+    for r in list {
+        let mut cur = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes one `rlimit` into a live local.
+        if unsafe { libc::getrlimit(r.resource, &mut cur) } != 0 {
+            return Err(errno());
+        }
+        let v = r.value.min(cur.rlim_max);
+        let new = libc::rlimit {
+            rlim_cur: v,
+            rlim_max: v,
+        };
+        // SAFETY: setrlimit reads one `rlimit` from a live local.
+        if unsafe { libc::setrlimit(r.resource, &new) } != 0 {
+            return Err(errno());
+        }
+    }
+    Ok(())
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// The launcher's `--rlimit NAME=VALUE`.
+fn parse_rlimit(arg: &str) -> Option<Rlimit> {
+    let (name, value) = arg.split_once('=')?;
+    let value: u64 = value.parse().ok()?;
+    let all = rlimits(&Limits::DEFAULT, true);
+    let r = all.iter().find(|r| r.name == name)?;
+    Some(Rlimit { value, ..*r })
 }
 
 fn is_root() -> bool {
@@ -360,7 +465,7 @@ fn install_filters() -> Result<(), String> {
 /// ([`domain`]) and, when it ends, writes its wait status to `report` and exits. (The
 /// program is not pid 1 itself: the kernel ignores signals to a namespace's init that it has
 /// no handler for, so a domain that aborts or is killed would not end the way it should.)
-fn ns_init(program: &CStr, argv: &[CString], report: libc::c_int) -> ! {
+fn ns_init(program: &CStr, argv: &[CString], limits: &[Rlimit], report: libc::c_int) -> ! {
     // SAFETY: integer arguments only. If the launcher dies, so does this namespace.
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
@@ -400,7 +505,7 @@ fn ns_init(program: &CStr, argv: &[CString], report: libc::c_int) -> ! {
         die(&last_os_error("fork"));
     }
     if pid == 0 {
-        domain(program, argv);
+        domain(program, argv, limits);
     }
     let status = wait_for(pid);
     let bytes = status.to_ne_bytes();
@@ -413,9 +518,17 @@ fn ns_init(program: &CStr, argv: &[CString], report: libc::c_int) -> ! {
 
 /// The domain program's process: no capabilities, no new privileges, the seccomp filters,
 /// then `execve`. Never returns.
-fn domain(program: &CStr, argv: &[CString]) -> ! {
+fn domain(program: &CStr, argv: &[CString], limits: &[Rlimit]) -> ! {
     if let Err(e) = drop_capabilities() {
         die(&e);
+    }
+    // Here, inside the user namespace, where RLIMIT_NPROC counts this domain's processes
+    // only (set before `unshare`, it would bound the uid's processes outside too).
+    if let Err(e) = apply_rlimits(limits) {
+        die(&format!(
+            "setting the domain's resource limits: {}",
+            std::io::Error::from_raw_os_error(e)
+        ));
     }
     // SAFETY: integer arguments only.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
@@ -454,15 +567,23 @@ fn wait_for(pid: libc::pid_t) -> libc::c_int {
     }
 }
 
-/// The launcher's `main`: `staticbus-sandbox [--uid N] -- PROGRAM [ARGS…]` (see the module
+/// The launcher's `main`: `staticbus-sandbox [--uid N] [--rlimit NAME=N]… -- PROGRAM [ARGS…]` (see the module
 /// documentation). Exits with the domain's status; a domain killed by a signal kills the
 /// launcher with the same signal.
 pub fn launcher_main() -> ! {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     let mut uid: Option<u32> = None;
+    let mut limits: Vec<Rlimit> = Vec::new();
     let mut i = 0;
     while i < args.len() && args[i] != "--" {
         match args[i].to_str() {
+            Some("--rlimit") => {
+                match args.get(i + 1).and_then(|v| v.to_str()).and_then(parse_rlimit) {
+                    Some(r) => limits.push(r),
+                    None => die("--rlimit needs NAME=NUMBER, NAME one of data, nofile, fsize, core, nproc"),
+                }
+                i += 2;
+            }
             Some("--uid") => {
                 uid = args
                     .get(i + 1)
@@ -474,14 +595,14 @@ pub fn launcher_main() -> ! {
                 i += 2;
             }
             _ => die(&format!(
-                "unknown argument {:?}; usage: staticbus-sandbox [--uid N] -- PROGRAM [ARGS…]",
+                "unknown argument {:?}; usage: staticbus-sandbox [--uid N] [--rlimit NAME=N]… -- PROGRAM [ARGS…]",
                 args[i]
             )),
         }
     }
     let rest = args.get(i + 1..).unwrap_or(&[]);
     let Some(program) = rest.first() else {
-        die("no program; usage: staticbus-sandbox [--uid N] -- PROGRAM [ARGS…]")
+        die("no program; usage: staticbus-sandbox [--uid N] [--rlimit NAME=N]… -- PROGRAM [ARGS…]")
     };
     let cstr = |s: &OsString| {
         CString::new(s.as_bytes()).unwrap_or_else(|_| die("an argument contains a NUL byte"))
@@ -550,7 +671,7 @@ pub fn launcher_main() -> ! {
     if pid == 0 {
         // SAFETY: closing our copy of the read end.
         unsafe { libc::close(pipe[0]) };
-        ns_init(&program_c, &argv, pipe[1]);
+        ns_init(&program_c, &argv, &limits, pipe[1]);
     }
     // SAFETY: closing our copy of the write end, so the read below ends when the
     // namespace's init does.

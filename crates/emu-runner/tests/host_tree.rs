@@ -268,6 +268,7 @@ fn hostile_domains_cannot_reach_the_runner_or_each_other() {
             program: PathBuf::from(env!("CARGO_BIN_EXE_sandbox-probe")),
             args: args.clone(),
             manifest: dir.path().join("domains").join(name).join("manifest.json"),
+            limits: Default::default(),
         })
         .collect();
     let opts = RunOptions {

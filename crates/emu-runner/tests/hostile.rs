@@ -219,3 +219,111 @@ fn no_descriptor_the_runner_inherited_reaches_a_domain() {
     }
     drop(leaked);
 }
+
+/// The limits the hostile domain runs under in the resource tests: small, so that each
+/// test takes a fraction of a second and nothing of the machine.
+const SMALL: staticbus_emu_runner::Limits = staticbus_emu_runner::Limits {
+    memory: 64 << 20,
+    processes: 16,
+    files: 64,
+    file_size: 4 << 20,
+    cpu_quota_us: None,
+};
+
+/// Runs `limits-probe ARGS` as `sensor` under [`SMALL`], next to an honest `aggregator`;
+/// checks that the honest one finished and returns the report and the probe's lines.
+fn exhaust(
+    mode: &str,
+    sb: Option<staticbus_emu_runner::sandbox::Sandbox>,
+    args: &[&str],
+) -> (Report, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut progs = scripts(dir.path(), "", "sleep 0.5; echo still here");
+    progs[0].program = env!("CARGO_BIN_EXE_limits-probe").into();
+    progs[0].args = args.iter().map(|a| a.to_string()).collect();
+    progs[0].limits = SMALL;
+    let opts = RunOptions {
+        sandbox: sb,
+        ..RunOptions::default()
+    };
+    let (report, lines) = run_within(dir.path(), progs, opts, Duration::from_secs(120));
+    assert_eq!(
+        of(&lines, "aggregator"),
+        ["still here"],
+        "{mode}: {lines:?}"
+    );
+    assert_eq!(status(&report, "aggregator"), "exited 0", "{mode}");
+    assert_eq!(report.exit_code(), 1, "{mode}: {lines:?}");
+    (report, of(&lines, "sensor"))
+}
+
+/// The number after `after ` in the probe's `RESULT CONTAINED` line.
+fn contained_after(lines: &[String], what: &str) -> u64 {
+    let l = lines
+        .iter()
+        .find(|l| l.starts_with(&format!("RESULT CONTAINED {what}")))
+        .unwrap_or_else(|| panic!("no `{what}` in {lines:?}"));
+    let n = l.split("after ").nth(1).unwrap_or("");
+    n.split(' ').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_fork_bomb_stops_at_the_domains_process_limit() {
+    // Only in the sandbox: without it the domains share the runner's uid, whose process
+    // count RLIMIT_NPROC would bound, so the runner does not set it, and the probe
+    // refuses to run without a limit that holds it.
+    let (report, sensor) = exhaust("sandboxed", Some(sandbox()), &["fork"]);
+    // Before the limits the probe found RLIMIT_NPROC unlimited and refused to run.
+    let forks = contained_after(&sensor, "fork refused");
+    assert!(forks < SMALL.processes, "{sensor:?}");
+    assert_eq!(status(&report, "sensor"), "exited 3");
+}
+
+#[test]
+fn a_domain_that_allocates_without_bound_is_refused_at_its_memory_limit() {
+    for (mode, sb) in modes() {
+        let (report, sensor) = exhaust(mode, sb, &["memory"]);
+        let mib = contained_after(&sensor, "allocation refused");
+        assert!(mib < SMALL.memory >> 20, "{mode}: {sensor:?}");
+        assert_eq!(status(&report, "sensor"), "exited 3", "{mode}");
+    }
+}
+
+#[test]
+fn a_domain_that_opens_descriptors_without_bound_is_refused_at_its_limit() {
+    for (mode, sb) in modes() {
+        let (report, sensor) = exhaust(mode, sb, &["files"]);
+        let n = contained_after(&sensor, "open refused");
+        assert!(n < SMALL.files, "{mode}: {sensor:?}");
+        assert!(
+            sensor.iter().any(|l| l.contains("Too many open files")),
+            "{mode}: {sensor:?}"
+        );
+        assert_eq!(status(&report, "sensor"), "exited 3", "{mode}");
+    }
+}
+
+#[test]
+fn a_domain_that_writes_a_huge_file_is_stopped_at_its_file_size_limit() {
+    use std::os::unix::fs::PermissionsExt;
+    for (mode, sb) in modes() {
+        let out = tempfile::tempdir().unwrap();
+        // The sandboxed domain runs under a uid of its own when this is root: let it write.
+        std::fs::set_permissions(out.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let file = out.path().join("huge");
+        let (report, _) = exhaust(mode, sb, &["file", file.to_str().unwrap()]);
+        assert_eq!(
+            status(&report, "sensor"),
+            format!(
+                "killed by signal 25 (SIGXFSZ: it wrote past its file-size limit, {} bytes)",
+                SMALL.file_size
+            ),
+            "{mode}"
+        );
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().len(),
+            SMALL.file_size,
+            "{mode}"
+        );
+    }
+}

@@ -377,11 +377,112 @@ impl Builder<'_> {
             dom.direct_map = *dm.get_ref();
             dom.direct_map_loc = self.loc(dm);
         }
-        dom.emulate = d.emulate.as_ref().map(|e| Emulate {
-            program: e.program.clone(),
-            args: e.args.clone(),
-        });
+        if let Some(e) = &d.emulate {
+            let limits = self.limits(&dom.name, e.limits.as_ref());
+            dom.emulate = Some(Emulate {
+                program: e.program.clone(),
+                args: e.args.clone(),
+                limits,
+            });
+        }
         Some((dom, addrs))
+    }
+
+    /// The resource limits of domain `name`'s `emulate = { limits = { … } }`: the defaults
+    /// ([`Limits::DEFAULT`]) for what is left out, an error (SB0514) for what is out of
+    /// range (the default then stands in for it).
+    fn limits(&mut self, name: &str, l: Option<&LimitsDesc>) -> Limits {
+        let mut out = Limits::DEFAULT;
+        let Some(l) = l else { return out };
+        let def = Limits::DEFAULT;
+        if let Some(m) = &l.memory {
+            let v = m.get_ref().0;
+            if v < Limits::MIN_MEMORY {
+                self.err(
+                    EMULATE_LIMIT,
+                    self.loc(m),
+                    format!(
+                        "domain `{name}`: a `memory` limit of {} is too little for a program to \
+                         start (the dynamic loader, libc and Rust's std need a few MiB of private \
+                         memory)",
+                        size_text(v)
+                    ),
+                    &format!(
+                        "give at least \"16MiB\" (the default is \"{}\")",
+                        size_text(def.memory).replace(' ', "")
+                    ),
+                );
+            } else {
+                out.memory = v;
+            }
+        }
+        let count = |this: &mut Self,
+                     what: &str,
+                     v: &Option<Spanned<i64>>,
+                     min: u64,
+                     max: u64,
+                     why: &str,
+                     default: u64,
+                     slot: &mut u64| {
+            let Some(v) = v else { return };
+            let n = *v.get_ref();
+            match u64::try_from(n) {
+                Ok(n) if (min..=max).contains(&n) => *slot = n,
+                _ => this.err(
+                    EMULATE_LIMIT,
+                    this.loc(v),
+                    format!("domain `{name}`: `{what} = {n}` is out of range: {why}"),
+                    &format!("give {min} to {max} (the default is {default})"),
+                ),
+            }
+        };
+        count(
+            self,
+            "processes",
+            &l.processes,
+            Limits::MIN_PROCESSES,
+            Limits::MAX_PROCESSES,
+            "the sandbox's namespace init counts as one of the domain's processes, and the \
+             program is another",
+            def.processes,
+            &mut out.processes,
+        );
+        count(
+            self,
+            "files",
+            &l.files,
+            Limits::MIN_FILES,
+            Limits::MAX_FILES,
+            "stdin, stdout, stderr, the domain's memory and regions and what libc opens at \
+             start need a dozen descriptors, and the kernel allows at most 1048576",
+            def.files,
+            &mut out.files,
+        );
+        if let Some(f) = &l.file_size {
+            out.file_size = f.get_ref().0;
+        }
+        if let Some(c) = &l.cpu {
+            let cpus = *c.get_ref();
+            let quota = cpus * Limits::CPU_PERIOD_US as f64;
+            if quota.is_finite()
+                && quota >= Limits::MIN_CPU_QUOTA_US as f64
+                && quota <= Limits::MAX_CPU_QUOTA_US as f64
+            {
+                out.cpu_quota_us = Some(quota.round() as u64);
+            } else {
+                self.err(
+                    EMULATE_LIMIT,
+                    self.loc(c),
+                    format!(
+                        "domain `{name}`: `cpu = {cpus}` is out of range: it is a number of CPUs \
+                         (0.5 is half of one), and the kernel's cpu.max takes no quota under \
+                         1 ms per 100 ms period"
+                    ),
+                    "give 0.01 to 1024, or leave `cpu` out for no bound",
+                );
+            }
+        }
+        out
     }
 
     /// The kernel and ramdisk modules of a Linux domain (`linux = { … }`), which take the
@@ -606,4 +707,14 @@ pub fn valid_node_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || ",._+-".contains(c))
+}
+
+/// `1 GiB`, `16 MiB`, `4 KiB` or `1000 bytes`: a size as a person would write it.
+fn size_text(v: u64) -> String {
+    for (unit, shift) in [("GiB", 30), ("MiB", 20), ("KiB", 10)] {
+        if v != 0 && v % (1 << shift) == 0 {
+            return format!("{} {unit}", v >> shift);
+        }
+    }
+    format!("{v} bytes")
 }

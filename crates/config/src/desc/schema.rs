@@ -237,6 +237,24 @@ pub struct EmulateDesc {
     /// Arguments.
     #[serde(default)]
     pub args: Vec<String>,
+    /// Resource limits of the domain's processes.
+    pub limits: Option<LimitsDesc>,
+}
+
+/// `limits = { memory, processes, files, file-size, cpu }` of an `emulate` table.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LimitsDesc {
+    /// Private memory per process and, with cgroups, of the whole domain.
+    pub memory: Option<Spanned<Size>>,
+    /// Processes and threads of the domain.
+    pub processes: Option<Spanned<i64>>,
+    /// Open descriptors per process.
+    pub files: Option<Spanned<i64>>,
+    /// The size one file may grow to.
+    pub file_size: Option<Spanned<Size>>,
+    /// CPUs (`0.5`: half of one CPU), with cgroups only.
+    pub cpu: Option<Spanned<f64>>,
 }
 
 /// `[[domain]]` and `[dom0]`.

@@ -74,6 +74,7 @@ pub fn programs(dir: &Path, script: &str) -> Vec<DomainProgram> {
             program: PathBuf::from("/bin/sh"),
             args: vec!["-c".into(), script.into()],
             manifest: dir.join("domains").join(name).join("manifest.json"),
+            limits: Default::default(),
         })
         .collect()
 }
