@@ -25,6 +25,12 @@
 //! neither connected nor reserved by a fixed socket). [`Server::step`] accepts, announces
 //! and notices disconnects; [`Server::spawn`] runs it on a thread.
 //!
+//! QEMU reads only the first messages while it realizes the device (up to its own first
+//! eventfd) and the rest later, from its main loop; a doorbell to a peer whose eventfds
+//! it has not read yet is dropped. [`Server::unread`] (and [`ServerHandle::unread`]) says
+//! how much each client has still to read, so a launcher can wait until every QEMU has
+//! everything before it lets any guest run.
+//!
 //! [`Client`] is the other end, for tests and host tools: it connects and decodes the
 //! messages above ([`Client::handshake`], [`Client::next_change`]).
 
@@ -40,7 +46,7 @@ use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -86,7 +92,7 @@ struct Listener {
 }
 
 struct Peer {
-    stream: UnixStream,
+    stream: Arc<UnixStream>,
     /// The peer's own eventfds, one per vector: others write them to interrupt it.
     eventfds: Vec<OwnedFd>,
 }
@@ -99,8 +105,39 @@ pub struct Server {
     vectors: u16,
     listeners: Vec<Listener>,
     peers: BTreeMap<u16, Peer>,
+    /// The connected peers' streams, shared with [`ServerHandle::unread`].
+    streams: Streams,
     wake: OwnedFd,
     departures: Option<Departures>,
+}
+
+type Streams = Arc<Mutex<BTreeMap<u16, Arc<UnixStream>>>>;
+
+/// Bytes sent on `stream` that the other end has not read yet (Linux's `SIOCOUTQ` of a
+/// UNIX stream socket: what is still queued in the receiver's buffer).
+fn outq(stream: &UnixStream) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ (= SIOCOUTQ) writes one `int` through the pointer, which points to
+    // `n`, live for the call; the fd is open for the duration (borrowed from `stream`).
+    let r = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
+fn unread_of(streams: &Streams) -> io::Result<BTreeMap<u16, usize>> {
+    let streams: Vec<(u16, Arc<UnixStream>)> = streams
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|(&id, s)| (id, s.clone()))
+        .collect();
+    streams
+        .into_iter()
+        .map(|(id, s)| Ok((id, outq(&s)?)))
+        .collect()
 }
 
 /// Where [`Server::announce_departures`] marks departed peers and which vector it rings.
@@ -157,6 +194,7 @@ impl Server {
             vectors,
             listeners: Vec::new(),
             peers: BTreeMap::new(),
+            streams: Streams::default(),
             wake: eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?,
             departures: None,
         })
@@ -180,6 +218,21 @@ impl Server {
     /// The peer ids connected now, ascending.
     pub fn peers(&self) -> Vec<u16> {
         self.peers.keys().copied().collect()
+    }
+
+    /// For every connected peer, how many bytes the server sent it that it has not read
+    /// yet (0: it has every message so far). The count is the kernel's accounting of the
+    /// queued buffers, not a message count; only 0 has an exact meaning.
+    pub fn unread(&self) -> io::Result<BTreeMap<u16, usize>> {
+        unread_of(&self.streams)
+    }
+
+    fn insert(&mut self, id: u16, peer: Peer) {
+        self.streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, peer.stream.clone());
+        self.peers.insert(id, peer);
     }
 
     /// Makes departures visible to the peers themselves, which the device cannot tell:
@@ -309,6 +362,7 @@ impl Server {
     pub fn spawn(self) -> io::Result<ServerHandle> {
         let wake = self.wake.try_clone()?;
         let (tx, rx) = mpsc::channel();
+        let streams = self.streams.clone();
         let thread = thread::Builder::new()
             .name("ivshmem-server".into())
             .spawn(move || {
@@ -326,6 +380,7 @@ impl Server {
             })?;
         Ok(ServerHandle {
             wake,
+            streams,
             events: rx,
             thread: Some(thread),
         })
@@ -390,10 +445,10 @@ impl Server {
                 reason: format!("sending the setup failed: {e}"),
             });
             // The others were told it joined: tell them it left.
-            self.peers.insert(id, peer);
+            self.insert(id, peer);
             self.remove(id, events);
         } else {
-            self.peers.insert(id, peer);
+            self.insert(id, peer);
             events.push(Event::Joined { id, socket: path });
         }
         for other in failed {
@@ -410,7 +465,10 @@ impl Server {
         send(&stream, PROTOCOL_VERSION, None)?;
         send(&stream, i64::from(id), None)?;
         send(&stream, SHM_MESSAGE, Some(self.shm.as_fd()))?;
-        Ok(Peer { stream, eventfds })
+        Ok(Peer {
+            stream: Arc::new(stream),
+            eventfds,
+        })
     }
 
     /// Messages 4 and 5 to a new client (not yet among `self.peers`).
@@ -432,6 +490,10 @@ impl Server {
         if self.peers.remove(&id).is_none() {
             return;
         }
+        self.streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
         events.push(Event::Left { id });
         // The mark first, then the ring: a woken peer must find it. A failed write
         // leaves the peers as the protocol alone would (told, but not woken).
@@ -490,6 +552,7 @@ fn send(stream: &UnixStream, value: i64, fd: Option<BorrowedFd<'_>>) -> io::Resu
 #[derive(Debug)]
 pub struct ServerHandle {
     wake: OwnedFd,
+    streams: Streams,
     events: mpsc::Receiver<Event>,
     thread: Option<thread::JoinHandle<io::Result<Server>>>,
 }
@@ -498,6 +561,11 @@ impl ServerHandle {
     /// What the server did, in order.
     pub fn events(&self) -> &mpsc::Receiver<Event> {
         &self.events
+    }
+
+    /// [`Server::unread`] of the running server: what each connected peer has not read.
+    pub fn unread(&self) -> io::Result<BTreeMap<u16, usize>> {
+        unread_of(&self.streams)
     }
 
     /// Stops the thread and returns the server (its sockets still bound, its peers still

@@ -268,3 +268,46 @@ fn departures_are_marked_and_rung() {
     assert_eq!(word(&sb2.shm, 2), 0);
     drop(h);
 }
+
+#[test]
+fn unread_says_who_has_not_read_everything_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::new(0x1000, 3).unwrap();
+    server.listen(&dir.path().join("1"), Some(1)).unwrap();
+    server.listen(&dir.path().join("2"), Some(2)).unwrap();
+    let h = server.spawn().unwrap();
+    let unread = |id: u16| h.unread().unwrap()[&id];
+
+    // Connected and served, but nothing read: its setup is queued.
+    let mut a = Client::connect(&dir.path().join("1")).unwrap();
+    set_timeout(&a);
+    assert!(matches!(next_event(&h), Event::Joined { id: 1, .. }));
+    assert!(unread(1) > 0);
+    let _sa = a.handshake(3).unwrap();
+    assert_eq!(unread(1), 0, "a read its whole setup");
+
+    // A second peer joins: a has its eventfds to read, b its setup.
+    let mut b = Client::connect(&dir.path().join("2")).unwrap();
+    set_timeout(&b);
+    assert!(matches!(next_event(&h), Event::Joined { id: 2, .. }));
+    assert!(unread(1) > 0 && unread(2) > 0);
+    let _sb = b.handshake(3).unwrap();
+    assert_eq!(unread(2), 0);
+    for v in 0..2 {
+        assert!(matches!(
+            a.next_change().unwrap(),
+            Some(Change::Joined(2, _))
+        ));
+        assert!(unread(1) > 0, "after {} of 3 eventfds", v + 1);
+    }
+    assert!(matches!(
+        a.next_change().unwrap(),
+        Some(Change::Joined(2, _))
+    ));
+    assert_eq!(unread(1), 0);
+
+    // A peer that left is no longer listed.
+    drop(b);
+    assert_eq!(next_event(&h), Event::Left { id: 2 });
+    assert_eq!(h.unread().unwrap().keys().copied().collect::<Vec<_>>(), [1]);
+}

@@ -13,8 +13,9 @@
 //! 3. Builds the images (the same way as for Xen; they link at `0x40200000`).
 //! 4. Starts the server, one socket per domain with the domid as peer id, departures
 //!    announced in the control page; starts every VM paused (`-S`), waits until each has
-//!    joined, then lets them run (QMP `cont`): a ring to a peer QEMU does not know yet
-//!    would be dropped.
+//!    joined and its QEMU has read every message the server sent it (the socket's
+//!    unread count is 0), then lets them run (QMP `cont`): a ring to a peer QEMU does
+//!    not know yet would be dropped.
 //! 5. Shows each VM's console prefixed by its domain's name and decides: PASS when every
 //!    domain printed `RESULT PASS`; otherwise FAIL once every domain printed its `RESULT`
 //!    or its VM ended (so a survivor's own report of a peer that left is seen), or at the
@@ -243,9 +244,19 @@ pub(super) fn boot(file: &Path, base_dir: &Path, o: &BootOptions) -> Result<u8, 
             )));
         }
     }
-    // Each QEMU reads the others' eventfds from its socket in its main loop; give them a
-    // moment before any guest can ring (ADR 0005, start-up).
-    std::thread::sleep(Duration::from_millis(300));
+    // QEMU reads its setup only up to its own first eventfd while it realizes the device;
+    // its other eventfds and those of the peers that joined after it it reads from its
+    // main loop (which runs while the VM is paused). A ring to a peer whose eventfds it
+    // has not read is dropped, so no guest runs before every QEMU has read everything
+    // (ADR 0005, start-up).
+    let setup_read = Instant::now();
+    if let Err(why) = wait_until_read(&server, &mut vms, &names, &stop) {
+        if stop.load(SeqCst) {
+            return Ok(130);
+        }
+        return Err(setup(format!("{why}; see {}/qemu-*.stderr", out.display())));
+    }
+    let setup_read = setup_read.elapsed();
     for d in &domains {
         cont(&sock_dir.path.join(format!("{}.qmp", d.domid)))
             .map_err(|e| setup(format!("QMP `cont` for `{}`: {e}", d.name)))?;
@@ -311,9 +322,11 @@ pub(super) fn boot(file: &Path, base_dir: &Path, o: &BootOptions) -> Result<u8, 
     let _ = server.stop();
     let first = first_line.map_or("-".to_string(), |t| format!("{:.2}s", t.as_secs_f64()));
     let timing = format!(
-        "QEMU start to VMs released {:.2}s; then to first guest line {first}, to the end \
-         {:.2}s; QEMU start to the end {:.2}s (TCG emulation)",
+        "QEMU start to VMs released {:.2}s (of which {:.1} ms waiting for every QEMU to \
+         read its ivshmem setup); then to first guest line {first}, to the end {:.2}s; QEMU \
+         start to the end {:.2}s (TCG emulation)",
         released.as_secs_f64(),
+        setup_read.as_secs_f64() * 1e3,
         elapsed.as_secs_f64(),
         (released + elapsed).as_secs_f64()
     );
@@ -339,6 +352,59 @@ pub(super) fn boot(file: &Path, base_dir: &Path, o: &BootOptions) -> Result<u8, 
         out.display()
     );
     Ok(code)
+}
+
+/// How long the VMs may take to read the rest of their ivshmem setup once all joined.
+const READ_LIMIT: Duration = Duration::from_secs(30);
+
+/// Waits until every VM's QEMU has read every message the server sent it
+/// ([`staticbus_ivshmem_server::ServerHandle::unread`] is 0 for each), at most
+/// [`READ_LIMIT`]; fails at once when a VM ends or leaves, or on Ctrl-C.
+fn wait_until_read(
+    server: &staticbus_ivshmem_server::ServerHandle,
+    vms: &mut BTreeMap<u16, Qemu>,
+    names: &BTreeMap<u16, String>,
+    stop: &AtomicBool,
+) -> Result<(), String> {
+    let end = Instant::now() + READ_LIMIT;
+    let mut pause = Duration::from_micros(100);
+    loop {
+        let unread = server
+            .unread()
+            .map_err(|e| format!("ivshmem server: cannot ask what the VMs read: {e}"))?;
+        let behind: Vec<String> = names
+            .iter()
+            .filter_map(|(id, n)| match unread.get(id) {
+                None => Some(format!("{n} (disconnected)")),
+                Some(0) => None,
+                Some(b) => Some(format!("{n} ({b} bytes unread)")),
+            })
+            .collect();
+        if behind.is_empty() {
+            return Ok(());
+        }
+        if stop.load(SeqCst) {
+            return Err("interrupted".into());
+        }
+        if let Some(id) = vms
+            .iter_mut()
+            .find_map(|(id, q)| matches!(q.0.try_wait(), Ok(Some(_))).then_some(id))
+        {
+            return Err(format!(
+                "the VM of `{}` ended before it read its ivshmem setup",
+                names[id]
+            ));
+        }
+        if behind.iter().any(|b| b.ends_with("(disconnected)")) || Instant::now() >= end {
+            return Err(format!(
+                "not every VM read its ivshmem setup within {}s of connecting: {}",
+                READ_LIMIT.as_secs(),
+                behind.join(", ")
+            ));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(10));
+    }
 }
 
 /// A private directory for the sockets (a UNIX socket path has at most 107 bytes, so not
