@@ -339,6 +339,9 @@ codes! {
     IVSHMEM_PORT_NOT_VECTOR = "SB0903", Error,
         "an event-channel port is not a doorbell vector (1..64)",
         "the device has no such vector (or vector 0 is the server's leave notice): the doorbell is dropped and the waiter sleeps for good";
+    IVSHMEM_REGION_OVERLAP = "SB0904", Error,
+        "two regions overlap in the ivshmem shared object",
+        "every VM maps the one object, so the two channels share bytes: each protocol reads the other's writes as a hostile peer's and fails or loses data";
 }
 
 #[cfg(test)]

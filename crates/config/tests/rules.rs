@@ -1678,6 +1678,15 @@ fn sb0903_ivshmem_port_not_vector() {
     .run();
 }
 
+#[test]
+fn sb0904_ivshmem_region_overlap() {
+    Case::toml("sb0904_ivshmem_region_overlap.toml", IVSHMEM_REGION_OVERLAP)
+        .at("guest = |0x2000_8000")
+        .fix("guest = 0x2000_8000", "guest = 0x2001_0000")
+        .once()
+        .run();
+}
+
 // ======================================================================================
 // SB07xx input / output
 // ======================================================================================

@@ -206,17 +206,26 @@ impl Builder<'_> {
                 Hypervisor::QemuIvshmem => IVSHMEM_GUEST_WINDOW,
             });
         let wend = wb.saturating_add(ws);
+        // On qemu-ivshmem every VM maps the one shared object: a range one region uses is
+        // used in every domain, not only in the region's members (SB0904).
+        let one_object = self.sys.target.hypervisor == Hypervisor::QemuIvshmem;
         // Per domain: the window minus guest RAM and explicit guest ranges.
         let mut taken: HashMap<DomIdx, Vec<(u64, u64)>> = HashMap::new();
+        let mut everyone: Vec<(u64, u64)> = Vec::new();
         for (n, given) in self.sys.shm.iter().zip(&self.given.guest) {
             if let Some(g) = *given {
-                taken.entry(n.domain).or_default().push((g, n.size));
+                if one_object {
+                    everyone.push((g, n.size));
+                } else {
+                    taken.entry(n.domain).or_default().push((g, n.size));
+                }
             }
         }
         let mut free: HashMap<DomIdx, FreeList> = HashMap::new();
         for (d, dom) in self.sys.domains.iter().enumerate() {
             let mut t = taken.remove(&d).unwrap_or_default();
             t.extend(dom.guest_ram());
+            t.extend(everyone.iter().copied());
             free.insert(d, FreeList::new(wb, wend, &t));
         }
         // Open nodes grouped by region, in first-seen order.
@@ -266,6 +275,11 @@ impl Builder<'_> {
                     let a = common.or_else(|| fl.next_fit(wb, size, PAGE_SIZE));
                     if let Some(a) = a {
                         fl.take(a, size);
+                        if one_object {
+                            for fl in free.values_mut() {
+                                fl.take(a, size);
+                            }
+                        }
                     }
                     a
                 };

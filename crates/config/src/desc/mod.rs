@@ -183,6 +183,76 @@ mod tests {
         }
     }
 
+    /// On qemu-ivshmem the object is one for every VM: an open region is placed clear of
+    /// the regions of every domain (hand-placed or allocated), not only of its members'.
+    /// On Xen the same description reuses the address: each domain's map is its own.
+    #[test]
+    fn ivshmem_regions_are_placed_clear_of_every_domains_regions() {
+        let text = |hypervisor: &str| {
+            format!(
+                r#"
+            [target]
+            hypervisor = "{hypervisor}"
+            [platform]
+            ram = [{{ base = 0x4000_0000, size = "1GiB" }}]
+            [[domain]]
+            name = "a"
+            memory = "16MiB"
+            kernel = {{ size = 0x1000 }}
+            [[domain]]
+            name = "b"
+            memory = "16MiB"
+            kernel = {{ size = 0x1000 }}
+            [[domain]]
+            name = "c"
+            memory = "16MiB"
+            kernel = {{ size = 0x1000 }}
+            [[domain]]
+            name = "d"
+            memory = "16MiB"
+            kernel = {{ size = 0x1000 }}
+            [[channel]]
+            name = "placed"
+            protocol = "queue"
+            from = "a"
+            to = "b"
+            size = "64KiB"
+            guest = 0x2000_0000
+            [[channel]]
+            name = "open1"
+            protocol = "queue"
+            from = "c"
+            to = "d"
+            size = "16KiB"
+            [[channel]]
+            name = "open2"
+            protocol = "queue"
+            from = "a"
+            to = "c"
+            size = "4KiB"
+        "#
+            )
+        };
+        let guest = |sys: &System, id: &str| -> Vec<u64> {
+            sys.shm
+                .iter()
+                .filter(|n| n.id.contains(id))
+                .map(|n| n.guest)
+                .collect()
+        };
+        let (sys, diags) = read(&text("qemu-ivshmem"));
+        let sys = sys.unwrap_or_else(|| panic!("{diags:?}"));
+        let base = staticbus_abi::ivshmem::SHM_BASE;
+        assert_eq!(guest(&sys, "placed"), [base, base]);
+        // After `placed` (in no member of open1), then after open1 (not in open2's `a`).
+        assert_eq!(guest(&sys, "open1"), [base + 0x1_0000; 2]);
+        assert_eq!(guest(&sys, "open2"), [base + 0x1_4000; 2]);
+
+        let (sys, diags) = read(&text("xen"));
+        let sys = sys.unwrap_or_else(|| panic!("{diags:?}"));
+        assert_eq!(guest(&sys, "open1"), [DEFAULT_GUEST_WINDOW.0; 2]);
+    }
+
     /// Every value the description gives is kept as given, even one that used to mark an
     /// open value (u64::MAX addresses, port 0): only the values left out are allocated.
     #[test]

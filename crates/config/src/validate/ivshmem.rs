@@ -1,7 +1,9 @@
 //! The rules of `hypervisor = "qemu-ivshmem"` (docs/adr/0005-ivshmem-platform.md): every
 //! region is a window of the one shared object (BAR2 at `staticbus_abi::ivshmem::SHM_BASE`),
-//! at the same guest address in every member and clear of the control page at the
-//! object's end; every event-channel port is the doorbell vector its peers ring.
+//! at the same guest address in every member, clear of the control page at the object's
+//! end and of every other region (all VMs map the one object, so two regions of different
+//! domains can collide too); every event-channel port is the doorbell vector its peers
+//! ring.
 
 use super::{hex, Validator};
 use crate::codes::*;
@@ -63,6 +65,59 @@ impl<'s> Validator<'s> {
                 None => {
                     first.insert(n.id.as_str(), j);
                 }
+            }
+        }
+        // SB0904: two regions in the same bytes of the object. One window per region (its
+        // first member's; SB0902 reports the others), inside the object (SB0901 reports
+        // the rest), compared in the order of their start.
+        let mut windows: Vec<usize> = first
+            .values()
+            .copied()
+            .filter(|&j| {
+                let n = &sys.shm[j];
+                n.guest >= ivshmem::SHM_BASE && n.guest.saturating_add(n.size) <= window_end
+            })
+            .collect();
+        windows.sort_by_key(|&j| (sys.shm[j].guest, j));
+        for (k, &a) in windows.iter().enumerate() {
+            let (na, a_end) = (&sys.shm[a], sys.shm[a].guest + sys.shm[a].size);
+            for &b in &windows[k + 1..] {
+                let nb = &sys.shm[b];
+                if nb.guest >= a_end {
+                    break;
+                }
+                let (overlap_start, overlap_end) = (nb.guest, a_end.min(nb.guest + nb.size));
+                self.push(
+                    Diagnostic::new(
+                        IVSHMEM_REGION_OVERLAP,
+                        nb.mem_loc.clone(),
+                        format!(
+                            "region `{}` of `{}` at {} (+{}) overlaps region `{}` of `{}` at {} \
+                             (+{}) in the shared object",
+                            nb.id,
+                            self.dom(nb.domain).name,
+                            hex(nb.guest),
+                            hex(nb.size),
+                            na.id,
+                            self.dom(na.domain).name,
+                            hex(na.guest),
+                            hex(na.size)
+                        ),
+                    )
+                    .with(na.mem_loc.clone(), format!("region `{}` is here", na.id))
+                    .note(format!(
+                        "every VM maps the whole object: [{}, {}) would be both regions' bytes",
+                        hex(overlap_start),
+                        hex(overlap_end)
+                    ))
+                    .help(format!(
+                        "move `{}` to {} or beyond (past `{}`), or drop its `guest` and let the \
+                         allocator place it",
+                        nb.id,
+                        hex(a_end),
+                        na.id
+                    )),
+                );
             }
         }
         for pair in &sys.evtchns {
