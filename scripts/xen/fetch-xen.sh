@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Get a Xen hypervisor for arm64 into a cache outside the repository and print its path.
 #
-#   scripts/xen/fetch-xen.sh [4.17|4.20]   # default 4.17; prints e.g.
-#                                          # /root/.cache/staticbus/xen/4.20/xen
+#   scripts/xen/fetch-xen.sh [4.17|4.20|4.20-no-static-evtchn]
+#                        # default 4.17; prints e.g. /root/.cache/staticbus/xen/4.20/xen
 #
 # 4.17: Debian bookworm's binary, /boot/xen-4.17-arm64 of xen-hypervisor-4.17-arm64:arm64
 #       (built without CONFIG_STATIC_SHM, with XSM SILO), downloaded with
@@ -25,6 +25,10 @@
 #         apt-get when missing and running as root). About a minute on 2 cores.
 #       The source and build tree stay in the cache (src/), with the build log
 #       (build.log) and the final configuration (config).
+#
+# 4.20-no-static-evtchn: the same source and configuration with CONFIG_STATIC_EVTCHN off
+#       (a build that ignores static event channels, for the differential test of
+#       SB0114); its own cache folder, source tree and build.
 #
 # Pinned versions: by default each version fetches exactly the Debian version the boot tests
 # were proven with, checked against the SHA256 recorded below (PIN_*), so Debian moving its
@@ -66,10 +70,10 @@ die() { echo "fetch-xen: error: $*" >&2; exit 1; }
 
 version=${1:-4.17}
 case $version in
-  4.17 | 4.20) ;;
-  *) die "unknown Xen version '$version' (known: 4.17, 4.20)" ;;
+  4.17 | 4.20 | 4.20-no-static-evtchn) ;;
+  *) die "unknown Xen version '$version' (known: 4.17, 4.20, 4.20-no-static-evtchn)" ;;
 esac
-(( $# <= 1 )) || die "usage: fetch-xen.sh [4.17|4.20]"
+(( $# <= 1 )) || die "usage: fetch-xen.sh [4.17|4.20|4.20-no-static-evtchn]"
 
 cache=${STATICBUS_CACHE:-$HOME/.cache/staticbus}/xen/$version
 out=$cache/xen
@@ -268,7 +272,14 @@ fetch_indexed_420() {
   done <<<"$sums"
 }
 
+# $1: Kconfig lines added to debian/xen-kconfig; $2: options that must be =y after
+# olddefconfig; $3: options that must not be; $4: what the version file says of them.
 fetch_420() {
+  local -a add_config want_on want_off
+  read -r -a add_config <<<"$1"
+  read -r -a want_on <<<"$2"
+  read -r -a want_off <<<"${3:-}"
+  local config_note=$4
   ensure_build_tools
   dl=$cache/dl
   mkdir -p "$dl"
@@ -344,13 +355,20 @@ fetch_420() {
   local make_args=(XEN_TARGET_ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu-
     "DEB_VERSION=$ver" "DEB_MAINTAINER=$(sed -n 's/^Maintainer: //p' "$src/debian/control" | head -n 1)")
   cp "$src/debian/xen-kconfig" "$src/xen/.config"
-  printf '%s\n' CONFIG_UNSUPPORTED=y CONFIG_STATIC_MEMORY=y CONFIG_STATIC_SHM=y >> "$src/xen/.config"
-  log "configuring: debian/xen-kconfig + CONFIG_UNSUPPORTED/STATIC_MEMORY/STATIC_SHM, olddefconfig"
+  local line
+  for line in "${add_config[@]}"; do
+    [[ $line == *=n ]] && line="# ${line%=n} is not set"
+    printf '%s\n' "$line" >> "$src/xen/.config"
+  done
+  log "configuring: debian/xen-kconfig + ${add_config[*]}, olddefconfig"
   make -C "$src/xen" "${make_args[@]}" olddefconfig > "$cache/build.log" 2>&1 ||
     { tail -n 20 "$cache/build.log" >&2; die "make olddefconfig failed (log: $cache/build.log)"; }
   local opt
-  for opt in CONFIG_UNSUPPORTED CONFIG_STATIC_MEMORY CONFIG_STATIC_SHM; do
+  for opt in "${want_on[@]}"; do
     grep -qx "$opt=y" "$src/xen/.config" || die "$opt=y did not survive olddefconfig ($src/xen/.config)"
+  done
+  for opt in "${want_off[@]}"; do
+    ! grep -qx "$opt=y" "$src/xen/.config" || die "$opt is still on after olddefconfig ($src/xen/.config)"
   done
 
   local jobs=${XEN_JOBS:-$(nproc)} t0=$SECONDS
@@ -371,15 +389,20 @@ fetch_420() {
   log "built in $((SECONDS - t0)) s"
 
   cp "$src/xen/.config" "$cache/config"
-  echo "$ver (Debian source; CONFIG_UNSUPPORTED CONFIG_STATIC_MEMORY CONFIG_STATIC_SHM)" > "$cache/version.tmp"
+  echo "$ver (Debian source; $config_note)" > "$cache/version.tmp"
   cp "$src/xen/xen" "$out.tmp"
   mv "$cache/version.tmp" "$cache/version"
   mv "$out.tmp" "$out"
   log "Xen $(cat "$cache/version")"
 }
 
+shm_config="CONFIG_UNSUPPORTED=y CONFIG_STATIC_MEMORY=y CONFIG_STATIC_SHM=y"
+shm_on="CONFIG_UNSUPPORTED CONFIG_STATIC_MEMORY CONFIG_STATIC_SHM"
 case $version in
   4.17) fetch_417 ;;
-  4.20) fetch_420 ;;
+  4.20) fetch_420 "$shm_config" "$shm_on" "" "CONFIG_UNSUPPORTED CONFIG_STATIC_MEMORY CONFIG_STATIC_SHM" ;;
+  4.20-no-static-evtchn)
+    fetch_420 "$shm_config CONFIG_STATIC_EVTCHN=n" "$shm_on" CONFIG_STATIC_EVTCHN \
+      "CONFIG_UNSUPPORTED CONFIG_STATIC_MEMORY CONFIG_STATIC_SHM; CONFIG_STATIC_EVTCHN off" ;;
 esac
 echo "$out"

@@ -64,6 +64,10 @@ struct CheckArgs {
     /// necessarily CONFIG_STATIC_SHM (which implies it); overrides the description.
     #[arg(long)]
     static_memory: bool,
+    /// The Xen build has CONFIG_STATIC_EVTCHN off (4.19+; default: on, as in Debian's
+    /// builds): it ignores static event channels; overrides the description.
+    #[arg(long)]
+    no_static_evtchn: bool,
     /// Base device tree (e.g. QEMU's dumpdtb output): RAM and reserved ranges are taken
     /// from it, and `build` merges the result into it.
     #[arg(long)]
@@ -268,6 +272,7 @@ fn options(a: &CheckArgs) -> Options {
         xen: a.xen.as_deref().and_then(XenVersion::parse),
         static_shm: a.static_shm.then_some(true),
         static_memory: a.static_memory.then_some(true),
+        static_evtchn: a.no_static_evtchn.then_some(false),
         base: a.base.clone(),
         include_dirs: a.include.clone(),
         beyond_xen_tables: false,

@@ -340,3 +340,18 @@ fn base_board_tree_supplies_ram_and_is_merged() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("SB0605"), "{}", stderr(&o));
 }
+
+#[test]
+fn no_static_evtchn_says_the_channels_are_ignored() {
+    // Xen's own static event channel example, on a 4.20 build with CONFIG_STATIC_EVTCHN
+    // off (the differential corpus boots one: SB0114) and on one with it on.
+    let dts = root().join("crates/config/tests/fixtures/xen-docs/booting_static_evtchn.dts");
+    let dts = dts.to_str().unwrap();
+    let off = run(&["check", dts, "--xen", "4.20", "--no-static-evtchn"]);
+    assert!(stderr(&off).contains("warning[SB0114]"), "{}", stderr(&off));
+    let on = run(&["check", dts, "--xen", "4.20"]);
+    assert!(!stderr(&on).contains("SB0114"), "{}", stderr(&on));
+    // 4.17 has no such option: it always binds them.
+    let old = run(&["check", dts, "--xen", "4.17", "--no-static-evtchn"]);
+    assert!(!stderr(&old).contains("SB0114"), "{}", stderr(&old));
+}

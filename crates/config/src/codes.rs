@@ -66,7 +66,7 @@ codes! {
         "accepted: a loopback channel inside one domain";
     EVTCHN_DISABLED = "SB0114", Warning,
         "static event channels present but the Xen build has CONFIG_STATIC_EVTCHN off",
-        "every `xen,evtchn-v1` node is silently ignored";
+        "every xen,evtchn-v1 node is silently ignored: Xen boots and binds none of the channels";
     EVTCHN_SELF_PEER = "SB0115", Error,
         "event-channel endpoint names itself as its peer",
         "the bind fails with -EBUSY (`evtchn_bind_interdomain() failure (Error -16)`) then panic";
@@ -155,7 +155,7 @@ codes! {
         "4.19+: `physical address … and guest address … are not direct-mapped.`; the domain fails to build";
     SHM_TOO_MANY_REGIONS = "SB0226", Error,
         "too many shared regions for the Xen version's bank tables",
-        "`Warning: Max number of supported memory regions reached.` then panic (-ENOSPC), or -ENOMEM at domain build";
+        "4.19+: the early scan fails at the first region that does not fit (its \"Warning: Max number of supported memory regions reached.\" comes before the console) and Xen panics (\"Early FDT parsing failed\") before the console is up: a build without early printk (Debian's) prints nothing and never resets; 4.17/4.18 (regions in the reserved-memory table) ignore the scan's error and miss the nodes after it, or fail at domain build (-ENOMEM)";
     SHM_HEAP_CHUNKS = "SB0227", Error,
         "heap-form regions need more than 32 heap chunks",
         "`Failed to allocate static shared memory from Xen heap`";
@@ -175,7 +175,7 @@ codes! {
         "silently ignored: the guest gets no /hypervisor node and no xenstore";
     ENHANCED_RECOMMENDED = "SB0303", Note,
         "a domain with static event channels has no `xen,enhanced`",
-        "works for bare-metal guests; a Linux guest cannot find Xen (no `/hypervisor` node) and cannot use the channel";
+        "accepted, and bare-metal guests use the channel (they need no /hypervisor node); a Linux guest cannot find Xen (no /hypervisor node) and cannot use the channel (SB0304)";
     ENHANCED_LINUX_MISSING = "SB0304", Error,
         "a Linux domain has no `xen,enhanced`",
         "Linux finds no Xen (no `/hypervisor` node): no `/sys/hypervisor`, no event channels, no `/dev/xen/evtchn`; its staticbus programs fail with `Linux does not see Xen`";

@@ -52,6 +52,9 @@ pub struct Options {
     /// CONFIG_STATIC_MEMORY (DT input: default off, implied by `static_shm`; TOML:
     /// overrides `[target] static-memory`).
     pub static_memory: Option<bool>,
+    /// CONFIG_STATIC_EVTCHN (DT input: default on; TOML: overrides `[target]
+    /// static-evtchn`). Only 4.19+ have the option; older releases always bind.
+    pub static_evtchn: Option<bool>,
     /// Base device tree to merge into and to take RAM/reserved ranges from.
     pub base: Option<PathBuf>,
     /// Extra `/include/` directories for DTS input.
@@ -280,6 +283,7 @@ pub fn check(sources: &mut Sources, path: &Path, opts: &Options) -> Checked {
                 xen: opts.xen,
                 static_shm: opts.static_shm,
                 static_memory: opts.static_memory,
+                static_evtchn: opts.static_evtchn,
                 base_platform,
             };
             let (sys, d) = read_description(file, &text, &stem, base_dir, &ov);
@@ -298,6 +302,7 @@ pub fn check(sources: &mut Sources, path: &Path, opts: &Options) -> Checked {
                     static_shm: opts.static_shm.unwrap_or(false),
                     static_memory: opts.static_memory.unwrap_or(false)
                         || opts.static_shm.unwrap_or(false),
+                    static_evtchn: opts.static_evtchn.unwrap_or(true),
                     ..Target::default()
                 };
                 let source = if kind == InputKind::Dtb {

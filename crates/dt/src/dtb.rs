@@ -31,16 +31,14 @@ pub const MAX_DEPTH: usize = 256;
 
 const XEN_CHECK_HEADER: &str = "libfdt's fdt_check_header() rejects the blob and Xen panics \
                                 (\"No valid device tree\") before the console is up: a build without early printk (Debian's) prints nothing and never resets";
-const XEN_EARLY_PARSE: &str = "libfdt's node walk fails (4.19+ panic \"Early FDT parsing \
-                               failed (-FDT_ERR_BADSTRUCTURE)\", 4.17/4.18 stop the early \
-                               scan) before the console is up: a build without early printk (Debian's) prints nothing and never resets";
 
 const SHORT_HEADER: Code = Code {
     id: "SB0040",
     severity: Severity::Error,
     title: "DTB shorter than its header",
-    xen: "Xen reads the header past the end of the loaded blob and refuses it: \"Invalid \
-          device tree blob at physical address …\" or \"No valid device tree\" (panic)",
+    xen: "Xen reads the header past the end of the loaded blob and refuses it (panic \
+          \"Invalid device tree blob at physical address …\" or \"No valid device tree\") \
+          before the console is up: a build without early printk (Debian's) prints nothing and never resets",
 };
 const BAD_MAGIC: Code = Code {
     id: "SB0041",
@@ -73,26 +71,34 @@ const MISALIGNED: Code = Code {
     id: "SB0045",
     severity: Severity::Error,
     title: "misaligned DTB block",
-    xen: "libfdt reads tokens and reservation entries at misaligned offsets (FDT_ERR_BADOFFSET \
-          or an alignment fault on Arm); Xen's early FDT parsing fails",
+    xen: "libfdt finds no node in a structure block that is not 4-byte aligned, and Xen's \
+          early FDT parsing fails before the console is up: a build without early printk (Debian's) prints nothing and never resets",
 };
 const MEMRESERVE_UNTERMINATED: Code = Code {
     id: "SB0046",
     severity: Severity::Error,
     title: "memory reservation block not terminated",
-    xen: "fdt_num_mem_rsv() fails and Xen panics: \"Parsing FDT memory reserve map failed\"",
+    xen: "fdt_num_mem_rsv() fails and Xen panics (\"Parsing FDT memory reserve map \
+          failed\") before the console is up: a build without early printk (Debian's) prints nothing and never resets",
 };
 const STRUCT_TRUNCATED: Code = Code {
     id: "SB0047",
     severity: Severity::Error,
     title: "structure block ends in the middle of a token",
-    xen: XEN_EARLY_PARSE,
+    xen: "Xen does not check the structure block's declared size (size_dt_struct): it reads \
+          the tokens after it as they are, so a blob whose bytes past that point are intact is \
+          accepted (Xen 4.17 booted one declared to end inside a property); a blob really cut \
+          there fails like a truncated one (SB0042)",
 };
 const UNKNOWN_TOKEN: Code = Code {
     id: "SB0048",
     severity: Severity::Error,
     title: "unknown token in the structure block",
-    xen: XEN_EARLY_PARSE,
+    xen: "libfdt's node walk stops at the token; 4.17/4.18 ignore the early scan's error, so \
+          the nodes after it are missing (a domain whose kernel module comes later: `Missing \
+          kernel boot module?`, panic `Could not set up domain …`); 4.19+ panic (\"Early FDT \
+          parsing failed\") before the console is up; a bad token in place of the final \
+          FDT_END is never read",
 };
 const BAD_NAME: Code = Code {
     id: "SB0049",
@@ -105,35 +111,43 @@ const NAME_OFFSET: Code = Code {
     id: "SB0050",
     severity: Severity::Error,
     title: "property name offset outside the strings block",
-    xen: "fdt_get_string() fails (FDT_ERR_BADOFFSET): Xen cannot see the property, lookups by \
-          name skip it and the early scan of the node fails",
+    xen: "fdt_get_string() fails (FDT_ERR_BADOFFSET): Xen cannot see the property, and \
+          4.17/4.18's early scan stops at it (the error is ignored), so the nodes after it are \
+          missing: a domain whose kernel module comes later gets `Missing kernel boot \
+          module?`, panic `Could not set up domain …`",
 };
 const NAME_UNTERMINATED: Code = Code {
     id: "SB0051",
     severity: Severity::Error,
     title: "property name not NUL-terminated inside the strings block",
-    xen: "fdt_get_string() fails (FDT_ERR_TRUNCATED): Xen cannot see the property, lookups by \
-          name skip it and the early scan of the node fails",
+    xen: "fdt_get_string() fails (FDT_ERR_TRUNCATED): Xen cannot see the property, and \
+          4.17/4.18's early scan stops at it (the error is ignored), so the nodes after it are \
+          missing: a domain whose kernel module comes later gets `Missing kernel boot \
+          module?`, panic `Could not set up domain …`",
 };
 const BAD_NESTING: Code = Code {
     id: "SB0052",
     severity: Severity::Error,
     title: "malformed node nesting in the structure block",
-    xen: XEN_EARLY_PARSE,
+    xen: "Xen takes the nesting as it is, so the nodes after the fault land under other \
+          parents; what it then does depends on what moved (a domain's endpoint moved out of \
+          the domain: `evtchn: could not find domains`, panic `Could not set up domains \
+          evtchn`)",
 };
 const TOO_DEEP: Code = Code {
     id: "SB0053",
     severity: Severity::Error,
     title: "nodes nested too deeply",
-    xen: "Xen's early scan ignores nodes nested 16 or more levels deep (\"Warning: device \
-          tree node `…' is nested too deep\"); a blob nested this deeply is corrupt or hostile",
+    xen: "Xen's early scan skips nodes nested 16 or more levels deep with a warning, but a tree \
+          257 levels deep makes Xen 4.17 die before the console is up: a build without early printk (Debian's) prints nothing and never resets",
 };
 const PROP_AFTER_NODE: Code = Code {
     id: "SB0054",
     severity: Severity::Error,
     title: "property after a subnode",
     xen: "libfdt and Xen's unflattening only look for properties before the first subnode: \
-          the property is invisible (\"Weird tag at end of node\")",
+          the property is silently ignored (a domain whose vpl011 comes after its subnodes is \
+          built without a console)",
 };
 
 /// Every code this module emits.

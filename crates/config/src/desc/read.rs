@@ -20,6 +20,8 @@ pub struct Overrides {
     pub static_shm: Option<bool>,
     /// Replace `static-memory` (CONFIG_STATIC_MEMORY; `static-shm` implies it).
     pub static_memory: Option<bool>,
+    /// Replace `static-evtchn` (CONFIG_STATIC_EVTCHN).
+    pub static_evtchn: Option<bool>,
     /// Platform facts from a base device tree (`--base`): its RAM, reserved ranges and GIC
     /// replace the description's RAM and add to its reserved ranges.
     pub base_platform: Option<Platform>,
@@ -150,6 +152,9 @@ impl Builder<'_> {
         }
         if let Some(m) = ov.static_memory {
             t.static_memory = m || t.static_shm;
+        }
+        if let Some(e) = ov.static_evtchn {
+            t.static_evtchn = e;
         }
         self.sys.target = t;
     }
