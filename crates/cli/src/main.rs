@@ -136,6 +136,10 @@ enum Cmd {
         /// read every other domain's memory through /proc or ptrace).
         #[arg(long)]
         no_sandbox: bool,
+        /// Do not put the domains in cgroups of their own (their resource limits still
+        /// hold per process; see docs/emulator.md#resource-limits).
+        #[arg(long)]
+        no_cgroups: bool,
         /// Run a system larger than Xen's fixed tables allow: more than 30 boot modules
         /// (SB0411) or more shared regions than Xen has room for (SB0226) become warnings.
         /// For scale tests of the protocols; no Xen build boots such a system.
@@ -421,6 +425,7 @@ fn run(cli: Cli) -> u8 {
             max_restarts,
             built,
             no_sandbox,
+            no_cgroups,
             beyond_xen_tables,
         } => {
             let mut sources = Sources::new();
@@ -455,6 +460,7 @@ fn run(cli: Cli) -> u8 {
                 max_restarts,
                 built,
                 sandbox: !no_sandbox,
+                cgroups: !no_cgroups,
                 beyond_xen_tables,
             };
             let base_dir = file.parent().unwrap_or(Path::new(".")).to_path_buf();

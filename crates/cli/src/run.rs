@@ -37,6 +37,8 @@ pub struct RunOptions {
     pub built: Option<PathBuf>,
     /// Start the domains in the sandbox (`staticbus_emu_runner::sandbox`).
     pub sandbox: bool,
+    /// Put every domain in a cgroup of its own where the runner may.
+    pub cgroups: bool,
     /// Run systems larger than Xen's fixed tables allow (SB0226, SB0411 as warnings).
     pub beyond_xen_tables: bool,
 }
@@ -197,6 +199,7 @@ fn run_built(sys: &System, base_dir: &Path, opts: &RunOptions, dir: &Path) -> u8
         interrupt,
         interrupt_status: "stopped (Ctrl-C)".into(),
         sandbox,
+        cgroups: opts.cgroups,
     };
     let out = Arc::new(Prefixed {
         out: Mutex::new(()),

@@ -15,6 +15,7 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod cgroup;
 pub mod check;
 pub mod host_tree;
 mod runner;

@@ -10,6 +10,7 @@
 //! its own. The run ends when every domain has exited, on the timeout, or when the
 //! interrupt flag is set.
 
+use crate::cgroup::{Cgroups, DomainGroup};
 use crate::check::{self, Expected};
 use crate::sandbox::{self, Limits, Sandbox};
 use staticbus_abi::shared_info::SharedInfo;
@@ -63,6 +64,10 @@ pub struct RunOptions {
     /// Start every domain through the sandbox ([`crate::sandbox`]); `None` runs them as
     /// plain child processes, which any of them can use to reach the others.
     pub sandbox: Option<Sandbox>,
+    /// Put every domain in a cgroup of its own, with its limits, where the runner may
+    /// write a cgroup v2 subtree ([`crate::cgroup`]); what cannot be enforced is said once
+    /// through [`Output::note`].
+    pub cgroups: bool,
 }
 
 impl Default for RunOptions {
@@ -76,6 +81,7 @@ impl Default for RunOptions {
             interrupt: Arc::new(AtomicBool::new(false)),
             interrupt_status: "stopped (interrupted)".into(),
             sandbox: None,
+            cgroups: true,
         }
     }
 }
@@ -331,6 +337,8 @@ struct Dom {
     status: Option<String>,
     ok: bool,
     restarts: u32,
+    /// Its cgroup, if the run has cgroups.
+    cgroup: Option<DomainGroup>,
 }
 
 enum Event {
@@ -382,6 +390,7 @@ impl Runner {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         wire::inherit_fds(&mut cmd, keep);
+        let group = d.cgroup.clone();
         // Its own process group, so that the domain and everything it forks is killed
         // together; and killed if the runner dies.
         cmd.process_group(0);
@@ -394,8 +403,13 @@ impl Runner {
         // SAFETY: prctl with integer arguments only and `apply_rlimits` (getrlimit and
         // setrlimit on a list built before the fork): async-signal-safe.
         unsafe {
+            let group = group.clone();
             cmd.pre_exec(move || {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                // Before anything else runs, so that all the domain starts is in its group.
+                if let Some(g) = &group {
+                    g.join_self().map_err(std::io::Error::from_raw_os_error)?;
+                }
                 sandbox::apply_rlimits(&rlimits).map_err(std::io::Error::from_raw_os_error)
             });
         }
@@ -448,6 +462,10 @@ impl Runner {
                 }
             }
             kill_group(pid);
+            // Also what left the process group (the group's kill reaches it).
+            if let Some(g) = &group {
+                g.kill();
+            }
             if let Ok(st) = child.wait() {
                 let _ = tx.send(Event::Exited(i, gen, st));
             }
@@ -469,6 +487,9 @@ impl Runner {
             if d.status.is_none() {
                 if let Some(pid) = d.pid {
                     kill_group(pid);
+                }
+                if let Some(g) = &d.cgroup {
+                    g.kill();
                 }
                 d.status = Some(why.to_string());
                 d.ok = false;
@@ -620,6 +641,7 @@ pub fn run(
             status: None,
             ok: false,
             restarts: 0,
+            cgroup: None,
         });
     }
     hv.boot(spec, pages).map_err(RunError::Boot)?;
@@ -637,6 +659,39 @@ pub fn run(
         return Err(RunError::Mismatch(mismatches));
     }
 
+    let cgroups = if opts.cgroups {
+        match Cgroups::setup() {
+            Ok(cg) => {
+                if let Some(n) = &cg.note {
+                    out.note(n);
+                }
+                Some(cg)
+            }
+            Err(note) => {
+                out.note(&note);
+                None
+            }
+        }
+    } else {
+        None
+    };
+    if let Some(cg) = &cgroups {
+        for k in 0..doms.len() {
+            let d = &doms[k];
+            match cg.domain(d.domid, &d.prog.name, &d.prog.limits) {
+                Ok(g) => doms[k].cgroup = Some(g),
+                Err(e) => {
+                    let groups: Vec<DomainGroup> =
+                        doms.iter().filter_map(|d| d.cgroup.clone()).collect();
+                    cg.remove(&groups);
+                    return Err(RunError::Io(format!(
+                        "cannot set up the cgroup of domain `{}`: {e}",
+                        doms[k].prog.name
+                    )));
+                }
+            }
+        }
+    }
     let (tx, rx) = mpsc::channel();
     let n = doms.len();
     let mut r = Runner {
@@ -655,6 +710,11 @@ pub fn run(
             r.kill_all("not started");
             for i in 0..n {
                 r.stop_server(i);
+            }
+            if let Some(cg) = &cgroups {
+                let groups: Vec<DomainGroup> =
+                    r.doms.iter().filter_map(|d| d.cgroup.clone()).collect();
+                cg.remove(&groups);
             }
             return Err(RunError::Spawn(e));
         }
@@ -681,7 +741,11 @@ pub fn run(
         if gen != r.generation[i] {
             continue;
         }
-        let (what, ok) = describe(&st, &r.doms[i].prog.limits);
+        let (mut what, ok) = describe(&st, &r.doms[i].prog.limits);
+        let limits = r.doms[i].prog.limits;
+        if let Some(why) = r.doms[i].cgroup.as_mut().and_then(|g| g.events(&limits)) {
+            what = format!("{what}; {why}");
+        }
         let domid = r.doms[i].domid;
         let shut_down = matches!(r.hv.state(domid), Some(DomainState::Shutdown(_)));
         if !ok && !shut_down {
@@ -705,6 +769,10 @@ pub fn run(
     let elapsed = start.elapsed();
     for i in 0..n {
         r.stop_server(i);
+    }
+    if let Some(cg) = &cgroups {
+        let groups: Vec<DomainGroup> = r.doms.iter().filter_map(|d| d.cgroup.clone()).collect();
+        cg.remove(&groups);
     }
     // Every domain's process group has exited or been killed: their pipes close, so the
     // output threads finish; join them so the report is not interleaved with late output.

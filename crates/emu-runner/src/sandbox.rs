@@ -12,7 +12,9 @@
 //!    domid`), with no supplementary groups;
 //! 2. enters new user, pid, mount, network, IPC and UTS namespaces, mapping only that uid;
 //! 3. forks the namespace's init, which mounts a fresh `/proc` that shows only the
-//!    namespace's processes (the runner, the launchers and the other domains do not exist
+//!    namespace's processes, covers every cgroup2 mount with an empty tmpfs (so that a
+//!    domain cannot change its own cgroup's limits where the runner's cgroup is delegated
+//!    to the runner's user, whose uid the domain shares) (the runner, the launchers and the other domains do not exist
 //!    there), dies with the launcher (`PR_SET_PDEATHSIG`), and forks the domain program as
 //!    pid 2, whose wait status it reports back so that the launcher ends the same way;
 //! 4. drops every capability (bounding set, ambient set, securebits locked so that even
@@ -499,6 +501,7 @@ fn ns_init(program: &CStr, argv: &[CString], limits: &[Rlimit], report: libc::c_
             ));
         }
     }
+    hide_cgroups();
     // SAFETY: this process is single-threaded, so the child may run arbitrary code.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
@@ -514,6 +517,36 @@ fn ns_init(program: &CStr, argv: &[CString], limits: &[Rlimit], report: libc::c_
         libc::write(report, bytes.as_ptr().cast(), bytes.len());
     }
     std::process::exit(0)
+}
+
+/// Covers every cgroup2 mount with an empty read-only tmpfs, so that no domain can reach
+/// the cgroup files: where the runner's cgroup is delegated to its user, the domains (of
+/// the same uid) could otherwise raise their own limits or leave their group.
+fn hide_cgroups() {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let tmpfs = c"tmpfs";
+    let options = c"size=4k,mode=0555";
+    for point in crate::cgroup::cgroup2_mounts(&mountinfo) {
+        let Ok(p) = CString::new(point.as_os_str().as_bytes()) else {
+            continue;
+        };
+        // SAFETY: NUL-terminated strings that live across the call.
+        let r = unsafe {
+            libc::mount(
+                tmpfs.as_ptr(),
+                p.as_ptr(),
+                tmpfs.as_ptr(),
+                libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                options.as_ptr().cast(),
+            )
+        };
+        if r != 0 {
+            die(&last_os_error(&format!(
+                "hiding the cgroup hierarchy at {}",
+                point.display()
+            )));
+        }
+    }
 }
 
 /// The domain program's process: no capabilities, no new privileges, the seccomp filters,

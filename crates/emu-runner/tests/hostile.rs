@@ -327,3 +327,69 @@ fn a_domain_that_writes_a_huge_file_is_stopped_at_its_file_size_limit() {
         );
     }
 }
+
+/// Whether this machine lets the runner have cgroups (the runner says otherwise in a note).
+fn cgroups_usable() -> Option<staticbus_emu_runner::cgroup::Cgroups> {
+    let cg = staticbus_emu_runner::cgroup::Cgroups::setup().ok()?;
+    let run = cg.run.clone();
+    cg.remove(&[]);
+    let _ = std::fs::remove_dir(run);
+    Some(cg)
+}
+
+#[test]
+fn a_process_that_leaves_its_group_still_dies_with_its_domains_cgroup() {
+    let Some(cg) = cgroups_usable() else {
+        eprintln!(
+            "skipped: the runner may not write a cgroup v2 subtree here (the run's note says \
+             why)"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // Without the sandbox a process that leaves its process group (setsid) escaped the
+    // group kill and lived on after the run; the domain's cgroup holds it anyway.
+    let progs = scripts(
+        dir.path(),
+        "setsid sleep 100000 & echo child=$!; sleep 0.3; exit 0",
+        "cat /proc/self/cgroup | grep '^0::'",
+    );
+    let opts = RunOptions::default();
+    let (report, lines) = run_within(dir.path(), progs, opts, Duration::from_secs(120));
+    assert_eq!(report.exit_code(), 0, "{lines:?}");
+    let pid = of(&lines, "sensor")
+        .into_iter()
+        .find_map(|l| l.strip_prefix("child=").map(str::to_string))
+        .expect("the child's pid");
+    let mut tries = 0;
+    while !gone(&pid) && tries < 500 {
+        std::thread::sleep(Duration::from_millis(10));
+        tries += 1;
+    }
+    assert!(
+        gone(&pid),
+        "the domain's escaped child {pid} survived the run"
+    );
+    // The domain ran in a group of its own below the run's, which is gone now.
+    let agg = of(&lines, "aggregator");
+    let parent = cg.run.parent().unwrap().to_path_buf();
+    assert!(
+        agg.iter()
+            .any(|l| l.contains("/staticbus-") && l.ends_with("/d2-aggregator")),
+        "{agg:?}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&parent)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("staticbus-") && !n.ends_with("-runner"))
+        .collect();
+    // Other runs (of other tests) may be under way beside this one: only this run's group
+    // must be gone.
+    let this = agg
+        .iter()
+        .find_map(|l| l.split('/').find(|c| c.starts_with("staticbus-")))
+        .unwrap()
+        .to_string();
+    assert!(!left.contains(&this), "{this} left behind: {left:?}");
+}
