@@ -393,3 +393,40 @@ fn a_process_that_leaves_its_group_still_dies_with_its_domains_cgroup() {
         .to_string();
     assert!(!left.contains(&this), "{this} left behind: {left:?}");
 }
+
+#[test]
+fn a_sandboxed_domain_sees_no_cgroup_files() {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mounts = staticbus_emu_runner::cgroup::cgroup2_mounts(&mountinfo);
+    if mounts.is_empty() {
+        eprintln!("skipped: this machine has no cgroup2 mount to hide");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Where the runner's cgroup is delegated to its user, a domain of that uid could write
+    // its own group's limits or leave it; in the sandbox every cgroup2 mount is an empty
+    // read-only folder.
+    let script: String = mounts
+        .iter()
+        .map(|m| {
+            let m = m.display();
+            format!(
+                "echo \"{m}: $(ls -A {m} | wc -l) entries\"; \
+                 mkdir {m}/escape 2>/dev/null && echo \"{m}: mkdir worked\"; "
+            )
+        })
+        .collect();
+    let progs = scripts(dir.path(), &format!("{script}true"), "exit 0");
+    let opts = RunOptions {
+        sandbox: Some(sandbox()),
+        ..RunOptions::default()
+    };
+    let (report, lines) = run_within(dir.path(), progs, opts, Duration::from_secs(120));
+    assert_eq!(report.exit_code(), 0, "{lines:?}");
+    let sensor = of(&lines, "sensor");
+    let want: Vec<String> = mounts
+        .iter()
+        .map(|m| format!("{}: 0 entries", m.display()))
+        .collect();
+    assert_eq!(sensor, want);
+}
