@@ -6,7 +6,7 @@
 //! At the start of a run ([`Cgroups::setup`]) the runner finds its own cgroup (`0::PATH` of
 //! `/proc/self/cgroup`) on the cgroup2 mount (`/proc/self/mountinfo`). It uses it only if
 //! it may write there (its own cgroup's folder and `cgroup.procs`, as root or after
-//! systemd's `Delegate=yes`). It makes `staticbus-PID` in it (the run) and one group per
+//! systemd's `Delegate=yes`). It makes `staticbus-PID-N` in it (the run) and one group per
 //! domain below (`d1-NAME`, …), enables what it can of the `memory`, `pids` and `cpu`
 //! controllers (`cgroup.subtree_control`; when its own cgroup holds only the runner, which
 //! cgroup v2's "no internal processes" rule forbids for a group with controllers below,
@@ -29,7 +29,7 @@ pub const CONTROLLERS: [&str; 3] = ["memory", "pids", "cpu"];
 /// The cgroups of one run.
 #[derive(Debug)]
 pub struct Cgroups {
-    /// The run's group (`…/staticbus-PID`).
+    /// The run's group (`…/staticbus-PID-N`, the process's Nth run).
     pub run: PathBuf,
     /// The controllers enabled for the domains' groups (a subset of [`CONTROLLERS`]).
     pub controllers: Vec<&'static str>,
@@ -127,17 +127,39 @@ impl Cgroups {
     /// Sets up the run's cgroup in this process's own cgroup, if it may; `Err` says why
     /// not (a note for the user, not an error of the run).
     pub fn setup() -> Result<Cgroups, String> {
+        let dir = Cgroups::locate()?;
+        Cgroups::setup_in(&dir, std::process::id())
+    }
+
+    /// The cgroup folder the runs of this process go in (its own cgroup, or the one it
+    /// moved itself out of) if this process may write it; changes nothing.
+    pub fn locate() -> Result<PathBuf, String> {
         let mount = cgroup2_mount(&read(Path::new("/proc/self/mountinfo")))
             .ok_or_else(|| unenforced("there is no cgroup v2 hierarchy (cgroup2 mount)"))?;
         let own = own_cgroup(&read(Path::new("/proc/self/cgroup")))
             .ok_or_else(|| unenforced("this process is in no cgroup v2 (/proc/self/cgroup)"))?;
         let own = own.trim_start_matches('/');
-        let dir = if own.is_empty() {
+        let mut dir = if own.is_empty() {
             mount
         } else {
             mount.join(own)
         };
-        Cgroups::setup_in(&dir, std::process::id())
+        // An earlier run of this process moved it into a leaf of its own.
+        let leaf = format!("staticbus-{}-runner", std::process::id());
+        if dir.file_name().is_some_and(|n| n == leaf.as_str()) {
+            if let Some(p) = dir.parent() {
+                dir = p.to_path_buf();
+            }
+        }
+        if !writable(&dir) || !writable(&dir.join("cgroup.procs")) {
+            return Err(unenforced(&format!(
+                "the runner may not write its cgroup {} (run it as root, or in a cgroup \
+                 delegated to its user: `systemd-run --user --scope -p Delegate=yes staticbus \
+                 run …`)",
+                dir.display()
+            )));
+        }
+        Ok(dir)
     }
 
     /// [`Cgroups::setup`] in the cgroup folder `dir`, for the runner of pid `pid`.
@@ -168,7 +190,7 @@ impl Cgroups {
                 // root): when the runner is alone in its group, it moves itself out of it.
                 let procs = read(&dir.join("cgroup.procs"));
                 let alone = procs.split_whitespace().all(|p| p == pid.to_string());
-                if alone {
+                if alone && !procs.trim().is_empty() {
                     let leaf = dir.join(format!("staticbus-{pid}-runner"));
                     let _ = std::fs::create_dir(&leaf);
                     if write(&leaf.join("cgroup.procs"), &pid.to_string()).is_ok() {
@@ -185,7 +207,10 @@ impl Cgroups {
                 }
             }
         }
-        let run = dir.join(format!("staticbus-{pid}"));
+        // Several runs may go on at once in one process (the library's tests do).
+        static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let run = dir.join(format!("staticbus-{pid}-{n}"));
         std::fs::create_dir(&run)
             .map_err(|e| unenforced(&format!("cannot create the cgroup {}: {e}", run.display())))?;
         if problems.is_empty() && !offered.is_empty() {
@@ -464,7 +489,11 @@ mod tests {
         let cg = Cgroups::setup_in(d.path(), 4242).unwrap();
         assert_eq!(cg.controllers, CONTROLLERS);
         assert_eq!(cg.note, None);
-        assert_eq!(cg.run, d.path().join("staticbus-4242"));
+        let run = cg.run.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(run.starts_with("staticbus-4242-"), "{run}");
+        // A second run of the same process at the same time gets a group of its own.
+        let other = Cgroups::setup_in(d.path(), 4242).unwrap();
+        assert_ne!(other.run, cg.run);
         assert_eq!(
             read(&d.path().join("cgroup.subtree_control")),
             "+memory +pids +cpu"
