@@ -638,50 +638,67 @@ impl Live {
 
     /// dtc's duplicate_label check, with value labels included.
     fn check_labels(&self, order: &[NodeId], diags: &mut Diagnostics) {
-        // Owner: (node, property index, value-label index).
-        type Owner = (NodeId, Option<usize>, Option<usize>);
-        let mut all: Vec<(&str, Owner, Option<Span>)> = Vec::new();
+        // Each label is looked at as it is met in tree order (no list of all of them
+        // first: on a big tree that list was the parser's peak).
+        let mut first: HashMap<&str, (LabelOwner, Option<Span>)> = HashMap::new();
         for &id in order {
             let n = &self.nodes[id];
             for l in n.labels.iter().filter(|l| !l.deleted) {
-                all.push((&l.name, (id, None, None), l.span));
+                if !self.visit_label(&mut first, diags, &l.name, (id, None, None), l.span) {
+                    return;
+                }
             }
             for (pi, p) in n.props.iter().enumerate().filter(|(_, p)| !p.deleted) {
                 for l in p.labels.iter().filter(|l| !l.deleted) {
-                    all.push((&l.name, (id, Some(pi), None), l.span));
+                    let owner = (id, Some(pi), None);
+                    if !self.visit_label(&mut first, diags, &l.name, owner, l.span) {
+                        return;
+                    }
                 }
                 for (vi, (l, s)) in p.value.labels.iter().enumerate() {
-                    all.push((l, (id, Some(pi), Some(vi)), Some(*s)));
-                }
-            }
-        }
-        let mut first: HashMap<&str, (Owner, Option<Span>)> = HashMap::new();
-        for (label, owner, span) in all {
-            if diags.len() > super::MAX_ERRORS {
-                return;
-            }
-            match first.get(label) {
-                Some((o, fspan)) if *o != owner => {
-                    let mut d = Diagnostic::new(
-                        refs::DUPLICATE_LABEL,
-                        span_or(span, self.nodes[owner.0].span),
-                        format!("duplicate label `{label}`"),
-                    )
-                    .label("label defined again here");
-                    if let Some(s) = fspan {
-                        d = d.with(*s, "first defined here");
+                    let owner = (id, Some(pi), Some(vi));
+                    if !self.visit_label(&mut first, diags, l, owner, Some(*s)) {
+                        return;
                     }
-                    push(
-                        diags,
-                        d.help("labels must be unique in the whole tree; rename one"),
-                    );
-                }
-                Some(_) => {}
-                None => {
-                    first.insert(label, (owner, span));
                 }
             }
         }
+    }
+
+    /// One label of [`Live::check_labels`]; false once the error budget is spent.
+    fn visit_label<'t>(
+        &self,
+        first: &mut HashMap<&'t str, (LabelOwner, Option<Span>)>,
+        diags: &mut Diagnostics,
+        label: &'t str,
+        owner: LabelOwner,
+        span: Option<Span>,
+    ) -> bool {
+        if diags.len() > super::MAX_ERRORS {
+            return false;
+        }
+        match first.get(label) {
+            Some((o, fspan)) if *o != owner => {
+                let mut d = Diagnostic::new(
+                    refs::DUPLICATE_LABEL,
+                    span_or(span, self.nodes[owner.0].span),
+                    format!("duplicate label `{label}`"),
+                )
+                .label("label defined again here");
+                if let Some(s) = fspan {
+                    d = d.with(*s, "first defined here");
+                }
+                push(
+                    diags,
+                    d.help("labels must be unique in the whole tree; rename one"),
+                );
+            }
+            Some(_) => {}
+            None => {
+                first.insert(label, (owner, span));
+            }
+        }
+        true
     }
 
     /// Converts the live part into a [`Node`] tree, moving names and values out of the
@@ -745,6 +762,9 @@ impl Live {
         node
     }
 }
+
+/// Who carries a label: (node, property index, value-label index).
+type LabelOwner = (NodeId, Option<usize>, Option<usize>);
 
 /// Pushes unless the error budget is spent.
 fn push(diags: &mut Diagnostics, d: Diagnostic) {
