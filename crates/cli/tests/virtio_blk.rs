@@ -6,12 +6,12 @@
 //! wrote. Skipped with a message when qemu-storage-daemon is missing, unless
 //! `STATICBUS_REQUIRE_VHOST_DAEMONS=1` (CI) makes that a failure.
 
-use std::io::{BufRead, BufReader};
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::Once;
+mod emu_virtio;
 
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use emu_virtio::{build_programs, daemon, run_dir};
 use staticbus_emu_virtio_domains::{digest, expected_disk, Rng, BLOCK};
 
 /// What examples/virtio-blk*/system.toml give the frontend and the backend.
@@ -20,64 +20,9 @@ const OPS: u64 = 20_000;
 const DISK: &str = "virtio-blk.raw";
 const BLOCKS: usize = 512;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// qemu-storage-daemon, or `None` after saying why the test is skipped.
-fn qemu_storage_daemon() -> Option<PathBuf> {
-    let found = std::env::var_os("STATICBUS_QEMU_STORAGE_DAEMON")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::split_paths(&std::env::var_os("PATH")?)
-                .map(|d| d.join("qemu-storage-daemon"))
-                .find(|p| p.is_file())
-        });
-    if found.is_none() {
-        let msg = "qemu-storage-daemon not found (STATICBUS_QEMU_STORAGE_DAEMON unset, not on \
-                   PATH); install Debian's qemu-system-common";
-        assert!(
-            std::env::var_os("STATICBUS_REQUIRE_VHOST_DAEMONS").is_none_or(|v| v != "1"),
-            "STATICBUS_REQUIRE_VHOST_DAEMONS=1: {msg}"
-        );
-        eprintln!("SKIPPED: {msg}");
-    }
-    found
-}
-
-/// The domain programs and the sandbox launcher, next to `staticbus`.
-fn build_programs() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let bin_dir = Path::new(env!("CARGO_BIN_EXE_staticbus")).parent().unwrap();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args([
-            "build",
-            "-p",
-            "staticbus-emu-virtio-domains",
-            "-p",
-            "staticbus-emu-runner",
-            "--bins",
-        ]);
-        if bin_dir.ends_with("release") {
-            cmd.arg("--release");
-        }
-        let st = cmd.current_dir(root()).status().expect("cargo build");
-        assert!(st.success(), "building the domain programs failed");
-    });
-}
-
 /// The value of `key=` in the line of domain `dom` that starts with `PASS`.
 fn pass_field<'a>(out: &'a str, dom: &str, key: &str) -> &'a str {
-    let prefix = format!("[{dom}] PASS ");
-    let line = out
-        .lines()
-        .find(|l| l.starts_with(&prefix))
-        .unwrap_or_else(|| panic!("no PASS line from {dom}:\n{out}"));
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
-        .unwrap_or_else(|| panic!("no {key}= in `{line}`"))
+    emu_virtio::field(out, dom, "PASS ", key)
 }
 
 /// Runs `example` in a fresh folder holding a disk of seeded random contents, showing
@@ -88,45 +33,26 @@ fn run_example(
     extra: &[&str],
     mut on_line: impl FnMut(&str, &Path),
 ) -> Option<String> {
-    qemu_storage_daemon()?;
+    daemon(
+        "qemu-storage-daemon",
+        "STATICBUS_QEMU_STORAGE_DAEMON",
+        "install Debian's qemu-system-common",
+    )?;
     build_programs();
-    let dir = tempfile::tempdir().unwrap();
-    // The domains run as uids of their own when the runner is root.
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let dir = run_dir();
     let mut initial = vec![0u8; BLOCKS * BLOCK];
     Rng(0x1417).fill(&mut initial);
     let disk = dir.path().join(DISK);
     std::fs::write(&disk, &initial).unwrap();
     std::fs::set_permissions(&disk, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_staticbus"))
-        .arg("run")
-        .arg(root().join("examples").join(example).join("system.toml"))
-        .args(["--timeout", "900"])
-        .args(extra)
-        .current_dir(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run staticbus");
-    let stderr = child.stderr.take().unwrap();
-    let err = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
-    let mut out = String::new();
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        let line = line.expect("staticbus run's output");
-        on_line(&line, dir.path());
-        out.push_str(&line);
-        out.push('\n');
-    }
-    let status = child.wait().unwrap();
-    let err = err.join().unwrap();
-    assert_eq!(status.code(), Some(0), "{out}\n{err}");
-    for dom in ["frontend", "backend"] {
-        let l = err
-            .lines()
-            .find(|l| l.starts_with(&format!("{dom} ")))
-            .unwrap_or_else(|| panic!("no summary line for {dom}:\n{err}"));
-        assert!(l.ends_with("exited 0"), "{l}\n{out}\n{err}");
-    }
+    let out = emu_virtio::run_example(
+        example,
+        extra,
+        dir.path(),
+        &[],
+        &["frontend", "backend"],
+        |l| on_line(l, dir.path()),
+    );
     assert_eq!(
         pass_field(&out, "frontend", "ops"),
         OPS.to_string(),
@@ -179,7 +105,7 @@ fn virtio_blk_backend_killed_mid_stream_loses_no_acknowledged_write() {
         "{out}"
     );
     assert!(
-        out.contains("[backend] serving region `vblk` (epoch 2)"),
+        out.contains("[backend] serving virtio device `vblk` (blk, region `virtio-vblk`, epoch 2)"),
         "{out}"
     );
     let resets: u32 = pass_field(&out, "frontend", "resets").parse().unwrap();
@@ -207,8 +133,8 @@ fn backend_pids(dir: &Path) -> Vec<u32> {
             continue;
         };
         let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
-        // comm is cut at 15 bytes: "virtio-blk-back".
-        if comm.trim_end() == "virtio-blk-back"
+        // comm is cut at 15 bytes: "virtio-vhost-ba".
+        if comm.trim_end() == "virtio-vhost-ba"
             && std::fs::read_link(e.path().join("cwd")).is_ok_and(|c| c == dir)
         {
             pids.push(pid);
@@ -251,7 +177,7 @@ fn virtio_blk_backend_domain_destroyed_from_outside_mid_stream() {
         "{out}"
     );
     assert!(
-        out.contains("[backend] serving region `vblk` (epoch 2)"),
+        out.contains("[backend] serving virtio device `vblk` (blk, region `virtio-vblk`, epoch 2)"),
         "{out}"
     );
     let resets: u32 = pass_field(&out, "frontend", "resets").parse().unwrap();

@@ -2,14 +2,17 @@
 //! sides:
 //!
 //! - `virtio-blk-frontend`: `virtio-drivers`' `VirtIOBlk`, unchanged, over
-//!   `staticbus-virtio-msg`'s frontend transport on a static shared region and a static
-//!   event channel; runs a seeded [`Workload`] of random 4 KiB writes and reads, checks every
-//!   read against what it wrote, recovers from a device restart (the region's epoch) by
-//!   re-creating the driver and re-issuing the request it lost, and reports a digest of the
-//!   disk it believes it wrote.
-//! - `virtio-blk-backend`: the device side. Starts qemu-storage-daemon with a vhost-user-blk
-//!   export on a file, hands it the region's own memfd as its memory (no copy) through
-//!   `staticbus-vhost-bridge`, and serves the virtio-msg control ring with
+//!   `staticbus-virtio-msg`'s frontend transport on a `[[virtio]]` device's region and
+//!   event channel, opened by name; runs a seeded [`Workload`] of random 4 KiB writes and
+//!   reads, checks every read against what it wrote, recovers from a device restart (the
+//!   region's epoch) by re-creating the driver and re-issuing the request it lost, and
+//!   reports a digest of the disk it believes it wrote.
+//! - `virtio-console-frontend`: `virtio-drivers`' `VirtIOConsole`, unchanged, the same way;
+//!   sends a text one byte at a time and checks each byte's echo.
+//! - `virtio-vhost-backend`: the device side of any `[[virtio]]` device served by a
+//!   vhost-user daemon (`serve = { vhost-user = …, args = […] }`). Starts the daemon with
+//!   the description's arguments, hands it the region's own memfd as its memory (no copy)
+//!   through `staticbus-vhost-bridge`, and serves the virtio-msg control ring with
 //!   `msg::serve_with`, woken by the daemon's call eventfds and by an eventfd a thread of
 //!   its own signals whenever the emulator announces an event for the domain.
 //!

@@ -34,6 +34,7 @@ mod daemon;
 pub mod driver;
 pub mod msg;
 mod region;
+pub mod spec;
 
 pub use bridge::{Bridge, Options, QueueConfig, Stats, Wake};
 pub use daemon::Daemon;

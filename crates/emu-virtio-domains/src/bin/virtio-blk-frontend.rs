@@ -1,12 +1,13 @@
 //! The frontend domain of a virtio-blk device served over virtio-msg:
 //!
 //! ```text
-//! virtio-blk-frontend SHM-ID PEER SEED OPS
+//! virtio-blk-frontend DEVICE SEED OPS
 //! ```
 //!
-//! Opens shared region `SHM-ID` and the static event channel to domain `PEER` from its
-//! manifest, waits for the device side, and runs `virtio_drivers::device::blk::VirtIOBlk`
-//! over `staticbus_virtio_msg`'s transport with every ring and buffer in the region. It
+//! Opens virtio device `DEVICE` of its manifest as the frontend
+//! (`staticbus_virtio_msg::open`: the region, its guest address and the doorbell port),
+//! waits for the device side, and runs `virtio_drivers::device::blk::VirtIOBlk` over
+//! `staticbus_virtio_msg`'s transport with every ring and buffer in the region. It
 //! reads the whole disk, runs `OPS` requests of the seeded workload (random 4 KiB writes
 //! and reads, every read checked against what it wrote), reads the whole disk back and
 //! checks it, flushes, and prints (after a `progress N` line every 2,000 requests)
@@ -22,9 +23,11 @@
 use std::process::exit;
 
 use staticbus_emu_virtio_domains::{digest, Op, Workload, BLOCK};
+use staticbus_guest::manifest::VirtioRole;
 use staticbus_guest::{Events, Platform};
 use staticbus_virtio_msg::frontend::{CallError, Link, LinkError, MsgTransport};
 use staticbus_virtio_msg::hal::{DmaPool, PoolOf, RegionHal};
+use staticbus_virtio_msg::open::open;
 use virtio_drivers::device::blk::{BlkReq, BlkResp, VirtIOBlk};
 
 struct Pool;
@@ -150,8 +153,8 @@ impl<'l, E: Events> Device<'l, E> {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [shm, peer, seed, ops] = &args[..] else {
-        eprintln!("usage: virtio-blk-frontend SHM-ID PEER SEED OPS");
+    let [name, seed, ops] = &args[..] else {
+        eprintln!("usage: virtio-blk-frontend DEVICE SEED OPS");
         exit(2);
     };
     let num = |s: &str, what: &str| -> u64 {
@@ -166,22 +169,9 @@ fn main() {
     };
     let (seed, ops) = (num(seed, "SEED"), num(ops, "OPS"));
     let p = staticbus_emu_domains_connect();
-    let m = p.manifest();
-    let region = p
-        .region(shm)
-        .unwrap_or_else(|| fail(format_args!("no region `{shm}` in this domain")));
-    let guest_base = m
-        .regions
-        .iter()
-        .find(|r| r.shm_id == shm.as_str())
-        .map(|r| r.guest_addr)
-        .unwrap_or_else(|| fail(format_args!("region `{shm}` is not in the manifest")));
-    let port = m
-        .evtchns
-        .iter()
-        .find(|e| e.remote_domain == peer.as_str())
-        .map(|e| e.local_port)
-        .unwrap_or_else(|| fail(format_args!("no event channel to `{peer}` in the manifest")));
+    let opened = open(&p, name, VirtioRole::Frontend).unwrap_or_else(|e| fail(e));
+    let (region, port, guest_base) = (opened.region, opened.port, opened.guest_base);
+    let shm = opened.device.shm_id;
     let events = p.events();
     let link = loop {
         match Link::attach(region, p.events(), port, guest_base) {
