@@ -15,8 +15,9 @@
 //! * no two of the 64-byte blocks (the first [`MAX_BLOCKS`]) are equal (compared by
 //!   their 64-bit FNV-1a digests, sorted).
 //!
-//! Then it detaches and prints `RESULT PASS virtio-rng requests=… bytes=… distinct=…
-//! chi2=… blocks=… in … (… B/s)`.
+//! Then it detaches and prints `virtio-rng: digest 0x… (FNV-1a of the … bytes)` (two runs
+//! that print the same digest got the same bytes: a source that is not random at all) and
+//! `RESULT PASS virtio-rng requests=… bytes=… distinct=… chi2=… blocks=… in … (… B/s)`.
 //!
 //! Arguments: `device=NAME` (the `[[virtio]]` device of this domain's manifest, opened
 //! as its frontend with `staticbus_virtio_msg::open`; default `rng`), `bytes=N` (default
@@ -118,6 +119,8 @@ impl fmt::Display for Fail<'_> {
 
 /// What a passed run measured.
 struct Passed {
+    /// 64-bit FNV-1a of every byte read, in order.
+    digest: u64,
     requests: u64,
     bytes: u64,
     distinct: usize,
@@ -232,6 +235,13 @@ where
     let r = read_and_check(&link, clock, bytes, chunk);
     Pool::pool().detach();
     link.detach();
+    if let Ok(p) = &r {
+        let _ = writeln!(
+            out,
+            "virtio-rng: digest {:#018x} (FNV-1a of the {} bytes)",
+            p.digest, p.bytes
+        );
+    }
     r
 }
 
@@ -254,6 +264,7 @@ fn read_and_check<'a, E: Events, C: Clock>(
     let mut block = [0u8; 64];
     let mut in_block = 0usize;
     let (mut done, mut requests) = (0u64, 0u64);
+    let mut digest = fnv1a64(&[]);
     let t0 = clock.now_ns();
     while done < bytes {
         let asked = chunk.min(bytes - done) as usize;
@@ -270,6 +281,7 @@ fn read_and_check<'a, E: Events, C: Clock>(
             });
         }
         for &b in &dst[..] {
+            digest = (digest ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
             hist[usize::from(b)] += 1;
             block[in_block] = b;
             in_block += 1;
@@ -312,6 +324,7 @@ fn read_and_check<'a, E: Events, C: Clock>(
         return Err(Fail::Repeat { first, second });
     }
     Ok(Passed {
+        digest,
         requests,
         bytes,
         distinct: hist.iter().filter(|&&c| c > 0).count(),

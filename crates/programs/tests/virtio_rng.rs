@@ -99,6 +99,26 @@ fn good_entropy_passes_with_its_counts() {
     assert_eq!(served, 65536, "the device served what the driver read");
 }
 
+/// The digest line is the FNV-1a of exactly the source's bytes, in order (so two runs
+/// that print the same digest got the same bytes).
+#[test]
+fn the_digest_is_that_of_the_bytes_the_source_gave() {
+    let mut expected = [0u8; 65536];
+    XorShift(0x5eed_1234).fill(&mut expected);
+    let fnv = expected.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let (passed, out, _) = run(XorShift(0x5eed_1234), "bytes=65536 chunk=4096");
+    assert!(passed, "{out}");
+    let line = format!("virtio-rng: digest {fnv:#018x} (FNV-1a of the 65536 bytes)");
+    assert!(out.lines().any(|l| l == line), "no `{line}` in\n{out}");
+    let (_, other, _) = run(XorShift(0x1234_5678), "bytes=65536 chunk=4096");
+    assert!(
+        !other.contains(&line),
+        "another source, the same digest:\n{other}"
+    );
+}
+
 struct Constant;
 impl Entropy for Constant {
     fn fill(&mut self, buf: &mut [u8]) {
