@@ -201,6 +201,36 @@ fn build_refuses_broken_input_and_writes_nothing() {
 }
 
 #[test]
+fn a_build_that_cannot_write_every_output_replaces_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    // An old output that must survive, and a file where the `domains` folder would go
+    // (host.dts and host.dtb are written before anything under it).
+    write(&out, "host.dts", "old\n");
+    write(&out, "domains", "in the way\n");
+    let o = run(&[
+        "build",
+        demo().to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("SB0701"), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(out.join("host.dts")).unwrap(),
+        "old\n"
+    );
+    assert!(!out.join("host.dtb").exists(), "no output may be replaced");
+    let mut left: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["domains", "host.dts"], "temporaries must be removed");
+}
+
+#[test]
 fn built_dts_checks_clean_and_matches_the_description() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("o");
