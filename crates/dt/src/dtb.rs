@@ -114,7 +114,8 @@ const NAME_OFFSET: Code = Code {
     xen: "fdt_get_string() fails (FDT_ERR_BADOFFSET): Xen cannot see the property, and \
           4.17/4.18's early scan stops at it (the error is ignored), so the nodes after it are \
           missing: a domain whose kernel module comes later gets `Missing kernel boot \
-          module?`, panic `Could not set up domain …`",
+          module?`, panic `Could not set up domain …`; 4.19+ panic before the console is up \
+          (4.20 shows nothing at all)",
 };
 const NAME_UNTERMINATED: Code = Code {
     id: "SB0051",
@@ -123,7 +124,8 @@ const NAME_UNTERMINATED: Code = Code {
     xen: "fdt_get_string() fails (FDT_ERR_TRUNCATED): Xen cannot see the property, and \
           4.17/4.18's early scan stops at it (the error is ignored), so the nodes after it are \
           missing: a domain whose kernel module comes later gets `Missing kernel boot \
-          module?`, panic `Could not set up domain …`",
+          module?`, panic `Could not set up domain …`; 4.19+ panic before the console is up \
+          (4.20 shows nothing at all)",
 };
 const BAD_NESTING: Code = Code {
     id: "SB0052",
@@ -132,22 +134,22 @@ const BAD_NESTING: Code = Code {
     xen: "Xen takes the nesting as it is, so the nodes after the fault land under other \
           parents; what it then does depends on what moved (a domain's endpoint moved out of \
           the domain: `evtchn: could not find domains`, panic `Could not set up domains \
-          evtchn`)",
+          evtchn`, on 4.17; 4.20 showed nothing at all for the same blob)",
 };
 const TOO_DEEP: Code = Code {
     id: "SB0053",
     severity: Severity::Error,
     title: "nodes nested too deeply",
     xen: "Xen's early scan skips nodes nested 16 or more levels deep with a warning, but a tree \
-          257 levels deep makes Xen 4.17 die before the console is up: a build without early printk (Debian's) prints nothing and never resets",
+          257 levels deep makes Xen 4.17 (4.20 boots it) die before the console is up: a build without early printk (Debian's) prints nothing and never resets",
 };
 const PROP_AFTER_NODE: Code = Code {
     id: "SB0054",
     severity: Severity::Error,
     title: "property after a subnode",
     xen: "libfdt and Xen's unflattening only look for properties before the first subnode: \
-          the property is silently ignored (a domain whose vpl011 comes after its subnodes is \
-          built without a console)",
+          the property is silently ignored (on 4.17 a domain whose vpl011 comes after its \
+          subnodes is built without a console; 4.20 showed nothing at all for the same blob)",
 };
 
 /// Every code this module emits.
