@@ -109,7 +109,12 @@ pub struct Server {
     streams: Streams,
     wake: OwnedFd,
     departures: Option<Departures>,
+    send_timeout: Duration,
 }
+
+/// How long one message to a client may wait for room in its socket by default (see
+/// [`Server::set_send_timeout`]).
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Streams = Arc<Mutex<BTreeMap<u16, Arc<UnixStream>>>>;
 
@@ -197,6 +202,7 @@ impl Server {
             streams: Streams::default(),
             wake: eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?,
             departures: None,
+            send_timeout: SEND_TIMEOUT,
         })
     }
 
@@ -233,6 +239,15 @@ impl Server {
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, peer.stream.clone());
         self.peers.insert(id, peer);
+    }
+
+    /// How long one message to a client may wait for room in its socket (default
+    /// [`SEND_TIMEOUT`]). A client that reads nothing for that long (a stuck or hostile
+    /// one) would otherwise stop the server for everyone once its socket buffer is full;
+    /// it is disconnected instead (refused while it joins, announced as left after).
+    /// `timeout` is at least 1 µs.
+    pub fn set_send_timeout(&mut self, timeout: Duration) {
+        self.send_timeout = timeout.max(Duration::from_micros(1));
     }
 
     /// Makes departures visible to the peers themselves, which the device cannot tell:
@@ -459,6 +474,7 @@ impl Server {
     /// Messages 1–3 to a new client; its eventfds are made here.
     fn introduce(&self, id: u16, stream: UnixStream) -> io::Result<Peer> {
         stream.set_nonblocking(false)?;
+        stream.set_write_timeout(Some(self.send_timeout))?;
         let eventfds = (0..self.vectors)
             .map(|_| eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK))
             .collect::<Result<Vec<_>, _>>()?;
@@ -533,7 +549,8 @@ fn send(stream: &UnixStream, value: i64, fd: Option<BorrowedFd<'_>>) -> io::Resu
             return Err(io::Error::other("control buffer too small for one fd"));
         }
     }
-    // Blocking writes of 8 bytes: the socket buffer holds thousands of them.
+    // Blocking writes of 8 bytes, each for at most the stream's write timeout (set when the
+    // client was admitted): the socket buffer holds a few hundred of them.
     stream.set_nonblocking(false)?;
     let sent = sendmsg(
         stream,

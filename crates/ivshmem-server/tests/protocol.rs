@@ -311,3 +311,42 @@ fn unread_says_who_has_not_read_everything_yet() {
     assert_eq!(next_event(&h), Event::Left { id: 2 });
     assert_eq!(h.unread().unwrap().keys().copied().collect::<Vec<_>>(), [1]);
 }
+
+/// A client that connects and never reads (a stuck or hostile QEMU) fills its socket
+/// buffer as others join and leave. The server must not block on it: it drops that client
+/// once a send has waited `send_timeout`, and keeps serving the others.
+#[test]
+fn a_client_that_never_reads_does_not_stop_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::new(0x1000, 4).unwrap();
+    server.set_send_timeout(Duration::from_millis(100));
+    server.listen(&dir.path().join("stuck"), Some(1)).unwrap();
+    server.listen(&dir.path().join("any"), None).unwrap();
+    let h = server.spawn().unwrap();
+    let stuck = Client::connect(&dir.path().join("stuck")).unwrap();
+    assert!(matches!(next_event(&h), Event::Joined { id: 1, .. }));
+    // Each join and leave queues 5 messages (4 eventfds, a leave) at the stuck client.
+    let mut dropped = false;
+    for round in 0..2000 {
+        let mut c = Client::connect(&dir.path().join("any")).unwrap();
+        set_timeout(&c);
+        let s = c
+            .handshake(4)
+            .unwrap_or_else(|e| panic!("round {round}: the server stopped serving: {e}"));
+        assert!(s.peers.keys().all(|&p| p == 1));
+        drop(c);
+        loop {
+            match next_event(&h) {
+                Event::Left { id: 1 } => dropped = true,
+                Event::Left { .. } => break,
+                _ => {}
+            }
+        }
+        if dropped {
+            break;
+        }
+    }
+    assert!(dropped, "the stuck client was never dropped");
+    assert!(!h.unread().unwrap().contains_key(&1));
+    drop(stuck);
+}
