@@ -64,7 +64,7 @@ pub enum DeviceError {
     Bar(u8, u64),
     /// The device has no MSI-X capability (it is `ivshmem-plain`, or `msi=off`).
     NoMsix,
-    /// The MSI-X table is not in BAR1.
+    /// The MSI-X table is not (wholly) in BAR1.
     MsixNotInBar1,
     /// The GICv2m frame has fewer SPIs than the device has vectors.
     TooFewSpis {
@@ -89,7 +89,9 @@ impl fmt::Display for DeviceError {
             DeviceError::NoMsix => f.write_str(
                 "the ivshmem device has no MSI-X (use ivshmem-doorbell with msi=on, the default)",
             ),
-            DeviceError::MsixNotInBar1 => f.write_str("the MSI-X table is not in BAR1"),
+            DeviceError::MsixNotInBar1 => {
+                f.write_str("the MSI-X table does not lie (wholly) in BAR1")
+            }
             DeviceError::TooFewSpis { vectors, spis } => write!(
                 f,
                 "{vectors} vectors but the GICv2m frame has {spis} SPIs (at most {})",
@@ -217,7 +219,7 @@ pub fn bring_up(board: &Board) -> Result<Ivshmem, DeviceError> {
         pci.pci_address(ivshmem::BAR0_BASE),
         ivshmem::SMALL_BAR_MAX,
     )?;
-    f.assign_bar(
+    let bar1_size = f.assign_bar(
         1,
         pci.pci_address(ivshmem::BAR1_BASE),
         ivshmem::SMALL_BAR_MAX,
@@ -229,7 +231,10 @@ pub fn bring_up(board: &Board) -> Result<Ivshmem, DeviceError> {
     let ctrl = f.read(cap) >> 16;
     let table_len = (ctrl & 0x7ff) + 1;
     let table = f.read(cap + 4);
-    if table & 0x7 != 1 {
+    // The whole table inside BAR1: the runtime writes every entry, and an offset or a
+    // length the device made up must not aim those writes past the BAR.
+    let table_end = u64::from(table & !0x7) + u64::from(table_len) * 16;
+    if table & 0x7 != 1 || table_end > bar1_size {
         return Err(DeviceError::MsixNotInBar1);
     }
     let table_base = ivshmem::BAR1_BASE + u64::from(table & !0x7);
