@@ -21,16 +21,17 @@
 //!   `IOCTL_EVTCHN_NOTIFY` back.
 //!
 //! The device is the `[[virtio]]` entry of the domain's manifest named by the program's
-//! `device=` word ([`Spec::from_args`]): its region, port, type, queues and the daemon with
+//! `device=` word ([`spec_from_args`]): its region, port, type, queues and the daemon with
 //! its arguments (`serve = { vhost-user = …, args = […] }`).
 
-use staticbus_guest::manifest::{Manifest, Virtio, VirtioRole, VirtioServe};
+use staticbus_guest::manifest::{Manifest, VirtioRole};
 use staticbus_guest::ops::PortState;
 use staticbus_guest::{Events, Platform};
 use staticbus_guest_linux::LinuxPlatform;
 use staticbus_programs::Args;
 use staticbus_vhost_bridge::msg::{serve_with, MsgBackend};
-use staticbus_vhost_bridge::{Bridge, Daemon, Options, SharedRegion};
+pub use staticbus_vhost_bridge::spec::{config_size, Spec, SOCKET_PLACEHOLDER};
+use staticbus_vhost_bridge::{Bridge, Daemon, SharedRegion};
 use staticbus_virtio_msg::device::DeviceTransport;
 use staticbus_virtio_msg::layout::{field, DRV_ATTACHED};
 use staticbus_virtio_msg::open::lookup;
@@ -39,9 +40,6 @@ use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// The word of a daemon argument that is replaced by the socket path the bridge chose.
-pub const SOCKET_PLACEHOLDER: &str = "{socket}";
 
 /// Where the daemons' private socket folders are made.
 pub const SOCKET_ROOT: &str = "/run/staticbus-vhost";
@@ -53,120 +51,25 @@ const IDLE: Duration = Duration::from_millis(100);
 /// After this long without work the loop prints the device's state (once per period).
 const STALL: Duration = Duration::from_secs(10);
 
-/// The configuration-space size of the device types the bridge knows (vhost-user does
-/// not say it; virtio 1.2 §5): entropy has none, block 60 bytes (up to
-/// `write_zeroes_may_unmap`), console 12. Others need `config-size=`.
-pub fn config_size(device: &str) -> Option<u32> {
-    match device {
-        "rng" => Some(0),
-        "blk" => Some(60),
-        "console" => Some(12),
-        _ => None,
-    }
+/// From the program's words `device=NAME [config-size=BYTES]`: device `NAME` of
+/// `manifest` ([`Spec::from_virtio`]).
+pub fn spec_from_args(manifest: &Manifest, a: &Args<'_>) -> Result<Spec, String> {
+    let name = a.get("device").ok_or("no `device=NAME` argument")?;
+    let v = lookup(manifest, name, VirtioRole::Backend).map_err(|e| e.to_string())?;
+    let config = match a.get("config-size") {
+        None => None,
+        Some(c) => Some(
+            c.parse()
+                .map_err(|_| format!("config-size={c}: not a number"))?,
+        ),
+    };
+    Spec::from_virtio(v, config)
 }
 
-/// One virtio device served by a daemon (from the manifest's `[[virtio]]` entry).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Spec {
-    /// The device's name.
-    pub name: String,
-    /// The device's region (`xen,shm-id`).
-    pub shm_id: String,
-    /// The frontend's domain.
-    pub peer: String,
-    /// This domain's port of the device's event channel.
-    pub port: u32,
-    /// Device type name (`devices::DEVICE_KINDS`).
-    pub device: String,
-    /// Virtio device id.
-    pub device_id: u32,
-    /// Queues.
-    pub queues: u16,
-    /// Largest queue size offered.
-    pub queue_size: u16,
-    /// Configuration-space bytes.
-    pub config_size: u32,
-    /// The daemon, as the description names it (run from `/bin` by its file name).
-    pub daemon: PathBuf,
-    /// Its arguments; [`SOCKET_PLACEHOLDER`] is replaced by the socket path.
-    pub daemon_args: Vec<String>,
-}
-
-impl Spec {
-    /// The backend side of `[[virtio]]` device `v` (this domain's manifest entry), which
-    /// must be served by a vhost-user program; `config_size` overrides the size
-    /// [`config_size`] knows for its device type (and is required for the others).
-    pub fn from_virtio(v: &Virtio, config: Option<u32>) -> Result<Spec, String> {
-        if v.role != VirtioRole::Backend {
-            return Err(format!(
-                "this domain is the {} of virtio device `{}`, not its backend",
-                v.role, v.name
-            ));
-        }
-        let VirtioServe::VhostUser { program, args } = v.serve else {
-            return Err(format!(
-                "virtio device `{}` is served by staticbus's built-in device (serve = {{ builtin = true }}), not by a vhost-user daemon",
-                v.name
-            ));
-        };
-        let config_size = match (config, config_size(v.device)) {
-            (Some(c), _) | (None, Some(c)) => c,
-            (None, None) => {
-                return Err(format!(
-                    "virtio device `{}`: give the configuration size of a {} device with config-size=BYTES",
-                    v.name, v.device
-                ))
-            }
-        };
-        if config_size > 256 {
-            return Err(format!("config-size={config_size}: at most 256"));
-        }
-        let queue_size = u16::try_from(v.queue_size)
-            .map_err(|_| format!("queue size {} over 65535", v.queue_size))?;
-        Ok(Spec {
-            name: v.name.to_string(),
-            shm_id: v.shm_id.to_string(),
-            peer: v.peer.to_string(),
-            port: v.local_port,
-            device: v.device.to_string(),
-            device_id: v.device_id,
-            queues: v.queues,
-            queue_size,
-            config_size,
-            daemon: PathBuf::from(program),
-            daemon_args: args.iter().map(|a| a.to_string()).collect(),
-        })
-    }
-
-    /// From the program's words `device=NAME [config-size=BYTES]`: device `NAME` of
-    /// `manifest` ([`Spec::from_virtio`]).
-    pub fn from_args(manifest: &Manifest, a: &Args<'_>) -> Result<Spec, String> {
-        let name = a.get("device").ok_or("no `device=NAME` argument")?;
-        let v = lookup(manifest, name, VirtioRole::Backend).map_err(|e| e.to_string())?;
-        let config = match a.get("config-size") {
-            None => None,
-            Some(c) => Some(
-                c.parse()
-                    .map_err(|_| format!("config-size={c}: not a number"))?,
-            ),
-        };
-        Spec::from_virtio(v, config)
-    }
-
-    /// The daemon's path: its file name in `bin` (`staticbus boot` puts every daemon
-    /// of the domain's devices in the initramfs's `/bin`, found as its description says).
-    pub fn daemon_path(&self, bin: &Path) -> PathBuf {
-        bin.join(self.daemon.file_name().unwrap_or(self.daemon.as_os_str()))
-    }
-
-    /// The daemon's arguments with [`SOCKET_PLACEHOLDER`] replaced by `socket`.
-    pub fn daemon_args(&self, socket: &Path) -> Vec<String> {
-        let s = socket.to_string_lossy();
-        self.daemon_args
-            .iter()
-            .map(|a| a.replace(SOCKET_PLACEHOLDER, &s))
-            .collect()
-    }
+/// The daemon's path: its file name in `bin` (`staticbus boot` puts every daemon of the
+/// domain's devices in the initramfs's `/bin`, found as its description says).
+pub fn daemon_path(spec: &Spec, bin: &Path) -> PathBuf {
+    bin.join(spec.daemon.file_name().unwrap_or(spec.daemon.as_os_str()))
 }
 
 /// What a served device did.
@@ -243,7 +146,7 @@ pub fn serve(
 
     let dir = SocketDir::new(&spec.name)?;
     let socket = dir.0.join("vhost.sock");
-    let program = spec.daemon_path(bin);
+    let program = daemon_path(spec, bin);
     let args = spec.daemon_args(&socket);
     let mut cmd = Command::new(&program);
     cmd.args(&args);
@@ -264,8 +167,7 @@ pub fn serve(
     let len = region.len() as u64;
     let shared = SharedRegion::from_fd(fd, 0, len, 0)
         .map_err(|e| format!("region `{}`: {e}", spec.shm_id))?;
-    let mut opts = Options::new(spec.device_id, spec.queues);
-    opts.max_queue_size = spec.queue_size;
+    let mut opts = spec.options();
     // QEMU TCG on a loaded machine: generous bounds.
     opts.connect_timeout = Duration::from_secs(60);
     opts.request_timeout = Duration::from_secs(60);
@@ -374,6 +276,7 @@ pub fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use staticbus_guest::manifest::{Virtio, VirtioServe};
 
     const RNG: Virtio = Virtio {
         name: "rng",
@@ -403,7 +306,7 @@ mod tests {
             (4, 1, 16, 0, 3)
         );
         assert_eq!(
-            s.daemon_path(Path::new("/bin")),
+            daemon_path(&s, Path::new("/bin")),
             Path::new("/bin/vhost-device-rng")
         );
         assert_eq!(
@@ -421,7 +324,7 @@ mod tests {
         };
         let s = Spec::from_virtio(&qsd, None).unwrap();
         assert_eq!(
-            s.daemon_path(Path::new("/bin")),
+            daemon_path(&s, Path::new("/bin")),
             Path::new("/bin/qemu-storage-daemon")
         );
         assert_eq!(s.config_size, 60);

@@ -15,7 +15,7 @@
 //! `RESULT PASS linux-vhost-bridge device=… work=… kicks=… calls=… …`.
 
 use staticbus_guest::Platform;
-use staticbus_linux_domains::vhost::{serve, Spec};
+use staticbus_linux_domains::vhost::{serve, spec_from_args};
 use staticbus_linux_domains::{describe, options};
 use staticbus_programs::Args;
 use std::path::Path;
@@ -30,7 +30,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let spec = match Spec::from_args(platform.manifest(), &args) {
+    let spec = match spec_from_args(platform.manifest(), &args) {
         Ok(s) => s,
         Err(e) => {
             println!("RESULT FAIL linux-vhost-bridge: {e}");
