@@ -181,7 +181,7 @@ fn run_built(sys: &System, base_dir: &Path, opts: &RunOptions, dir: &Path) -> u8
         }
     } else {
         eprintln!(
-            "warning: --no-sandbox: the domains run as plain processes; any of them can read              every other domain's memory (/proc/<pid>/fd, ptrace)"
+            "warning: --no-sandbox: the domains run as plain processes; any of them can read every other domain's memory (/proc/<pid>/fd, ptrace)"
         );
         None
     };

@@ -1035,3 +1035,19 @@ fn domains_that_exhaust_a_resource_are_stopped_at_their_limits() {
     );
     assert_eq!(std::fs::metadata(&huge).unwrap().len(), 4 << 20);
 }
+
+#[test]
+fn no_sandbox_says_what_it_gives_up_in_one_readable_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let sys = shell_system(dir.path(), ["exit 0", "exit 0"]);
+    let o = run(&[sys.to_str().unwrap(), "--no-sandbox", "--timeout", "60"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    // The warning once had a run of spaces from a broken string continuation in it.
+    assert!(
+        err.lines().any(|l| l
+            == "warning: --no-sandbox: the domains run as plain processes; any of them can \
+                read every other domain's memory (/proc/<pid>/fd, ptrace)"),
+        "{err}"
+    );
+}
