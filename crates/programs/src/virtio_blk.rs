@@ -39,7 +39,7 @@ use staticbus_guest::manifest::{Manifest, VirtioRole};
 use staticbus_guest::{Errno, Events, Platform};
 use staticbus_virtio_msg::backends::RamBlk;
 use staticbus_virtio_msg::device::{status, AttachError, DeviceTransport};
-use staticbus_virtio_msg::frontend::{CallError, Link, LinkError, MsgTransport};
+use staticbus_virtio_msg::frontend::{CallError, Link, LinkError, LinkWaitError, MsgTransport};
 use staticbus_virtio_msg::hal::{DmaPool, PoolOf, RegionHal};
 use staticbus_virtio_msg::layout::{DRV_ATTACHED, OFF_DRV_STATE};
 use staticbus_virtio_msg::open::{self, OpenError};
@@ -348,13 +348,11 @@ where
     let count = args.u64_or("count", DEFAULT_COUNT)?;
     let seed = args.u64_or("seed", DEFAULT_SEED)?;
     let events = platform.events();
-    let link = loop {
-        match Link::attach(dev.region, platform.events(), dev.port, dev.guest_base) {
-            Ok(l) => break l,
-            Err(LinkError::NotReady) => events.wait(dev.port).map_err(Fail::Events)?,
-            Err(e) => return Err(Fail::Link(e)),
-        }
-    };
+    let link = Link::attach_waiting(dev.region, || platform.events(), dev.port, dev.guest_base)
+        .map_err(|e| match e {
+            LinkWaitError::Link(e) => Fail::Link(e),
+            LinkWaitError::Wait(e) => Fail::Events(e),
+        })?;
     Pool::pool().attach(dev.region, dev.guest_base);
     let transport = link.transport().map_err(|e| Fail::Call("device info", e))?;
     let mut blk: Blk<'_, _> =

@@ -29,7 +29,7 @@ use crate::Clock;
 use core::fmt::{self, Write};
 use staticbus_guest::manifest::VirtioRole;
 use staticbus_guest::{Events, Platform};
-use staticbus_virtio_msg::frontend::{Link, LinkError};
+use staticbus_virtio_msg::frontend::{Link, LinkError, LinkWaitError};
 use staticbus_virtio_msg::hal::{DmaPool, PoolOf, RegionHal};
 use staticbus_virtio_msg::open::{open, OpenError};
 use virtio_drivers::device::rng::VirtIORng;
@@ -202,20 +202,18 @@ where
     let dev = open(platform, name, VirtioRole::Frontend).map_err(Fail::Open)?;
     let (region, port, guest_base) = (dev.region, dev.port, dev.guest_base);
     let (shm, peer) = (dev.device.shm_id, dev.device.peer);
-    let events = platform.events();
     let _ = writeln!(
         out,
         "virtio-rng: device `{name}`: region `{shm}` ({:#x} bytes at {guest_base:#x}), port {port} to {peer}",
         region.len()
     );
     let t_wait = clock.now_ns();
-    let link = loop {
-        match Link::attach(region, platform.events(), port, guest_base) {
-            Ok(l) => break l,
-            Err(LinkError::NotReady) => events.wait(port).map_err(Fail::Wait)?,
-            Err(e) => return Err(Fail::Link(e)),
-        }
-    };
+    let link = Link::attach_waiting(region, || platform.events(), port, guest_base).map_err(
+        |e| match e {
+            LinkWaitError::Link(e) => Fail::Link(e),
+            LinkWaitError::Wait(e) => Fail::Wait(e),
+        },
+    )?;
     let info = link
         .device_info()
         .map_err(|_| Fail::Usage("DEVICE_INFO failed"))?;

@@ -50,6 +50,26 @@ impl core::fmt::Display for LinkError {
 
 impl core::error::Error for LinkError {}
 
+/// Why [`Link::attach_waiting`] gave up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkWaitError {
+    /// The region cannot be used ([`LinkError::Geometry`] or [`LinkError::Foreign`]).
+    Link(LinkError),
+    /// Waiting for the device side's doorbell failed.
+    Wait(Errno),
+}
+
+impl core::fmt::Display for LinkWaitError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            LinkWaitError::Link(e) => write!(f, "{e}"),
+            LinkWaitError::Wait(e) => write!(f, "waiting for the device: {e:?}"),
+        }
+    }
+}
+
+impl core::error::Error for LinkWaitError {}
+
 /// Why a control request failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CallError {
@@ -163,6 +183,25 @@ impl<E: Events> Link<E> {
             return Err(LinkError::NotReady);
         }
         Ok(link)
+    }
+
+    /// [`Link::attach`], waiting on `port` while the device side is not serving yet (the
+    /// device side rings it when it starts). `events` makes the link's events (and the
+    /// ones waited on), e.g. `|| platform.events()`.
+    pub fn attach_waiting(
+        region: Region,
+        events: impl Fn() -> E,
+        port: u32,
+        guest_base: u64,
+    ) -> Result<Self, LinkWaitError> {
+        let waiter = events();
+        loop {
+            match Link::attach(region, events(), port, guest_base) {
+                Ok(link) => return Ok(link),
+                Err(LinkError::NotReady) => waiter.wait(port).map_err(LinkWaitError::Wait)?,
+                Err(e) => return Err(LinkWaitError::Link(e)),
+            }
+        }
     }
 
     /// Adopts the device's current epoch and ring indices (dropping whatever was in

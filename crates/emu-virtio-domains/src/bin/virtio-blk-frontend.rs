@@ -25,7 +25,7 @@ use std::process::exit;
 use staticbus_emu_virtio_domains::{digest, Op, Workload, BLOCK};
 use staticbus_guest::manifest::VirtioRole;
 use staticbus_guest::{Events, Platform};
-use staticbus_virtio_msg::frontend::{CallError, Link, LinkError, MsgTransport};
+use staticbus_virtio_msg::frontend::{CallError, Link, MsgTransport};
 use staticbus_virtio_msg::hal::{DmaPool, PoolOf, RegionHal};
 use staticbus_virtio_msg::open::open;
 use virtio_drivers::device::blk::{BlkReq, BlkResp, VirtIOBlk};
@@ -172,18 +172,8 @@ fn main() {
     let opened = open(&p, name, VirtioRole::Frontend).unwrap_or_else(|e| fail(e));
     let (region, port, guest_base) = (opened.region, opened.port, opened.guest_base);
     let shm = opened.device.shm_id;
-    let events = p.events();
-    let link = loop {
-        match Link::attach(region, p.events(), port, guest_base) {
-            Ok(l) => break l,
-            Err(LinkError::NotReady) => {
-                if let Err(e) = events.wait(port) {
-                    fail(format_args!("waiting for the device: {e}"));
-                }
-            }
-            Err(e) => fail(format_args!("region `{shm}`: {e}")),
-        }
-    };
+    let link = Link::attach_waiting(region, || p.events(), port, guest_base)
+        .unwrap_or_else(|e| fail(format_args!("region `{shm}`: {e}")));
     let mut dev = Device {
         link: &link,
         guest_base,
