@@ -27,6 +27,7 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod child;
 mod cpu;
 mod ctl;
 #[cfg(feature = "iceoryx2")]

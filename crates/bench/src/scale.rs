@@ -518,7 +518,7 @@ fn run_once(
     std::fs::write(&sys, run_toml(exe, domains, channels, begin, end))
         .map_err(|e| format!("{}: {e}", sys.display()))?;
     let timeout = (end - unix_ms()) / 1000 + 120;
-    let child = Command::new(staticbus)
+    let mut child = Command::new(staticbus)
         .arg("run")
         .arg(&sys)
         // 64 domains and 512 regions are beyond Xen's module and shared-memory tables.
@@ -529,19 +529,7 @@ fn run_once(
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", staticbus.display()))?;
     let pid = child.id();
-    let mut child = child;
-    let mut stdout = child.stdout.take().expect("piped");
-    let mut stderr = child.stderr.take().expect("piped");
-    let out_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut stdout, &mut s);
-        s
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
-        s
-    });
+    let output = crate::child::Captured::start(&mut child);
     let sleep_until = |t: u64| {
         let now = unix_ms();
         if t > now {
@@ -556,10 +544,7 @@ fn run_once(
     let status = child
         .wait()
         .map_err(|e| format!("waiting for the run: {e}"))?;
-    let (out, err) = (
-        out_t.join().unwrap_or_default(),
-        err_t.join().unwrap_or_default(),
-    );
+    let (out, err) = output.finish();
     let _ = std::fs::remove_dir_all(&dir);
     let field = |line: &str, key: &str| -> Option<u64> {
         line.split_whitespace()

@@ -277,18 +277,7 @@ pub fn soak_cmd(o: &SoakOptions) -> Res {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", staticbus.display()))?;
-    let mut stdout = child.stdout.take().expect("piped");
-    let mut stderr = child.stderr.take().expect("piped");
-    let out_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut stdout, &mut s);
-        s
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
-        s
-    });
+    let output = crate::child::Captured::start(&mut child);
     println!(
         "soak: {} s of random kills (mean interval {} ms, and a self-kill every ~{} messages \
          per domain), {} messages/s per stream, seed {}",
@@ -341,10 +330,7 @@ pub fn soak_cmd(o: &SoakOptions) -> Res {
     let status = child
         .wait()
         .map_err(|e| format!("waiting for the run: {e}"))?;
-    let (out, err) = (
-        out_t.join().unwrap_or_default(),
-        err_t.join().unwrap_or_default(),
-    );
+    let (out, err) = output.finish();
     let _ = std::fs::remove_dir_all(&dir);
     let line = |prefix: &str| {
         out.lines()
