@@ -3,40 +3,18 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Once;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+mod emu_virtio;
+
 /// The example programs sit next to the `staticbus` binary, where `staticbus run` looks for
-/// them; build them once if this test run did not.
+/// them: cargo builds them once per test run (a no-op when they are up to date; it never
+/// runs stale ones).
 fn build_examples() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // Always ask cargo: it is a no-op when the programs are up to date, and it never
-        // runs stale ones.
-        let bin_dir = Path::new(env!("CARGO_BIN_EXE_staticbus"))
-            .parent()
-            .unwrap()
-            .to_path_buf();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        // The domain programs, and the sandbox launcher `staticbus run` starts them through.
-        cmd.args([
-            "build",
-            "-p",
-            "staticbus-emu-domains",
-            "-p",
-            "staticbus-emu-runner",
-            "--bins",
-        ]);
-        if bin_dir.ends_with("release") {
-            cmd.arg("--release");
-        }
-        let st = cmd.current_dir(root()).status().expect("cargo build");
-        assert!(st.success(), "building the example programs failed");
-    });
+    emu_virtio::build_programs();
 }
 
 fn run(args: &[&str]) -> Output {

@@ -1,4 +1,4 @@
-//! What the tests of virtio devices between emulator domains share (`virtio_blk.rs`,
+//! What the tests of emulator domains share (`run.rs`, and the virtio ones `virtio_blk.rs`,
 //! `virtio_daemons.rs`): finding a vhost-user daemon (or skipping, unless
 //! `STATICBUS_REQUIRE_VHOST_DAEMONS=1`), building the domain programs, running an example
 //! with `staticbus run` in a folder of its own, and reading the domains' `PASS` lines.
