@@ -24,11 +24,31 @@
 //! disk, which must equal the frontend's. It passes if no request failed and the
 //! frontend broke nothing (no broken queue, no broken control ring).
 //!
+//! **Restart.** With `restart-after=N` the backend crashes and restarts in place, as a
+//! backend domain that dies and is booted again would: on the first doorbell after it
+//! served `N` requests in its current life (so the frontend's next request is usually in
+//! flight), it stops serving without a word to the region (`DeviceTransport::into_backend`:
+//! `dev_state` stays 1, nothing is answered or completed) and attaches again
+//! (`DeviceTransport::attach`: a new `dev_epoch`, every request in flight dropped, the
+//! doorbell rung), `restarts=K` times (default 1). `restart-disk=keep` (default) keeps the
+//! RAM disk across the restart, as a backend whose disk lives in memory that outlives it
+//! would; `restart-disk=zero` re-creates it zeroed, as a backend whose disk is its own
+//! memory. The frontend, sleeping on the doorbell for a used buffer, sees the new epoch
+//! (`CallError::Reset`), drops its driver, forgets its DMA pool, initialises a new
+//! `VirtIOBlk` over the same link and issues the request it lost again; a write whose
+//! completion it never saw is written again with the same contents (the generation is
+//! bumped only when a write completes). It must be given the same `restart-disk=`: with
+//! `keep` every write it was told was done must read back after the restart (the
+//! generations stay), with `zero` every block must read back as zeros after each new epoch
+//! (the generations are forgotten). A restart while the frontend's final flush is in
+//! flight is not recovered (see [`frontend`]'s caveat).
+//!
 //! Both sides end with `RESULT PASS …` or `RESULT FAIL <reason>`.
 //!
 //! Arguments (all optional): `device=NAME` (default: the domain's only virtio device),
 //! `count=N` (frontend; default [`DEFAULT_COUNT`]), `seed=S` (frontend; default
-//! [`DEFAULT_SEED`]), `disk-size=BYTES` (backend; a multiple of 4096, at most the buffer).
+//! [`DEFAULT_SEED`]), `disk-size=BYTES` (backend; a multiple of 4096, at most the buffer),
+//! `restart-after=N` and `restarts=K` (backend), `restart-disk=keep|zero` (both sides).
 
 use crate::args::{ArgError, Args};
 use crate::queue_check::{fnv1a32, mix};
@@ -55,6 +75,34 @@ pub const DEFAULT_COUNT: u64 = 2000;
 pub const DEFAULT_SEED: u64 = 0x5eed;
 /// The RAM disk's device id.
 pub const DISK_ID: &[u8] = b"staticbus-ramdisk";
+/// Driver re-initialisations the frontend tolerates before it gives up.
+pub const MAX_RESETS: u64 = 100;
+
+/// What becomes of the backend's RAM disk when the backend restarts (`restart-disk=`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestartDisk {
+    /// The disk survives the restart (memory that outlives the device side).
+    Keep,
+    /// The disk is re-created, all zeros (the device side's own memory).
+    Zero,
+}
+
+impl RestartDisk {
+    fn from_args<'a>(args: &Args<'a>) -> Result<Self, Fail<'a>> {
+        match args.str_or("restart-disk", "keep") {
+            "keep" => Ok(RestartDisk::Keep),
+            "zero" => Ok(RestartDisk::Zero),
+            _ => Err(Fail::Setup("restart-disk= must be `keep` or `zero`")),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            RestartDisk::Keep => "kept",
+            RestartDisk::Zero => "zeroed",
+        }
+    }
+}
 
 const SECTOR: usize = 512;
 const DIGEST_SEED: u64 = 0xcbf2_9ce4_8422_2325;
@@ -135,6 +183,11 @@ enum Fail<'a> {
         queue: u64,
         ring: u64,
     },
+    TooManyResets(u64),
+    Capacity {
+        before: u64,
+        after: u64,
+    },
 }
 
 impl fmt::Display for Fail<'_> {
@@ -166,6 +219,11 @@ impl fmt::Display for Fail<'_> {
             } => write!(
                 f,
                 "{failed} requests failed, {queue} broken queues, {ring} broken control rings"
+            ),
+            Fail::TooManyResets(n) => write!(f, "gave up after {n} driver re-initialisations"),
+            Fail::Capacity { before, after } => write!(
+                f,
+                "the device came back with {after} sectors instead of {before}"
             ),
         }
     }
@@ -297,42 +355,187 @@ impl PoolOf for Pool {
 
 type Blk<'l, E> = VirtIOBlk<RegionHal<Pool>, MsgTransport<'l, E>>;
 
-/// One request with the driver's non-blocking calls, sleeping on the doorbell until it
-/// completes.
-fn request<E: Events>(
-    link: &Link<E>,
-    blk: &mut Blk<'_, E>,
-    block: usize,
-    write: bool,
-    buf: &mut [u8; BLOCK],
-) -> Result<(), Fail<'static>> {
-    let (mut req, mut resp) = (BlkReq::default(), BlkResp::default());
-    let sector = block * BLOCK / SECTOR;
-    // SAFETY: req, buf and resp are neither moved nor touched until the request is
-    // completed below (a failure ends the program's use of the driver).
-    let token = unsafe {
-        if write {
-            blk.write_blocks_nb(sector, &mut req, buf, &mut resp)
-        } else {
-            blk.read_blocks_nb(sector, &mut req, buf, &mut resp)
-        }
-    }
-    .map_err(|e| Fail::Driver("submitting a request", e))?;
-    while blk.peek_used() != Some(token) {
-        link.wait_used()
-            .map_err(|e| Fail::Call("waiting for a used buffer", e))?;
-    }
-    // SAFETY: the same req, buf and resp as above.
-    unsafe {
-        if write {
-            blk.complete_write_blocks(token, &req, buf, &mut resp)
-        } else {
-            blk.complete_read_blocks(token, &req, buf, &mut resp)
-        }
-    }
-    .map_err(|e| Fail::Driver("completing a request", e))
+/// The frontend's driver over the link, re-created whenever the device restarts, and the
+/// generation of every block it was told was written.
+struct Session<'l, E: Events> {
+    link: &'l Link<E>,
+    guest_base: u64,
+    blk: Option<Blk<'l, E>>,
+    /// The device epoch the current driver was initialised against.
+    epoch: u64,
+    /// Driver re-initialisations after the first one.
+    resets: u64,
+    restart_disk: RestartDisk,
+    /// Capacity in sectors, from the first driver.
+    capacity: Option<u64>,
+    generation: [u16; MAX_BLOCKS],
 }
 
+/// How one attempt at a request ended.
+enum Attempt {
+    Done,
+    /// The device restarted or needs a reset: re-initialise and issue it again.
+    Reset,
+}
+
+impl<'l, E: Events> Session<'l, E> {
+    /// The current driver, initialising one if there is none: after a device restart, over
+    /// a fresh DMA pool (the old driver's buffers are never handed out again). A new epoch
+    /// with `restart-disk=zero` forgets every generation: the disk is all zeros again.
+    fn driver(&mut self) -> Result<&mut Blk<'l, E>, Fail<'static>> {
+        while self.blk.is_none() {
+            if self.resets > MAX_RESETS {
+                return Err(Fail::TooManyResets(self.resets));
+            }
+            Pool::pool().attach(*self.link.region(), self.guest_base);
+            let t = match self.link.transport() {
+                Ok(t) => t,
+                Err(CallError::Reset) => {
+                    self.resets += 1;
+                    continue;
+                }
+                Err(e) => return Err(Fail::Call("device info", e)),
+            };
+            let epoch = self.link.epoch();
+            match VirtIOBlk::new(t) {
+                Ok(b) if !self.link.needs_reset() => {
+                    let sectors = b.capacity();
+                    match self.capacity {
+                        None => self.capacity = Some(sectors),
+                        Some(before) if before != sectors => {
+                            return Err(Fail::Capacity {
+                                before,
+                                after: sectors,
+                            })
+                        }
+                        Some(_) => {}
+                    }
+                    if self.epoch != epoch && self.restart_disk == RestartDisk::Zero {
+                        self.generation.fill(0);
+                    }
+                    self.epoch = epoch;
+                    self.blk = Some(b);
+                }
+                // Restarted again while initialising.
+                Ok(_) => self.resets += 1,
+                Err(_) if self.link.needs_reset() => self.resets += 1,
+                Err(e) => return Err(Fail::Driver("initialising the driver", e)),
+            }
+        }
+        Ok(self.blk.as_mut().unwrap_or_else(|| unreachable!()))
+    }
+
+    /// Drops the driver after a device restart (its transport does not reset a device that
+    /// restarted anyway); the next request initialises a new one.
+    fn reset(&mut self) {
+        self.blk = None;
+        self.resets += 1;
+    }
+
+    /// One attempt at a request with the driver's non-blocking calls, sleeping on the
+    /// doorbell until it completes or the device restarts.
+    fn once(
+        &mut self,
+        block: usize,
+        write: bool,
+        buf: &mut [u8; BLOCK],
+    ) -> Result<Attempt, Fail<'static>> {
+        let link = self.link;
+        let blk = self.driver()?;
+        let (mut req, mut resp) = (BlkReq::default(), BlkResp::default());
+        let sector = block * BLOCK / SECTOR;
+        // SAFETY: req, buf and resp are neither moved nor touched until the request is
+        // completed below; when it is abandoned (a device restart) the driver is dropped
+        // and the DMA pool forgets its bounce buffers before a new driver is created, so
+        // nothing the device may still write is used again.
+        let token = unsafe {
+            if write {
+                blk.write_blocks_nb(sector, &mut req, buf, &mut resp)
+            } else {
+                blk.read_blocks_nb(sector, &mut req, buf, &mut resp)
+            }
+        };
+        let token = match token {
+            Ok(t) => t,
+            Err(_) if link.needs_reset() => return Ok(Attempt::Reset),
+            Err(e) => return Err(Fail::Driver("submitting a request", e)),
+        };
+        while blk.peek_used() != Some(token) {
+            match link.wait_used() {
+                Ok(_) => {}
+                Err(CallError::Reset) => return Ok(Attempt::Reset),
+                Err(e) => return Err(Fail::Call("waiting for a used buffer", e)),
+            }
+        }
+        // SAFETY: the same req, buf and resp as above.
+        unsafe {
+            if write {
+                blk.complete_write_blocks(token, &req, buf, &mut resp)
+            } else {
+                blk.complete_read_blocks(token, &req, buf, &mut resp)
+            }
+        }
+        .map_err(|e| Fail::Driver("completing a request", e))?;
+        Ok(Attempt::Done)
+    }
+
+    /// Writes the block's next generation, again over a new driver for as long as the
+    /// device restarts; the generation counts only once the write completed. A write
+    /// the device did before it restarted without completing is written again with the
+    /// same contents (or, with the disk zeroed, as generation 1).
+    fn write(
+        &mut self,
+        seed: u64,
+        block: usize,
+        buf: &mut [u8; BLOCK],
+    ) -> Result<(), Fail<'static>> {
+        loop {
+            // A block written 65,535 times starts again at generation 1.
+            let g = self.generation[block].checked_add(1).unwrap_or(1);
+            pattern(seed, block as u64, g, buf);
+            match self.once(block, true, buf)? {
+                Attempt::Done => {
+                    self.generation[block] = g;
+                    return Ok(());
+                }
+                Attempt::Reset => self.reset(),
+            }
+        }
+    }
+
+    /// Reads the block and verifies it against the generation it was last written with
+    /// (re-issued over a new driver for as long as the device restarts).
+    fn read(
+        &mut self,
+        seed: u64,
+        request: u64,
+        block: usize,
+        buf: &mut [u8; BLOCK],
+    ) -> Result<(), Fail<'static>> {
+        loop {
+            buf.fill(0xa5);
+            match self.once(block, false, buf)? {
+                Attempt::Done => break,
+                Attempt::Reset => self.reset(),
+            }
+        }
+        match verify(seed, block as u64, self.generation[block], buf) {
+            Some(why) => Err(Fail::Bad {
+                request,
+                block: block as u64,
+                why,
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The frontend (see the module documentation).
+///
+/// Caveat: the final flush is `VirtIOBlk::flush`, which spins on the used ring (0.13 has
+/// no non-blocking flush): a device that restarts while it is in flight is not seen and
+/// the frontend hangs. The backend's `restart-after=` must leave the flush alone (the
+/// tests restart it during the workload).
 fn frontend<'a, P, C, W>(
     platform: &'a P,
     clock: &C,
@@ -347,17 +550,26 @@ where
 {
     let count = args.u64_or("count", DEFAULT_COUNT)?;
     let seed = args.u64_or("seed", DEFAULT_SEED)?;
+    let restart_disk = RestartDisk::from_args(args)?;
     let events = platform.events();
     let link = Link::attach_waiting(dev.region, || platform.events(), dev.port, dev.guest_base)
         .map_err(|e| match e {
             LinkWaitError::Link(e) => Fail::Link(e),
             LinkWaitError::Wait(e) => Fail::Events(e),
         })?;
-    Pool::pool().attach(dev.region, dev.guest_base);
-    let transport = link.transport().map_err(|e| Fail::Call("device info", e))?;
-    let mut blk: Blk<'_, _> =
-        VirtIOBlk::new(transport).map_err(|e| Fail::Driver("initialising the driver", e))?;
-    let capacity = blk.capacity() * SECTOR as u64;
+    let mut s = Session {
+        link: &link,
+        guest_base: dev.guest_base,
+        blk: None,
+        epoch: link.epoch(),
+        resets: 0,
+        restart_disk,
+        capacity: None,
+        generation: [0u16; MAX_BLOCKS],
+    };
+    s.driver()?;
+    let sectors = s.capacity.unwrap_or(0);
+    let capacity = sectors * SECTOR as u64;
     let blocks = ((capacity / BLOCK as u64) as usize).min(MAX_BLOCKS);
     if blocks == 0 {
         return Err(Fail::Setup("the disk is smaller than one 4 KiB block"));
@@ -367,31 +579,28 @@ where
         "virtio-blk frontend: driver up, capacity {capacity} bytes, using {blocks} blocks; \
          {count} requests, seed {seed:#x}"
     );
-    let mut generation = [0u16; MAX_BLOCKS];
     let mut buf = [0u8; BLOCK];
     let (mut writes, mut reads) = (0u64, 0u64);
     let started = clock.now_ns();
     for i in 0..count {
         let r = mix(seed.wrapping_add(i));
         let block = ((r >> 1) % blocks as u64) as usize;
+        let resets = s.resets;
         if r & 1 == 0 {
-            // A block written 65,535 times starts again at generation 1.
-            let g = generation[block].checked_add(1).unwrap_or(1);
-            generation[block] = g;
-            pattern(seed, block as u64, g, &mut buf);
-            request(&link, &mut blk, block, true, &mut buf)?;
+            s.write(seed, block, &mut buf)?;
             writes += 1;
         } else {
-            buf.fill(0xa5);
-            request(&link, &mut blk, block, false, &mut buf)?;
-            if let Some(why) = verify(seed, block as u64, generation[block], &buf) {
-                return Err(Fail::Bad {
-                    request: i,
-                    block: block as u64,
-                    why,
-                });
-            }
+            s.read(seed, i, block, &mut buf)?;
             reads += 1;
+        }
+        if s.resets != resets {
+            let _ = writeln!(
+                out,
+                "virtio-blk frontend: request {i}: device restarted (epoch {}, disk {}), \
+                 re-initialised, re-issued",
+                s.epoch,
+                restart_disk.name()
+            );
         }
     }
     let elapsed = clock.now_ns().saturating_sub(started);
@@ -404,24 +613,23 @@ where
     );
     // Every block once more, and the digest of the whole disk the frontend expects.
     let mut digest = DIGEST_SEED;
-    for (block, &g) in generation[..blocks].iter().enumerate() {
-        buf.fill(0xa5);
-        request(&link, &mut blk, block, false, &mut buf)?;
-        if let Some(why) = verify(seed, block as u64, g, &buf) {
-            return Err(Fail::Bad {
-                request: count + block as u64,
-                block: block as u64,
-                why,
-            });
-        }
+    for block in 0..blocks {
+        s.read(seed, count + block as u64, block, &mut buf)?;
         digest = fnv1a64(digest, &buf);
     }
     let zero = [0u8; SECTOR];
-    for _ in (blocks * BLOCK / SECTOR) as u64..blk.capacity() {
+    for _ in (blocks * BLOCK / SECTOR) as u64..sectors {
         digest = fnv1a64(digest, &zero);
     }
-    blk.flush().map_err(|e| Fail::Driver("flush", e))?;
-    drop(blk);
+    s.driver()?.flush().map_err(|e| Fail::Driver("flush", e))?;
+    let _ = writeln!(
+        out,
+        "virtio-blk frontend: {} resets, device epoch {} (disk {} on restart)",
+        s.resets,
+        s.epoch,
+        restart_disk.name()
+    );
+    drop(s);
     Pool::pool().detach();
     link.detach();
     // Wake the backend: it ends once the frontend has detached.
@@ -433,6 +641,14 @@ where
         blocks: blocks as u64,
         digest,
     })
+}
+
+/// How one life of the device side ended.
+enum Life {
+    /// The frontend drove the device and detached.
+    Detached,
+    /// `restart-after=` requests served: crash and attach again.
+    Restart,
 }
 
 fn backend<'a, P, C, W>(
@@ -459,46 +675,96 @@ where
             "disk-size must be a non-zero multiple of 4096 within the image's disk buffer",
         ));
     }
+    let restart_after = args.u64_or("restart-after", 0)?;
+    let restarts = args.u64_or("restarts", u64::from(restart_after != 0))?;
+    if restarts != 0 && restart_after == 0 {
+        return Err(Fail::Setup("restarts= needs restart-after=N (N > 0)"));
+    }
+    let restart_disk = RestartDisk::from_args(args)?;
     let disk = &mut disk[..size as usize];
     let _ = writeln!(
         out,
         "virtio-blk backend: RAM disk of {size} bytes, serving `{}`",
         dev.device.name
     );
+    if restarts != 0 {
+        let _ = writeln!(
+            out,
+            "virtio-blk backend: restarting in place {restarts} times, after {restart_after} \
+             requests each, disk {} on restart",
+            restart_disk.name()
+        );
+    }
     let events = platform.events();
-    let mut t = DeviceTransport::attach(
-        dev.region,
-        platform.events(),
-        dev.port,
-        RamBlk::new(disk, DISK_ID),
-    )
-    .map_err(Fail::Attach)?;
+    let mut served = [0u64; 5];
+    let mut faults = staticbus_virtio_msg::device::Faults::default();
     let mut driven = false;
     let mut started = None;
-    loop {
-        loop {
-            let work = t.poll();
-            if t.status() & status::DRIVER_OK != 0 {
-                driven = true;
-                started.get_or_insert_with(|| clock.now_ns());
+    let mut restarted = 0u64;
+    let epoch = loop {
+        let mut t = DeviceTransport::attach(
+            dev.region,
+            platform.events(),
+            dev.port,
+            RamBlk::new(&mut *disk, DISK_ID),
+        )
+        .map_err(Fail::Attach)?;
+        let limit = (restarted < restarts).then_some(restart_after);
+        let life = loop {
+            loop {
+                let work = t.poll();
+                if t.status() & status::DRIVER_OK != 0 {
+                    driven = true;
+                    started.get_or_insert_with(|| clock.now_ns());
+                }
+                if work == 0 {
+                    break;
+                }
             }
-            if work == 0 {
-                break;
+            let attached = dev
+                .region
+                .load_le::<u32>(OFF_DRV_STATE, core::sync::atomic::Ordering::Acquire)
+                == Some(DRV_ATTACHED);
+            if driven && !attached {
+                break Life::Detached;
+            }
+            events.wait(dev.port).map_err(Fail::Events)?;
+            // The doorbell that woke this life after its last request: crash before
+            // serving what it announced (usually the frontend's next request).
+            if limit.is_some_and(|n| t.backend().served.iter().sum::<u64>() >= n) {
+                break Life::Restart;
+            }
+        };
+        let epoch = t.epoch();
+        let f = t.faults();
+        // Stop without a word to the region, as a crash would.
+        let blk = t.into_backend();
+        for (total, n) in served.iter_mut().zip(blk.served) {
+            *total += n;
+        }
+        faults.refused += f.refused;
+        faults.dropped += f.dropped;
+        faults.queue += f.queue;
+        faults.ring += f.ring;
+        faults.lost += f.lost;
+        match life {
+            Life::Detached => break epoch,
+            Life::Restart => {
+                restarted += 1;
+                if restart_disk == RestartDisk::Zero {
+                    disk.fill(0);
+                }
+                let _ = writeln!(
+                    out,
+                    "virtio-blk backend: restart {restarted}: epoch {epoch} crashed after {} \
+                     requests served, attaching again (disk {})",
+                    served.iter().sum::<u64>(),
+                    restart_disk.name()
+                );
             }
         }
-        let attached = dev
-            .region
-            .load_le::<u32>(OFF_DRV_STATE, core::sync::atomic::Ordering::Acquire)
-            == Some(DRV_ATTACHED);
-        if driven && !attached {
-            break;
-        }
-        events.wait(dev.port).map_err(Fail::Events)?;
-    }
+    };
     let elapsed = clock.now_ns().saturating_sub(started.unwrap_or(0));
-    let faults = t.faults();
-    let blk = t.into_backend();
-    let served = blk.served;
     let total: u64 = served.iter().sum();
     let _ = writeln!(
         out,
@@ -512,6 +778,10 @@ where
          rings, {} lost",
         faults.refused, faults.dropped, faults.queue, faults.ring, faults.lost
     );
+    let _ = writeln!(
+        out,
+        "virtio-blk backend: {restarted} restarts, device epoch {epoch}"
+    );
     if served[4] != 0 || faults.queue != 0 || faults.ring != 0 {
         return Err(Fail::Backend {
             failed: served[4],
@@ -521,7 +791,7 @@ where
     }
     Ok(Passed::Backend {
         served,
-        digest: disk_digest(blk.disk()),
+        digest: disk_digest(disk),
     })
 }
 
