@@ -235,12 +235,17 @@ fn key_values(t: &str, key: &str) -> std::collections::BTreeMap<String, u64> {
         .collect()
 }
 
-/// The musl vhost-device-rng for the Linux domain is there: named by
-/// `STATICBUS_LINUX_DAEMON_VHOST_DEVICE_RNG` (`.ci/run` sets it) or already in the cache of
-/// `scripts/virtio/install-vhost-device.sh --target aarch64-unknown-linux-musl rng`, or the
-/// Linux tests are required (then `boot` builds it, a few minutes). Otherwise reports a skip.
-fn musl_rng_daemon_ready() -> bool {
-    if required() || std::env::var_os("STATICBUS_LINUX_DAEMON_VHOST_DEVICE_RNG").is_some() {
+/// The musl `vhost-device-KIND` for the Linux domain is there: named by
+/// `STATICBUS_LINUX_DAEMON_VHOST_DEVICE_<KIND>` (`.ci/run` sets it) or already in the cache
+/// of `scripts/virtio/install-vhost-device.sh --target aarch64-unknown-linux-musl KIND`, or
+/// the Linux tests are required (then `boot` builds it, a few minutes). Otherwise reports a
+/// skip.
+fn musl_daemon_ready(kind: &str) -> bool {
+    let var = format!(
+        "STATICBUS_LINUX_DAEMON_VHOST_DEVICE_{}",
+        kind.to_uppercase()
+    );
+    if required() || std::env::var_os(var).is_some() {
         return true;
     }
     let cached = std::env::var_os("STATICBUS_CACHE")
@@ -248,13 +253,13 @@ fn musl_rng_daemon_ready() -> bool {
         .unwrap_or_else(|| {
             PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/staticbus")
         })
-        .join(
-            "vhost-device/vhost-device-rng-0.1.0-aarch64-unknown-linux-musl/bin/vhost-device-rng",
-        );
+        .join(format!(
+            "vhost-device/vhost-device-{kind}-0.1.0-aarch64-unknown-linux-musl/bin/vhost-device-{kind}"
+        ));
     if !cached.is_file() {
         eprintln!(
             "skipped: no {} (scripts/virtio/install-vhost-device.sh --target \
-             aarch64-unknown-linux-musl rng; STATICBUS_LINUX_TESTS=1 requires the boot)",
+             aarch64-unknown-linux-musl {kind}; STATICBUS_LINUX_TESTS=1 requires the boot)",
             cached.display()
         );
     }
@@ -274,7 +279,7 @@ fn bare_metal_virtio_rng_is_served_by_vhost_device_rng_in_a_linux_domain_on_xen_
     let Some(xen) = common::xen("4.20") else {
         return;
     };
-    if !linux_ready() || !musl_rng_daemon_ready() {
+    if !linux_ready() || !musl_daemon_ready("rng") {
         return;
     }
     let (o, t) = boot(&xen, "examples/xen-linux-virtio-rng/system.toml", &[]);
@@ -306,4 +311,60 @@ fn bare_metal_virtio_rng_is_served_by_vhost_device_rng_in_a_linux_domain_on_xen_
         kicks >= 16 && calls >= 16,
         "kicks {kicks}, calls {calls}: {bridge:?}"
     );
+}
+
+/// examples/xen-linux-virtio-console: the bare-metal `app` runs virtio-drivers'
+/// VirtIOConsole over virtio-msg; the Linux domain's linux-vhost-bridge hands both queues to
+/// rust-vmm's vhost-device-console 0.1.0, unmodified, whose `nested` backend's terminal is
+/// a pseudo-terminal the bridge holds. Exactly what crossed: each line the frontend wrote
+/// arrived on the daemon's terminal inside Linux (printed there by the bridge), and each
+/// byte written back there in upper case arrived at the frontend as input.
+#[test]
+fn bare_metal_virtio_console_is_served_by_vhost_device_console_in_a_linux_domain_on_xen_4_20() {
+    let Some(xen) = common::xen("4.20") else {
+        return;
+    };
+    if !linux_ready() || !musl_daemon_ready("console") {
+        return;
+    }
+    let (o, t) = boot(&xen, "examples/xen-linux-virtio-console/system.toml", &[]);
+    assert_eq!(o.status.code(), Some(0), "{t}");
+    for want in [
+        "linux | linux-vhost-bridge: region `virtio-console`: 0x40000 bytes at guest 0x8000000, mapped write-back",
+        "linux | linux-vhost-bridge: the daemon's terminal: a pseudo-terminal, echoed in upper case",
+        "linux | linux-vhost-bridge: serving console device `virtio-console` (epoch 1, 0x40000 bytes, port 1 to app)",
+        "linux | linux-vhost-bridge: frontend detached; faults Faults { refused: 0, dropped: 0, ring: 0, queue: 0, lost: 0 }",
+        "app | virtio-console: device `console`: region `virtio-console` (0x40000 bytes at 0x8000000), port 1 to linux",
+        "app | virtio-console: driver up; writing 2 line(s), one byte at a time",
+        "app | RESULT PASS virtio-console lines=2 sent=72 received=72 ",
+        "linux | RESULT PASS linux-vhost-bridge device=console ",
+    ] {
+        assert!(has(&t, want), "no `{want}`:\n{t}");
+    }
+    // What the daemon's terminal got, line by line, and what came back to the frontend.
+    let lines = |prefix: &str| -> Vec<String> {
+        t.lines()
+            .filter_map(|l| l.trim_start().strip_prefix(prefix))
+            .map(str::to_string)
+            .collect()
+    };
+    let sent = [
+        "console line 1 of 2 from bare metal",
+        "console line 2 of 2 from bare metal",
+    ];
+    assert_eq!(
+        lines("linux | linux-vhost-bridge: terminal: received "),
+        sent.map(|l| format!("{l:?}")),
+        "{t}"
+    );
+    assert_eq!(
+        lines("app | virtio-console: received "),
+        sent.map(|l| format!("{:?}", l.to_uppercase())),
+        "{t}"
+    );
+    let bridge = key_values(&t, "RESULT PASS linux-vhost-bridge ");
+    assert_eq!(bridge["echoed"], 72, "{bridge:?}");
+    assert_eq!(bridge["lines"], 2, "{bridge:?}");
+    // One kick and one completion at least per byte sent and per byte received.
+    assert!(bridge["kicks"] >= 72 && bridge["calls"] >= 72, "{bridge:?}");
 }

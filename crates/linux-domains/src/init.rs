@@ -1,6 +1,6 @@
 //! The `/init` of a Linux domU's initramfs (`linux-init`):
 //!
-//! 1. mounts /proc, /sys and /dev (devtmpfs) and makes sure stdout is the console;
+//! 1. mounts /proc, /sys, /dev (devtmpfs) and /dev/pts (devpts) and makes sure stdout is the console;
 //! 2. loads every module in `/lib/modules`, in name order (`.ko.xz` through the kernel's
 //!    own decompression; one that fails is reported, and the program's own checks say
 //!    what is missing); a file `<module>.params` next to one holds its parameters
@@ -31,12 +31,14 @@ fn cstr(s: &str) -> io::Result<CString> {
     CString::new(s).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
 }
 
-/// Mounts /proc, /sys and devtmpfs on /dev (already mounted is fine).
+/// Mounts /proc, /sys, devtmpfs on /dev and devpts on /dev/pts (already mounted is fine).
 pub fn mount_all() -> Result<(), String> {
     for (src, dir, fstype) in [
         ("proc", "/proc", "proc"),
         ("sysfs", "/sys", "sysfs"),
         ("devtmpfs", "/dev", "devtmpfs"),
+        // Pseudo-terminals (`/dev/ptmx` opens the devpts instance at /dev/pts).
+        ("devpts", "/dev/pts", "devpts"),
     ] {
         let _ = fs::create_dir_all(dir);
         let (s, d, t) = (

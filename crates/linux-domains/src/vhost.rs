@@ -31,12 +31,13 @@ use staticbus_guest_linux::LinuxPlatform;
 use staticbus_programs::Args;
 use staticbus_vhost_bridge::msg::{serve_with, MsgBackend};
 pub use staticbus_vhost_bridge::spec::{config_size, Spec, SOCKET_PLACEHOLDER};
+use staticbus_vhost_bridge::terminal::{raw_pty, UpperEcho};
 use staticbus_vhost_bridge::{Bridge, Daemon, SharedRegion};
 use staticbus_virtio_msg::device::DeviceTransport;
 use staticbus_virtio_msg::layout::{field, DRV_ATTACHED};
 use staticbus_virtio_msg::open::lookup;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,6 +51,30 @@ const IDLE: Duration = Duration::from_millis(100);
 
 /// After this long without work the loop prints the device's state (once per period).
 const STALL: Duration = Duration::from_secs(10);
+
+/// How the daemon's standard input and output are set up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Terminal {
+    /// Inherited from the bridge (the domain's console).
+    #[default]
+    Inherit,
+    /// A pseudo-terminal whose other end the bridge holds, writing back every byte the
+    /// daemon prints there in upper case (`staticbus_vhost_bridge::terminal::UpperEcho`;
+    /// for vhost-device-console's `nested` backend). Each complete line received is
+    /// printed as `linux-vhost-bridge: terminal: received "…"`.
+    UpperEcho,
+}
+
+/// The `terminal=` word: absent (inherit) or `upper-echo`.
+pub fn terminal_from_args(a: &Args<'_>) -> Result<Terminal, String> {
+    match a.get("terminal") {
+        None => Ok(Terminal::Inherit),
+        Some("upper-echo") => Ok(Terminal::UpperEcho),
+        Some(t) => Err(format!(
+            "terminal={t}: unknown (the one terminal there is: terminal=upper-echo)"
+        )),
+    }
+}
 
 /// From the program's words `device=NAME [config-size=BYTES]`: device `NAME` of
 /// `manifest` ([`Spec::from_virtio`]).
@@ -90,6 +115,8 @@ pub struct Served {
     pub attached_for: Duration,
     /// The daemon's exit after SIGTERM.
     pub daemon_exit: String,
+    /// With [`Terminal::UpperEcho`]: the bytes echoed and the lines received.
+    pub echo: Option<(u64, Vec<String>)>,
 }
 
 /// A private folder for the daemon's socket, removed on drop.
@@ -123,6 +150,7 @@ pub fn serve(
     p: &LinuxPlatform,
     spec: &Spec,
     bin: &Path,
+    terminal: Terminal,
     say: &mut dyn FnMut(&str),
 ) -> Result<Served, String> {
     let region = p
@@ -155,6 +183,19 @@ pub fn serve(
         program.display(),
         args.join(" ")
     ));
+    let echo = Arc::new(UpperEcho::new());
+    if terminal == Terminal::UpperEcho {
+        let (controller, user) = raw_pty().map_err(|e| format!("a pseudo-terminal: {e}"))?;
+        let out = user.try_clone().map_err(|e| format!("dup: {e}"))?;
+        cmd.stdin(Stdio::from(user)).stdout(Stdio::from(out));
+        let echo = Arc::clone(&echo);
+        std::thread::spawn(move || {
+            echo.run(controller, &mut |l| {
+                println!("linux-vhost-bridge: terminal: received {l:?}");
+            })
+        });
+        say("the daemon's terminal: a pseudo-terminal, echoed in upper case");
+    }
     let t0 = Instant::now();
     let mut daemon =
         Daemon::spawn_in(cmd, &dir.0, Duration::from_secs(60)).map_err(|e| e.to_string())?;
@@ -270,6 +311,9 @@ pub fn serve(
         .terminate(Duration::from_secs(30))
         .map_err(|e| e.to_string())?;
     out.daemon_exit = status.to_string();
+    if terminal == Terminal::UpperEcho {
+        out.echo = Some((echo.echoed(), echo.lines()));
+    }
     Ok(out)
 }
 

@@ -35,7 +35,9 @@
 //! * [`c_peer`] — the Rust end of the C API check: checked data to and from a C program
 //!   (crates/capi) over a queue each way, a log, a latest value and a blob;
 //! * [`virtio_rng`] — `virtio-drivers`' entropy driver over the virtio-msg transport: reads
-//!   entropy in several requests and checks it is not degenerate (whoever serves it).
+//!   entropy in several requests and checks it is not degenerate (whoever serves it);
+//! * `virtio_console` (feature `console`) — `virtio-drivers`' console driver over the virtio-msg transport:
+//!   writes lines one byte at a time and checks each byte comes back in upper case.
 
 #![no_std]
 
@@ -50,6 +52,8 @@ pub mod ping_pong;
 pub mod queue_check;
 pub mod stats;
 pub mod virtio_blk;
+#[cfg(feature = "console")]
+pub mod virtio_console;
 pub mod virtio_rng;
 
 pub use args::Args;

@@ -35,6 +35,7 @@ pub mod driver;
 pub mod msg;
 mod region;
 pub mod spec;
+pub mod terminal;
 
 pub use bridge::{Bridge, Options, QueueConfig, Stats, Wake};
 pub use daemon::Daemon;

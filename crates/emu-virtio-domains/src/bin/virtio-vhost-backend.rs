@@ -26,7 +26,7 @@
 //! - `config-size=BYTES`: the device's configuration size, for device types the bridge
 //!   does not know (`spec::config_size`).
 //! - `terminal=upper-echo`: the daemon's standard input and output are a pseudo-terminal
-//!   whose other end this program holds: every byte the daemon writes there (for
+//!   whose other end this program holds (`staticbus_vhost_bridge::terminal`): every byte the daemon writes there (for
 //!   vhost-device-console's `nested` backend: what the frontend's driver sent) is written
 //!   back in upper case (what the frontend's driver receives). One byte comes back per byte
 //!   received, so a frontend that sends a byte and waits for its echo has at most one byte
@@ -45,7 +45,7 @@
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::{exit, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,6 +56,7 @@ use staticbus_guest::Platform;
 use staticbus_guest_emu::EmuPlatform;
 use staticbus_vhost_bridge::msg::{serve_with, MsgBackend};
 use staticbus_vhost_bridge::spec::Spec;
+use staticbus_vhost_bridge::terminal::{raw_pty, UpperEcho};
 use staticbus_vhost_bridge::{Bridge, Daemon, SharedRegion};
 use staticbus_virtio_msg::device::DeviceTransport;
 use staticbus_virtio_msg::layout::{field, DRV_ATTACHED};
@@ -173,38 +174,6 @@ impl Drop for SocketDir {
     }
 }
 
-/// A pseudo-terminal in raw mode: the controller end, and the other end for the daemon.
-fn raw_pty() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    use rustix::pty::{ioctl_tiocgptpeer, openpt, unlockpt, OpenptFlags};
-    let controller = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)?;
-    unlockpt(&controller)?;
-    let user = ioctl_tiocgptpeer(&controller, OpenptFlags::RDWR | OpenptFlags::NOCTTY)?;
-    let mut t = rustix::termios::tcgetattr(&user)?;
-    t.make_raw();
-    rustix::termios::tcsetattr(&user, rustix::termios::OptionalActions::Now, &t)?;
-    Ok((controller, user))
-}
-
-/// Writes back every byte read from `pty` in upper case, one byte per write, until the
-/// other end is closed; counts them in `echoed`.
-fn upper_echo(pty: OwnedFd, echoed: Arc<AtomicU64>) {
-    let mut b = [0u8; 1];
-    loop {
-        match rustix::io::read(&pty, &mut b) {
-            Ok(1) => {
-                let up = [b[0].to_ascii_uppercase()];
-                if rustix::io::write(&pty, &up).is_err() {
-                    return;
-                }
-                echoed.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(rustix::io::Errno::INTR) => {}
-            // 0 bytes or EIO: the daemon's end is closed.
-            _ => return,
-        }
-    }
-}
-
 fn main() {
     let args = parse_args();
     let p = EmuPlatform::connect().unwrap_or_else(|e| {
@@ -234,7 +203,7 @@ fn main() {
     let program = daemon_program(&spec);
     let mut cmd = Command::new(&program);
     cmd.args(spec.daemon_args(&dir.0.join("vhost.sock")));
-    let echoed = Arc::new(AtomicU64::new(0));
+    let echo = Arc::new(UpperEcho::new());
     if args.upper_echo {
         let (controller, user) =
             raw_pty().unwrap_or_else(|e| fail(format_args!("a pseudo-terminal: {e}")));
@@ -242,8 +211,8 @@ fn main() {
             .try_clone()
             .unwrap_or_else(|e| fail(format_args!("dup: {e}")));
         cmd.stdin(Stdio::from(user)).stdout(Stdio::from(out));
-        let echoed = Arc::clone(&echoed);
-        std::thread::spawn(move || upper_echo(controller, echoed));
+        let echo = Arc::clone(&echo);
+        std::thread::spawn(move || echo.run(controller, &mut |_| {}));
     }
     let mut daemon =
         Daemon::spawn_in(cmd, &dir.0, Duration::from_secs(60)).unwrap_or_else(|e| fail(e));
@@ -343,7 +312,7 @@ fn main() {
         ));
     }
     let echo = if args.upper_echo {
-        format!(" echoed={}", echoed.load(Ordering::Relaxed))
+        format!(" echoed={}", echo.echoed())
     } else {
         String::new()
     };

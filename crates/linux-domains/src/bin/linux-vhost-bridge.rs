@@ -4,18 +4,21 @@
 //! backend"). Its words (the kernel command line's, from `linux-init`):
 //!
 //! ```text
-//! device=NAME [config-size=BYTES]
+//! device=NAME [config-size=BYTES] [terminal=upper-echo]
 //! ```
 //!
 //! name the `[[virtio]]` device of the domain's manifest it serves; the daemon and its
 //! arguments are the device's `serve = { vhost-user = …, args = […] }` (`{socket}` in the
-//! arguments becomes the socket path the bridge chose).
+//! arguments becomes the socket path the bridge chose). `terminal=upper-echo` gives the
+//! daemon a pseudo-terminal as its standard input and output and writes back every byte
+//! it prints there in upper case (vhost-device-console's `nested` backend), printing each
+//! line received (`linux-vhost-bridge: terminal: received "…"`).
 //!
 //! It serves until the frontend detaches, stops the daemon and prints
 //! `RESULT PASS linux-vhost-bridge device=… work=… kicks=… calls=… …`.
 
 use staticbus_guest::Platform;
-use staticbus_linux_domains::vhost::{serve, spec_from_args};
+use staticbus_linux_domains::vhost::{serve, spec_from_args, terminal_from_args};
 use staticbus_linux_domains::{describe, options};
 use staticbus_programs::Args;
 use std::path::Path;
@@ -30,26 +33,33 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let spec = match spec_from_args(platform.manifest(), &args) {
+    let spec = match spec_from_args(platform.manifest(), &args)
+        .and_then(|s| Ok((s, terminal_from_args(&args)?)))
+    {
         Ok(s) => s,
         Err(e) => {
             println!("RESULT FAIL linux-vhost-bridge: {e}");
             std::process::exit(1);
         }
     };
+    let (spec, terminal) = spec;
     for l in describe(&platform) {
         println!("linux-vhost-bridge: {l}");
     }
     let mut say = |s: &str| println!("linux-vhost-bridge: {s}");
-    match serve(&platform, &spec, Path::new("/bin"), &mut say) {
+    match serve(&platform, &spec, Path::new("/bin"), terminal, &mut say) {
         Ok(s) => {
             println!(
                 "linux-vhost-bridge: frontend attached for {} ms; daemon {}",
                 s.attached_for.as_millis(),
                 s.daemon_exit
             );
+            let echo = match &s.echo {
+                Some((echoed, lines)) => format!(" echoed={echoed} lines={}", lines.len()),
+                None => String::new(),
+            };
             println!(
-                "RESULT PASS linux-vhost-bridge device={} work={} turns={} kicks={} calls={} epoch={}",
+                "RESULT PASS linux-vhost-bridge device={} work={} turns={} kicks={} calls={} epoch={}{echo}",
                 spec.device, s.work, s.turns, s.kicks, s.calls, s.epoch
             );
         }
