@@ -7,8 +7,10 @@
 //!   reads, checks every read against what it wrote, recovers from a device restart (the
 //!   region's epoch) by re-creating the driver and re-issuing the request it lost, and
 //!   reports a digest of the disk it believes it wrote.
-//! - `virtio-console-frontend`: `virtio-drivers`' `VirtIOConsole`, unchanged, the same way;
-//!   sends a text one byte at a time and checks each byte's echo.
+//! - `virtio-console-frontend`: `virtio-drivers`' console driver parts (`VirtQueue`, the
+//!   negotiation `VirtIOConsole` does) with waits that sleep on the doorbell; sends a text
+//!   (or lines of it) one byte at a time, checks each byte's echo, and sends a line again
+//!   after a device restart.
 //! - `virtio-vhost-backend`: the device side of any `[[virtio]]` device served by a
 //!   vhost-user daemon (`serve = { vhost-user = …, args = […] }`). Starts the daemon with
 //!   the description's arguments, hands it the region's own memfd as its memory (no copy)

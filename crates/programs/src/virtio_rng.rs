@@ -1,8 +1,17 @@
-//! Virtio entropy frontend: `virtio-drivers`' `VirtIORng`, unchanged, over the virtio-msg
-//! transport of `staticbus-virtio-msg` on a shared region and a static event channel,
-//! every ring and buffer inside the region (docs/virtio.md). Whoever serves the device —
-//! staticbus's built-in entropy device, or a Linux domain's bridge to rust-vmm's
+//! Virtio entropy frontend: `virtio-drivers`' virtqueue (`VirtQueue`) and feature
+//! negotiation (`Transport::begin_init`), as its `VirtIORng` uses them, over the
+//! virtio-msg transport of `staticbus-virtio-msg` on a shared region and a static event
+//! channel, every ring and buffer inside the region (docs/virtio.md). Whoever serves the
+//! device — staticbus's built-in entropy device, or a bridge to rust-vmm's
 //! vhost-device-rng — is invisible here.
+//!
+//! Not `VirtIORng` itself: its `request_entropy` spins on the used ring until the device
+//! answers, so a device that restarts with the request in flight would hang it for ever.
+//! [`NbRng`] is the same driver (same features, one queue of 8) whose request sleeps on
+//! the link's doorbell instead and ends with `CallError::Reset` when the device restarted
+//! or needs a reset: the frontend then drops the driver, forgets its DMA pool, initialises
+//! a new one over the same link and asks again for the bytes it did not get, so the stream
+//! goes on across device restarts (the `resets=` count of the result).
 //!
 //! It waits for the device side, reads `bytes` bytes of entropy in requests of `chunk`
 //! bytes (the last one shorter), each of which must come back full, and checks that they
@@ -17,7 +26,8 @@
 //!
 //! Then it detaches and prints `virtio-rng: digest 0x… (FNV-1a of the … bytes)` (two runs
 //! that print the same digest got the same bytes: a source that is not random at all) and
-//! `RESULT PASS virtio-rng requests=… bytes=… distinct=… chi2=… blocks=… in … (… B/s)`.
+//! `RESULT PASS virtio-rng requests=… bytes=… distinct=… chi2=… blocks=… in … (… B/s)
+//! resets=…`.
 //!
 //! Arguments: `device=NAME` (the `[[virtio]]` device of this domain's manifest, opened
 //! as its frontend with `staticbus_virtio_msg::open`; default `rng`), `bytes=N` (default
@@ -29,10 +39,12 @@ use crate::Clock;
 use core::fmt::{self, Write};
 use staticbus_guest::manifest::VirtioRole;
 use staticbus_guest::{Events, Platform};
-use staticbus_virtio_msg::frontend::{Link, LinkError, LinkWaitError};
+use staticbus_virtio_msg::frontend::{CallError, Link, LinkError, LinkWaitError, MsgTransport};
 use staticbus_virtio_msg::hal::{DmaPool, PoolOf, RegionHal};
 use staticbus_virtio_msg::open::{open, OpenError};
-use virtio_drivers::device::rng::VirtIORng;
+use virtio_drivers::device::common::Feature;
+use virtio_drivers::queue::VirtQueue;
+use virtio_drivers::transport::Transport;
 
 /// Bytes read unless `bytes=` says otherwise.
 pub const DEFAULT_BYTES: u64 = 64 * 1024;
@@ -42,6 +54,8 @@ pub const DEFAULT_CHUNK: u64 = 4096;
 pub const MAX_CHUNK: u64 = 4096;
 /// 64-byte blocks compared for equality.
 pub const MAX_BLOCKS: usize = 1024;
+/// Driver re-initialisations tolerated before the frontend gives up.
+pub const MAX_RESETS: u64 = 100;
 /// Chi-square bound of the byte histogram: 255 + 6.5 standard deviations.
 pub const CHI2_LIMIT: u64 = 400;
 /// Fewest bytes the histogram check is meaningful for (16 per byte value).
@@ -64,6 +78,8 @@ enum Fail<'a> {
     Open(OpenError<'a>),
     Link(LinkError),
     Wait(staticbus_guest::Errno),
+    Call(&'static str, CallError),
+    TooManyResets(u64),
     Driver(&'static str, virtio_drivers::Error),
     Short {
         request: u64,
@@ -92,6 +108,10 @@ impl fmt::Display for Fail<'_> {
             Fail::Open(e) => write!(f, "virtio-rng: {e}"),
             Fail::Link(e) => write!(f, "virtio-rng: {e}"),
             Fail::Wait(e) => write!(f, "virtio-rng: waiting for the device: {e}"),
+            Fail::Call(what, e) => write!(f, "virtio-rng: {what}: {e}"),
+            Fail::TooManyResets(n) => {
+                write!(f, "virtio-rng: gave up after {n} driver re-initialisations")
+            }
             Fail::Driver(what, e) => write!(f, "virtio-rng: {what}: {e}"),
             Fail::Short {
                 request,
@@ -127,20 +147,22 @@ struct Passed {
     chi2: u64,
     blocks: usize,
     ns: u64,
+    resets: u64,
 }
 
 impl fmt::Display for Passed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "virtio-rng requests={} bytes={} distinct={} chi2={} blocks={} in {} ({} B/s)",
+            "virtio-rng requests={} bytes={} distinct={} chi2={} blocks={} in {} ({} B/s) resets={}",
             self.requests,
             self.bytes,
             self.distinct,
             self.chi2,
             self.blocks,
             Nanos(self.ns),
-            per_second(self.bytes, self.ns)
+            per_second(self.bytes, self.ns),
+            self.resets
         )
     }
 }
@@ -230,7 +252,7 @@ where
         return Err(Fail::Usage("the device is not an entropy device (id 4)"));
     }
     Pool::pool().attach(*link.region(), guest_base);
-    let r = read_and_check(&link, clock, bytes, chunk);
+    let r = read_and_check(&link, clock, out, bytes, chunk);
     Pool::pool().detach();
     link.detach();
     if let Ok(p) = &r {
@@ -243,17 +265,112 @@ where
     r
 }
 
-fn read_and_check<'a, E: Events, C: Clock>(
+/// The features `VirtIORng` negotiates.
+const FEATURES: Feature = Feature::RING_INDIRECT_DESC
+    .union(Feature::RING_EVENT_IDX)
+    .union(Feature::VERSION_1);
+/// `VirtIORng`'s queue size.
+const QUEUE_SIZE: usize = 8;
+
+/// virtio-drivers' entropy driver with a request that sleeps on the link's doorbell and
+/// gives up when the device restarts (see the module documentation).
+pub struct NbRng<'l, E: Events> {
+    link: &'l Link<E>,
+    transport: MsgTransport<'l, E>,
+    queue: VirtQueue<RegionHal<Pool>, QUEUE_SIZE>,
+}
+
+impl<'l, E: Events> NbRng<'l, E> {
+    /// Initialises the device as `VirtIORng::new` does.
+    fn new(
+        link: &'l Link<E>,
+        mut transport: MsgTransport<'l, E>,
+    ) -> Result<Self, virtio_drivers::Error> {
+        let feat = transport.begin_init(FEATURES);
+        let queue = VirtQueue::new(
+            &mut transport,
+            0,
+            feat.contains(Feature::RING_INDIRECT_DESC),
+            feat.contains(Feature::RING_EVENT_IDX),
+        )?;
+        transport.finish_init();
+        Ok(NbRng {
+            link,
+            transport,
+            queue,
+        })
+    }
+
+    /// Fills `dst` with entropy; the bytes written. `Ok(None)`: the device restarted or
+    /// needs a reset (re-initialise and ask again).
+    fn request(&mut self, dst: &mut [u8]) -> Result<Option<usize>, Fail<'static>> {
+        let link = self.link;
+        // SAFETY: dst is neither moved nor touched until the request is popped below; when
+        // it is abandoned (a device restart) the driver is dropped and the DMA pool forgets
+        // its bounce pages before a new driver is made, so the device can write none of
+        // dst's memory (it only ever sees the bounce page).
+        let token = match unsafe { self.queue.add(&[], &mut [dst]) } {
+            Ok(t) => t,
+            Err(_) if link.needs_reset() => return Ok(None),
+            Err(e) => return Err(Fail::Driver("adding a request", e)),
+        };
+        if self.queue.should_notify() {
+            self.transport.notify(0);
+        }
+        while self.queue.peek_used() != Some(token) {
+            match link.wait_used() {
+                Ok(_) => {}
+                Err(CallError::Reset) => return Ok(None),
+                Err(e) => return Err(Fail::Call("waiting for the device", e)),
+            }
+        }
+        // SAFETY: the same buffer as added above.
+        let n = unsafe { self.queue.pop_used(token, &[], &mut [dst]) }
+            .map_err(|e| Fail::Driver("completing a request", e))?;
+        Ok(Some(n as usize))
+    }
+}
+
+impl<E: Events> Drop for NbRng<'_, E> {
+    fn drop(&mut self) {
+        self.transport.queue_unset(0);
+    }
+}
+
+/// A new driver over `link` on a fresh DMA pool, for as long as the device restarts
+/// during initialisation (each attempt after the first counts in `resets`).
+fn driver<'l, E: Events>(
+    link: &'l Link<E>,
+    resets: &mut u64,
+) -> Result<NbRng<'l, E>, Fail<'static>> {
+    loop {
+        if *resets > MAX_RESETS {
+            return Err(Fail::TooManyResets(*resets));
+        }
+        Pool::pool().attach(*link.region(), link.guest_base());
+        match link.transport() {
+            Ok(t) => match NbRng::new(link, t) {
+                Ok(r) if !link.needs_reset() => return Ok(r),
+                Ok(_) => {}
+                Err(_) if link.needs_reset() => {}
+                Err(e) => return Err(Fail::Driver("driver initialisation", e)),
+            },
+            Err(CallError::Reset) => {}
+            Err(e) => return Err(Fail::Call("device info", e)),
+        }
+        *resets += 1;
+    }
+}
+
+fn read_and_check<'a, E: Events, C: Clock, W: Write>(
     link: &Link<E>,
     clock: &C,
+    out: &mut W,
     bytes: u64,
     chunk: u64,
 ) -> Result<Passed, Fail<'a>> {
-    let transport = link
-        .transport()
-        .map_err(|_| Fail::Usage("the device restarted during initialisation"))?;
-    let mut rng = VirtIORng::<RegionHal<Pool>, _>::new(transport)
-        .map_err(|e| Fail::Driver("driver initialisation", e))?;
+    let mut resets = 0u64;
+    let mut rng = Some(driver(link, &mut resets)?);
     let mut hist = [0u64; 256];
     let mut digests = [0u64; MAX_BLOCKS];
     let mut blocks = 0usize;
@@ -267,9 +384,28 @@ fn read_and_check<'a, E: Events, C: Clock>(
     while done < bytes {
         let asked = chunk.min(bytes - done) as usize;
         let dst = &mut buf[..asked];
-        let got = rng
-            .request_entropy(dst)
-            .map_err(|e| Fail::Driver("request_entropy", e))?;
+        let r = match rng.as_mut() {
+            Some(r) => r,
+            None => rng.insert(driver(link, &mut resets)?),
+        };
+        let Some(got) = r.request(dst)? else {
+            // The device restarted: a new driver, and the same request again.
+            rng = None;
+            resets += 1;
+            let _ = writeln!(
+                out,
+                "virtio-rng: request {}: the device restarted or needs a reset (epoch {}); \
+                 re-initialising, asking again",
+                requests + 1,
+                link.region()
+                    .load_le::<u64>(
+                        staticbus_virtio_msg::layout::OFF_DEV_EPOCH,
+                        core::sync::atomic::Ordering::Acquire
+                    )
+                    .unwrap_or(0)
+            );
+            continue;
+        };
         requests += 1;
         if got != asked {
             return Err(Fail::Short {
@@ -329,6 +465,7 @@ fn read_and_check<'a, E: Events, C: Clock>(
         chi2,
         blocks,
         ns,
+        resets,
     })
 }
 

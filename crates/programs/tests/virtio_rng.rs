@@ -6,6 +6,7 @@
 
 use staticbus_guest::fake::{two_domains, Backing, Bus, BusPlatform};
 use staticbus_guest::manifest::{Evtchn, Manifest, Protocol, Virtio, VirtioRole, VirtioServe};
+use staticbus_guest::Events;
 use staticbus_programs::{virtio_rng, Args, Clock};
 use staticbus_virtio_msg::backends::{Entropy, Rng, XorShift};
 use staticbus_virtio_msg::device::DeviceTransport;
@@ -167,4 +168,55 @@ fn a_name_that_is_no_virtio_device_is_refused() {
         out.contains("RESULT FAIL virtio-rng: no virtio device `disk`"),
         "{out}"
     );
+}
+
+/// The device side crashes and attaches again three times mid-stream (a new epoch each
+/// time, usually with a request in flight): the frontend re-initialises its driver, asks
+/// again for what it did not get, and the stream passes every check with all its bytes.
+#[test]
+fn the_stream_goes_on_across_device_restarts() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let [fe, be] = manifests();
+    let bus = Bus::new(&[fe, be]);
+    let mem = Backing::new(SIZE);
+    let (dfe, dbe) = (bus.domain(fe.domid), bus.domain(be.domid));
+    let be_port = be.evtchns[0].local_port;
+    let (passed, out, epoch) = std::thread::scope(|s| {
+        let (mem, dbe) = (&mem, &dbe);
+        let device = s.spawn(move || {
+            let mut source = Rng::new(XorShift(0x5eed_4321));
+            let mut served = 0;
+            for _ in 0..3 {
+                let mut dev =
+                    DeviceTransport::attach(mem.region(SIZE), dbe, be_port, source).unwrap();
+                // Serve 10 requests of 1000 bytes, then crash on the next doorbell.
+                let until = dev.backend().bytes + 10_000;
+                while dev.backend().bytes < until {
+                    while dev.poll() > 0 {}
+                    dbe.wait(be_port).unwrap();
+                }
+                served += 1;
+                source = dev.into_backend();
+            }
+            let mut dev = DeviceTransport::attach(mem.region(SIZE), dbe, be_port, source).unwrap();
+            let _ = dev.run();
+            assert_eq!(served, 3);
+            dev.epoch()
+        });
+        let p = BusPlatform::new(dfe, fe).with_region("vio", mem.region(SIZE));
+        let mut out = String::new();
+        let args = Args::new("device=rng bytes=65536 chunk=1000");
+        let passed = virtio_rng::run(&p, &Wall(Instant::now()), &args, &mut out);
+        drop(p);
+        (passed, out, device.join().unwrap())
+    });
+    assert!(passed, "{out}");
+    assert_eq!(epoch, 4);
+    let last = out.lines().last().unwrap();
+    assert!(
+        last.starts_with("RESULT PASS virtio-rng requests=66 bytes=65536 distinct=256 chi2="),
+        "{last}"
+    );
+    let resets: u64 = last.rsplit("resets=").next().unwrap().parse().unwrap();
+    assert!(resets >= 3, "{last}");
 }

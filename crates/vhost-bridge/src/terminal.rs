@@ -63,10 +63,17 @@ impl UpperEcho {
     /// upper case, one byte per write, until the other end is closed; `line` gets each
     /// complete line received (lossily decoded) as it ends.
     pub fn run(&self, pty: OwnedFd, line: &mut dyn FnMut(&str)) {
+        self.run_with(pty, &mut |_| {}, line)
+    }
+
+    /// [`run`](UpperEcho::run), and `byte` gets every byte received, as it comes and
+    /// before its echo is written (e.g. to log what the terminal got, partial lines too).
+    pub fn run_with(&self, pty: OwnedFd, byte: &mut dyn FnMut(u8), line: &mut dyn FnMut(&str)) {
         let mut b = [0u8; 1];
         loop {
             match rustix::io::read(&pty, &mut b) {
                 Ok(1) => {
+                    byte(b[0]);
                     let up = [b[0].to_ascii_uppercase()];
                     if rustix::io::write(&pty, &up).is_err() {
                         return;

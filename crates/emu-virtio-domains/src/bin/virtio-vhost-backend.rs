@@ -2,7 +2,7 @@
 //! vhost-user daemon (`serve = { vhost-user = …, args = […] }`):
 //!
 //! ```text
-//! virtio-vhost-backend DEVICE [create=FILE:BYTES] [kill-after=N] [config-size=BYTES] [terminal=upper-echo]
+//! virtio-vhost-backend DEVICE [create=FILE:BYTES] [kill-after=N] [config-size=BYTES] [terminal=upper-echo] [terminal-log=FILE]
 //! ```
 //!
 //! Opens virtio device `DEVICE` of its manifest as the backend
@@ -32,6 +32,9 @@
 //!   received, so a frontend that sends a byte and waits for its echo has at most one byte
 //!   in flight (vhost-device-console 0.1.0 corrupts input of several bytes in one read;
 //!   docs/virtio.md).
+//! - `terminal-log=FILE` (with `terminal=upper-echo`): every byte the daemon writes to the
+//!   terminal is also appended to `FILE` (relative to the domain's folder) as it arrives,
+//!   in every life of the domain: what the console delivered, for a test to check.
 //!
 //! The emulator announces events on a futex, which no poll(2) can wait on: a thread of
 //! this process sleeps on it ([`staticbus_guest_emu::EventWaiter`]) and signals an eventfd
@@ -66,7 +69,7 @@ use staticbus_virtio_msg::layout::{field, DRV_ATTACHED};
 const IDLE: Duration = Duration::from_millis(100);
 
 const USAGE: &str = "usage: virtio-vhost-backend DEVICE [create=FILE:BYTES] [kill-after=N] \
-                     [config-size=BYTES] [terminal=upper-echo]";
+                     [config-size=BYTES] [terminal=upper-echo] [terminal-log=FILE]";
 
 fn fail(why: impl std::fmt::Display) -> ! {
     println!("FAIL virtio-vhost-backend: {why}");
@@ -86,6 +89,7 @@ struct Args {
     kill_after: Option<u64>,
     config_size: Option<u32>,
     upper_echo: bool,
+    terminal_log: Option<PathBuf>,
 }
 
 fn parse_args() -> Args {
@@ -112,9 +116,14 @@ fn parse_args() -> Args {
                 Some(u32::try_from(n).unwrap_or_else(|_| usage(format_args!("`{w}`: too big"))));
         } else if w == "terminal=upper-echo" {
             a.upper_echo = true;
+        } else if let Some(v) = w.strip_prefix("terminal-log=") {
+            a.terminal_log = Some(PathBuf::from(v));
         } else {
             usage(format_args!("unknown argument `{w}`"));
         }
+    }
+    if a.terminal_log.is_some() && !a.upper_echo {
+        usage("terminal-log= needs terminal=upper-echo");
     }
     a
 }
@@ -212,7 +221,23 @@ fn main() {
             .unwrap_or_else(|e| fail(format_args!("dup: {e}")));
         cmd.stdin(Stdio::from(user)).stdout(Stdio::from(out));
         let echo = Arc::clone(&echo);
-        std::thread::spawn(move || echo.run(controller, &mut |_| {}));
+        let mut log = args.terminal_log.as_ref().map(|f| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(f)
+                .unwrap_or_else(|e| fail(format_args!("{}: {e}", f.display())))
+        });
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut byte = |b: u8| {
+                if let Some(f) = log.as_mut() {
+                    f.write_all(&[b])
+                        .unwrap_or_else(|e| fail(format_args!("the terminal log: {e}")));
+                }
+            };
+            echo.run_with(controller, &mut byte, &mut |_| {})
+        });
     }
     let mut daemon =
         Daemon::spawn_in(cmd, &dir.0, Duration::from_secs(60)).unwrap_or_else(|e| fail(e));

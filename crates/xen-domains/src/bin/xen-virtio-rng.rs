@@ -1,5 +1,5 @@
 //! The virtio entropy frontend on real Xen: `staticbus_programs::virtio_rng` (virtio-drivers'
-//! `VirtIORng`, unchanged, over the virtio-msg transport on a `[[virtio]]` device's region
+//! virtqueue and feature negotiation as its `VirtIORng` uses them, over the virtio-msg transport on a `[[virtio]]` device's region
 //! and event channel) as a bare-metal guest. Whoever serves the device — a Linux domain's
 //! `linux-vhost-bridge` with rust-vmm's vhost-device-rng (examples/xen-linux-virtio-rng) or
 //! a bare-metal device side — is invisible to it.
