@@ -586,6 +586,7 @@ where
         let r = mix(seed.wrapping_add(i));
         let block = ((r >> 1) % blocks as u64) as usize;
         let resets = s.resets;
+        let t0 = clock.now_ns();
         if r & 1 == 0 {
             s.write(seed, block, &mut buf)?;
             writes += 1;
@@ -594,12 +595,16 @@ where
             reads += 1;
         }
         if s.resets != resets {
+            // From the lost request's first submission to the completion of its re-issue
+            // over the new driver: what the restart cost this request.
+            let took = clock.now_ns().saturating_sub(t0);
             let _ = writeln!(
                 out,
                 "virtio-blk frontend: request {i}: device restarted (epoch {}, disk {}), \
-                 re-initialised, re-issued",
+                 re-initialised, re-issued, done in {} us",
                 s.epoch,
-                restart_disk.name()
+                restart_disk.name(),
+                took / 1000
             );
         }
     }
