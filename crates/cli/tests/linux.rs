@@ -368,3 +368,87 @@ fn bare_metal_virtio_console_is_served_by_vhost_device_console_in_a_linux_domain
     // One kick and one completion at least per byte sent and per byte received.
     assert!(bridge["kicks"] >= 72 && bridge["calls"] >= 72, "{bridge:?}");
 }
+
+/// Debian's arm64 qemu-storage-daemon and its libraries are in the cache of
+/// `scripts/virtio/fetch-qsd-arm64.sh` (`.ci/run` runs it), or the Linux tests are required
+/// (then `boot` fetches them). Otherwise reports a skip.
+fn qsd_arm64_ready() -> bool {
+    if required() {
+        return true;
+    }
+    let cache = std::env::var_os("STATICBUS_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/staticbus")
+        })
+        .join("qsd-arm64");
+    let found = std::fs::read_dir(&cache)
+        .map(|d| {
+            d.flatten()
+                .any(|e| e.path().join("root/usr/bin/qemu-storage-daemon").is_file())
+        })
+        .unwrap_or(false);
+    if !found {
+        eprintln!(
+            "skipped: no qemu-storage-daemon root in {} (scripts/virtio/fetch-qsd-arm64.sh; \
+             STATICBUS_LINUX_TESTS=1 requires the boot)",
+            cache.display()
+        );
+    }
+    found
+}
+
+/// examples/xen-linux-virtio-blk: the bare-metal `app` runs virtio-drivers' VirtIOBlk over
+/// virtio-msg — seeded random 4 KiB writes and reads, every read checked, then every block
+/// once more; the Linux domain's linux-vhost-bridge hands the queue to QEMU's
+/// qemu-storage-daemon, unmodified (Debian's arm64 build and its libraries in the
+/// initramfs), exporting a file of the domain's RAM file system. After the daemon has
+/// exited the file's digest equals the digest of the disk the frontend says it wrote.
+#[test]
+fn bare_metal_virtio_blk_is_served_by_qemu_storage_daemon_in_a_linux_domain_on_xen_4_20() {
+    let Some(xen) = common::xen("4.20") else {
+        return;
+    };
+    if !linux_ready() || !qsd_arm64_ready() {
+        return;
+    }
+    let (o, t) = boot(&xen, "examples/xen-linux-virtio-blk/system.toml", &[]);
+    assert_eq!(o.status.code(), Some(0), "{t}");
+    for want in [
+        "linux | linux-vhost-bridge: created /run/disk.raw (1048576 zero bytes)",
+        "linux | linux-vhost-bridge: serving blk device `virtio-disk` (epoch 1, 0x40000 bytes, port 1 to app)",
+        "linux | linux-vhost-bridge: frontend detached; faults Faults { refused: 0, dropped: 0, ring: 0, queue: 0, lost: 0 }",
+        "linux | linux-vhost-bridge: frontend attached for ",
+        "app | virtio-blk frontend: driver up, capacity 1048576 bytes, using 256 blocks; 1000 requests, seed 0x5eed",
+        "app | virtio-blk frontend: 0 resets, device epoch 1",
+        "app | RESULT PASS virtio-blk frontend: 1000 requests (",
+        "linux | RESULT PASS linux-vhost-bridge device=blk ",
+    ] {
+        assert!(has(&t, want), "no `{want}`:\n{t}");
+    }
+    // qemu-storage-daemon exits 0 on SIGTERM (it had flushed).
+    assert!(t.contains("; daemon exit status: 0"), "{t}");
+    // The frontend's requests: both kinds, every block verified.
+    let front = numbers_after(&t, "RESULT PASS virtio-blk frontend: ");
+    assert_eq!(front[..4], [1000, front[1], front[2], 256], "{front:?}");
+    assert_eq!(front[1] + front[2], 1000, "{front:?}");
+    assert!(front[1] >= 300 && front[2] >= 300, "{front:?}");
+    // The file inside Linux, read after the daemon exited, is the disk the frontend wrote.
+    let digest = |key: &str| {
+        let line = t
+            .lines()
+            .find(|l| l.contains(key))
+            .unwrap_or_else(|| panic!("no `{key}`:\n{t}"));
+        line.rsplit("digest ").next().unwrap().trim().to_string()
+    };
+    let wrote = digest("RESULT PASS virtio-blk frontend: ");
+    let file = digest("linux-vhost-bridge: disk after the daemon exited: 1048576 bytes, digest ");
+    assert!(wrote.starts_with("0x") && wrote.len() == 18, "{wrote}");
+    assert_eq!(wrote, file, "{t}");
+    // Every request went through the daemon.
+    let bridge = key_values(&t, "RESULT PASS linux-vhost-bridge ");
+    assert!(
+        bridge["kicks"] >= 1000 && bridge["calls"] >= 1000,
+        "{bridge:?}"
+    );
+}

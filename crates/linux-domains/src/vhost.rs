@@ -65,15 +65,41 @@ pub enum Terminal {
     UpperEcho,
 }
 
-/// The `terminal=` word: absent (inherit) or `upper-echo`.
-pub fn terminal_from_args(a: &Args<'_>) -> Result<Terminal, String> {
-    match a.get("terminal") {
-        None => Ok(Terminal::Inherit),
-        Some("upper-echo") => Ok(Terminal::UpperEcho),
-        Some(t) => Err(format!(
-            "terminal={t}: unknown (the one terminal there is: terminal=upper-echo)"
-        )),
-    }
+/// How [`serve`] sets up the daemon's surroundings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServeOptions {
+    /// The daemon's standard input and output.
+    pub terminal: Terminal,
+    /// A file of this many zero bytes made before the daemon starts (its disk), unless it
+    /// exists; after the daemon has exited its size and digest are reported
+    /// ([`Served::disk`]).
+    pub create: Option<(PathBuf, u64)>,
+}
+
+/// The words `[terminal=upper-echo] [create=FILE:BYTES]`.
+pub fn options_from_args(a: &Args<'_>) -> Result<ServeOptions, String> {
+    let terminal = match a.get("terminal") {
+        None => Terminal::Inherit,
+        Some("upper-echo") => Terminal::UpperEcho,
+        Some(t) => {
+            return Err(format!(
+                "terminal={t}: unknown (the one terminal there is: terminal=upper-echo)"
+            ))
+        }
+    };
+    let create = match a.get("create") {
+        None => None,
+        Some(c) => {
+            let (file, bytes) = c
+                .rsplit_once(':')
+                .ok_or_else(|| format!("create={c}: give FILE:BYTES"))?;
+            let bytes = bytes
+                .parse()
+                .map_err(|_| format!("create={c}: `{bytes}` is not a number"))?;
+            Some((PathBuf::from(file), bytes))
+        }
+    };
+    Ok(ServeOptions { terminal, create })
 }
 
 /// From the program's words `device=NAME [config-size=BYTES]`: device `NAME` of
@@ -117,6 +143,10 @@ pub struct Served {
     pub daemon_exit: String,
     /// With [`Terminal::UpperEcho`]: the bytes echoed and the lines received.
     pub echo: Option<(u64, Vec<String>)>,
+    /// With [`ServeOptions::create`]: the file's size and its digest
+    /// (`staticbus_programs::virtio_blk::disk_digest`, what the blk frontend prints for
+    /// the disk it expects) once the daemon has exited.
+    pub disk: Option<(u64, u64)>,
 }
 
 /// A private folder for the daemon's socket, removed on drop.
@@ -150,9 +180,10 @@ pub fn serve(
     p: &LinuxPlatform,
     spec: &Spec,
     bin: &Path,
-    terminal: Terminal,
+    opts: &ServeOptions,
     say: &mut dyn FnMut(&str),
 ) -> Result<Served, String> {
+    let terminal = opts.terminal;
     let region = p
         .region(&spec.shm_id)
         .ok_or_else(|| format!("no region `{}` in this domain's manifest", spec.shm_id))?;
@@ -172,6 +203,19 @@ pub fn serve(
         .bind(port)
         .map_err(|e| format!("binding port {port}: {e}"))?;
 
+    if let Some((file, bytes)) = &opts.create {
+        if !file.exists() {
+            if let Some(dir) = file.parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            }
+            let f = std::fs::File::create(file)
+                .map_err(|e| format!("cannot create {}: {e}", file.display()))?;
+            f.set_len(*bytes)
+                .map_err(|e| format!("{}: {e}", file.display()))?;
+            say(&format!("created {} ({bytes} zero bytes)", file.display()));
+        }
+    }
     let dir = SocketDir::new(&spec.name)?;
     let socket = dir.0.join("vhost.sock");
     let program = daemon_path(spec, bin);
@@ -208,13 +252,13 @@ pub fn serve(
     let len = region.len() as u64;
     let shared = SharedRegion::from_fd(fd, 0, len, 0)
         .map_err(|e| format!("region `{}`: {e}", spec.shm_id))?;
-    let mut opts = spec.options();
+    let mut bopts = spec.options();
     // QEMU TCG on a loaded machine: generous bounds.
-    opts.connect_timeout = Duration::from_secs(60);
-    opts.request_timeout = Duration::from_secs(60);
-    opts.reattach_timeout = Duration::from_secs(5);
+    bopts.connect_timeout = Duration::from_secs(60);
+    bopts.request_timeout = Duration::from_secs(60);
+    bopts.reattach_timeout = Duration::from_secs(5);
     let bridge = Arc::new(
-        Bridge::connect(daemon.socket(), Arc::new(shared), opts).map_err(|e| e.to_string())?,
+        Bridge::connect(daemon.socket(), Arc::new(shared), bopts).map_err(|e| e.to_string())?,
     );
     let backend =
         MsgBackend::new(Arc::clone(&bridge), spec.config_size).map_err(|e| e.to_string())?;
@@ -314,6 +358,13 @@ pub fn serve(
     if terminal == Terminal::UpperEcho {
         out.echo = Some((echo.echoed(), echo.lines()));
     }
+    if let Some((file, _)) = &opts.create {
+        let disk = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        out.disk = Some((
+            disk.len() as u64,
+            staticbus_programs::virtio_blk::disk_digest(&disk),
+        ));
+    }
     Ok(out)
 }
 
@@ -373,6 +424,23 @@ mod tests {
         );
         assert_eq!(s.config_size, 60);
         assert_eq!(Spec::from_virtio(&qsd, Some(8)).unwrap().config_size, 8);
+    }
+
+    #[test]
+    fn serve_options_from_the_words() {
+        let o = options_from_args(&Args::new("device=disk create=/run/d.raw:4096")).unwrap();
+        assert_eq!(o.terminal, Terminal::Inherit);
+        assert_eq!(o.create, Some((PathBuf::from("/run/d.raw"), 4096)));
+        let o = options_from_args(&Args::new("device=console terminal=upper-echo")).unwrap();
+        assert_eq!((o.terminal, o.create), (Terminal::UpperEcho, None));
+        for (words, says) in [
+            ("terminal=tcp", "terminal=tcp: unknown"),
+            ("create=/run/d.raw", "give FILE:BYTES"),
+            ("create=/run/d.raw:1M", "`1M` is not a number"),
+        ] {
+            let e = options_from_args(&Args::new(words)).unwrap_err();
+            assert!(e.contains(says), "{words}: {e}");
+        }
     }
 
     #[test]

@@ -13,6 +13,8 @@
 //! /bin/<daemon>                     the vhost-user daemon of each `[[virtio]]` device the
 //!                                   domain serves (`serve = { vhost-user = … }`), see
 //!                                   [`daemon_binary`]
+//! /lib/…, /usr/lib/…                a dynamically linked daemon's loader and libraries
+//!                                   (qemu-storage-daemon: Debian's arm64 build)
 //! /dev/console, /proc, /sys         for the kernel and /init
 //! ```
 //!
@@ -156,7 +158,7 @@ pub(super) fn prepare(
                     v.name, d.name
                 )));
             }
-            let bin = daemon_binary(program, base_dir)?;
+            let DaemonFiles { bin, root } = daemon_binary(program, base_dir)?;
             eprintln!(
                 "    {}: virtio device `{}`: daemon {}",
                 d.name,
@@ -164,6 +166,20 @@ pub(super) fn prepare(
                 bin.display()
             );
             members.push((format!("bin/{name}"), Member::file(&bin, true)?));
+            if let Some(root) = root {
+                let libs = library_members(&root)?;
+                eprintln!(
+                    "    {}: its dynamic loader and {} libraries from {}",
+                    d.name,
+                    libs.len().saturating_sub(1),
+                    root.display()
+                );
+                for (path, m) in libs {
+                    if !members.iter().any(|(p, _)| *p == path) {
+                        members.push((path, m));
+                    }
+                }
+            }
             daemons.push(name);
         }
         for (name, path, params) in &modules {
@@ -207,15 +223,107 @@ pub(super) fn daemon_name(program: &str) -> String {
         .map_or_else(|| program.to_string(), |n| n.to_string_lossy().into_owned())
 }
 
-/// The static aarch64 Linux executable of a `[[virtio]]` device's vhost-user daemon,
-/// served by a Linux domain (`linux-vhost-bridge` starts `/bin/<file name>`):
+/// A daemon for a Linux domain's initramfs.
+pub(super) struct DaemonFiles {
+    /// The executable (it becomes `/bin/<file name>`).
+    pub bin: PathBuf,
+    /// For a dynamically linked one: a root folder holding its loader and libraries at
+    /// the paths the loader searches (`lib/`, `usr/lib/`; copied as they are).
+    pub root: Option<PathBuf>,
+}
+
+/// The aarch64 Linux executable of a `[[virtio]]` device's vhost-user daemon, served by a
+/// Linux domain (`linux-vhost-bridge` starts `/bin/<file name>`):
 ///
 /// 1. `$STATICBUS_LINUX_DAEMON_<NAME>` (the file name upper-cased, `-` and `.` as `_`:
-///    `STATICBUS_LINUX_DAEMON_VHOST_DEVICE_RNG`), a path;
+///    `STATICBUS_LINUX_DAEMON_VHOST_DEVICE_RNG`), a path to a static executable;
 /// 2. a program given as a path (it has a `/`): that file, relative to the description;
 /// 3. `vhost-device-<kind>` (rust-vmm's daemons): `scripts/virtio/install-vhost-device.sh
-///    --target aarch64-unknown-linux-musl <kind>` (pinned, cached; minutes the first time).
-pub(super) fn daemon_binary(program: &str, base_dir: &Path) -> Result<PathBuf, SetupError> {
+///    --target aarch64-unknown-linux-musl <kind>` (pinned, cached; minutes the first time);
+/// 4. `qemu-storage-daemon`: Debian's arm64 build with its libraries,
+///    `scripts/virtio/fetch-qsd-arm64.sh` (pinned .debs, SHA256-checked, cached).
+pub(super) fn daemon_binary(program: &str, base_dir: &Path) -> Result<DaemonFiles, SetupError> {
+    let found = |bin: PathBuf| DaemonFiles { bin, root: None };
+    daemon_path(program, base_dir).map(found).or_else(|e| {
+        if daemon_name(program) != "qemu-storage-daemon" || program.contains('/') {
+            return Err(e);
+        }
+        if std::env::var_os("STATICBUS_LINUX_DAEMON_QEMU_STORAGE_DAEMON").is_some() {
+            return Err(e);
+        }
+        let root = script_output("scripts/virtio/fetch-qsd-arm64.sh", &[])?;
+        Ok(DaemonFiles {
+            bin: root.join("usr/bin/qemu-storage-daemon"),
+            root: Some(root),
+        })
+    })
+}
+
+/// Runs `script` (relative to the repository) with `args`; its last line of output, a
+/// path.
+fn script_output(script: &str, args: &[&str]) -> Result<PathBuf, SetupError> {
+    let path = repo().join(script);
+    let o = Command::new("bash")
+        .arg(&path)
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| setup(format!("cannot run `{}`: {e}", path.display())))?;
+    let out = String::from_utf8_lossy(&o.stdout);
+    let line = out.lines().last().unwrap_or("").trim();
+    if !o.status.success() || line.is_empty() {
+        return Err(setup(format!(
+            "`{} {}` failed ({})",
+            path.display(),
+            args.join(" "),
+            o.status
+        ))
+        .hint("see its messages above"));
+    }
+    Ok(PathBuf::from(line))
+}
+
+/// Every regular file under `root`'s `lib/` and `usr/lib/` as an initramfs member at the
+/// same path (executable: the kernel opens the loader as a program).
+fn library_members(root: &Path) -> Result<Vec<(String, Member)>, SetupError> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Member)>) -> Result<(), SetupError> {
+        let rd = std::fs::read_dir(dir)
+            .map_err(|e| setup(format!("cannot read `{}`: {e}", dir.display())))?;
+        let mut entries: Vec<_> = rd.flatten().map(|e| e.path()).collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                walk(root, &p, out)?;
+            } else if p.is_file() {
+                let rel = p
+                    .strip_prefix(root)
+                    .unwrap_or(&p)
+                    .to_string_lossy()
+                    .into_owned();
+                out.push((rel, Member::file(&p, true)?));
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for sub in ["lib", "usr/lib"] {
+        let d = root.join(sub);
+        if d.is_dir() {
+            walk(root, &d, &mut out)?;
+        }
+    }
+    if out.is_empty() {
+        return Err(setup(format!(
+            "`{}` has no libraries (lib/, usr/lib/)",
+            root.display()
+        )));
+    }
+    Ok(out)
+}
+
+/// [`daemon_binary`]'s first three ways: a static executable.
+fn daemon_path(program: &str, base_dir: &Path) -> Result<PathBuf, SetupError> {
     let name = daemon_name(program);
     let var = format!(
         "STATICBUS_LINUX_DAEMON_{}",
@@ -242,25 +350,10 @@ pub(super) fn daemon_binary(program: &str, base_dir: &Path) -> Result<PathBuf, S
         };
     }
     if let Some(kind) = name.strip_prefix("vhost-device-") {
-        let path = repo().join("scripts/virtio/install-vhost-device.sh");
-        let o = Command::new("bash")
-            .arg(&path)
-            .args(["--target", TARGET, kind])
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .output()
-            .map_err(|e| setup(format!("cannot run `{}`: {e}", path.display())))?;
-        let out = String::from_utf8_lossy(&o.stdout);
-        let line = out.lines().last().unwrap_or("").trim();
-        if !o.status.success() || line.is_empty() {
-            return Err(setup(format!(
-                "`{} --target {TARGET} {kind}` failed ({})",
-                path.display(),
-                o.status
-            ))
-            .hint("see its messages above"));
-        }
-        return Ok(PathBuf::from(line));
+        return script_output(
+            "scripts/virtio/install-vhost-device.sh",
+            &["--target", TARGET, kind],
+        );
     }
     Err(setup(format!(
         "vhost-user daemon `{program}`: staticbus does not know where to get it for a Linux domain"

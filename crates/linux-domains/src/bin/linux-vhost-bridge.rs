@@ -4,7 +4,7 @@
 //! backend"). Its words (the kernel command line's, from `linux-init`):
 //!
 //! ```text
-//! device=NAME [config-size=BYTES] [terminal=upper-echo]
+//! device=NAME [config-size=BYTES] [terminal=upper-echo] [create=FILE:BYTES]
 //! ```
 //!
 //! name the `[[virtio]]` device of the domain's manifest it serves; the daemon and its
@@ -12,13 +12,16 @@
 //! arguments becomes the socket path the bridge chose). `terminal=upper-echo` gives the
 //! daemon a pseudo-terminal as its standard input and output and writes back every byte
 //! it prints there in upper case (vhost-device-console's `nested` backend), printing each
-//! line received (`linux-vhost-bridge: terminal: received "…"`).
+//! line received (`linux-vhost-bridge: terminal: received "…"`). `create=FILE:BYTES`
+//! makes `FILE` of `BYTES` zero bytes first (a disk for qemu-storage-daemon) and, after the
+//! daemon has exited, prints its size and digest (`disk after the daemon exited: … bytes,
+//! digest 0x…`, the digest the blk frontend prints for the disk it expects).
 //!
 //! It serves until the frontend detaches, stops the daemon and prints
 //! `RESULT PASS linux-vhost-bridge device=… work=… kicks=… calls=… …`.
 
 use staticbus_guest::Platform;
-use staticbus_linux_domains::vhost::{serve, spec_from_args, terminal_from_args};
+use staticbus_linux_domains::vhost::{options_from_args, serve, spec_from_args};
 use staticbus_linux_domains::{describe, options};
 use staticbus_programs::Args;
 use std::path::Path;
@@ -34,7 +37,7 @@ fn main() {
         }
     };
     let spec = match spec_from_args(platform.manifest(), &args)
-        .and_then(|s| Ok((s, terminal_from_args(&args)?)))
+        .and_then(|s| Ok((s, options_from_args(&args)?)))
     {
         Ok(s) => s,
         Err(e) => {
@@ -42,18 +45,23 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let (spec, terminal) = spec;
+    let (spec, opts) = spec;
     for l in describe(&platform) {
         println!("linux-vhost-bridge: {l}");
     }
     let mut say = |s: &str| println!("linux-vhost-bridge: {s}");
-    match serve(&platform, &spec, Path::new("/bin"), terminal, &mut say) {
+    match serve(&platform, &spec, Path::new("/bin"), &opts, &mut say) {
         Ok(s) => {
             println!(
                 "linux-vhost-bridge: frontend attached for {} ms; daemon {}",
                 s.attached_for.as_millis(),
                 s.daemon_exit
             );
+            if let Some((bytes, digest)) = s.disk {
+                println!(
+                    "linux-vhost-bridge: disk after the daemon exited: {bytes} bytes, digest {digest:#018x}"
+                );
+            }
             let echo = match &s.echo {
                 Some((echoed, lines)) => format!(" echoed={echoed} lines={}", lines.len()),
                 None => String::new(),
