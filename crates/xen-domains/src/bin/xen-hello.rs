@@ -11,6 +11,9 @@
 #[cfg(target_os = "none")]
 mod guest {
     use staticbus_guest_xen_aarch64::{bootargs, entry, println, rt};
+    // Links the crate's guest heap (the global allocator that `alloc`, pulled in by the
+    // crate's other programs through virtio-drivers, requires of every binary).
+    use staticbus_xen_domains as _;
 
     entry!(main);
 
