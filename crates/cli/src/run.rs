@@ -200,6 +200,7 @@ fn run_built(sys: &System, base_dir: &Path, opts: &RunOptions, dir: &Path) -> u8
         interrupt_status: "stopped (Ctrl-C)".into(),
         sandbox,
         cgroups: opts.cgroups,
+        direct: runner::direct_from_env(),
     };
     let out = Arc::new(Prefixed {
         out: Mutex::new(()),

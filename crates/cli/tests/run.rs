@@ -56,6 +56,14 @@ fn probe_system(dir: &Path, modes: [&str; 3]) -> PathBuf {
     p
 }
 
+/// The memfds `a` of [`probe_system`] holds (`probe`'s `memfd-set`).
+const A_MEMFDS: &str =
+    "staticbus-a:rw,staticbus-inbox-d1:rw,staticbus-outbox-d1-d2:rw,staticbus-shm:ab:rw";
+
+/// The memfds mapped into `a` of [`probe_system`] (`probe`'s `memfd-maps`).
+const A_MAPS: &str = "staticbus-a:rw-s,staticbus-inbox-d1:rw-s,staticbus-outbox-d1-d2:rw-s,\
+                      staticbus-outbox-d2-d1:r--s,staticbus-shm:ab:rw-s";
+
 fn line<'a>(out: &'a str, dom: &str, key: &str) -> Option<&'a str> {
     let prefix = format!("[{dom}] {key}=");
     out.lines().find_map(|l| l.strip_prefix(&prefix))
@@ -195,10 +203,42 @@ fn domains_see_exactly_their_own_memory_and_xen_state() {
     let o = run(&[sys.to_str().unwrap(), "--timeout", "30"]);
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
-    // Own memory + the one region for a and b; only own memory for c.
-    assert_eq!(line(&out, "a", "memfds"), Some("2"), "{out}");
-    assert_eq!(line(&out, "b", "memfds"), Some("2"), "{out}");
+    // Descriptors: own memory and the one region for a and b, and for direct delivery
+    // of `ab`'s event channel (docs/adr/0009) each one's outbox to the other (writable)
+    // and its own inbox state; only own memory for c, which has no channel.
+    assert_eq!(line(&out, "a", "memfds"), Some("4"), "{out}");
+    assert_eq!(line(&out, "b", "memfds"), Some("4"), "{out}");
     assert_eq!(line(&out, "c", "memfds"), Some("1"), "{out}");
+    assert_eq!(line(&out, "a", "memfd-set"), Some(A_MEMFDS), "{out}");
+    assert_eq!(
+        line(&out, "b", "memfd-set"),
+        Some(
+            "staticbus-b:rw,staticbus-inbox-d2:rw,staticbus-outbox-d2-d1:rw,\
+             staticbus-shm:ab:rw"
+        ),
+        "{out}"
+    );
+    assert_eq!(
+        line(&out, "c", "memfd-set"),
+        Some("staticbus-c:rw"),
+        "{out}"
+    );
+    // Mappings: the same, plus the peer's outbox to it, read-only (its descriptor, opened
+    // read-only, is closed once mapped).
+    assert_eq!(line(&out, "a", "memfd-maps"), Some(A_MAPS), "{out}");
+    assert_eq!(
+        line(&out, "b", "memfd-maps"),
+        Some(
+            "staticbus-b:rw-s,staticbus-inbox-d2:rw-s,staticbus-outbox-d1-d2:r--s,\
+             staticbus-outbox-d2-d1:rw-s,staticbus-shm:ab:rw-s"
+        ),
+        "{out}"
+    );
+    assert_eq!(
+        line(&out, "c", "memfd-maps"),
+        Some("staticbus-c:rw-s"),
+        "{out}"
+    );
     // Xen binds a's end first and b's second: only b starts pending.
     assert_eq!(line(&out, "a", "pending.3"), Some("0"), "{out}");
     assert_eq!(line(&out, "b", "pending.4"), Some("1"), "{out}");
@@ -247,11 +287,14 @@ fn restart_recreates_a_domain() {
     ]);
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
-    assert_eq!(
-        out.matches("[a] memfds=2").count(),
-        4,
-        "started 1 + 3 times\n{out}"
-    );
+    // Every incarnation of `a` holds exactly what the first did (its fresh memory, the
+    // region, its outbox, a fresh inbox state) and maps its peer's outbox read-only.
+    for want in [
+        format!("[a] memfd-set={A_MEMFDS}\n"),
+        format!("[a] memfd-maps={A_MAPS}\n"),
+    ] {
+        assert_eq!(out.matches(&want).count(), 4, "started 1 + 3 times\n{out}");
+    }
     assert!(out.contains("restarted, #3"), "{out}");
     let a = err.lines().find(|l| l.starts_with("a ")).unwrap();
     assert!(a.contains(" 3 "), "summary shows 3 restarts: {a}");

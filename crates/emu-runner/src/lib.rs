@@ -17,12 +17,14 @@
 
 pub mod cgroup;
 pub mod check;
+mod direct;
 pub mod host_tree;
 mod runner;
 pub mod sandbox;
 
 pub use host_tree::{boot_spec, read_host_dtb, read_host_dtb_with, HostTree, HostTreeError};
 pub use runner::{
-    copy_lines, run, DomainProgram, DomainReport, Output, Report, RunError, RunOptions, MAX_LINE,
+    copy_lines, direct_from_env, run, DomainProgram, DomainReport, Output, Report, RunError,
+    RunOptions, MAX_LINE,
 };
 pub use sandbox::Limits;

@@ -12,6 +12,7 @@
 
 use crate::cgroup::{Cgroups, DomainGroup};
 use crate::check::{self, Expected};
+use crate::direct::Direct;
 use crate::sandbox::{self, Limits, Sandbox};
 use staticbus_abi::shared_info::SharedInfo;
 use staticbus_emu::{
@@ -68,6 +69,16 @@ pub struct RunOptions {
     /// write a cgroup v2 subtree ([`crate::cgroup`]); what cannot be enforced is said once
     /// through [`Output::note`].
     pub cgroups: bool,
+    /// Deliver static event channels between two domains directly, sender to receiver
+    /// with no hypervisor thread between (docs/adr/0009); `false` sends every event
+    /// through an `EVTCHNOP_send` hypercall. The default is [`direct_from_env`].
+    pub direct: bool,
+}
+
+/// Direct delivery unless the environment variable `STATICBUS_EMU_DIRECT` is `0`
+/// (docs/emulator.md).
+pub fn direct_from_env() -> bool {
+    wire::direct::enabled_by_env()
 }
 
 impl Default for RunOptions {
@@ -82,6 +93,7 @@ impl Default for RunOptions {
             interrupt_status: "stopped (interrupted)".into(),
             sandbox: None,
             cgroups: true,
+            direct: direct_from_env(),
         }
     }
 }
@@ -204,7 +216,15 @@ impl PageMem for DomainMem {
 
 /// Maps domain ids to their memory, for waking.
 #[derive(Default)]
-struct Mems(RwLock<HashMap<DomId, Arc<DomainMem>>>);
+pub(crate) struct Mems(RwLock<HashMap<DomId, Arc<DomainMem>>>);
+
+impl Mems {
+    /// The `shared_info` page of `dom`, if it has memory.
+    pub(crate) fn page(&self, dom: DomId) -> Option<Arc<dyn PageMem>> {
+        let m = self.0.read().unwrap_or_else(|e| e.into_inner());
+        m.get(&dom).map(|m| m.clone() as Arc<dyn PageMem>)
+    }
+}
 
 impl Notify for Mems {
     fn wake(&self, dom: DomId) {
@@ -355,6 +375,8 @@ struct Runner {
     generation: Vec<u64>,
     /// Threads copying domain output; joined before returning so the report comes last.
     readers: Vec<std::thread::JoinHandle<()>>,
+    /// Direct delivery's pages, if on.
+    direct: Option<Arc<Direct>>,
 }
 
 impl Runner {
@@ -370,6 +392,14 @@ impl Runner {
                 regions.push(format!("{}={}", g.id, wire::raw(fd)));
             }
         }
+        let direct_env = match &self.direct {
+            Some(dr) => {
+                let (env, fds) = dr.handout(d.domid);
+                keep.extend(fds);
+                env
+            }
+            None => Vec::new(),
+        };
         let mut cmd = match &self.sandbox {
             Some(s) => {
                 let mut c = Command::new(&s.launcher);
@@ -386,6 +416,7 @@ impl Runner {
             .env(wire::ENV_REGIONS, regions.join(","))
             .env(wire::ENV_MANIFEST, &d.prog.manifest)
             .env(wire::ENV_DOMAIN, &d.prog.name)
+            .envs(direct_env)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -513,6 +544,13 @@ impl Runner {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(domid, mem.clone());
+        if let Some(dr) = &self.direct {
+            if let Err(e) = dr.renew(domid) {
+                self.out
+                    .line(&name, &format!("(cannot re-create the domain: {e})"));
+                return false;
+            }
+        }
         if let Err(e) = self.hv.restart(domid, mem.clone()) {
             self.out.line(&name, &format!("(cannot restart: {e})"));
             return false;
@@ -644,6 +682,13 @@ pub fn run(
             cgroup: None,
         });
     }
+    let direct = if opts.direct {
+        let dr = Arc::new(Direct::new(spec, mems.clone()).map_err(RunError::Io)?);
+        hv.set_direct_links(dr.clone());
+        (dr.links() > 0).then_some(dr)
+    } else {
+        None
+    };
     hv.boot(spec, pages).map_err(RunError::Boot)?;
     let expected: Vec<Expected<'_>> = manifests
         .iter()
@@ -703,6 +748,7 @@ pub fn run(
         tx,
         generation: vec![0; n],
         readers: Vec::new(),
+        direct,
     };
     let start = Instant::now();
     for i in 0..n {
@@ -809,7 +855,13 @@ pub fn run(
                 ok: d.ok,
             })
             .collect(),
-        stats: r.hv.stats(),
+        stats: {
+            let mut st = r.hv.stats();
+            if let Some(dr) = &r.direct {
+                dr.add_to(&mut st);
+            }
+            st
+        },
         elapsed,
         timed_out,
         interrupted,

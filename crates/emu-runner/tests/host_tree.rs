@@ -207,9 +207,19 @@ fn sandboxed_domains_get_their_memory_and_nothing_else() {
         sandbox: Some(sandbox()),
         ..RunOptions::default()
     };
-    // The honest path: the domain's memfd and region are there, as without the sandbox.
-    let script = "echo fd=${STATICBUS_EMU_FD:+set} regions=${STATICBUS_EMU_REGIONS%%=*} \
-                  pid=$$ memfds=$(/bin/ls -l /proc/self/fd | /bin/grep -c memfd:); exit 0";
+    // The honest path: the domain's memfd and region are there, as without the sandbox,
+    // and direct delivery's (docs/adr/0009): its outbox to the peer, the peer's outbox to
+    // it opened read-only, its inbox state. Each memfd the shell holds, by name, with the
+    // access mode of its descriptor; a read-only one is also opened again for writing
+    // through /proc (`+reopened` if that worked: the runner's fchmod 0 must stop it).
+    let script = "memfds=$(for f in /proc/$$/fd/*; do t=$(/bin/readlink $f); case $t in \
+                  /memfd:*) n=${t#/memfd:}; n=${n% (deleted)}; \
+                  fl=$(/bin/sed -n 's/^flags:[[:space:]]*//p' /proc/$$/fdinfo/${f##*/}); \
+                  case $fl in *0|*4) m=ro; (: >>$f) 2>/dev/null && m=ro+reopened;; \
+                  *1|*5) m=wo;; *) m=rw;; esac; echo $n:$m;; \
+                  esac; done | /bin/sort | /bin/paste -sd, -); \
+                  echo fd=${STATICBUS_EMU_FD:+set} regions=${STATICBUS_EMU_REGIONS%%=*} \
+                  pid=$$ memfds=$memfds; exit 0";
     let out = Arc::new(Lines::default());
     let report = run(
         &host.spec,
@@ -221,12 +231,18 @@ fn sandboxed_domains_get_their_memory_and_nothing_else() {
     assert_eq!(report.exit_code(), 0, "{:?}", out.0.lock().unwrap());
     let mut lines = out.0.lock().unwrap().clone();
     lines.sort();
-    // pid 2 of its own namespace, holding two memfds: its own memory and its one region.
+    // pid 2 of its own namespace, holding exactly: its own memory, its one region, its
+    // outbox to the peer (read-write), the peer's outbox to it (read-only, and no way to
+    // make it writable) and its inbox state.
     assert_eq!(
         lines,
         [
-            "[aggregator] fd=set regions=raw pid=2 memfds=2",
-            "[sensor] fd=set regions=raw pid=2 memfds=2",
+            "[aggregator] fd=set regions=raw pid=2 memfds=staticbus-aggregator:rw,\
+             staticbus-inbox-d2:rw,staticbus-outbox-d1-d2:ro,staticbus-outbox-d2-d1:rw,\
+             staticbus-shm:raw:rw",
+            "[sensor] fd=set regions=raw pid=2 memfds=staticbus-inbox-d1:rw,\
+             staticbus-outbox-d1-d2:rw,staticbus-outbox-d2-d1:ro,staticbus-sensor:rw,\
+             staticbus-shm:raw:rw",
         ]
     );
 

@@ -210,10 +210,39 @@ fn no_descriptor_the_runner_inherited_reaches_a_domain() {
             !sensor.iter().any(|l| l.contains("leaked-descriptor")),
             "{mode}: {sensor:?}"
         );
-        // stdin, stdout, stderr, the two memfds and `ls`'s own listing: nothing else.
+        // stdin, stdout, stderr, its memory, its region, direct delivery's memfds (its
+        // outbox, the peer's outbox read-only, its inbox state; docs/adr/0009) and `ls`'s
+        // own listing: nothing else. Each as `ls` shows it: the access mode of the
+        // descriptor (`lr-x` read-only, `l-wx` write-only, `lrwx` both) and its target.
+        let mut fds: Vec<String> = sensor
+            .iter()
+            .filter_map(|l| {
+                let (left, target) = l.split_once(" -> ")?;
+                let perms = left.split_whitespace().next()?.get(..4)?;
+                let target = if target.starts_with("pipe:") {
+                    "pipe"
+                } else if target.starts_with("/proc/") && target.ends_with("/fd") {
+                    "/proc/PID/fd"
+                } else {
+                    target
+                };
+                Some(format!("{perms} {target}"))
+            })
+            .collect();
+        fds.sort();
         assert_eq!(
-            sensor.iter().filter(|l| l.contains(" -> ")).count(),
-            6,
+            fds,
+            [
+                "l-wx pipe",
+                "l-wx pipe",
+                "lr-x /dev/null",
+                "lr-x /memfd:staticbus-outbox-d2-d1 (deleted)",
+                "lr-x /proc/PID/fd",
+                "lrwx /memfd:staticbus-inbox-d1 (deleted)",
+                "lrwx /memfd:staticbus-outbox-d1-d2 (deleted)",
+                "lrwx /memfd:staticbus-sensor (deleted)",
+                "lrwx /memfd:staticbus-shm:raw (deleted)",
+            ],
             "{mode}: {sensor:?}"
         );
     }

@@ -181,6 +181,14 @@ impl SharedMem {
         false
     }
 
+    /// The whole mapping as 32-bit atomic words (the outboxes and inbox state of
+    /// [`direct`]).
+    pub fn words32(&self) -> &[AtomicU32] {
+        // SAFETY: the mapping is page aligned and `len` bytes long; AtomicU32 is valid for
+        // any bit pattern; the borrow is tied to `self`.
+        unsafe { std::slice::from_raw_parts(self.ptr as *const AtomicU32, self.len / 4) }
+    }
+
     /// Page 0 as the domain's `shared_info` words.
     ///
     /// # Panics
@@ -338,3 +346,5 @@ fn cloexec_from(first: RawFd) -> std::io::Result<()> {
 pub fn raw(fd: BorrowedFd<'_>) -> RawFd {
     fd.as_raw_fd()
 }
+
+pub mod direct;

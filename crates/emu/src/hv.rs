@@ -7,7 +7,9 @@ use crate::shm::{Regions, ShmError, ShmGrant};
 use crate::spec::BootSpec;
 use crate::state::{BoundPair, Dom, Effects, State};
 use crate::stats::{export_ports, Stats};
-use crate::{Console, DomId, DomainState, EvtchnStat, Notify, PageMem, Policy, PortState};
+use crate::{
+    Console, DirectLinks, DomId, DomainState, EvtchnStat, Notify, PageMem, Policy, PortState,
+};
 use staticbus_abi::domid::DOMID_FIRST_RESERVED;
 use staticbus_abi::{evtchn as ev, hypercall as hc};
 use std::fmt;
@@ -222,6 +224,7 @@ impl Hypervisor {
             let mut new = State::new(st.policy);
             new.xen = sys.xen;
             new.rejected = st.rejected;
+            new.links = st.links.clone();
             // create_dom0, create_domUs: domains, zeroed shared_info, port 0 reserved.
             for (d, page) in sys.domains.iter().zip(pages) {
                 if d.domid >= DOMID_FIRST_RESERVED || new.slot(d.domid).is_some() {
@@ -272,6 +275,7 @@ impl Hypervisor {
                         .bind_interdomain(None, i2, p.second.port, d1, p.first.port, &mut fx)
                         .map_err(fail(BindStep::BindInterdomain))?;
                     new.pairs.push(BoundPair { d1, p1, d2, p2 });
+                    new.static_bound(d1, p1, d2, p2);
                 }
             }
             new.booted = true;
@@ -359,7 +363,7 @@ impl Hypervisor {
 
     /// `EVTCHNOP_close` of the caller's `port`.
     pub fn evtchn_close(&self, caller: DomId, port: u32) -> Result<(), Errno> {
-        self.evtchn_call(caller, ev::OP_CLOSE, |st, i, _| st.close(i, port))
+        self.evtchn_call(caller, ev::OP_CLOSE, |st, i, fx| st.close(i, port, fx))
     }
 
     /// `EVTCHNOP_unmask` of the caller's `port`.
@@ -398,10 +402,23 @@ impl Hypervisor {
     /// remote = `dom`), the `shared_info` page released, shared-memory references
     /// dropped. Nothing happens for a destroyed or unknown domain.
     pub fn destroy(&self, dom: DomId) {
-        let mut st = self.lock();
-        if let Some(i) = st.slot(dom) {
-            st.destroy(i);
+        let mut fx = Effects::default();
+        {
+            let mut st = self.lock();
+            if let Some(i) = st.slot(dom) {
+                st.destroy(i, &mut fx);
+            }
         }
+        self.flush(fx);
+    }
+
+    /// Sets up direct delivery of the static pairs between two different domains
+    /// ([`DirectLinks`]; docs/adr/0009). Call before [`Hypervisor::boot`]: every static
+    /// pair the boot binds, and every one a restart re-binds, is announced with
+    /// [`DirectLinks::bound`], each close of one (also by a destroy) with
+    /// [`DirectLinks::unbound`].
+    pub fn set_direct_links(&self, links: Arc<dyn DirectLinks>) {
+        self.lock().links = Some(links);
     }
 
     /// Marks a running domain crashed (Xen's `domain_crash`; the runner calls it when the
@@ -429,7 +446,7 @@ impl Hypervisor {
                 return Err(BootError::NotBooted);
             }
             let i = st.slot(dom).ok_or(BootError::UnknownDomain(dom))?;
-            st.destroy(i);
+            st.destroy(i, &mut fx);
             st.doms[i].create(page);
             if st.doms[i].xenstore {
                 if let Some(hw) = st.doms.iter().find(|d| d.control).map(|d| d.id) {

@@ -93,7 +93,7 @@ fn event_channel_op(st: &mut State, cur: usize, cmd: u32, arg: &mut [u8], fx: &m
             }
         }
         ev::OP_CLOSE => match read::<EvtchnPort>(arg) {
-            Ok(p) => ret0(st.close(cur, p.port)),
+            Ok(p) => ret0(st.close(cur, p.port, fx)),
             Err(e) => e.ret(),
         },
         ev::OP_SEND => match read::<EvtchnPort>(arg) {

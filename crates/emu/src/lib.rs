@@ -196,6 +196,25 @@ pub trait Notify: Send + Sync {
     fn wake(&self, dom: DomId);
 }
 
+/// Direct delivery of static inter-domain event channels (docs/adr/0009): sends on a
+/// static port go from the sender's process to the receiver's without a hypercall, and
+/// the hypervisor only hears of the pair's state changes. Called **under the
+/// hypervisor's lock**: an implementation must not call back into the [`Hypervisor`].
+///
+/// `from` is the sending end `(domain, port)`, `to` the receiving end.
+pub trait DirectLinks: Send + Sync {
+    /// The static pair is bound (boot, or a restart's rebind): sends from `from` to `to`
+    /// are delivered directly from now on; whatever `from` wrote while it was not bound
+    /// counts for nothing.
+    fn bound(&self, from: (DomId, u32), to: (DomId, u32));
+
+    /// The static pair is being closed (`EVTCHNOP_close` of either end, a destroy): fold
+    /// what `from` sent before into `to`'s pending bit, then make sure nothing written
+    /// after can raise it. Returns whether the pending bit went 0→1 (the hypervisor then
+    /// wakes `to`).
+    fn unbound(&self, from: (DomId, u32), to: (DomId, u32)) -> bool;
+}
+
 /// Receives console output (outside the hypervisor's lock).
 pub trait Console: Send + Sync {
     /// Output of domain `dom` named `name`: whole lines ending in `\n` for a domU, raw

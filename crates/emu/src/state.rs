@@ -5,7 +5,7 @@ use crate::errno::Errno;
 use crate::shm::Regions;
 use crate::spec::XenRelease;
 use crate::stats::{CallTable, PortStats};
-use crate::{DomId, DomainState, EvtchnStat, PageMem, Policy, PortState};
+use crate::{DirectLinks, DomId, DomainState, EvtchnStat, PageMem, Policy, PortState};
 use staticbus_abi::domid::DOMID_SELF;
 use staticbus_abi::shared_info::{Delivery, SharedInfo};
 use std::sync::Arc;
@@ -174,6 +174,8 @@ pub(crate) struct State {
     pub(crate) regions: Regions,
     pub(crate) bind_deliveries: u64,
     pub(crate) rejected: u64,
+    /// Direct delivery of static pairs ([`DirectLinks`]), if the runner set it up.
+    pub(crate) links: Option<Arc<dyn DirectLinks>>,
 }
 
 impl State {
@@ -188,6 +190,7 @@ impl State {
             regions: Regions::default(),
             bind_deliveries: 0,
             rejected: 0,
+            links: None,
         }
     }
 
@@ -381,7 +384,7 @@ impl State {
     }
 
     /// `evtchn_close(d1, port1, guest)`.
-    pub(crate) fn close(&mut self, d1: usize, port1: u32) -> Result<(), Errno> {
+    pub(crate) fn close(&mut self, d1: usize, port1: u32, fx: &mut Effects) -> Result<(), Errno> {
         match self.doms[d1].port(port1) {
             None | Some(PortState::Free) | Some(PortState::Reserved) => Err(Errno::EINVAL),
             Some(PortState::Unbound { .. }) => {
@@ -393,6 +396,7 @@ impl State {
                 remote_port,
             }) => {
                 let id1 = self.doms[d1].id;
+                self.static_unbound(id1, port1, remote_dom, remote_port, fx);
                 if let Some(d2) = self.by_id(remote_dom) {
                     debug_assert_eq!(
                         self.doms[d2].ports[remote_port as usize],
@@ -496,12 +500,12 @@ impl State {
 
     /// Domain destroy (`evtchn_destroy` and P2M teardown): every port closed from the top
     /// down, each peer's port falls back to UNBOUND; shared-memory references dropped.
-    pub(crate) fn destroy(&mut self, d: usize) {
+    pub(crate) fn destroy(&mut self, d: usize, fx: &mut Effects) {
         if !self.doms[d].exists() {
             return;
         }
         for port in (1..self.doms[d].valid).rev() {
-            let _ = self.close(d, port);
+            let _ = self.close(d, port, fx);
         }
         let dom = &mut self.doms[d];
         dom.state = DomainState::Destroyed;
@@ -548,11 +552,49 @@ impl State {
                     self.bind_interdomain(None, d, mine, peer, pport, fx)
                         .map_err(|e| (k, e))?;
                     self.bind_pending(p, pport, fx);
+                    self.static_bound(id, mine, peer, pport);
                 }
                 None => self.unbound_for(d, mine, peer).map_err(|e| (k, e))?,
             }
         }
         Ok(())
+    }
+
+    /// Is `(a, pa)`–`(b, pb)` one of the static pairs (either way round), between two
+    /// different domains?
+    fn is_static(&self, a: DomId, pa: u32, b: DomId, pb: u32) -> bool {
+        a != b
+            && self.pairs.iter().any(|p| {
+                (p.d1 == a && p.p1 == pa && p.d2 == b && p.p2 == pb)
+                    || (p.d1 == b && p.p1 == pb && p.d2 == a && p.p2 == pa)
+            })
+    }
+
+    /// A static pair between two domains was bound (at boot or by a restart's rebind):
+    /// direct delivery starts in both directions.
+    pub(crate) fn static_bound(&mut self, a: DomId, pa: u32, b: DomId, pb: u32) {
+        if let Some(l) = &self.links {
+            if self.is_static(a, pa, b, pb) {
+                l.bound((a, pa), (b, pb));
+                l.bound((b, pb), (a, pa));
+            }
+        }
+    }
+
+    /// A static pair is being closed (close, destroy): what was sent directly before is
+    /// folded into each receiver and direct delivery stops, in both directions.
+    fn static_unbound(&mut self, a: DomId, pa: u32, b: DomId, pb: u32, fx: &mut Effects) {
+        let Some(l) = self.links.clone() else {
+            return;
+        };
+        if !self.is_static(a, pa, b, pb) {
+            return;
+        }
+        for (from, to) in [((a, pa), (b, pb)), ((b, pb), (a, pa))] {
+            if l.unbound(from, to) {
+                fx.wake(to.0);
+            }
+        }
     }
 
     /// Checks the port tables: port 0 reserved, nothing beyond the valid ports, every
@@ -711,9 +753,9 @@ mod tests {
         assert_eq!(st.bind_interdomain(None, 1, 6, 1, 5, &mut fx), Ok(6));
         assert_eq!(fx.woken().collect::<Vec<_>>(), [1]);
         st.check().unwrap();
-        assert_eq!(st.close(1, 6), Ok(()));
+        assert_eq!(st.close(1, 6, &mut fx), Ok(()));
         assert_eq!(st.doms[1].ports[5], PortState::Unbound { remote: 1 });
-        st.destroy(1);
+        st.destroy(1, &mut fx);
         assert!(st.doms[1].ports[1..].iter().all(|p| *p == PortState::Free));
         st.check().unwrap();
     }

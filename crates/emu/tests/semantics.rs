@@ -1414,3 +1414,96 @@ fn concurrent_senders_keep_the_counters_exact() {
     st.check().unwrap();
     hv.check_invariants().unwrap();
 }
+
+// ---------------------------------------------------------------- direct delivery hooks
+
+/// One recorded call: which, from, to.
+type LinkCall = (&'static str, (DomId, u32), (DomId, u32));
+
+/// Records the [`staticbus_emu::DirectLinks`] calls; `unbound` reports a raise for the
+/// ends listed in `raise`.
+#[derive(Default)]
+struct LinkRec {
+    calls: Mutex<Vec<LinkCall>>,
+    raise: Mutex<Vec<(DomId, u32)>>,
+}
+
+impl staticbus_emu::DirectLinks for LinkRec {
+    fn bound(&self, from: (DomId, u32), to: (DomId, u32)) {
+        self.calls.lock().unwrap().push(("bound", from, to));
+    }
+    fn unbound(&self, from: (DomId, u32), to: (DomId, u32)) -> bool {
+        self.calls.lock().unwrap().push(("unbound", from, to));
+        self.raise.lock().unwrap().contains(&to)
+    }
+}
+
+impl LinkRec {
+    fn take(&self) -> Vec<LinkCall> {
+        let mut v = std::mem::take(&mut *self.calls.lock().unwrap());
+        v.sort();
+        v
+    }
+}
+
+#[test]
+fn direct_links_hear_of_every_static_bind_and_close_but_not_of_runtime_ones() {
+    let sys = system(
+        &[("dom0", 0), ("a", 1), ("b", 2)],
+        &[(1, 5, 2, 7), (1, 9, 1, 10)],
+    );
+    let rec = Arc::new(Rec::default());
+    let hv = Hypervisor::new(Policy::Dummy, rec.clone(), rec.clone());
+    let links = Arc::new(LinkRec::default());
+    hv.set_direct_links(links.clone());
+    let pages: Vec<Arc<dyn PageMem>> = (0..3)
+        .map(|_| Arc::new(HeapPage::new()) as Arc<dyn PageMem>)
+        .collect();
+    hv.boot(&sys, pages).unwrap();
+    // Both directions of the pair between two domains; the loopback pair is not direct.
+    assert_eq!(
+        links.take(),
+        [("bound", (1, 5), (2, 7)), ("bound", (2, 7), (1, 5))]
+    );
+    // A runtime channel is never direct.
+    let p = hv.evtchn_alloc_unbound(1, DOMID_SELF, 2).unwrap();
+    let q = hv.evtchn_bind_interdomain(2, 1, p).unwrap();
+    hv.evtchn_close(2, q).unwrap();
+    assert_eq!(links.take(), []);
+    // Closing either end folds and stops both directions; a raise wakes the receiver.
+    links.raise.lock().unwrap().push((1, 5));
+    rec.wakes.lock().unwrap().clear();
+    hv.evtchn_close(2, 7).unwrap();
+    assert_eq!(
+        links.take(),
+        [("unbound", (1, 5), (2, 7)), ("unbound", (2, 7), (1, 5))]
+    );
+    assert_eq!(*rec.wakes.lock().unwrap(), [1]);
+    // b's end is closed: destroying b has nothing to fold; its restart binds the pair
+    // again (a's 5 was left UNBOUND for b), and it is direct again.
+    hv.destroy(2);
+    assert_eq!(links.take(), []);
+    hv.restart(2, Arc::new(HeapPage::new())).unwrap();
+    assert_eq!(
+        links.take(),
+        [("bound", (1, 5), (2, 7)), ("bound", (2, 7), (1, 5))]
+    );
+    // The restart of the other end too.
+    hv.destroy(1);
+    assert_eq!(
+        links.take(),
+        [("unbound", (1, 5), (2, 7)), ("unbound", (2, 7), (1, 5))]
+    );
+    hv.restart(1, Arc::new(HeapPage::new())).unwrap();
+    assert_eq!(
+        links.take(),
+        [("bound", (1, 5), (2, 7)), ("bound", (2, 7), (1, 5))]
+    );
+    // Destroy closes: unbound both ways.
+    hv.destroy(2);
+    assert_eq!(
+        links.take(),
+        [("unbound", (1, 5), (2, 7)), ("unbound", (2, 7), (1, 5))]
+    );
+    hv.check_invariants().unwrap();
+}

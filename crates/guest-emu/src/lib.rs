@@ -11,14 +11,25 @@
 //! on the `events` futex the hypervisor bumps whenever something becomes pending: the
 //! semantics are Xen's (return once an event may be pending; spurious returns allowed), and
 //! it saves a round trip through the hypervisor on every wake-up.
+//!
+//! Static event channels between two domains are delivered directly (docs/adr/0009,
+//! [`staticbus_emu_wire::direct`]): `EVTCHNOP_send` on such a port bumps a counter in the
+//! sender's outbox and wakes the peer, with no hypercall, and the receiver folds the
+//! counters into its own pending bits before any read of them
+//! ([`staticbus_guest::Hypercall::sync_pending`]) and sleeps on them too
+//! (`futex_waitv`). The runner turns it off with `STATICBUS_EMU_DIRECT=0`; then every
+//! send is a hypercall.
 
 #![deny(unsafe_op_in_unsafe_fn)]
+
+mod direct;
 
 use staticbus_abi::layout::{
     EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnPort, EvtchnStatus, SchedPoll,
 };
 use staticbus_abi::shared_info::SharedInfo;
 use staticbus_abi::{errno, evtchn, hypercall as hc, sched};
+use staticbus_emu_wire::direct::{self as dw, ReadOnlyMem, WaitWord};
 use staticbus_emu_wire::{self as wire, Control, SharedMem, ARG_MAX, DOMAIN_MEM_SIZE};
 use staticbus_guest::{
     Errno, EventChannels, FiredSet, Hypercall, Platform, Region, TwoLevelTransport,
@@ -45,6 +56,7 @@ impl std::error::Error for ConnectError {}
 #[derive(Debug)]
 pub struct EmuHypercall {
     mem: SharedMem,
+    direct: Option<direct::Direct>,
 }
 
 /// Default spin iterations waiting for a hypercall response before sleeping.
@@ -103,12 +115,15 @@ impl EmuHypercall {
         self.mem.read_response(arg)
     }
 
-    /// Sleeps until `ready()` holds, re-checking after every wake-up of the `events` futex,
-    /// or until `deadline`.
+    /// Sleeps until `ready()` holds, re-checking after every wake-up of the `events` futex
+    /// (and of the peers' direct-delivery counters, folded in before every check), or
+    /// until `deadline`.
     fn wait_until(&self, deadline: Option<Instant>, ready: impl Fn() -> bool) {
         let c = self.control();
+        let mut words = Vec::new();
         loop {
             let seen = c.events.load(SeqCst);
+            self.sync_pending();
             if ready() {
                 return;
             }
@@ -120,11 +135,37 @@ impl EmuHypercall {
                 None => Some(Duration::from_millis(200)),
             };
             c.guest_waiting.fetch_add(1, SeqCst);
-            if c.events.load(SeqCst) == seen && !ready() {
-                wire::wait(&c.events, seen, left);
+            if let Some(d) = &self.direct {
+                d.announce_sleep(true);
+            }
+            if c.events.load(SeqCst) == seen && {
+                self.sync_pending();
+                !ready()
+            } {
+                match &self.direct {
+                    Some(d) => {
+                        words.clear();
+                        words.push(WaitWord {
+                            word: &c.events,
+                            expected: seen,
+                        });
+                        d.wait_words(&mut words);
+                        dw::wait_any(&words, left);
+                    }
+                    None => wire::wait(&c.events, seen, left),
+                }
+            }
+            if let Some(d) = &self.direct {
+                d.announce_sleep(false);
             }
             c.guest_waiting.fetch_sub(1, SeqCst);
         }
+    }
+
+    /// How many static ports this domain sends and receives on directly (0 with
+    /// direct delivery off).
+    pub fn direct_ports(&self) -> usize {
+        self.direct.as_ref().map_or(0, direct::Direct::ports)
     }
 
     /// Marshals a fixed-size argument struct, calls, and copies the result back.
@@ -162,6 +203,15 @@ impl Hypercall for EmuHypercall {
                     self.call_struct::<EvtchnBindInterdomain>(hc::EVENT_CHANNEL_OP, cmd, arg)
                 }
                 evtchn::OP_SEND | evtchn::OP_CLOSE | evtchn::OP_UNMASK => {
+                    if let (Some(d), false) = (&self.direct, arg.is_null()) {
+                        let port = std::ptr::read_unaligned(arg as *const EvtchnPort).port;
+                        if cmd == evtchn::OP_SEND && d.send(port) {
+                            return 0;
+                        }
+                        if cmd == evtchn::OP_CLOSE {
+                            d.closing(port);
+                        }
+                    }
                     self.call_struct::<EvtchnPort>(hc::EVENT_CHANNEL_OP, cmd, arg)
                 }
                 evtchn::OP_STATUS => {
@@ -239,6 +289,12 @@ impl Hypercall for EmuHypercall {
         }
     }
 
+    fn sync_pending(&self) {
+        if let Some(d) = &self.direct {
+            d.fold(&self.shared_info());
+        }
+    }
+
     unsafe fn console_io(&self, cmd: u32, count: usize, buf: *const u8) -> i64 {
         if cmd != staticbus_abi::console::WRITE {
             return -i64::from(errno::ENOSYS);
@@ -296,6 +352,58 @@ fn take_fd(n: &str) -> Result<OwnedFd, ConnectError> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// `peer=fd,…` of environment variable `k` (empty or unset: none).
+fn fd_list(k: &str) -> Result<Vec<(u16, OwnedFd)>, ConnectError> {
+    let mut v = Vec::new();
+    for item in std::env::var(k)
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.is_empty())
+    {
+        let (peer, fd) = item
+            .split_once('=')
+            .ok_or_else(|| ConnectError(format!("bad {k} entry `{item}`")))?;
+        let peer = peer
+            .parse()
+            .map_err(|_| ConnectError(format!("bad domain id in {k} entry `{item}`")))?;
+        v.push((peer, take_fd(fd)?));
+    }
+    Ok(v)
+}
+
+/// The direct-delivery pages the runner handed over, if it did.
+fn connect_direct(manifest: &Manifest) -> Result<Option<direct::Direct>, ConnectError> {
+    let Ok(state) = std::env::var(dw::ENV_STATE) else {
+        return Ok(None);
+    };
+    let size = |fd: &OwnedFd| -> Result<usize, ConnectError> {
+        rustix::fs::fstat(fd)
+            .map(|st| st.st_size as usize)
+            .map_err(|e| ConnectError(format!("direct delivery: fstat: {e}")))
+    };
+    let state = take_fd(&state)?;
+    let len = size(&state)?;
+    let state = SharedMem::map(state, len)
+        .map_err(|e| ConnectError(format!("direct delivery: inbox state: {e}")))?;
+    let mut outboxes = Vec::new();
+    for (peer, fd) in fd_list(dw::ENV_OUTBOXES)? {
+        let len = size(&fd)?;
+        let m = SharedMem::map(fd, len)
+            .map_err(|e| ConnectError(format!("direct delivery: outbox to d{peer}: {e}")))?;
+        outboxes.push((peer, m));
+    }
+    let mut inboxes = Vec::new();
+    for (peer, fd) in fd_list(dw::ENV_INBOXES)? {
+        let len = size(&fd)?;
+        let m = ReadOnlyMem::map(&fd, len)
+            .map_err(|e| ConnectError(format!("direct delivery: outbox of d{peer}: {e}")))?;
+        inboxes.push((peer, m));
+    }
+    direct::Direct::new(manifest, outboxes, inboxes, state)
+        .map(Some)
+        .map_err(|e| ConnectError(format!("direct delivery: {e}")))
+}
+
 impl EmuPlatform {
     /// Attaches to the emulator using the environment `staticbus run` sets up.
     pub fn connect() -> Result<EmuPlatform, ConnectError> {
@@ -329,8 +437,9 @@ impl EmuPlatform {
                 .map_err(|e| ConnectError(format!("mmap of region `{id}`: {e}")))?;
             regions.insert(id.to_string(), map);
         }
+        let direct = connect_direct(manifest)?;
         Ok(EmuPlatform {
-            hc: EmuHypercall { mem },
+            hc: EmuHypercall { mem, direct },
             regions,
             manifest,
             name: var(wire::ENV_DOMAIN)?,
@@ -360,26 +469,33 @@ impl EmuPlatform {
     pub fn event_waiter(&self) -> EventWaiter<'_> {
         EventWaiter {
             control: self.hc.control(),
+            direct: self.hc.direct.as_ref(),
         }
     }
 }
 
 /// Sleeps on the domain's `events` futex, which the hypervisor bumps whenever something
-/// becomes pending for the domain (see [`EmuPlatform::event_waiter`]).
+/// becomes pending for the domain, and on the peers' direct-delivery counters (see
+/// [`EmuPlatform::event_waiter`]).
 ///
-/// It only reads the futex word and sleeps on it, so a thread of its own can turn the
+/// It only reads these words and sleeps on them, so a thread of its own can turn the
 /// domain's events into something else to wait on (an eventfd in an epoll loop) while the
 /// domain's thread keeps making hypercalls: the guest's sleepers are counted
 /// (`guest_waiting`), so one of them finishing does not stop the hypervisor waking another.
+/// A direct send shows up here as a change of the counter; the pending bit is set when
+/// the domain's driver next looks ([`staticbus_guest::Hypercall::sync_pending`]).
 #[derive(Clone, Copy, Debug)]
 pub struct EventWaiter<'a> {
     control: &'a Control,
+    direct: Option<&'a direct::Direct>,
 }
 
 impl EventWaiter<'_> {
-    /// The current value of the event counter.
+    /// The current value of the event counter (the hypervisor's, plus the peers'
+    /// direct-delivery counters).
     pub fn counter(&self) -> u32 {
-        self.control.events.load(SeqCst)
+        let ev = self.control.events.load(SeqCst);
+        ev.wrapping_add(self.direct.map_or(0, direct::Direct::counter_sum))
     }
 
     /// Sleeps until the counter differs from `seen`, at most `timeout`; returns the
@@ -387,11 +503,30 @@ impl EventWaiter<'_> {
     pub fn wait_change(&self, seen: u32, timeout: Duration) -> u32 {
         let c = self.control;
         c.guest_waiting.fetch_add(1, SeqCst);
-        if c.events.load(SeqCst) == seen {
-            wire::wait(&c.events, seen, Some(timeout));
+        if let Some(d) = self.direct {
+            d.announce_sleep(true);
+        }
+        let ev = c.events.load(SeqCst);
+        let mut words = vec![WaitWord {
+            word: &c.events,
+            expected: ev,
+        }];
+        if let Some(d) = self.direct {
+            d.wait_words(&mut words);
+        }
+        // Here the counters as they are, not as folded: the sum is what `counter` gave.
+        for w in words.iter_mut().skip(1) {
+            w.expected = w.word.load(SeqCst);
+        }
+        let now = words.iter().fold(0u32, |a, w| a.wrapping_add(w.expected));
+        if now == seen {
+            dw::wait_any(&words, Some(timeout));
+        }
+        if let Some(d) = self.direct {
+            d.announce_sleep(false);
         }
         c.guest_waiting.fetch_sub(1, SeqCst);
-        c.events.load(SeqCst)
+        self.counter()
     }
 }
 
@@ -433,5 +568,282 @@ impl Platform for EmuPlatform {
     /// `SCHEDOP_yield` through the emulator.
     fn yield_now(&self) -> Result<(), Errno> {
         staticbus_guest::ops::sched_yield(&self.hc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Direct delivery between in-process "domains" (memfds mapped as the runner maps them
+    //! for two processes, without the runner): lost wake-ups, coalescing, hostile senders.
+    use super::*;
+    use staticbus_emu_wire::direct::{self as dw, Entry};
+    use std::sync::atomic::{AtomicBool, AtomicU32};
+    use std::sync::Arc;
+
+    /// An outbox: the sender's writable mapping and the receiver's read-only one (through
+    /// an `O_RDONLY` reopen, as the runner hands it).
+    fn outbox() -> (SharedMem, ReadOnlyMem) {
+        let rw = SharedMem::create("test-outbox", dw::outbox_len(1023)).unwrap();
+        let path = format!("/proc/self/fd/{}", wire::raw(rw.fd()));
+        let ro: OwnedFd = std::fs::File::open(path).unwrap().into();
+        let map = ReadOnlyMem::map(&ro, dw::outbox_len(1023)).unwrap();
+        (rw, map)
+    }
+
+    struct Dom {
+        hc: EmuHypercall,
+        /// The runner's view of its inbox state (the same memfd).
+        state: SharedMem,
+    }
+
+    fn dup(m: &SharedMem) -> SharedMem {
+        SharedMem::map(m.fd().try_clone_to_owned().unwrap(), m.len()).unwrap()
+    }
+
+    /// A domain whose static ports are `(local, peer domid, peer port)`, with `outs` its
+    /// outboxes and `ins` the peers' outboxes to it.
+    fn dom(
+        ports: &[(u32, u16, u32)],
+        outs: Vec<(u16, SharedMem)>,
+        ins: Vec<(u16, ReadOnlyMem)>,
+    ) -> Dom {
+        let mem = SharedMem::create("test-dom", DOMAIN_MEM_SIZE).unwrap();
+        let state = SharedMem::create("test-state", dw::state_len(1023)).unwrap();
+        let runner_view = dup(&state);
+        let direct = direct::Direct::from_ports(ports.iter().copied(), outs, ins, state).unwrap();
+        Dom {
+            hc: EmuHypercall {
+                mem,
+                direct: Some(direct),
+            },
+            state: runner_view,
+        }
+    }
+
+    impl Dom {
+        fn entry(&self, port: u32) -> Entry<'_> {
+            Entry::of(self.state.words32(), port).unwrap()
+        }
+        fn si(&self) -> SharedInfo<'_> {
+            self.hc.shared_info()
+        }
+        fn send(&self, port: u32) -> i64 {
+            let mut a = EvtchnPort { port };
+            // SAFETY: `a` is a live EvtchnPort.
+            unsafe {
+                self.hc
+                    .event_channel_op(evtchn::OP_SEND, (&raw mut a).cast())
+            }
+        }
+        /// `SCHEDOP_poll` on `ports` without timeout, then consumes the first pending.
+        fn poll_take(&self, ports: &[u32]) -> u32 {
+            loop {
+                let mut poll = SchedPoll {
+                    ports: ports.as_ptr().expose_provenance() as u64,
+                    nr_ports: ports.len() as u32,
+                    timeout: 0,
+                    ..Default::default()
+                };
+                // SAFETY: `poll` and the port array it points to are live.
+                let r = unsafe { self.hc.sched_op(sched::OP_POLL, (&raw mut poll).cast()) };
+                assert_eq!(r, 0);
+                self.hc.sync_pending();
+                if let Some(&p) = ports.iter().find(|&&p| self.si().clear_pending(p)) {
+                    return p;
+                }
+            }
+        }
+    }
+
+    /// Two domains, 1 and 2, with one static pair 1:5 ↔ 2:7, enabled as the runner's
+    /// boot does.
+    fn pair() -> (Dom, Dom) {
+        let (o12, i12) = outbox();
+        let (o21, i21) = outbox();
+        let a = dom(&[(5, 2, 7)], vec![(2, o12)], vec![(2, i21)]);
+        let b = dom(&[(7, 1, 5)], vec![(1, o21)], vec![(1, i12)]);
+        // The runner enables each receiving entry against the sender's counter.
+        a.entry(5).enable(&AtomicU32::new(0));
+        b.entry(7).enable(&AtomicU32::new(0));
+        (a, b)
+    }
+
+    /// Runs `f` on a thread; panics if it has not finished after `limit` (a liveness
+    /// bound far above what it needs, so a lost wake-up fails instead of hanging).
+    fn within(limit: Duration, f: impl FnOnce() + Send + 'static) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            f();
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(limit)
+            .expect("a direct-delivery wait never returned: lost wake-up");
+    }
+
+    #[test]
+    fn a_hundred_thousand_round_trips_lose_no_wake_up() {
+        within(Duration::from_secs(300), || {
+            let (a, b) = pair();
+            let (a, b) = (Arc::new(a), Arc::new(b));
+            const N: u32 = 100_000;
+            let pong = {
+                let b = b.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..N {
+                        assert_eq!(b.poll_take(&[7]), 7);
+                        assert_eq!(b.send(7), 0);
+                    }
+                })
+            };
+            for _ in 0..N {
+                assert_eq!(a.send(5), 0);
+                assert_eq!(a.poll_take(&[5]), 5);
+            }
+            pong.join().unwrap();
+            // Every send was folded; the counters say so.
+            assert_eq!(b.entry(7).folded.load(SeqCst), N);
+            assert_eq!(a.entry(5).folded.load(SeqCst), N);
+            // No hypercall was made (the hypervisor thread does not exist here).
+            assert_eq!(a.hc.control().req_seq.load(SeqCst), 0);
+        });
+    }
+
+    #[test]
+    fn many_sends_are_pending_once_with_every_send_counted() {
+        let (a, b) = pair();
+        for _ in 0..1000 {
+            assert_eq!(a.send(5), 0);
+        }
+        // Nothing in shared_info until the receiver's transport looks.
+        assert!(!b.si().is_pending(7));
+        b.hc.sync_pending();
+        assert!(b.si().is_pending(7) && b.si().upcall_pending());
+        assert_eq!(b.si().pending_sel(), 1);
+        let e = b.entry(7);
+        assert_eq!((e.folded.load(SeqCst), e.delivered.load(SeqCst)), (1000, 1));
+        // More while still pending: counted, coalesced.
+        a.send(5);
+        b.hc.sync_pending();
+        assert_eq!((e.folded.load(SeqCst), e.delivered.load(SeqCst)), (1001, 1));
+        // A masked port becomes pending without an upcall.
+        b.si().clear_pending(7);
+        b.si().clear_upcall_pending();
+        b.si().take_pending_sel();
+        b.si().set_mask(7);
+        a.send(5);
+        b.hc.sync_pending();
+        assert!(b.si().is_pending(7) && !b.si().upcall_pending());
+    }
+
+    #[test]
+    fn a_hostile_sender_raises_only_its_own_port_and_blocks_no_other_wake_up() {
+        // Receiver 1 has port 5 from hostile domain 2 and port 6 from honest domain 3.
+        let (o21, i21) = outbox();
+        let (o31, i31) = outbox();
+        let (o12, _) = outbox();
+        let (o13, _) = outbox();
+        let r = Arc::new(dom(
+            &[(5, 2, 7), (6, 3, 9)],
+            vec![(2, o12), (3, o13)],
+            vec![(2, i21), (3, i31)],
+        ));
+        r.entry(5).enable(&AtomicU32::new(0));
+        r.entry(6).enable(&AtomicU32::new(0));
+        let honest = Arc::new(o31);
+        // The read-only mapping cannot be written: the kernel refuses a writable mapping
+        // of the read-only descriptor.
+        let path = format!("/proc/self/fd/{}", wire::raw(honest.fd()));
+        let ro: OwnedFd = std::fs::File::open(path).unwrap().into();
+        assert!(SharedMem::map(ro, dw::outbox_len(1023)).is_err());
+
+        // The hostile sender writes every word of its outbox without pause: the ports not
+        // bound to it (the receiver's 6 and 3 among them), its counter backwards, the
+        // sleeping word.
+        let stop = Arc::new(AtomicBool::new(false));
+        let hostile = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let w = o21.words32();
+                let mut x = 0u32;
+                while !stop.load(SeqCst) {
+                    for (i, word) in w.iter().enumerate() {
+                        if i != 7 {
+                            word.store(x.wrapping_mul(2654435761), SeqCst);
+                        }
+                    }
+                    x = x.wrapping_add(1);
+                }
+                o21
+            })
+        };
+        // Its own port: it can raise it (as EVTCHNOP_send could) and nothing else.
+        let o21 = {
+            // Give it time to write, then look: port 6 and every other port stay clear.
+            for _ in 0..1000 {
+                r.hc.sync_pending();
+            }
+            assert!(!r.si().is_pending(6) && !r.si().is_pending(7) && !r.si().is_pending(3));
+            // A hypervisor event (a VIRQ-like port the runner raises) still arrives.
+            let r2 = r.clone();
+            within(Duration::from_secs(60), move || {
+                let waiter = std::thread::spawn({
+                    let r2 = r2.clone();
+                    move || r2.poll_take(&[40])
+                });
+                std::thread::sleep(Duration::from_millis(50));
+                r2.si().set_pending(40);
+                r2.hc.control().notify_guest();
+                assert_eq!(waiter.join().unwrap(), 40);
+                // And the honest peer's send.
+                let waiter = std::thread::spawn({
+                    let r2 = r2.clone();
+                    move || r2.poll_take(&[6])
+                });
+                std::thread::sleep(Duration::from_millis(50));
+                let w = &honest.words32()[9];
+                w.fetch_add(1, SeqCst);
+                wire::wake(w);
+                assert_eq!(waiter.join().unwrap(), 6);
+            });
+            stop.store(true, SeqCst);
+            hostile.join().unwrap()
+        };
+        // Its own counter, backwards: one raise of its own port.
+        o21.words32()[7].store(u32::MAX - 3, SeqCst);
+        r.hc.sync_pending();
+        assert!(r.si().clear_pending(5));
+        // After the close (the runner folds, then disables): nothing it writes raises.
+        r.entry(5).disable();
+        for v in [0, 1, 12345, u32::MAX] {
+            o21.words32()[7].store(v, SeqCst);
+            let w = &o21.words32()[7];
+            wire::wake(w);
+            r.hc.sync_pending();
+            assert!(!r.si().is_pending(5));
+        }
+        // Nor does the disabled port keep the receiver from sleeping or waking: a
+        // timed-out poll returns, and the honest peer still gets through.
+        let ports = [5u32];
+        let mut poll = SchedPoll {
+            ports: ports.as_ptr().expose_provenance() as u64,
+            nr_ports: 1,
+            timeout: now_ns() + 20_000_000,
+            ..Default::default()
+        };
+        // SAFETY: `poll` and its port array are live.
+        let ret = unsafe { r.hc.sched_op(sched::OP_POLL, (&raw mut poll).cast()) };
+        assert_eq!(ret, 0);
+        assert!(!r.si().is_pending(5));
+    }
+
+    #[test]
+    fn a_closed_port_sends_through_the_hypervisor_again() {
+        let (a, b) = pair();
+        a.send(5);
+        b.hc.sync_pending();
+        assert!(b.si().clear_pending(7));
+        a.hc.direct.as_ref().unwrap().closing(5);
+        assert!(!a.hc.direct.as_ref().unwrap().send(5));
+        assert_eq!(b.entry(7).folded.load(SeqCst), 1);
     }
 }

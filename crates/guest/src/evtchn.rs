@@ -309,13 +309,18 @@ impl<'a, H: Hypercall + ?Sized> EventChannels<'a, H> {
     /// True if an event for `port` waits to be consumed: its pending bit is set in
     /// `shared_info`, or the driver remembered it in the fired set.
     pub fn is_pending(&self, port: u32) -> bool {
-        self.fired.contains(port) || self.si.is_pending(port)
+        if self.fired.contains(port) {
+            return true;
+        }
+        self.h.sync_pending();
+        self.si.is_pending(port)
     }
 
     /// Consumes an event for `port`: atomically clears its pending bit and removes it from
     /// the fired set. Returns whether there was one. Does not touch the selector or
     /// `evtchn_upcall_pending`.
     pub fn clear(&self, port: u32) -> bool {
+        self.h.sync_pending();
         let remembered = self.fired.remove(port);
         let pending = self.si.clear_pending(port);
         remembered || pending
@@ -377,6 +382,7 @@ impl<'a, H: Hypercall + ?Sized> EventChannels<'a, H> {
 
     fn drain_shared(&self, f: &mut impl FnMut(u32)) -> usize {
         let mut n = 0;
+        self.h.sync_pending();
         for _ in 0..MAX_DRAIN_ROUNDS {
             self.si.clear_upcall_pending();
             let mut sel = self.si.take_pending_sel();

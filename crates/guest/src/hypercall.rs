@@ -74,6 +74,13 @@ pub trait Hypercall {
     ///
     /// For `CONSOLEIO_write`, `buf` is valid for reads of `count` bytes.
     unsafe fn console_io(&self, cmd: u32, count: usize, buf: *const u8) -> i64;
+
+    /// Brings `shared_info` up to date before the caller reads pending bits: a transport
+    /// that delivers some events into the domain's own `shared_info` lazily (the
+    /// emulator's direct delivery of static event channels, docs/adr/0009) sets their
+    /// pending bits here, by Xen's 2-level rules. The 2-level driver calls it before every
+    /// read of pending bits. The default does nothing (Xen sets them itself).
+    fn sync_pending(&self) {}
 }
 
 impl<H: Hypercall + ?Sized> Hypercall for &H {
@@ -95,6 +102,10 @@ impl<H: Hypercall + ?Sized> Hypercall for &H {
     unsafe fn console_io(&self, cmd: u32, count: usize, buf: *const u8) -> i64 {
         // SAFETY: forwarded unchanged; the caller upholds the same contract.
         unsafe { (**self).console_io(cmd, count, buf) }
+    }
+
+    fn sync_pending(&self) {
+        (**self).sync_pending()
     }
 }
 

@@ -4,8 +4,10 @@
 //! with `role=ping|pong rounds=ROUND_TRIPS`; `key=value` words after the role are passed
 //! on as well.
 //!
-//! `ping-pong flood|drain [COUNT]`: back-to-back sends, to measure hypercall throughput
-//! (emulator only).
+//! `ping-pong flood|drain [COUNT]`: back-to-back sends, then a tenth as many blocking hypercalls
+//! (`EVTCHNOP_status`, which always goes through the domain's hypervisor thread), to
+//! measure send and hypercall throughput (emulator only). With direct delivery
+//! (docs/adr/0009) the sends make no hypercall; the first line says which path they took.
 
 use staticbus_emu_domains::{
     connect, count_arg, open, wait_until, word, Ordering::SeqCst, READY, SEQ,
@@ -35,9 +37,25 @@ fn main() {
                 ch.notify_all().expect("notify");
             }
             let secs = start.elapsed().as_secs_f64();
+            let path = if p.transport().direct_ports() > 0 {
+                "direct, no hypercall"
+            } else {
+                "hypercalls"
+            };
             println!(
-                "flood: {n} EVTCHNOP_send in {secs:.3}s = {:.0} hypercalls/s",
+                "flood: {n} EVTCHNOP_send ({path}) in {secs:.3}s = {:.0} sends/s",
                 n as f64 / secs
+            );
+            let port = ch.peers()[0].local_port;
+            let m = (n / 10).max(1);
+            let start = Instant::now();
+            for _ in 0..m {
+                staticbus_guest::ops::evtchn_status(p.transport(), port).expect("status");
+            }
+            let secs = start.elapsed().as_secs_f64();
+            println!(
+                "flood: {m} EVTCHNOP_status in {secs:.3}s = {:.0} hypercalls/s",
+                m as f64 / secs
             );
             seq.store(u64::MAX, SeqCst);
             ch.notify_all().expect("notify");

@@ -3,6 +3,11 @@
 //!
 //! - `memfds=N`: memfds this process holds (its own memory plus the regions it may map —
 //!   nothing else must be reachable);
+//! - `memfd-set=NAME:MODE,…`: those memfds by name, sorted, each with the access mode of
+//!   its descriptor (`rw` or `ro`), so that a test can assert the exact set;
+//! - `memfd-maps=NAME:PERMS,…`: the memfds mapped into this process, sorted, each with
+//!   the permissions of its mapping (`rw-s`, `r--s`) — a descriptor closed after `mmap`
+//!   still gives access, so both sets together are what the domain can reach;
 //! - `pending.<port>=0|1`: whether each of its static ports was pending at start (the end
 //!   Xen binds second starts pending);
 //! - `status.<port>=…`: `EVTCHNOP_status` of each port;
@@ -14,15 +19,52 @@
 use staticbus_emu_domains::connect;
 use staticbus_guest::{ops, Platform, TwoLevelTransport};
 
-fn memfds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter_map(|e| std::fs::read_link(e.path()).ok())
-                .filter(|t| t.to_string_lossy().starts_with("/memfd:"))
-                .count()
+/// The memfds this process holds: `NAME:MODE`, sorted.
+fn memfds() -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    let mut set: Vec<String> = dir
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let target = std::fs::read_link(e.path()).ok()?;
+            let target = target.to_string_lossy();
+            let name = target.strip_prefix("/memfd:")?;
+            let name = name.strip_suffix(" (deleted)").unwrap_or(name);
+            let info = std::fs::read_to_string(
+                std::path::Path::new("/proc/self/fdinfo").join(e.file_name()),
+            )
+            .ok()?;
+            let flags = info
+                .lines()
+                .find_map(|l| l.strip_prefix("flags:"))
+                .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())?;
+            let mode = match flags & 0o3 {
+                0 => "ro",
+                1 => "wo",
+                _ => "rw",
+            };
+            Some(format!("{name}:{mode}"))
         })
-        .unwrap_or(0)
+        .collect();
+    set.sort();
+    set
+}
+
+/// The memfds mapped into this process: `NAME:PERMS`, sorted, each once.
+fn memfd_maps() -> Vec<String> {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    let set: std::collections::BTreeSet<String> = maps
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let perms = f.nth(1)?;
+            let path = l.split_once("/memfd:")?.1;
+            let name = path.strip_suffix(" (deleted)").unwrap_or(path);
+            Some(format!("{name}:{perms}"))
+        })
+        .collect();
+    set.into_iter().collect()
 }
 
 fn main() {
@@ -32,7 +74,10 @@ fn main() {
         std::process::exit(args.get(2).and_then(|c| c.parse().ok()).unwrap_or(0));
     }
     let p = connect();
-    println!("memfds={}", memfds());
+    let set = memfds();
+    println!("memfds={}", set.len());
+    println!("memfd-set={}", set.join(","));
+    println!("memfd-maps={}", memfd_maps().join(","));
     let ev = p.events();
     for e in p.manifest().evtchns {
         println!(
