@@ -36,6 +36,8 @@
 //!   (crates/capi) over a queue each way, a log, a latest value and a blob;
 //! * [`virtio_rng`] — `virtio-drivers`' entropy driver over the virtio-msg transport: reads
 //!   entropy in several requests and checks it is not degenerate (whoever serves it);
+//! * [`virtio_front`] — the preamble of the three virtio frontends: open the device by
+//!   name, attach waiting for its device side, DEVICE_INFO, print and check its type;
 //! * `virtio_console` (feature `console`) — `virtio-drivers`' console driver over the virtio-msg transport:
 //!   writes lines one byte at a time and checks each byte comes back in upper case.
 
@@ -54,6 +56,7 @@ pub mod stats;
 pub mod virtio_blk;
 #[cfg(feature = "console")]
 pub mod virtio_console;
+pub mod virtio_front;
 pub mod virtio_rng;
 
 pub use args::Args;

@@ -53,17 +53,25 @@
 use crate::args::{ArgError, Args};
 use crate::queue_check::{fnv1a32, mix};
 use crate::stats::per_second;
+use crate::virtio_front::{self, FrontError, Kind};
 use crate::Clock;
 use core::fmt::{self, Write};
-use staticbus_guest::manifest::{Manifest, VirtioRole};
+use staticbus_guest::manifest::VirtioRole;
 use staticbus_guest::{Errno, Events, Platform};
 use staticbus_virtio_msg::backends::RamBlk;
 use staticbus_virtio_msg::device::{status, AttachError, DeviceTransport};
-use staticbus_virtio_msg::frontend::{CallError, Link, LinkError, LinkWaitError, MsgTransport};
+use staticbus_virtio_msg::frontend::{CallError, Link, MsgTransport};
 use staticbus_virtio_msg::hal::{DmaPool, PoolOf, RegionHal};
 use staticbus_virtio_msg::layout::{DRV_ATTACHED, OFF_DRV_STATE};
 use staticbus_virtio_msg::open::{self, OpenError};
 use virtio_drivers::device::blk::{BlkReq, BlkResp, VirtIOBlk};
+
+/// The device type the frontend drives (and the backend serves).
+const KIND: Kind = Kind {
+    tag: "virtio-blk",
+    device_id: 2,
+    what: "a block device",
+};
 
 /// Bytes per request.
 pub const BLOCK: usize = 4096;
@@ -166,9 +174,8 @@ fn verify(seed: u64, block: u64, generation: u16, got: &[u8; BLOCK]) -> Option<&
 enum Fail<'a> {
     Arg(ArgError<'a>),
     Open(OpenError<'a>),
+    Front(FrontError<'a>),
     Setup(&'static str),
-    NoDevice(&'a Manifest),
-    Link(LinkError),
     Attach(AttachError),
     Call(&'static str, CallError),
     Driver(&'static str, virtio_drivers::Error),
@@ -196,13 +203,7 @@ impl fmt::Display for Fail<'_> {
             Fail::Arg(e) => write!(f, "{e}"),
             Fail::Open(e) => write!(f, "{e}"),
             Fail::Setup(m) => f.write_str(m),
-            Fail::NoDevice(m) => write!(
-                f,
-                "domain `{}` has {} virtio devices: name one with device=NAME",
-                m.domain,
-                m.virtio.len()
-            ),
-            Fail::Link(e) => write!(f, "attaching to the device: {e}"),
+            Fail::Front(e) => write!(f, "{e}"),
             Fail::Attach(e) => write!(f, "serving the device: {e}"),
             Fail::Call(what, e) => write!(f, "{what}: {e}"),
             Fail::Driver(what, e) => write!(f, "{what}: {e}"),
@@ -232,6 +233,12 @@ impl fmt::Display for Fail<'_> {
 impl<'a> From<ArgError<'a>> for Fail<'a> {
     fn from(e: ArgError<'a>) -> Self {
         Fail::Arg(e)
+    }
+}
+
+impl<'a> From<FrontError<'a>> for Fail<'a> {
+    fn from(e: FrontError<'a>) -> Self {
+        Fail::Front(e)
     }
 }
 
@@ -309,13 +316,7 @@ where
     W: Write,
 {
     let m = platform.manifest();
-    let name = match args.get("device") {
-        Some(n) => n,
-        None => match m.virtio {
-            [only] => only.name,
-            _ => return Err(Fail::NoDevice(m)),
-        },
-    };
+    let name = virtio_front::device_name(args, m, None)?;
     let role = m
         .virtio_device(name)
         .map_or(VirtioRole::Frontend, |d| d.role);
@@ -332,10 +333,11 @@ where
         "virtio-blk: region `{}` {:#x} bytes at {:#x}, port {} to `{}` port {}",
         d.shm_id, d.size, d.guest_addr, d.local_port, d.peer, d.remote_port
     );
-    if d.device_id != 2 {
-        return Err(Fail::Setup(
-            "the device is not a block device (virtio id 2)",
-        ));
+    if d.device_id != KIND.device_id {
+        return Err(Fail::Front(FrontError::WrongDevice {
+            kind: KIND,
+            got: d.device_id,
+        }));
     }
     match role {
         VirtioRole::Frontend => frontend(platform, clock, args, out, dev),
@@ -552,11 +554,7 @@ where
     let seed = args.u64_or("seed", DEFAULT_SEED)?;
     let restart_disk = RestartDisk::from_args(args)?;
     let events = platform.events();
-    let link = Link::attach_waiting(dev.region, || platform.events(), dev.port, dev.guest_base)
-        .map_err(|e| match e {
-            LinkWaitError::Link(e) => Fail::Link(e),
-            LinkWaitError::Wait(e) => Fail::Events(e),
-        })?;
+    let (link, _) = virtio_front::attach(platform, clock, &dev, KIND, out)?;
     let mut s = Session {
         link: &link,
         guest_base: dev.guest_base,

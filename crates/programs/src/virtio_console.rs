@@ -27,13 +27,12 @@
 
 use crate::args::{ArgError, Args};
 use crate::stats::{per_second, Nanos};
+use crate::virtio_front::{open_frontend, Front, FrontError, Kind};
 use crate::Clock;
 use core::fmt::{self, Write};
-use staticbus_guest::manifest::VirtioRole;
 use staticbus_guest::{Events, Platform};
-use staticbus_virtio_msg::frontend::{CallError, Link, LinkError, LinkWaitError, MsgTransport};
+use staticbus_virtio_msg::frontend::{CallError, Link, MsgTransport};
 use staticbus_virtio_msg::hal::{DmaPool, PoolOf, RegionHal};
-use staticbus_virtio_msg::open::{open, OpenError};
 use virtio_drivers::device::console::VirtIOConsole;
 
 /// Lines written unless `lines=` says otherwise.
@@ -101,6 +100,13 @@ impl Write for LineBuf {
     }
 }
 
+/// The device type this frontend drives.
+const KIND: Kind = Kind {
+    tag: "virtio-console",
+    device_id: 3,
+    what: "a console",
+};
+
 /// The frontend's DMA pool (one device per program).
 struct Pool;
 impl PoolOf for Pool {
@@ -115,9 +121,7 @@ impl PoolOf for Pool {
 enum Fail<'a> {
     Arg(ArgError<'a>),
     Usage(&'static str),
-    Open(OpenError<'a>),
-    Link(LinkError),
-    Wait(staticbus_guest::Errno),
+    Front(FrontError<'a>),
     Call(&'static str, CallError),
     Driver(&'static str, virtio_drivers::Error),
     Gone { byte: u8, again: Option<u8> },
@@ -125,14 +129,18 @@ enum Fail<'a> {
     Long { line: u64 },
 }
 
+impl<'a> From<FrontError<'a>> for Fail<'a> {
+    fn from(e: FrontError<'a>) -> Self {
+        Fail::Front(e)
+    }
+}
+
 impl fmt::Display for Fail<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Fail::Arg(e) => write!(f, "virtio-console: {e}"),
             Fail::Usage(s) => write!(f, "virtio-console: {s}"),
-            Fail::Open(e) => write!(f, "virtio-console: {e}"),
-            Fail::Link(e) => write!(f, "virtio-console: {e}"),
-            Fail::Wait(e) => write!(f, "virtio-console: waiting for the device: {e}"),
+            Fail::Front(e) => write!(f, "virtio-console: {e}"),
             Fail::Call(what, e) => write!(f, "virtio-console: {what}: {e}"),
             Fail::Driver(what, e) => write!(f, "virtio-console: {what}: {e}"),
             Fail::Gone { byte, again } => write!(
@@ -197,7 +205,6 @@ where
     C: Clock,
     W: Write,
 {
-    let name = args.str_or("device", "console");
     let lines = args.u64_or("lines", DEFAULT_LINES).map_err(Fail::Arg)?;
     let settle_ms = args
         .u64_or("settle-ms", DEFAULT_SETTLE_MS)
@@ -205,35 +212,8 @@ where
     if lines == 0 || lines > MAX_LINES {
         return Err(Fail::Usage("lines= must be 1 to 100"));
     }
-    let dev = open(platform, name, VirtioRole::Frontend).map_err(Fail::Open)?;
-    let (region, port, guest_base) = (dev.region, dev.port, dev.guest_base);
-    let (shm, peer) = (dev.device.shm_id, dev.device.peer);
-    let _ = writeln!(
-        out,
-        "virtio-console: device `{name}`: region `{shm}` ({:#x} bytes at {guest_base:#x}), port {port} to {peer}",
-        region.len()
-    );
-    let t_wait = clock.now_ns();
-    let link = Link::attach_waiting(region, || platform.events(), port, guest_base).map_err(
-        |e| match e {
-            LinkWaitError::Link(e) => Fail::Link(e),
-            LinkWaitError::Wait(e) => Fail::Wait(e),
-        },
-    )?;
-    let info = link
-        .device_info()
-        .map_err(|e| Fail::Call("DEVICE_INFO", e))?;
-    let _ = writeln!(
-        out,
-        "virtio-console: device side up after {} (epoch {}): device id {}, {} queue(s)",
-        Nanos(clock.now_ns().saturating_sub(t_wait)),
-        link.epoch(),
-        info.device_id,
-        info.max_vqs
-    );
-    if info.device_id != 3 {
-        return Err(Fail::Usage("the device is not a console (virtio id 3)"));
-    }
+    let Front { dev, link, .. } = open_frontend(platform, clock, args, "console", KIND, out)?;
+    let (port, guest_base) = (dev.port, dev.guest_base);
     Pool::pool().attach(*link.region(), guest_base);
     let r = exchange(
         &link,

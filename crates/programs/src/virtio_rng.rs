@@ -35,13 +35,12 @@
 
 use crate::args::{ArgError, Args};
 use crate::stats::{per_second, Nanos};
+use crate::virtio_front::{open_frontend, Front, FrontError, Kind};
 use crate::Clock;
 use core::fmt::{self, Write};
-use staticbus_guest::manifest::VirtioRole;
 use staticbus_guest::{Events, Platform};
-use staticbus_virtio_msg::frontend::{CallError, Link, LinkError, LinkWaitError, MsgTransport};
+use staticbus_virtio_msg::frontend::{CallError, Link, MsgTransport};
 use staticbus_virtio_msg::hal::{DmaPool, PoolOf, RegionHal};
-use staticbus_virtio_msg::open::{open, OpenError};
 use virtio_drivers::device::common::Feature;
 use virtio_drivers::queue::VirtQueue;
 use virtio_drivers::transport::Transport;
@@ -61,6 +60,13 @@ pub const CHI2_LIMIT: u64 = 400;
 /// Fewest bytes the histogram check is meaningful for (16 per byte value).
 pub const MIN_BYTES: u64 = 4096;
 
+/// The device type this frontend drives.
+const KIND: Kind = Kind {
+    tag: "virtio-rng",
+    device_id: 4,
+    what: "an entropy device",
+};
+
 /// The frontend's DMA pool (one device per program).
 struct Pool;
 impl PoolOf for Pool {
@@ -75,9 +81,7 @@ impl PoolOf for Pool {
 enum Fail<'a> {
     Arg(ArgError<'a>),
     Usage(&'static str),
-    Open(OpenError<'a>),
-    Link(LinkError),
-    Wait(staticbus_guest::Errno),
+    Front(FrontError<'a>),
     Call(&'static str, CallError),
     TooManyResets(u64),
     Driver(&'static str, virtio_drivers::Error),
@@ -100,14 +104,18 @@ enum Fail<'a> {
     },
 }
 
+impl<'a> From<FrontError<'a>> for Fail<'a> {
+    fn from(e: FrontError<'a>) -> Self {
+        Fail::Front(e)
+    }
+}
+
 impl fmt::Display for Fail<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Fail::Arg(e) => write!(f, "virtio-rng: {e}"),
             Fail::Usage(s) => write!(f, "virtio-rng: {s}"),
-            Fail::Open(e) => write!(f, "virtio-rng: {e}"),
-            Fail::Link(e) => write!(f, "virtio-rng: {e}"),
-            Fail::Wait(e) => write!(f, "virtio-rng: waiting for the device: {e}"),
+            Fail::Front(e) => write!(f, "virtio-rng: {e}"),
             Fail::Call(what, e) => write!(f, "virtio-rng: {what}: {e}"),
             Fail::TooManyResets(n) => {
                 write!(f, "virtio-rng: gave up after {n} driver re-initialisations")
@@ -212,7 +220,6 @@ where
     C: Clock,
     W: Write,
 {
-    let name = args.str_or("device", "rng");
     let bytes = args.u64_or("bytes", DEFAULT_BYTES).map_err(Fail::Arg)?;
     let chunk = args.u64_or("chunk", DEFAULT_CHUNK).map_err(Fail::Arg)?;
     if chunk == 0 || chunk > MAX_CHUNK {
@@ -221,36 +228,8 @@ where
     if bytes < MIN_BYTES {
         return Err(Fail::Usage("bytes= must be at least 4096"));
     }
-    let dev = open(platform, name, VirtioRole::Frontend).map_err(Fail::Open)?;
-    let (region, port, guest_base) = (dev.region, dev.port, dev.guest_base);
-    let (shm, peer) = (dev.device.shm_id, dev.device.peer);
-    let _ = writeln!(
-        out,
-        "virtio-rng: device `{name}`: region `{shm}` ({:#x} bytes at {guest_base:#x}), port {port} to {peer}",
-        region.len()
-    );
-    let t_wait = clock.now_ns();
-    let link = Link::attach_waiting(region, || platform.events(), port, guest_base).map_err(
-        |e| match e {
-            LinkWaitError::Link(e) => Fail::Link(e),
-            LinkWaitError::Wait(e) => Fail::Wait(e),
-        },
-    )?;
-    let info = link
-        .device_info()
-        .map_err(|_| Fail::Usage("DEVICE_INFO failed"))?;
-    let _ = writeln!(
-        out,
-        "virtio-rng: device side up after {} (epoch {}): device id {}, vendor {:#x}, {} queue(s)",
-        Nanos(clock.now_ns().saturating_sub(t_wait)),
-        link.epoch(),
-        info.device_id,
-        info.vendor_id,
-        info.max_vqs
-    );
-    if info.device_id != 4 {
-        return Err(Fail::Usage("the device is not an entropy device (id 4)"));
-    }
+    let Front { dev, link, .. } = open_frontend(platform, clock, args, "rng", KIND, out)?;
+    let guest_base = dev.guest_base;
     Pool::pool().attach(*link.region(), guest_base);
     let r = read_and_check(&link, clock, out, bytes, chunk);
     Pool::pool().detach();
