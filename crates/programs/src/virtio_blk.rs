@@ -25,9 +25,10 @@
 //! frontend broke nothing (no broken queue, no broken control ring).
 //!
 //! **Restart.** With `restart-after=N` the backend crashes and restarts in place, as a
-//! backend domain that dies and is booted again would: on the first doorbell after it
-//! served `N` requests in its current life (so the frontend's next request is usually in
-//! flight), it stops serving without a word to the region (`DeviceTransport::into_backend`:
+//! backend domain that dies and is booted again would: once it has served `N` requests in
+//! its current life, as soon as the frontend's next request is in the queue (so that one is
+//! in flight, never served by this life; with `N` = the workload's requests plus the final
+//! pass's, that is the flush), it stops serving without a word to the region (`DeviceTransport::into_backend`:
 //! `dev_state` stays 1, nothing is answered or completed) and attaches again
 //! (`DeviceTransport::attach`: a new `dev_epoch`, every request in flight dropped, the
 //! doorbell rung), `restarts=K` times (default 1). `restart-disk=keep` (default) keeps the
@@ -40,8 +41,11 @@
 //! bumped only when a write completes). It must be given the same `restart-disk=`: with
 //! `keep` every write it was told was done must read back after the restart (the
 //! generations stay), with `zero` every block must read back as zeros after each new epoch
-//! (the generations are forgotten). A restart while the frontend's final flush is in
-//! flight is not recovered (see [`frontend`]'s caveat).
+//! (the generations are forgotten). The final flush goes the same way: it is not
+//! `VirtIOBlk::flush` (which spins on the used ring and would hang), but
+//! `staticbus_virtio_msg::blk_flush::BlkFlush` on a driver of its own, which sleeps on the
+//! doorbell; after a restart it is initialised again and the flush re-issued, and with
+//! `zero` the final pass is read and verified again first.
 //!
 //! Both sides end with `RESULT PASS …` or `RESULT FAIL <reason>`.
 //!
@@ -59,11 +63,13 @@ use core::fmt::{self, Write};
 use staticbus_guest::manifest::VirtioRole;
 use staticbus_guest::{Errno, Events, Platform};
 use staticbus_virtio_msg::backends::RamBlk;
-use staticbus_virtio_msg::device::{status, AttachError, DeviceTransport};
+use staticbus_virtio_msg::blk_flush::{BlkFlush, FlushError};
+use staticbus_virtio_msg::device::{status, AttachError, Backend, DeviceTransport, Refused};
 use staticbus_virtio_msg::frontend::{CallError, Link, MsgTransport};
 use staticbus_virtio_msg::hal::{DmaPool, PoolOf, RegionHal};
 use staticbus_virtio_msg::layout::{DRV_ATTACHED, OFF_DRV_STATE};
 use staticbus_virtio_msg::open::{self, OpenError};
+use staticbus_virtio_msg::queue::{QueueError, QueueLayout, SplitQueue};
 use virtio_drivers::device::blk::{BlkReq, BlkResp, VirtIOBlk};
 
 /// The device type the frontend drives (and the backend serves).
@@ -179,6 +185,7 @@ enum Fail<'a> {
     Attach(AttachError),
     Call(&'static str, CallError),
     Driver(&'static str, virtio_drivers::Error),
+    Flush(FlushError),
     Events(Errno),
     Bad {
         request: u64,
@@ -207,6 +214,7 @@ impl fmt::Display for Fail<'_> {
             Fail::Attach(e) => write!(f, "serving the device: {e}"),
             Fail::Call(what, e) => write!(f, "{what}: {e}"),
             Fail::Driver(what, e) => write!(f, "{what}: {e}"),
+            Fail::Flush(e) => write!(f, "flush: {e}"),
             Fail::Events(e) => write!(f, "waiting on the doorbell: {e}"),
             Fail::Bad {
                 request,
@@ -427,6 +435,50 @@ impl<'l, E: Events> Session<'l, E> {
         Ok(self.blk.as_mut().unwrap_or_else(|| unreachable!()))
     }
 
+    /// The final flush, on a flush driver of its own (`BlkFlush`: `VirtIOBlk::flush` spins
+    /// on the used ring and would never see a restart), initialised again and re-issued
+    /// for as long as the device restarts, like the other requests. True if a restart
+    /// re-created the disk zeroed meanwhile (`restart-disk=zero`): what was verified is
+    /// gone, the caller verifies again.
+    fn flush(&mut self) -> Result<bool, Fail<'static>> {
+        // The flush driver owns queue 0: the block driver goes first.
+        self.blk = None;
+        let mut zeroed = false;
+        let mut counted = false;
+        loop {
+            if self.resets > MAX_RESETS {
+                return Err(Fail::TooManyResets(self.resets));
+            }
+            // A fresh pool, as for every new driver: nothing an abandoned request's bounce
+            // buffer may still receive is handed out again.
+            Pool::pool().attach(*self.link.region(), self.guest_base);
+            let r = BlkFlush::<RegionHal<Pool>, E>::new(self.link).and_then(|f| {
+                let epoch = self.link.epoch();
+                if epoch != self.epoch {
+                    if !counted {
+                        // A restart between the last request and the flush.
+                        self.resets += 1;
+                    }
+                    if self.restart_disk == RestartDisk::Zero {
+                        self.generation.fill(0);
+                        zeroed = true;
+                    }
+                    self.epoch = epoch;
+                }
+                counted = false;
+                f.flush()
+            });
+            match r {
+                Ok(()) => return Ok(zeroed),
+                Err(FlushError::Reset) => {
+                    self.resets += 1;
+                    counted = true;
+                }
+                Err(e) => return Err(Fail::Flush(e)),
+            }
+        }
+    }
+
     /// Drops the driver after a device restart (its transport does not reset a device that
     /// restarted anyway); the next request initialises a new one.
     fn reset(&mut self) {
@@ -533,11 +585,6 @@ impl<'l, E: Events> Session<'l, E> {
 }
 
 /// The frontend (see the module documentation).
-///
-/// Caveat: the final flush is `VirtIOBlk::flush`, which spins on the used ring (0.13 has
-/// no non-blocking flush): a device that restarts while it is in flight is not seen and
-/// the frontend hangs. The backend's `restart-after=` must leave the flush alone (the
-/// tests restart it during the workload).
 fn frontend<'a, P, C, W>(
     platform: &'a P,
     clock: &C,
@@ -614,17 +661,39 @@ where
         per_second(count, elapsed),
         per_second(count * BLOCK as u64, elapsed) / 1024
     );
-    // Every block once more, and the digest of the whole disk the frontend expects.
-    let mut digest = DIGEST_SEED;
-    for block in 0..blocks {
-        s.read(seed, count + block as u64, block, &mut buf)?;
-        digest = fnv1a64(digest, &buf);
-    }
-    let zero = [0u8; SECTOR];
-    for _ in (blocks * BLOCK / SECTOR) as u64..sectors {
-        digest = fnv1a64(digest, &zero);
-    }
-    s.driver()?.flush().map_err(|e| Fail::Driver("flush", e))?;
+    // Every block once more, the digest of the whole disk the frontend expects, and the
+    // flush; again if a restart during the flush re-created the disk.
+    let digest = loop {
+        let mut digest = DIGEST_SEED;
+        for block in 0..blocks {
+            s.read(seed, count + block as u64, block, &mut buf)?;
+            digest = fnv1a64(digest, &buf);
+        }
+        let zero = [0u8; SECTOR];
+        for _ in (blocks * BLOCK / SECTOR) as u64..sectors {
+            digest = fnv1a64(digest, &zero);
+        }
+        let resets = s.resets;
+        let t0 = clock.now_ns();
+        let zeroed = s.flush()?;
+        if s.resets != resets {
+            let _ = writeln!(
+                out,
+                "virtio-blk frontend: flush: device restarted (epoch {}, disk {}), \
+                 re-initialised, re-issued, done in {} us",
+                s.epoch,
+                restart_disk.name(),
+                clock.now_ns().saturating_sub(t0) / 1000
+            );
+        }
+        if !zeroed {
+            break digest;
+        }
+        let _ = writeln!(
+            out,
+            "virtio-blk frontend: the disk was zeroed meanwhile: every block again"
+        );
+    };
     let _ = writeln!(
         out,
         "virtio-blk frontend: {} resets, device epoch {} (disk {} on restart)",
@@ -646,8 +715,77 @@ where
     })
 }
 
+/// The RAM disk of one life of the device side, which with a `limit` (`restart-after=`)
+/// stops serving once it has served that many requests: the next request the frontend
+/// makes available is never taken, and the life ends (`crashed`) with it in flight.
+struct Life<'d> {
+    blk: RamBlk<'d>,
+    limit: Option<u64>,
+    crashed: bool,
+}
+
+impl Backend for Life<'_> {
+    fn device_type(&self) -> u32 {
+        self.blk.device_type()
+    }
+    fn vendor_id(&self) -> u32 {
+        self.blk.vendor_id()
+    }
+    fn device_features(&self) -> u64 {
+        self.blk.device_features()
+    }
+    fn set_driver_features(&mut self, features: u64) -> Result<(), Refused> {
+        self.blk.set_driver_features(features)
+    }
+    fn config_size(&self) -> u32 {
+        self.blk.config_size()
+    }
+    fn read_config(&self, offset: u32, buf: &mut [u8]) {
+        self.blk.read_config(offset, buf)
+    }
+    fn write_config(&mut self, offset: u32, data: &[u8]) -> Result<(), Refused> {
+        self.blk.write_config(offset, data)
+    }
+    fn config_generation(&self) -> u32 {
+        self.blk.config_generation()
+    }
+    fn num_queues(&self) -> u16 {
+        self.blk.num_queues()
+    }
+    fn max_queue_size(&self, queue: u16) -> u16 {
+        self.blk.max_queue_size(queue)
+    }
+    fn status_changed(&mut self, status: u8) -> Result<(), Refused> {
+        self.blk.status_changed(status)
+    }
+    fn reset(&mut self) {
+        self.blk.reset()
+    }
+    fn queue_set(&mut self, queue: u16, layout: QueueLayout) -> Result<(), Refused> {
+        self.blk.queue_set(queue, layout)
+    }
+    fn queue_reset(&mut self, queue: u16) {
+        self.blk.queue_reset(queue)
+    }
+    fn notify(&mut self, queue: u16, vq: &mut SplitQueue<'_>) -> Result<(), QueueError> {
+        if self
+            .limit
+            .is_some_and(|n| self.blk.served.iter().sum::<u64>() >= n)
+        {
+            // The frontend's next request is there: crash before serving it. (A frontend
+            // with several requests in flight may have had more than `limit` served by
+            // the RAM disk's last turn; these ones have one.)
+            if vq.pending()? > 0 {
+                self.crashed = true;
+            }
+            return Ok(());
+        }
+        self.blk.notify(queue, vq)
+    }
+}
+
 /// How one life of the device side ended.
-enum Life {
+enum End {
     /// The frontend drove the device and detached.
     Detached,
     /// `restart-after=` requests served: crash and attach again.
@@ -705,20 +843,22 @@ where
     let mut started = None;
     let mut restarted = 0u64;
     let epoch = loop {
-        let mut t = DeviceTransport::attach(
-            dev.region,
-            platform.events(),
-            dev.port,
-            RamBlk::new(&mut *disk, DISK_ID),
-        )
-        .map_err(Fail::Attach)?;
-        let limit = (restarted < restarts).then_some(restart_after);
-        let life = loop {
+        let life = Life {
+            blk: RamBlk::new(&mut *disk, DISK_ID),
+            limit: (restarted < restarts).then_some(restart_after),
+            crashed: false,
+        };
+        let mut t = DeviceTransport::attach(dev.region, platform.events(), dev.port, life)
+            .map_err(Fail::Attach)?;
+        let life = 'life: loop {
             loop {
                 let work = t.poll();
                 if t.status() & status::DRIVER_OK != 0 {
                     driven = true;
                     started.get_or_insert_with(|| clock.now_ns());
+                }
+                if t.backend().crashed {
+                    break 'life End::Restart;
                 }
                 if work == 0 {
                     break;
@@ -729,19 +869,14 @@ where
                 .load_le::<u32>(OFF_DRV_STATE, core::sync::atomic::Ordering::Acquire)
                 == Some(DRV_ATTACHED);
             if driven && !attached {
-                break Life::Detached;
+                break End::Detached;
             }
             events.wait(dev.port).map_err(Fail::Events)?;
-            // The doorbell that woke this life after its last request: crash before
-            // serving what it announced (usually the frontend's next request).
-            if limit.is_some_and(|n| t.backend().served.iter().sum::<u64>() >= n) {
-                break Life::Restart;
-            }
         };
         let epoch = t.epoch();
         let f = t.faults();
         // Stop without a word to the region, as a crash would.
-        let blk = t.into_backend();
+        let blk = t.into_backend().blk;
         for (total, n) in served.iter_mut().zip(blk.served) {
             *total += n;
         }
@@ -751,8 +886,8 @@ where
         faults.ring += f.ring;
         faults.lost += f.lost;
         match life {
-            Life::Detached => break epoch,
-            Life::Restart => {
+            End::Detached => break epoch,
+            End::Restart => {
                 restarted += 1;
                 if restart_disk == RestartDisk::Zero {
                     disk.fill(0);

@@ -299,3 +299,145 @@ fn a_wrong_name_or_side_is_reported() {
         "{out}"
     );
 }
+
+/// Longer than any run of [`COUNT`] requests takes on any machine, even a loaded one (they
+/// take about a second): past it the pair is taken to hang. A guard against a test that
+/// would otherwise never end, not a measurement.
+const HANG: std::time::Duration =
+    std::time::Duration::from_secs(if cfg!(miri) { 3600 } else { 300 });
+
+/// [`pair`] on threads of their own, failing the test instead of waiting for ever if a
+/// side hangs (a frontend spinning in `VirtIOBlk::flush` over a device that restarted
+/// would); the hung thread is left behind and ends with the test process.
+fn pair_or_hang(front_args: String, back_args: String) -> (String, String) {
+    let _one = one();
+    let [ma, mb] = manifests();
+    let bus: &'static Bus = Box::leak(Box::new(Bus::new(&[ma, mb])));
+    let mem: &'static Backing = Box::leak(Box::new(Backing::new(SIZE)));
+    // Both domains live before either runs (the bus's deadlock detection counts them).
+    let (da, db) = (bus.domain(ma.domid), bus.domain(mb.domid));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let back_tx = tx.clone();
+    thread::spawn(move || {
+        let p = BusPlatform::new(db, mb).with_region("vblk", mem.region(SIZE));
+        let mut disk = vec![0u8; DISK + 4096];
+        let _ = back_tx.send(("backend", side(&p, &back_args, &mut disk)));
+    });
+    thread::spawn(move || {
+        let p = BusPlatform::new(da, ma).with_region("vblk", mem.region(SIZE));
+        let _ = tx.send(("frontend", side(&p, &front_args, &mut [])));
+    });
+    let (mut front, mut back) = (None, None);
+    for _ in 0..2 {
+        match rx.recv_timeout(HANG) {
+            Ok(("frontend", r)) => front = Some(r),
+            Ok((_, r)) => back = Some(r),
+            Err(_) => panic!(
+                "hung: after {HANG:?} the frontend {} and the backend {}",
+                if front.is_some() {
+                    "had ended"
+                } else {
+                    "had not ended"
+                },
+                match &back {
+                    Some((_, out)) => format!("had ended:\n{out}"),
+                    None => "had not ended".to_string(),
+                }
+            ),
+        }
+    }
+    let (front, back) = (front.unwrap(), back.unwrap());
+    assert!(front.0, "{}\n{}", front.1, back.1);
+    assert!(back.0, "{}\n{}", back.1, front.1);
+    (front.1, back.1)
+}
+
+/// The backend crashes and attaches again with the frontend's final flush in flight
+/// (`restart-after=` the workload's requests plus the final pass's): the frontend's flush
+/// sleeps on the doorbell (not `VirtIOBlk::flush`, which spins and hung here), sees the new
+/// epoch, initialises a new driver and issues the flush again, which the second life
+/// serves; nothing is lost.
+#[test]
+fn a_restart_during_the_final_flush_is_recovered() {
+    let blocks = (DISK / 4096) as u64;
+    let (f, b) = pair_or_hang(
+        format!("count={COUNT} seed=11"),
+        format!("disk-size={DISK} restart-after={}", COUNT + blocks),
+    );
+    let fl = f.lines().last().unwrap();
+    let bl = b.lines().last().unwrap();
+    // The crash came exactly with the flush pending: every read and write was served.
+    assert!(
+        b.contains(&format!(
+            "virtio-blk backend: restart 1: epoch 1 crashed after {} requests served",
+            COUNT + blocks
+        )),
+        "{b}"
+    );
+    assert!(
+        b.contains("virtio-blk backend: 1 restarts, device epoch 2"),
+        "{b}"
+    );
+    assert!(
+        f.contains(
+            "virtio-blk frontend: flush: device restarted (epoch 2, disk kept), \
+             re-initialised, re-issued, done in "
+        ),
+        "{f}"
+    );
+    assert_eq!(
+        f.matches("device restarted").count(),
+        1,
+        "one recovery, in the flush: {f}"
+    );
+    assert!(
+        f.contains("1 resets, device epoch 2 (disk kept on restart)"),
+        "{f}"
+    );
+    let (writes, reads) = (number_after(fl, "("), number_after(fl, "writes,"));
+    assert_eq!(writes + reads, COUNT, "{f}");
+    // Served: the workload, the final pass, and the flush once (by the second life).
+    assert_eq!(number_after(bl, "("), reads + blocks, "{b}");
+    assert_eq!(number_after(bl, "reads,"), writes, "{b}");
+    assert_eq!(number_after(bl, "writes,"), 1, "one flush: {b}");
+    assert_eq!(
+        number_after(fl, "disk digest"),
+        number_after(bl, "disk digest"),
+        "{f}\n{b}"
+    );
+}
+
+/// The same with the disk re-created zeroed by the restart: the frontend, told so, reads
+/// and verifies every block again (zeros now) before it flushes again, and both sides end
+/// with the digest of a zero disk.
+#[test]
+fn a_restart_during_the_final_flush_that_zeroes_the_disk_is_verified_again() {
+    let blocks = (DISK / 4096) as u64;
+    let (f, b) = pair_or_hang(
+        format!("count={COUNT} seed=11 restart-disk=zero"),
+        format!(
+            "disk-size={DISK} restart-after={} restart-disk=zero",
+            COUNT + blocks
+        ),
+    );
+    let fl = f.lines().last().unwrap();
+    let bl = b.lines().last().unwrap();
+    assert!(
+        f.contains("virtio-blk frontend: flush: device restarted (epoch 2, disk zeroed)"),
+        "{f}"
+    );
+    assert!(
+        f.contains("virtio-blk frontend: the disk was zeroed meanwhile: every block again"),
+        "{f}"
+    );
+    let zeros = virtio_blk::disk_digest(&vec![0u8; DISK]);
+    assert_eq!(number_after(fl, "disk digest"), zeros, "{f}");
+    assert_eq!(number_after(bl, "disk digest"), zeros, "{b}");
+    // The final pass twice; the flush re-issued after the restart and again after the
+    // second pass, both served by the second life.
+    let writes = number_after(fl, "(");
+    let reads = number_after(fl, "writes,");
+    assert_eq!(number_after(bl, "("), reads + 2 * blocks, "{b}");
+    assert_eq!(number_after(bl, "reads,"), writes, "{b}");
+    assert_eq!(number_after(bl, "writes,"), 2, "{b}");
+}

@@ -15,6 +15,8 @@
 //! * [`backends`] — `no_std` block (RAM disk), entropy and console devices.
 //! * [`frontend`] and [`hal`] — virtio-drivers' `Transport` and `Hal` over the region, so
 //!   that crate's drivers run unchanged.
+//! * [`blk_flush`] — virtio-blk's flush that survives a device restart (`VirtIOBlk`'s
+//!   spins).
 //! * [`open`] — a device by name from the domain's manifest (`[[virtio]]`): its region,
 //!   doorbell port and parameters, checked for this domain's side.
 //!
@@ -45,6 +47,8 @@
 extern crate std;
 
 pub mod backends;
+#[allow(unsafe_code)]
+pub mod blk_flush;
 pub mod device;
 pub mod devices;
 pub mod frontend;

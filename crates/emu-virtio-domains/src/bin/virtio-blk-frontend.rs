@@ -17,7 +17,9 @@
 //! A device that restarts (a new epoch in the region) or raises NEEDS_RESET ends the
 //! request with `Reset`: the driver is dropped, the DMA pool forgotten, a new driver
 //! initialised over the same link, and the request that was in flight issued again (a
-//! write is idempotent). Reads after a restart are checked like any other, so a write the
+//! write is idempotent). The final flush too: it goes through
+//! `staticbus_virtio_msg::blk_flush::BlkFlush`, which sleeps on the doorbell, not
+//! `VirtIOBlk::flush`, which spins on the used ring and would hang. Reads after a restart are checked like any other, so a write the
 //! device acknowledged before it died and lost would be found.
 
 use std::process::exit;
@@ -25,6 +27,7 @@ use std::process::exit;
 use staticbus_emu_virtio_domains::{digest, Op, Workload, BLOCK};
 use staticbus_guest::manifest::VirtioRole;
 use staticbus_guest::{Events, Platform};
+use staticbus_virtio_msg::blk_flush::{BlkFlush, FlushError};
 use staticbus_virtio_msg::frontend::{CallError, Link, MsgTransport};
 use staticbus_virtio_msg::hal::{DmaPool, PoolOf, RegionHal};
 use staticbus_virtio_msg::open::open;
@@ -134,6 +137,25 @@ impl<'l, E: Events> Device<'l, E> {
         Ok(())
     }
 
+    /// The final flush, on a flush driver of its own (`BlkFlush`; `VirtIOBlk::flush` spins
+    /// on the used ring and would never see a restart), re-initialised and re-issued for
+    /// as long as the device restarts, like the other requests.
+    fn flush(&mut self) {
+        // The flush driver owns queue 0: the block driver goes first.
+        self.blk = None;
+        loop {
+            // A fresh pool, as for every new driver.
+            Pool::pool().attach(*self.link.region(), self.guest_base);
+            match BlkFlush::<RegionHal<Pool>, E>::new(self.link).and_then(BlkFlush::flush) {
+                Ok(()) => return,
+                Err(FlushError::Reset) => {
+                    self.reset(format_args!("the flush ended with NEEDS_RESET"));
+                }
+                Err(e) => fail(format_args!("flush: {e}")),
+            }
+        }
+    }
+
     /// One request, re-issued over a new driver for as long as the device restarts.
     fn request(&mut self, op: Op, buf: &mut [u8; BLOCK]) {
         loop {
@@ -233,9 +255,7 @@ fn main() {
             ));
         }
     }
-    if let Err(e) = dev.driver().flush() {
-        fail(format_args!("flush: {e}"));
-    }
+    dev.flush();
     let resets = dev.resets;
     drop(dev);
     Pool::pool().detach();
