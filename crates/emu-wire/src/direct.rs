@@ -142,28 +142,9 @@ impl ReadOnlyMem {
     /// Maps `len` bytes of `fd` read-only (an `O_RDONLY` descriptor can be mapped no
     /// other way: the kernel refuses a writable shared mapping of it).
     pub fn map(fd: &std::os::fd::OwnedFd, len: usize) -> std::io::Result<ReadOnlyMem> {
-        if len == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "empty mapping",
-            ));
-        }
-        // SAFETY: a fresh shared read-only mapping at a kernel-chosen address, unmapped in
-        // `Drop`; no Rust reference into it outlives `self`.
-        let ptr = unsafe {
-            rustix::mm::mmap(
-                core::ptr::null_mut(),
-                len,
-                rustix::mm::ProtFlags::READ,
-                rustix::mm::MapFlags::SHARED,
-                fd,
-                0,
-            )?
-        };
-        Ok(ReadOnlyMem {
-            ptr: ptr.cast(),
-            len,
-        })
+        use std::os::fd::AsFd;
+        let ptr = crate::map_shared(fd.as_fd(), len, rustix::mm::ProtFlags::empty())?;
+        Ok(ReadOnlyMem { ptr, len })
     }
 
     /// The mapping as 32-bit atomic words (load them only: the pages are read-only).
@@ -176,7 +157,7 @@ impl ReadOnlyMem {
 impl Drop for ReadOnlyMem {
     fn drop(&mut self) {
         // SAFETY: exactly the mapping made in `map`.
-        let _ = unsafe { rustix::mm::munmap(self.ptr.cast(), self.len) };
+        unsafe { crate::unmap_shared(self.ptr, self.len) };
     }
 }
 

@@ -102,6 +102,46 @@ impl Control {
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::AtomicU64;
 
+/// Maps `len` bytes of `fd` shared at a kernel-chosen address, readable and with `extra`
+/// protections (`WRITE`, or none for a read-only peer's page); the caller unmaps it with
+/// [`unmap_shared`]. An empty mapping is refused.
+pub(crate) fn map_shared(
+    fd: BorrowedFd<'_>,
+    len: usize,
+    extra: rustix::mm::ProtFlags,
+) -> std::io::Result<*mut u8> {
+    if len == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "empty mapping",
+        ));
+    }
+    // SAFETY: a fresh shared mapping of `len` bytes at a kernel-chosen address: it
+    // overlaps nothing Rust owns; the callers keep it until their `Drop` and tie every
+    // borrow into it to themselves.
+    let ptr = unsafe {
+        rustix::mm::mmap(
+            std::ptr::null_mut(),
+            len,
+            rustix::mm::ProtFlags::READ | extra,
+            rustix::mm::MapFlags::SHARED,
+            fd,
+            0,
+        )?
+    };
+    Ok(ptr.cast())
+}
+
+/// Unmaps what [`map_shared`] mapped.
+///
+/// # Safety
+/// `ptr` and `len` are exactly one mapping made by [`map_shared`], and nothing borrows it
+/// any more.
+pub(crate) unsafe fn unmap_shared(ptr: *mut u8, len: usize) {
+    // SAFETY: the caller's contract: exactly one live mapping, no borrows into it.
+    let _ = unsafe { rustix::mm::munmap(ptr.cast(), len) };
+}
+
 /// A shared mapping of a memfd (a domain's memory, or a shared region), unmapped on drop.
 /// All access goes through atomics or volatile copies, so it may be used from any thread.
 #[derive(Debug)]
@@ -135,30 +175,8 @@ impl SharedMem {
 
     /// Maps `len` bytes of an existing memfd.
     pub fn map(fd: OwnedFd, len: usize) -> std::io::Result<SharedMem> {
-        if len == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "empty mapping",
-            ));
-        }
-        // SAFETY: a fresh shared read-write mapping of `len` bytes at a kernel-chosen
-        // address; it stays mapped until `Drop`, and no Rust reference into it outlives
-        // `self` (every accessor borrows `self`).
-        let ptr = unsafe {
-            rustix::mm::mmap(
-                std::ptr::null_mut(),
-                len,
-                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
-                rustix::mm::MapFlags::SHARED,
-                &fd,
-                0,
-            )?
-        };
-        Ok(SharedMem {
-            fd,
-            ptr: ptr.cast(),
-            len,
-        })
+        let ptr = map_shared(fd.as_fd(), len, rustix::mm::ProtFlags::WRITE)?;
+        Ok(SharedMem { fd, ptr, len })
     }
 
     /// The memfd.
@@ -277,7 +295,7 @@ impl SharedMem {
 impl Drop for SharedMem {
     fn drop(&mut self) {
         // SAFETY: exactly the mapping made in `map`; no borrow of it outlives `self`.
-        let _ = unsafe { rustix::mm::munmap(self.ptr.cast(), self.len) };
+        unsafe { unmap_shared(self.ptr, self.len) };
     }
 }
 
