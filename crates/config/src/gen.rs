@@ -9,7 +9,7 @@
 
 use crate::model::*;
 use staticbus_abi::dt as b;
-use staticbus_dt::{resolve_references, CellValue, Node, Property, Tree};
+use staticbus_dt::{resolve_references, CellValue, ChunkKind, Node, Property, Tree};
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 
@@ -167,6 +167,19 @@ fn node_part(s: &str) -> String {
 /// Builds the host device tree of `sys`, merged into `base` when given.
 pub fn host_tree(sys: &System, base: Option<Tree>) -> Tree {
     let has_base = base.is_some();
+    let (mut tree, labels) = unresolved_host_tree(sys, base);
+    if has_base {
+        // The model only references labels it created, so resolution cannot fail.
+        let _ = resolve_references(&mut tree);
+    } else {
+        assign_end_phandles(&mut tree, &labels);
+    }
+    tree
+}
+
+/// [`host_tree`] before its references are resolved, with the labels of the ends.
+fn unresolved_host_tree(sys: &System, base: Option<Tree>) -> (Tree, EndLabels) {
+    let has_base = base.is_some();
     let mut tree = base.unwrap_or_else(|| {
         let mut t = Tree::default();
         t.root.set_prop(Property::u32s("#address-cells", &[2]));
@@ -321,16 +334,82 @@ pub fn host_tree(sys: &System, base: Option<Tree>) -> Tree {
             node.children.push(sn);
         }
     }
-    // The model only references labels it created, so resolution cannot fail.
-    let _ = resolve_references(&mut tree);
-    tree
+    (tree, labels)
+}
+
+/// What [`resolve_references`] does to a tree that holds nothing but what
+/// [`host_tree`] made without a base: no explicit phandles, no path references, and
+/// every reference one end's `<port &peer>` to the label of another end. dtc's
+/// `phandle_references` visits the references in tree order and gives each target
+/// without a phandle the next number from 1, appending `phandle = <N>` to it; here one
+/// pass over the tree finds that numbering (by end) and a second writes it, with no
+/// node paths, label maps of the whole tree or per-reference copies. The result is the
+/// same tree (`phandles_as_dtc_resolves` checks it against `resolve_references`).
+fn assign_end_phandles(tree: &mut Tree, labels: &EndLabels) {
+    let index: rustc_hash::FxHashMap<&str, usize> = labels
+        .at
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(k, r)| (&labels.text[r.clone()], k))
+        .collect();
+    // Phandle of each end (pair 2i and 2i+1), 0 while it has none.
+    let mut phandle = vec![0u32; 2 * labels.at.len()];
+    let mut next = 1;
+    fn number(
+        n: &Node,
+        index: &rustc_hash::FxHashMap<&str, usize>,
+        ph: &mut [u32],
+        next: &mut u32,
+    ) {
+        for p in &n.props {
+            for c in &p.chunks {
+                if let ChunkKind::Cells { elems, .. } = &c.kind {
+                    for r in elems.iter().filter_map(|e| e.reference.as_deref()) {
+                        let t = index[r];
+                        if ph[t] == 0 {
+                            ph[t] = *next;
+                            *next += 1;
+                        }
+                    }
+                }
+            }
+        }
+        for c in &n.children {
+            number(c, index, ph, next);
+        }
+    }
+    number(&tree.root, &index, &mut phandle, &mut next);
+    fn write(n: &mut Node, index: &rustc_hash::FxHashMap<&str, usize>, ph: &[u32]) {
+        for p in &mut n.props {
+            for c in &p.chunks {
+                if let ChunkKind::Cells { elems, .. } = &c.kind {
+                    for (k, e) in elems.iter().enumerate() {
+                        if let Some(r) = &e.reference {
+                            let off = c.offset as usize + 4 * k;
+                            p.value[off..off + 4]
+                                .copy_from_slice(&ph[index[r.as_str()]].to_be_bytes());
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(&t) = n.labels.first().and_then(|l| index.get(l.as_str())) {
+            if ph[t] != 0 {
+                n.props.push(Property::u32s("phandle", &[ph[t]]));
+            }
+        }
+        for c in &mut n.children {
+            write(c, index, ph);
+        }
+    }
+    write(&mut tree.root, &index, &phandle);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use staticbus_diag::Location;
-    use staticbus_dt::ChunkKind;
 
     fn end(domain: DomIdx, port: u32) -> EvtchnEnd {
         EvtchnEnd {
@@ -367,6 +446,44 @@ mod tests {
             panic!("cells");
         };
         (n.labels.clone(), elems[1].reference.clone())
+    }
+
+    /// The phandles [`assign_end_phandles`] gives are the ones `resolve_references`
+    /// (dtc's rules) gives the same tree: generated systems, loopback pairs, a dom0, and
+    /// every example.
+    #[test]
+    fn phandles_as_dtc_resolves() {
+        let mut systems = vec![
+            system(&[((0, 5), (1, 5)), ((0, 5), (1, 6)), ((1, 5), (0, 7))]),
+            system(&[((1, 3), (0, 9)), ((0, 2), (0, 4)), ((1, 1), (1, 2))]),
+        ];
+        let mut with_dom0 = system(&[((0, 5), (1, 5)), ((1, 6), (0, 6))]);
+        with_dom0.domains[0].dom0 = true;
+        systems.push(with_dom0);
+        let read = |text: &str, dir: &std::path::Path| {
+            let mut sources = staticbus_diag::Sources::new();
+            let file = sources.add_text("t.toml", text.to_string());
+            let ov = crate::desc::Overrides::default();
+            crate::desc::read_description(file, text, "t", dir, &ov).0
+        };
+        systems.extend(read(&crate::synth::description(7, 40), ".".as_ref()));
+        let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+        let mut n = 0;
+        for e in std::fs::read_dir(examples).expect("examples/") {
+            let dir = e.expect("an entry").path();
+            if let Ok(text) = std::fs::read_to_string(dir.join("system.toml")) {
+                systems.extend(read(&text, &dir));
+                n += 1;
+            }
+        }
+        assert!(n > 10, "the examples were found");
+        for sys in &systems {
+            let (mut fast, labels) = unresolved_host_tree(sys, None);
+            let mut dtc = fast.clone();
+            assert!(resolve_references(&mut dtc).is_empty());
+            assign_end_phandles(&mut fast, &labels);
+            assert_eq!(fast, dtc, "{}", sys.name);
+        }
     }
 
     #[test]
