@@ -151,12 +151,12 @@ impl Region {
             // alignment.
             *b = unsafe { src.add(i).read_volatile() };
         }
-        for w in 0..words {
-            let at = lead + 8 * w;
-            // SAFETY: `src + lead` is 8-aligned and `at + 8 <= lead + 8 * words <= n`:
-            // an aligned word inside the checked range.
-            let word = unsafe { src.add(at).cast::<u64>().read_volatile() };
-            buf[at..at + 8].copy_from_slice(&word.to_ne_bytes());
+        // One chunk per word, without a bounds check per word.
+        for (w, chunk) in buf[lead..lead + 8 * words].chunks_exact_mut(8).enumerate() {
+            // SAFETY: `src + lead` is 8-aligned and `lead + 8 * w + 8 <= lead + 8 * words
+            // <= n`: an aligned word inside the checked range.
+            let word = unsafe { src.add(lead + 8 * w).cast::<u64>().read_volatile() };
+            chunk.copy_from_slice(&word.to_ne_bytes());
         }
         let done = lead + 8 * words;
         for (i, b) in buf[done..].iter_mut().enumerate() {
@@ -191,14 +191,14 @@ impl Region {
             // SAFETY: `i < lead <= n`: in bounds of the checked range.
             unsafe { dst.add(i).write_volatile(b) };
         }
-        for w in 0..words {
-            let at = lead + 8 * w;
+        // One chunk per word, without a bounds check per word.
+        for (w, chunk) in buf[lead..lead + 8 * words].chunks_exact(8).enumerate() {
             let mut word = [0u8; 8];
-            word.copy_from_slice(&buf[at..at + 8]);
-            // SAFETY: `dst + lead` is 8-aligned and `at + 8 <= n`: an aligned word inside
-            // the checked range.
+            word.copy_from_slice(chunk);
+            // SAFETY: `dst + lead` is 8-aligned and `lead + 8 * w + 8 <= n`: an aligned
+            // word inside the checked range.
             unsafe {
-                dst.add(at)
+                dst.add(lead + 8 * w)
                     .cast::<u64>()
                     .write_volatile(u64::from_ne_bytes(word))
             };

@@ -299,12 +299,14 @@ const fn header_word(len: u32, stamp: u32) -> u64 {
 }
 
 /// The data-area region offset of byte index `index`.
+#[inline]
 fn data_at(cap: u64, index: u64) -> usize {
     DATA_OFFSET + (index & (cap - 1)) as usize
 }
 
 /// Loads the header at byte index `index` (acquire): `(length, stamp)`. A header that
 /// cannot be read (impossible once attached) reads as zero, i.e. not committed.
+#[inline]
 fn load_header(region: &Region, cap: u64, index: u64) -> (u32, u32) {
     let w = region
         .load_le::<u64>(data_at(cap, index), Ordering::Acquire)
@@ -327,6 +329,7 @@ struct Rec {
 /// `stamp(at)` (nothing committed yet), `Err` if it does but the record is malformed (a
 /// wrap marker at offset 0 or not followed by a committed record at offset 0, a length
 /// above `max`, a record crossing the end of the data area). At most two header reads.
+#[inline(always)]
 fn committed(region: &Region, cap: u64, max: usize, at: u64) -> Result<Option<Rec>, Broken> {
     let (mut len, st) = load_header(region, cap, at);
     if st != stamp(at) {
@@ -447,6 +450,7 @@ impl Core {
         self.offsets.1
     }
 
+    #[inline]
     fn check(&self) -> Result<(), Error> {
         match self.broken {
             Some(b) => Err(Error::PeerBroken(b)),
@@ -468,6 +472,7 @@ impl Core {
             .store_le::<u32>(self.own_flags(), v, Ordering::SeqCst);
     }
 
+    #[inline]
     fn clear_wait(&mut self) {
         if self.waiting {
             self.waiting = false;
@@ -514,6 +519,7 @@ impl Core {
 
     /// One commit or release moved the own index to `idx`: publishes it every
     /// `batch`-th time. Returns whether to notify the peer.
+    #[inline]
     fn advance(&mut self, idx: u64) -> Result<bool, Error> {
         self.pending += 1;
         if self.pending < self.batch {
@@ -693,6 +699,7 @@ impl Producer {
 
     /// `(skip, record position, record size)` for `len`, or `Full`: the wrap gap, the
     /// record and the 8-byte header position after it must all be free.
+    #[inline]
     fn place(&self, len: usize, tail: u64) -> Result<(u64, u64, u64), Error> {
         let size = (RECORD_HEADER + pad(len)) as u64;
         let free = self.core.cap - self.head.wrapping_sub(tail);
@@ -748,9 +755,14 @@ impl Producer {
 
     /// Copies `msg` into a new record and commits it. Returns whether the consumer should
     /// be notified.
+    #[inline]
     pub fn send(&mut self, msg: &[u8]) -> Result<bool, Error> {
         let g = self.reserve(msg.len())?;
-        g.write(0, msg)?;
+        // `Grant::write(0, msg)` without its range check: `msg` is the grant's length.
+        g.p.core
+            .region
+            .write_bytes(g.payload_offset(), msg)
+            .map_err(|_| Error::OutOfBounds)?;
         g.commit()
     }
 
@@ -1007,7 +1019,7 @@ impl Consumer {
 
     /// The record committed at the tail, validated, if any (one header read, two after a
     /// wrap marker; the shared head is not read).
-    #[inline]
+    #[inline(always)]
     fn next_record(&mut self) -> Result<Option<Rec>, Error> {
         let (cap, t) = (self.core.cap, self.tail);
         let rec = match committed(&self.core.region, cap, self.core.max, t) {
@@ -1036,6 +1048,7 @@ impl Consumer {
     }
 
     /// Whether the head seen last is past the tail.
+    #[inline]
     fn head_ahead(&self) -> bool {
         let ahead = self.seen_head.wrapping_sub(self.tail);
         ahead != 0 && ahead <= self.core.cap
@@ -1075,16 +1088,23 @@ impl Consumer {
 
     /// Copies the oldest message into `buf` and releases it. `Ok(None)`: the queue is
     /// empty. `Err(BufferTooSmall)`: the message stays queued.
+    #[inline]
     pub fn recv(&mut self, buf: &mut [u8]) -> Result<Option<Received>, Error> {
         let Some(m) = self.peek()? else {
             return Ok(None);
         };
-        let len = m.len();
+        let (off, len, advance) = (m.off, m.len, m.advance);
         let Some(dst) = buf.get_mut(..len) else {
             return Err(Error::BufferTooSmall { len });
         };
-        m.read(0, dst)?;
-        let notify = m.release()?;
+        // `Msg::read` + `Msg::release` without the second range check: the whole
+        // payload, `off..off + len`, is the record `next_record` validated.
+        self.core
+            .region
+            .read_bytes(off, dst)
+            .map_err(|_| Error::OutOfBounds)?;
+        self.tail = self.tail.wrapping_add(advance);
+        let notify = self.core.advance(self.tail)?;
         Ok(Some(Received { len, notify }))
     }
 
