@@ -259,6 +259,21 @@ impl Region {
         Some(T::from_le(T::load(self.atomic::<T>(offset)?, order)))
     }
 
+    /// Writes `value` as the little-endian `T` at `offset` with one plain (volatile, not
+    /// atomic) aligned write: what [`Region::write_bytes`] does for `T::SIZE` bytes at an
+    /// aligned offset, without its alignment and length cases (`None`: out of bounds or
+    /// misaligned, nothing written). For bytes no peer reads before a later release store
+    /// publishes them.
+    #[inline]
+    pub fn write_plain_le<T: Word>(&self, offset: usize, value: T) -> Option<()> {
+        let p = self.aligned(offset, T::SIZE)?;
+        // SAFETY: `p` is aligned to `T::SIZE` and `[p, p + T::SIZE)` is inside the region
+        // (checked by `aligned`), valid for writes by `Region::new`'s contract; a volatile
+        // write of a plain integer, like the words of `write_bytes`.
+        unsafe { p.as_ptr().cast::<T>().write_volatile(value.to_le()) };
+        Some(())
+    }
+
     /// Stores `value` as the little-endian `T` field at `offset` with one atomic store of
     /// `order` (`None`: out of bounds or misaligned, nothing stored).
     #[inline]
@@ -473,6 +488,28 @@ mod tests {
         assert!(r.atomic::<u64>(24).is_some());
         assert!(r.atomic::<u64>(32).is_none());
         assert!(r.atomic::<u64>(usize::MAX - 3).is_none());
+    }
+
+    #[test]
+    fn plain_word_writes_check_bounds_and_alignment() {
+        let mem = Backing::new(32);
+        let r = mem.region(32);
+        r.write_bytes(0, &[0xaa; 32]).unwrap();
+        assert_eq!(r.write_plain_le::<u64>(8, 0x0807_0605_0403_0201), Some(()));
+        assert_eq!(r.write_plain_le::<u16>(30, 0x0201), Some(()));
+        let mut b = [0u8; 32];
+        r.read_bytes(0, &mut b).unwrap();
+        assert_eq!(&b[8..16], &[1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(&b[30..], &[1, 2]);
+        assert_eq!(r.load_le::<u64>(8, SeqCst), Some(0x0807_0605_0403_0201));
+        // Misaligned, past the end, or wrapping: nothing written.
+        assert!(r.write_plain_le::<u64>(4, 0).is_none());
+        assert!(r.write_plain_le::<u64>(32, 0).is_none());
+        assert!(r.write_plain_le::<u32>(30, 0).is_none());
+        assert!(r.write_plain_le::<u64>(usize::MAX - 7, 0).is_none());
+        r.read_bytes(0, &mut b).unwrap();
+        assert_eq!(&b[..8], &[0xaa; 8]);
+        assert_eq!(&b[16..30], &[0xaa; 14]);
     }
 
     #[test]

@@ -897,12 +897,12 @@ impl Grant<'_> {
                 Ordering::Relaxed,
             );
         }
-        // A plain 8-byte write: nothing reads these bytes before the release store below
+        // A plain 8-byte write (one aligned volatile word): nothing reads these bytes before the release store below
         // publishes them (they lie between the head and `tail + cap`, outside every record
         // the consumer may be reading or polling). Plain like the payload, it also keeps
         // Miri's mixed atomic/plain bookkeeping out of a consistency check of older
         // nightlies (atomic store after a partial payload write over an earlier header).
-        let _ = r.write_bytes(data_at(cap, end), &[0; RECORD_HEADER]);
+        let _ = r.write_plain_le::<u64>(data_at(cap, end), 0);
         let first = if self.skip > 0 { WRAP } else { len };
         let _ = r.store_le::<u64>(
             data_at(cap, head),
