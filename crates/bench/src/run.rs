@@ -627,6 +627,27 @@ impl Figure {
     }
 }
 
+/// The placement figure of a suite: the cache-line one-way p50 measured at the suite's
+/// start (the placement its line printed), not the latency test's ping-pong, which runs
+/// last and is only that test's reference.
+fn placement_figure(start_line_p50: f64) -> Figure {
+    Figure {
+        name: "vCPU placement at the start: cache-line one-way p50, ns".into(),
+        value: start_line_p50,
+        bar: None,
+    }
+}
+
+/// One cell of the `ci` spread table: the value, and for the placement figure the
+/// placement it means.
+fn spread_cell(f: &Figure) -> String {
+    if f.name.starts_with("vCPU placement") {
+        format!("{:.0} ({})", f.value, refs::placement(f.value))
+    } else {
+        format!("{:.2}", f.value)
+    }
+}
+
 /// What a suite measured, for the spread of several suites (`ci`).
 pub struct SuiteSummary {
     /// The figures, in order.
@@ -789,11 +810,7 @@ pub fn suite(reps: usize) -> Res<SuiteSummary> {
         value: ratio,
         bar: Some((false, 1.5)),
     });
-    figures.push(Figure {
-        name: "cache-line one-way p50, ns (placement)".into(),
-        value: c50,
-        bar: None,
-    });
+    figures.push(placement_figure(first_line.p50));
     #[cfg(feature = "iceoryx2")]
     {
         let (i50, i99) = (median(i50), median(i99));
@@ -835,7 +852,7 @@ pub fn ci(runs: usize, gap: std::time::Duration, reps: usize) -> Res {
         let v: Vec<f64> = all.iter().map(|s| s.figures[i].value).collect();
         let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let cells: Vec<String> = v.iter().map(|x| format!("{x:.2}")).collect();
+        let cells: Vec<String> = all.iter().map(|s| spread_cell(&s.figures[i])).collect();
         let bar = match f.bar {
             Some((true, b)) => format!("≥ {b}"),
             Some((false, b)) => format!("≤ {b}"),
@@ -875,4 +892,31 @@ pub fn ci(runs: usize, gap: std::time::Duration, reps: usize) -> Res {
     let total: usize = all.iter().map(|s| s.noisy.1).sum();
     println!("\n{noisy} of {total} repetitions noisy over all runs.");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_placement_figure_is_the_start_measurement() {
+        // A suite that started close (40 ns) and whose latency test's ping-pong later
+        // read 90 ns reports the start.
+        let f = placement_figure(40.0);
+        assert_eq!(f.value, 40.0);
+        assert!(f.bar.is_none());
+        assert_eq!(spread_cell(&f), format!("40 ({})", refs::placement(40.0)));
+        let far = placement_figure(refs::CLOSE_BELOW_NS + 50.0);
+        assert!(
+            spread_cell(&far).ends_with("(apart)"),
+            "{}",
+            spread_cell(&far)
+        );
+        let ratio = Figure {
+            name: "64 B queue / slot ring".into(),
+            value: 0.333,
+            bar: Some((true, 0.7)),
+        };
+        assert_eq!(spread_cell(&ratio), "0.33");
+    }
 }
