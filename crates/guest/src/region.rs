@@ -228,6 +228,25 @@ impl Region {
         let _ = offset;
     }
 
+    /// Hints the CPU to fetch the cache line holding `offset` for reading (x86-64
+    /// `prefetcht0`; nothing elsewhere or when out of bounds). Never faults, never changes
+    /// memory. A reader that knows which lines it will read next (the queue's consumer:
+    /// the records below the published head) can so have their cache-line transfers in
+    /// flight together instead of one after another.
+    #[inline]
+    pub fn prefetch_read(&self, offset: usize) {
+        #[cfg(all(target_arch = "x86_64", not(miri)))]
+        if offset < self.len {
+            // SAFETY: `offset < self.len`, so the address is inside the region; and
+            // `prefetcht0` is a hint that never faults and changes no memory or flags.
+            unsafe {
+                core::arch::asm!("prefetcht0 [{}]", in(reg) self.base.as_ptr().add(offset), options(nostack, preserves_flags, readonly));
+            }
+        }
+        #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+        let _ = offset;
+    }
+
     #[inline]
     fn aligned(&self, offset: usize, size: usize) -> Option<NonNull<u8>> {
         self.check(offset, size).ok()?;
@@ -465,6 +484,7 @@ mod tests {
         r.write_bytes(0, &[0x5a; 64]).unwrap();
         for at in [0, 1, 63, 64, 4096, usize::MAX] {
             r.prefetch_write(at);
+            r.prefetch_read(at);
         }
         let mut all = [0u8; 64];
         r.read_bytes(0, &mut all).unwrap();
