@@ -39,6 +39,9 @@ impl Builder<'_> {
                 used.entry(e.domain).or_default().insert(p);
             }
         }
+        // Per domain, a port below which every port is taken: ports are only ever added,
+        // so the first free one is never below the last one found.
+        let mut from = vec![1u32; self.sys.domains.len()];
         let reqs = std::mem::take(&mut self.given.ports);
         for (pi, first, p) in reqs {
             if p.is_some() {
@@ -52,9 +55,13 @@ impl Builder<'_> {
             };
             let dom = &self.sys.domains[e.domain];
             let set = used.entry(e.domain).or_default();
-            match (1..=dom.max_port()).find(|p| !set.contains(p)) {
+            let start = from.get(e.domain).copied().unwrap_or(1);
+            match (start..=dom.max_port()).find(|p| !set.contains(p)) {
                 Some(p) => {
                     set.insert(p);
+                    if let Some(f) = from.get_mut(e.domain) {
+                        *f = p + 1;
+                    }
                     e.port = p;
                 }
                 None => {

@@ -61,6 +61,8 @@ struct Builder<'a> {
     diags: Diagnostics,
     given: Given,
     base_platform: Option<Platform>,
+    /// `dom_ref`'s index: the first domain of each name among the first `.1` domains.
+    domain_names: (rustc_hash::FxHashMap<String, DomIdx>, usize),
 }
 
 impl Builder<'_> {

@@ -69,6 +69,7 @@ pub fn read_description(
         diags: Diagnostics::new(),
         given: Given::default(),
         base_platform: overrides.base_platform.clone(),
+        domain_names: Default::default(),
     };
     b.build(&desc, overrides);
     diags.extend(b.diags);
@@ -590,7 +591,14 @@ impl Builder<'_> {
     }
 
     pub(super) fn dom_ref(&mut self, name: &str, loc: Location) -> Option<DomIdx> {
-        let found = self.sys.domain_index(name);
+        // The first domain of each name, as `System::domain_index` finds it, indexed up
+        // to the domains known so far.
+        let known = &mut self.domain_names;
+        for (i, d) in self.sys.domains.iter().enumerate().skip(known.1) {
+            known.0.entry(d.name.clone()).or_insert(i);
+        }
+        known.1 = self.sys.domains.len();
+        let found = known.0.get(name).copied();
         if found.is_none() {
             let known: Vec<&str> = self.sys.domains.iter().map(|d| d.name.as_str()).collect();
             let msg = format!("no domain is named `{name}`");
