@@ -33,7 +33,7 @@ fn the_emulated_blk_benchmark_checks_the_file_and_prints_its_figures() {
     let example = root().join("examples/virtio-blk-bench/system.toml");
     let text = std::fs::read_to_string(&example).unwrap();
     let (big_args, small_args) = (
-        r#""virtio-blk-bench.raw", "5", "20000", "4""#,
+        r#""virtio-blk-bench.raw", "5", "20000", "8""#,
         r#""virtio-blk-bench.raw", "2", "40", "1""#,
     );
     let (big_file, small_file) = (
@@ -92,6 +92,7 @@ fn the_emulated_blk_benchmark_checks_the_file_and_prints_its_figures() {
                 "requests/s",
                 "MiB/s",
                 "ratio-to-pread=",
+                "round-ratios=",
                 "doorbells/request=",
             ] {
                 assert!(f.contains(key), "{f}");

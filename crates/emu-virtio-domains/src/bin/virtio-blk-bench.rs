@@ -26,8 +26,9 @@
 //! from a wait on the doorbell port).
 //!
 //! It prints a `round N PATH LOAD …` line per measurement, then one `figure` line per
-//! path and load with the median over the rounds (IOPS, MiB/s, the ratio to `pread` of
-//! the same round's median, doorbells and wake-ups per request), and at last
+//! path and load with the median over the rounds (IOPS, MiB/s, the ratio of the medians
+//! to `pread`'s, the range and median of each round's ratio to the same round's `pread`,
+//! doorbells and wake-ups per request), and at last
 //! `PASS virtio-blk-bench rounds=… random=… seq-passes=… bytes=… checked=… requests=…
 //! device-requests=…` (`requests`: the timed ones; `device-requests`: with the check's).
 //! Benchmark figures only: nothing here is asserted about time.
@@ -370,11 +371,22 @@ fn main() {
             let mib_s = median(v.iter().map(|s| s.mib_s).collect());
             let sends = median(v.iter().map(|s| s.sends).collect());
             let wakes = median(v.iter().map(|s| s.wakes).collect());
+            // Each round against the same round's pread.
+            let mut ratios: Vec<f64> = v
+                .iter()
+                .zip(&samples[l * PATHS.len()])
+                .map(|(s, p)| s.per_s / p.per_s.max(1e-9))
+                .collect();
+            ratios.sort_by(|a, b| a.total_cmp(b));
             println!(
                 "figure {load} {path}: {per_s:.0} requests/s {mib_s:.1} MiB/s \
-                 ratio-to-pread={:.3} doorbells/request={sends:.3} wakeups/request={wakes:.3} \
+                 ratio-to-pread={:.3} round-ratios={:.3}..{:.3} median={:.3} \
+                 doorbells/request={sends:.3} wakeups/request={wakes:.3} \
                  (median of {rounds} rounds)",
-                per_s / pread.max(1e-9)
+                per_s / pread.max(1e-9),
+                ratios[0],
+                ratios[ratios.len() - 1],
+                median(ratios.clone()),
             );
         }
     }
