@@ -897,9 +897,9 @@ impl Grant<'_> {
                 Ordering::Relaxed,
             );
         }
-        // A plain 8-byte write (one aligned volatile word): nothing reads these bytes before the release store below
-        // publishes them (they lie between the head and `tail + cap`, outside every record
-        // the consumer may be reading or polling). Plain like the payload, it also keeps
+        // A plain 8-byte write (one aligned volatile word): nothing reads these bytes
+        // before the release store below publishes them (they lie between the head and
+        // `tail + cap`, outside every record the consumer may be reading or polling). Plain like the payload, it also keeps
         // Miri's mixed atomic/plain bookkeeping out of a consistency check of older
         // nightlies (atomic store after a partial payload write over an earlier header).
         let _ = r.write_plain_le::<u64>(data_at(cap, end), 0);
@@ -1142,18 +1142,17 @@ impl Consumer {
         let Some(m) = self.peek()? else {
             return Ok(None);
         };
-        let (off, len, advance) = (m.off, m.len, m.advance);
+        let len = m.len;
         let Some(dst) = buf.get_mut(..len) else {
             return Err(Error::BufferTooSmall { len });
         };
-        // `Msg::read` + `Msg::release` without the second range check: the whole
-        // payload, `off..off + len`, is the record `next_record` validated.
-        self.core
+        // `Msg::read` without its second range check: the whole payload,
+        // `off..off + len`, is the record `next_record` validated.
+        m.c.core
             .region
-            .read_bytes(off, dst)
+            .read_bytes(m.off, dst)
             .map_err(|_| Error::OutOfBounds)?;
-        self.tail = self.tail.wrapping_add(advance);
-        let notify = self.core.advance(self.tail)?;
+        let notify = m.release()?;
         Ok(Some(Received { len, notify }))
     }
 
@@ -1265,6 +1264,7 @@ impl Msg<'_> {
     /// and publishes the tail (release ordering) — on every release, or every `n`-th with
     /// [`Consumer::set_batch`]. Returns whether the producer should be notified (its
     /// NEED_WAKEUP flag was set when the tail was published).
+    #[inline]
     pub fn release(self) -> Result<bool, Error> {
         let c = self.c;
         c.tail = c.tail.wrapping_add(self.advance);
